@@ -1,0 +1,462 @@
+"""The shared base of every Bayesian layer: posterior, prior, KL and noise.
+
+Every Bayesian layer in bayesseg derives from :class:`BayesianLayer`, which
+owns, once for all ranks and estimators:
+
+* the mean-field Normal posterior of each weight tensor: a ``loc`` variable
+  (initialised like the matching Keras layer's weight) and an unconstrained
+  ``rho`` variable with ``scale = softplus(rho)``, initialised so that the
+  scale equals ``posterior_scale_init`` (1e-3 by default: a fresh Bayesian
+  network starts next to its deterministic twin);
+* the prior (``bayesseg.priors``) and the unscaled KL divergence, closed form
+  when TensorFlow Probability registers one, a seeded Monte Carlo estimate
+  otherwise;
+* stateless noise: every sampled call draws from stateless random ops seeded
+  by ``(layer seed, noise step, replica id)``. The noise step is a saved,
+  non-trainable counter advanced by one per sampled call, so noise differs
+  between replicas of a ``tf.distribute`` strategy and a model resumed from a
+  checkpoint draws exactly what the uninterrupted run would have drawn;
+* the ``sampling`` switch ("sample" or "mean"), independent of ``training``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Iterator
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from bayesseg import priors as priors_lib
+
+tfd = tfp.distributions
+
+__all__ = [
+    "BayesianLayer",
+    "bayesian_layers",
+    "kl_divergence",
+    "set_sampling",
+    "sampling_mode",
+]
+
+SAMPLING_MODES = ("sample", "mean")
+# Distinct streams derived from one call's seed: weight noise, bias noise,
+# Flipout input signs, Flipout output signs, Monte Carlo KL.
+_STREAM_KERNEL, _STREAM_BIAS, _STREAM_SIGN_IN, _STREAM_SIGN_OUT, _STREAM_KL = range(5)
+
+
+def inverse_softplus(x: float) -> float:
+    """Return ``rho`` with ``softplus(rho) == x`` (x > 0), stable for tiny x."""
+    return x + math.log(-math.expm1(-x))
+
+
+def check_sampling(sampling: str) -> str:
+    if sampling not in SAMPLING_MODES:
+        raise ValueError(
+            f"Argument `sampling` must be one of {SAMPLING_MODES}. "
+            f"Received: sampling={sampling!r}"
+        )
+    return sampling
+
+
+def check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+    return value
+
+
+def fold_in(seed: tf.Tensor, stream: int) -> tf.Tensor:
+    """Derive an independent stateless seed for one noise stream."""
+    return tf.random.experimental.stateless_fold_in(seed, stream)
+
+
+def random_signs(shape, seed: tf.Tensor, dtype) -> tf.Tensor:
+    """Rademacher (+1/-1) tensor drawn from a stateless seed."""
+    bits = tf.random.stateless_uniform(shape, seed, minval=0, maxval=2, dtype=tf.int32)
+    return tf.cast(2 * bits - 1, dtype)
+
+
+@keras.saving.register_keras_serializable(package="bayesseg")
+class BayesianLayer(keras.layers.Layer):
+    """Base class of bayesseg's Bayesian layers.
+
+    Subclasses create their weights with :meth:`add_posterior` (a Bayesian
+    weight) in ``build`` and draw noise in ``call`` from :meth:`next_seed`.
+    The base class provides the posterior, the prior, the KL divergence and
+    the sampling switch; it never scales the KL (the ELBO does).
+
+    Args:
+        prior: a ``bayesseg.priors.Prior`` or a positive float (the scale of a
+            zero-mean Normal prior). Default ``Normal(1.0)``.
+        posterior_scale_init: float > 0, the initial posterior standard
+            deviation of every Bayesian weight. Default 1e-3.
+        bayesian_bias: bool, whether the bias has a Normal posterior (True) or
+            is a deterministic weight (False, default).
+        sampling: "sample" (default) draws weights on every call, in ``fit``,
+            ``evaluate`` and ``predict`` alike; "mean" uses the posterior mean.
+            Independent of ``training``; switch a whole model with
+            :func:`set_sampling` or :func:`sampling_mode`.
+        kl_samples: int >= 1, Monte Carlo samples for the KL when the prior
+            has no closed-form KL (e.g. ``ScaleMixture``). Default 1.
+        seed: int, the layer's noise seed. Default: drawn from Python's
+            ``random`` module (seeded by ``keras.utils.set_random_seed``) and
+            stored in the config, so a reloaded model draws the same noise.
+        **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+
+    Example:
+
+    >>> import bayesseg as bs, numpy as np
+    >>> layer = bs.layers.DenseFlipout(3)
+    >>> y = layer(np.ones((2, 4), "float32"))
+    >>> float(layer.kl_divergence()) > 0
+    True
+    """
+
+    def __init__(
+        self,
+        prior=None,
+        posterior_scale_init: float = 1e-3,
+        bayesian_bias: bool = False,
+        sampling: str = "sample",
+        kl_samples: int = 1,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.prior = priors_lib.get(prior)
+        self.posterior_scale_init = priors_lib._check_positive(
+            "posterior_scale_init", posterior_scale_init
+        )
+        self.bayesian_bias = bool(bayesian_bias)
+        self.sampling = check_sampling(sampling)
+        self.kl_samples = check_positive_int("kl_samples", kl_samples)
+        if seed is None:
+            seed = random.randrange(2**31 - 1)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(
+                f"Argument `seed` must be an integer. Received: seed={seed!r}"
+            )
+        self.seed = seed
+        self._posterior_names: list[str] = []
+
+    # ------------------------------------------------------------------ weights
+    def add_posterior(self, name: str, shape, initializer) -> None:
+        """Create the posterior of a Bayesian weight: ``{name}_loc``, ``{name}_rho``.
+
+        Args:
+            name: str, the weight's name ("kernel", "bias", ...).
+            shape: tuple of ints, the weight's shape.
+            initializer: initializer of the posterior mean (the Keras layer's
+                weight initializer, so ``loc`` starts where Keras would).
+        """
+        loc = self.add_weight(
+            name=f"{name}_loc", shape=shape, initializer=initializer, trainable=True
+        )
+        rho = self.add_weight(
+            name=f"{name}_rho",
+            shape=shape,
+            initializer=keras.initializers.Constant(
+                inverse_softplus(self.posterior_scale_init)
+            ),
+            trainable=True,
+        )
+        setattr(self, f"{name}_loc", loc)
+        setattr(self, f"{name}_rho", rho)
+        self._posterior_names.append(name)
+
+    def build_noise_state(self) -> None:
+        """Create the saved noise counter; call once at the end of ``build``."""
+        # "only_first_replica": each replica may advance it inside a replica
+        # context; all replicas hold the same count, the replica id is folded
+        # into the seed instead.
+        self.noise_step = self.add_weight(
+            name="noise_step",
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+
+    @property
+    def posterior_names(self) -> tuple[str, ...]:
+        """Names of the Bayesian weights of this layer (e.g. ``("kernel",)``)."""
+        return tuple(self._posterior_names)
+
+    def posterior_loc(self, name: str):
+        """The posterior mean variable of weight ``name``."""
+        return getattr(self, f"{name}_loc")
+
+    def posterior_scale(self, name: str) -> tf.Tensor:
+        """The posterior standard deviation ``softplus(rho)`` of weight ``name``."""
+        return tf.nn.softplus(getattr(self, f"{name}_rho"))
+
+    def posterior(self, name: str) -> tfd.Distribution:
+        """The posterior of weight ``name`` as a float32 ``tfd.Normal``."""
+        loc = tf.cast(self.posterior_loc(name), tf.float32)
+        rho = tf.cast(getattr(self, f"{name}_rho"), tf.float32)
+        return tfd.Normal(loc, tf.nn.softplus(rho))
+
+    # -------------------------------------------------------------------- noise
+    @property
+    def sampling_active(self) -> bool:
+        return self.sampling == "sample"
+
+    def next_seed(self) -> tf.Tensor:
+        """Seed of this sampled call; advances the noise counter by one.
+
+        The seed folds in the replica id under a ``tf.distribute`` strategy,
+        so replicas draw different noise from the same counter.
+        """
+        step = tf.convert_to_tensor(self.noise_step.value)
+        step = tf.identity(step)
+        self.noise_step.assign(step + 1)
+        seed = tf.stack([tf.constant(self.seed, tf.int64), step])
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            replica = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+            seed = tf.random.experimental.stateless_fold_in(seed, replica)
+        return seed
+
+    def sample_weight_noise(self, name: str, seed: tf.Tensor, stream: int, dtype):
+        """A perturbation ``scale * eps`` of weight ``name`` (one draw)."""
+        scale = tf.cast(self.posterior_scale(name), dtype)
+        eps = tf.random.stateless_normal(
+            tf.shape(scale), fold_in(seed, stream), dtype=dtype
+        )
+        return scale * eps
+
+    def sample_weight(self, name: str, seed: tf.Tensor, stream: int, dtype):
+        """One draw ``loc + scale * eps`` of weight ``name`` in ``dtype``."""
+        loc = tf.cast(self.posterior_loc(name), dtype)
+        return loc + self.sample_weight_noise(name, seed, stream, dtype)
+
+    def bias_value(self, dtype, seed: tf.Tensor | None):
+        """The bias for this call: a draw when Bayesian and sampling, else the mean."""
+        if not self.bayesian_bias:
+            return tf.cast(self.bias, dtype)
+        if seed is None:
+            return tf.cast(self.posterior_loc("bias"), dtype)
+        return self.sample_weight("bias", seed, _STREAM_BIAS, dtype)
+
+    # ----------------------------------------------------------------------- KL
+    def kl_terms(self, num_samples: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """The two parts of the unscaled KL: ``(cross_entropy, entropy)``.
+
+        ``KL(q || p) = cross_entropy(q, p) - entropy(q)``, summed over every
+        Bayesian weight of the layer, in float32. The entropy of the Normal
+        posterior is exact; the cross-entropy to the prior is exact when TFP
+        registers a closed form (Normal prior) and a Monte Carlo estimate with
+        ``num_samples`` draws (default ``kl_samples``) otherwise, seeded from
+        the layer seed and the current noise step (never the last forward
+        pass's draw). Posterior tempering (``ELBO(tempering="posterior")``)
+        weights the two parts differently.
+
+        Example:
+
+        >>> import bayesseg as bs, numpy as np
+        >>> layer = bs.layers.DenseReparameterization(2)
+        >>> _ = layer(np.ones((1, 3), "float32"))
+        >>> ce, ent = layer.kl_terms()
+        >>> bool(abs((ce - ent) - layer.kl_divergence()) < 1e-2)
+        True
+        """
+        self._check_built()
+        cross_entropy = tf.constant(0.0, tf.float32)
+        entropy = tf.constant(0.0, tf.float32)
+        for name in self._posterior_names:
+            q = self.posterior(name)
+            entropy += tf.reduce_sum(q.entropy())
+            cross_entropy += self._cross_entropy(name, q, num_samples)
+        return cross_entropy, entropy
+
+    def kl_divergence(self, num_samples: int | None = None) -> tf.Tensor:
+        """The layer's unscaled KL divergence ``KL(q(w) || p(w))`` (float32 scalar).
+
+        Closed form when TFP registers the pair (Normal posterior, Normal
+        prior), else ``cross_entropy_mc - entropy`` (see :meth:`kl_terms`).
+        Nothing here divides by the number of examples: the ELBO owns the
+        scaling.
+
+        Example:
+
+        >>> import bayesseg as bs, numpy as np
+        >>> layer = bs.layers.Conv2DFlipout(4, 3)
+        >>> _ = layer(np.ones((1, 8, 8, 1), "float32"))
+        >>> float(layer.kl_divergence()) > 0
+        True
+        """
+        self._check_built()
+        total = tf.constant(0.0, tf.float32)
+        for name in self._posterior_names:
+            q = self.posterior(name)
+            p = self.prior.distribution(q.batch_shape, tf.float32)
+            try:
+                kl = tfd.kl_divergence(q, p)
+            except NotImplementedError:
+                kl = self._cross_entropy(name, q, num_samples) - tf.reduce_sum(
+                    q.entropy()
+                )
+            total += tf.reduce_sum(kl)
+        return total
+
+    def _cross_entropy(self, name, q, num_samples) -> tf.Tensor:
+        p = self.prior.distribution(q.batch_shape, tf.float32)
+        try:
+            return tf.reduce_sum(q.cross_entropy(p))
+        except NotImplementedError:
+            pass
+        num_samples = check_positive_int(
+            "num_samples", self.kl_samples if num_samples is None else num_samples
+        )
+        seed = tf.stack(
+            [
+                tf.constant(self.seed, tf.int64),
+                tf.cast(tf.convert_to_tensor(self.noise_step.value), tf.int64),
+            ]
+        )
+        seed = fold_in(fold_in(seed, _STREAM_KL), self._posterior_names.index(name))
+        w = q.sample(num_samples, seed=seed)
+        return -tf.reduce_sum(p.log_prob(w)) / num_samples
+
+    def _check_built(self) -> None:
+        if not self.built:
+            raise ValueError(
+                f"Layer {self.name!r} has no weights yet: call it on an input (or "
+                "build it) before asking for its KL divergence."
+            )
+
+    # ------------------------------------------------------------------- config
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "prior": keras.saving.serialize_keras_object(self.prior),
+                "posterior_scale_init": self.posterior_scale_init,
+                "bayesian_bias": self.bayesian_bias,
+                "sampling": self.sampling,
+                "kl_samples": self.kl_samples,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def bayesian_layers(model: keras.layers.Layer) -> list[BayesianLayer]:
+    """All Bayesian layers inside ``model`` (nested models and RNN cells too).
+
+    Args:
+        model: a Keras model or layer.
+
+    Returns:
+        A list of :class:`BayesianLayer`, each once, in tracking order.
+
+    Example:
+
+    >>> import bayesseg as bs, keras
+    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
+    >>> [type(l).__name__ for l in bs.layers.bayesian_layers(model)]
+    ['DenseFlipout']
+    """
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(
+            f"Argument `model` must be a Keras model or layer. Received: {model!r}"
+        )
+    found, seen = [], set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, BayesianLayer) and id(layer) not in seen:
+            seen.add(id(layer))
+            found.append(layer)
+    return found
+
+
+def kl_divergence(
+    model: keras.layers.Layer, num_samples: int | None = None
+) -> tf.Tensor:
+    """Sum of the unscaled KL divergences of every Bayesian layer in ``model``.
+
+    This is the quantity the ELBO scales; it does not rely on
+    ``model.losses`` (bayesseg layers add no losses).
+
+    Args:
+        model: a built Keras model or layer.
+        num_samples: Monte Carlo samples for priors without closed-form KL.
+
+    Returns:
+        A float32 scalar tensor.
+
+    Raises:
+        ValueError: if ``model`` holds no Bayesian layer.
+
+    Example:
+
+    >>> import bayesseg as bs, keras
+    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
+    >>> kl = bs.kl_divergence(model)
+    """
+    layers = bayesian_layers(model)
+    if not layers:
+        raise ValueError(
+            f"Model {model.name!r} has no Bayesian layers, so it has no KL "
+            "divergence. Build it from bayesseg.layers (or convert it)."
+        )
+    return tf.add_n([layer.kl_divergence(num_samples) for layer in layers])
+
+
+def _reset_compiled_functions(model) -> None:
+    # Keras caches traced train/test/predict functions; the sampling switch is
+    # read when they are traced, so they must be traced again.
+    for attr in ("train_function", "test_function", "predict_function"):
+        if hasattr(model, attr):
+            setattr(model, attr, None)
+
+
+def set_sampling(model: keras.layers.Layer, mode: str) -> None:
+    """Set the sampling mode of every Bayesian layer in ``model``.
+
+    Args:
+        model: a Keras model or layer.
+        mode: "sample" (draw weights on every call) or "mean" (posterior mean).
+
+    Keras' cached ``fit``/``evaluate``/``predict`` functions are reset so the
+    new mode takes effect on the next call. Functions you wrapped in
+    ``tf.function`` yourself keep the mode they were traced with.
+
+    Example:
+
+    >>> import bayesseg as bs, keras
+    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
+    >>> bs.layers.set_sampling(model, "mean")
+    """
+    mode = check_sampling(mode)
+    for layer in bayesian_layers(model):
+        layer.sampling = mode
+    _reset_compiled_functions(model)
+
+
+@contextlib.contextmanager
+def sampling_mode(model: keras.layers.Layer, mode: str) -> Iterator[None]:
+    """Context manager: temporarily set the sampling mode of ``model``.
+
+    Example:
+
+    >>> import bayesseg as bs, keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
+    >>> with bs.layers.sampling_mode(model, "mean"):
+    ...     y = model.predict(np.ones((4, 3)), verbose=0)
+    """
+    mode = check_sampling(mode)
+    layers = bayesian_layers(model)
+    previous = [layer.sampling for layer in layers]
+    set_sampling(model, mode)
+    try:
+        yield
+    finally:
+        for layer, old in zip(layers, previous, strict=True):
+            layer.sampling = old
+        _reset_compiled_functions(model)
