@@ -206,7 +206,7 @@ class BaseConv(BayesianLayer):
 
     # ------------------------------------------------------------------- call
     def convolve(self, x, kernel):
-        """The deterministic (transposed) convolution of ``x`` with ``kernel``."""
+        """The (transposed) convolution of channels_last ``x`` with ``kernel``."""
         if self.transpose:
             return keras.ops.conv_transpose(
                 x,
@@ -214,7 +214,7 @@ class BaseConv(BayesianLayer):
                 strides=self.strides,
                 padding=self.padding,
                 output_padding=self.output_padding,
-                data_format=self.data_format,
+                data_format="channels_last",
                 dilation_rate=self.dilation_rate,
             )
         return keras.ops.conv(
@@ -222,23 +222,25 @@ class BaseConv(BayesianLayer):
             kernel,
             strides=self.strides,
             padding=self.padding,
-            data_format=self.data_format,
+            data_format="channels_last",
             dilation_rate=self.dilation_rate,
         )
 
     def _signs(self, x, channels, seed, stream):
         # One sign per example and channel, shared over the spatial axes (as
         # TFP's Flipout convolutions): per-pixel signs would not be a
-        # perturbation of a shared kernel.
+        # perturbation of a shared kernel. ``x`` is channels_last here.
         ones = tf.ones([self.rank], tf.int32)
-        if self.data_format == "channels_last":
-            shape = tf.concat([tf.shape(x)[:1], ones, [channels]], 0)
-        else:
-            shape = tf.concat([tf.shape(x)[:1], [channels], ones], 0)
+        shape = tf.concat([tf.shape(x)[:1], ones, [channels]], 0)
         return base.random_signs(shape, base.fold_in(seed, stream), x.dtype)
 
     def call(self, inputs):
         x = tf.convert_to_tensor(inputs)
+        channels_first = self.data_format == "channels_first"
+        if channels_first:
+            # TensorFlow's CPU kernels only take channels_last; computing in
+            # that layout everywhere keeps one code path for both formats.
+            x = tf.transpose(x, [0, *range(2, self.rank + 2), 1])
         dtype = x.dtype
         loc = tf.cast(self.kernel_loc, dtype)
         seed = self.next_seed() if self.sampling_active else None
@@ -249,19 +251,19 @@ class BaseConv(BayesianLayer):
             outputs = self.convolve(x, loc + delta)
         else:
             delta = self.sample_weight_noise("kernel", seed, base._STREAM_KERNEL, dtype)
-            in_channels = x.shape[self._channel_axis]
-            sign_in = self._signs(x, in_channels, seed, base._STREAM_SIGN_IN)
+            sign_in = self._signs(x, x.shape[-1], seed, base._STREAM_SIGN_IN)
             sign_out = self._signs(x, self.filters, seed, base._STREAM_SIGN_OUT)
             outputs = (
                 self.convolve(x, loc) + self.convolve(x * sign_in, delta) * sign_out
             )
         if self.use_bias:
-            bias = self.bias_value(dtype, seed)
-            if self.data_format == "channels_first":
-                bias = tf.reshape(bias, (self.filters,) + (1,) * self.rank)
-            outputs = outputs + bias
+            outputs = outputs + self.bias_value(dtype, seed)
         if self.activation is not None:
             outputs = self.activation(outputs)
+        if channels_first:
+            outputs = tf.transpose(
+                outputs, [0, self.rank + 1, *range(1, self.rank + 1)]
+            )
         return outputs
 
     # ----------------------------------------------------------------- shapes
