@@ -275,7 +275,7 @@ def _grad_variance(cls, batch, draws=400):
 
 
 def test_flipout_variance_reduction_grows_with_batch():
-    """Wen et al. 2018: Flipout's gradient variance falls ~1/batch, reparameterization's plateaus."""
+    """Wen et al. 2018: Flipout's variance falls ~1/batch, reparameterization's not."""
     ratios = {}
     for batch in (1, 8, 64):
         ratios[batch] = _grad_variance(
