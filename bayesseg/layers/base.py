@@ -42,7 +42,7 @@ __all__ = [
     "sampling_mode",
 ]
 
-SAMPLING_MODES = ("sample", "mean")
+SAMPLING_MODES = ("sample", "mean", "shared")
 # Distinct streams derived from one call's seed: weight noise, bias noise,
 # Flipout input signs, Flipout output signs, Monte Carlo KL.
 _STREAM_KERNEL, _STREAM_BIAS, _STREAM_SIGN_IN, _STREAM_SIGN_OUT, _STREAM_KL = range(5)
@@ -98,9 +98,13 @@ class BayesianLayer(keras.layers.Layer):
         bayesian_bias: bool, whether the bias has a Normal posterior (True) or
             is a deterministic weight (False, default).
         sampling: "sample" (default) draws weights on every call, in ``fit``,
-            ``evaluate`` and ``predict`` alike; "mean" uses the posterior mean.
-            Independent of ``training``; switch a whole model with
-            :func:`set_sampling` or :func:`sampling_mode`.
+            ``evaluate`` and ``predict`` alike, with the layer's estimator;
+            "mean" uses the posterior mean; "shared" draws one weight set per
+            call shared by the whole batch (Flipout and local
+            reparameterization layers then cost one convolution/matmul, the
+            fast path for Monte Carlo prediction, where decorrelating examples
+            buys nothing). Independent of ``training``; switch a whole model
+            with :func:`set_sampling` or :func:`sampling_mode`.
         kl_samples: int >= 1, Monte Carlo samples for the KL when the prior
             has no closed-form KL (e.g. ``ScaleMixture``). Default 1.
         seed: int, the layer's noise seed. Default: drawn from Python's
@@ -205,7 +209,13 @@ class BayesianLayer(keras.layers.Layer):
     # -------------------------------------------------------------------- noise
     @property
     def sampling_active(self) -> bool:
-        return self.sampling == "sample"
+        """Whether this call draws noise ("sample" or "shared")."""
+        return self.sampling != "mean"
+
+    @property
+    def shared_sample(self) -> bool:
+        """Whether one weight draw is shared by the batch this call."""
+        return self.sampling == "shared"
 
     def next_seed(self) -> tf.Tensor:
         """Seed of this sampled call; advances the noise counter by one.
@@ -421,7 +431,8 @@ def set_sampling(model: keras.layers.Layer, mode: str) -> None:
 
     Args:
         model: a Keras model or layer.
-        mode: "sample" (draw weights on every call) or "mean" (posterior mean).
+        mode: "sample" (draw with the layer's estimator), "shared" (one
+            weight draw shared by the batch) or "mean" (posterior mean).
 
     Keras' cached ``fit``/``evaluate``/``predict`` functions are reset so the
     new mode takes effect on the next call. Functions you wrapped in

@@ -246,7 +246,7 @@ class BaseConv(BayesianLayer):
         seed = self.next_seed() if self.sampling_active else None
         if seed is None:
             outputs = self.convolve(x, loc)
-        elif self.estimator == "reparameterization":
+        elif self.estimator == "reparameterization" or self.shared_sample:
             delta = self.sample_weight_noise("kernel", seed, base._STREAM_KERNEL, dtype)
             outputs = self.convolve(x, loc + delta)
         else:

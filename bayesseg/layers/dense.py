@@ -69,6 +69,8 @@ class BaseDense(BayesianLayer):
         seed = self.next_seed() if self.sampling_active else None
         if seed is None:
             outputs = tf.matmul(x, loc) if x.shape.rank == 2 else _dense(x, loc)
+        elif self.shared_sample:
+            outputs = DenseReparameterization._sampled_outputs(self, x, loc, seed)
         else:
             outputs = self._sampled_outputs(x, loc, seed)
         if self.use_bias:

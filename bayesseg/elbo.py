@@ -1,0 +1,292 @@
+"""The ELBO: a class-weighted likelihood plus an explicitly scaled KL.
+
+The loss minimised per step, on the default ``scale="per_element"``::
+
+    nll_b     = sum_e loss_e over the elements of example b  (one image = one example)
+    NLL       = (1/B) * sum_b w_b * nll_b / E            (E = elements per example)
+    loss      = NLL + kl_weight * T * KL                 (tempering="kl")
+    loss      = NLL + kl_weight * (CE - T * H)           (tempering="posterior")
+    kl_weight = kl_scaling(step, B) / E
+
+``loss_e`` are the likelihood's per-element losses (``likelihood.call``), ``w_b``
+optional per-example sample weights, ``E`` is read from the per-element loss
+shape (H*W for a (B, H, W) mask, T for a (B, T) series, 1 for (B,)), ``KL`` is
+the raw, unscaled ``bs.kl_divergence(model)`` and ``KL = CE - H`` its split
+into prior cross-entropy and posterior entropy. Dividing both terms by ``E``
+keeps the optimum and makes the numbers read like a familiar per-pixel
+cross-entropy; ``scale="per_example"`` drops the division (raw per-example
+scale, on which ``kl_scaling`` is defined). See ``docs/kl_scaling.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from bayesseg import kl as kl_lib
+from bayesseg.layers.base import bayesian_layers
+
+__all__ = ["ELBO", "ELBOTerms"]
+
+_TEMPERINGS = ("kl", "posterior")
+_SCALES = ("per_element", "per_example")
+
+
+class ELBOTerms(NamedTuple):
+    """The parts of one ELBO evaluation (all float32 tensors).
+
+    Attributes:
+        loss: scalar, the value minimised (on the ELBO's scale).
+        nll: scalar, the NLL term (batch mean, divided by E by default).
+        kl: scalar, the raw unscaled KL divergence of the model.
+        kl_weight: scalar, the effective weight with ``loss = nll +
+            kl_weight * temperature * kl`` (KL tempering).
+        per_example_nll: (B,), each example's NLL on the ELBO's scale,
+            before sample weights.
+        elements_per_example: scalar, E.
+    """
+
+    loss: tf.Tensor
+    nll: tf.Tensor
+    kl: tf.Tensor
+    kl_weight: tf.Tensor
+    per_example_nll: tf.Tensor
+    elements_per_example: tf.Tensor
+
+
+@keras.saving.register_keras_serializable(package="bayesseg")
+class ELBO(keras.losses.Loss):
+    """Negative evidence lower bound with an explicit KL scaling.
+
+    Args:
+        likelihood: a ``keras.losses.Loss`` whose ``call(y_true, y_pred)``
+            returns per-element losses (every ``bayesseg.losses`` class does;
+            Keras' built-in losses return per-position values too).
+        kl_scaling: a ``bayesseg.kl.KLScaling`` (``PerExample(N)``,
+            ``PerBatch(M)``, ``Blundell(M)``, ``Constant(w)``, optionally
+            wrapped in ``Warmup``/``Cyclical``).
+        temperature: float > 0. Default 1 (the Bayes posterior).
+        tempering: "kl" multiplies the KL by ``temperature`` (KL tempering,
+            beta-VI; T < 1 is "cold"); "posterior" tempers the whole posterior
+            as Wenzel et al. 2020 (``p(theta|D)^(1/T)``): only the posterior
+            entropy is scaled by T, the prior cross-entropy keeps weight 1.
+        scale: "per_element" (default) divides NLL and KL by the elements per
+            example; "per_example" keeps the raw per-example scale.
+        name: str. Default "elbo".
+
+    The KL needs the model: :class:`bayesseg.BayesianModel` binds itself in
+    ``compile``; with a plain ``keras.Model`` call ``elbo.bind(model)``
+    before ``compile``. The ELBO then returns, per example, its NLL plus the
+    scaled KL, so Keras' batch mean is the loss above.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> elbo = bs.ELBO(
+    ...     likelihood=bs.losses.WeightedBinaryCrossentropy(pos_weight=60.0),
+    ...     kl_scaling=bs.kl.PerExample(num_examples=400))
+    """
+
+    def __init__(
+        self,
+        likelihood,
+        kl_scaling,
+        temperature: float = 1.0,
+        tempering: str = "kl",
+        scale: str = "per_element",
+        name: str = "elbo",
+        **kwargs,
+    ):
+        kwargs.pop("reduction", None)
+        super().__init__(name=name, reduction="sum_over_batch_size", **kwargs)
+        if isinstance(likelihood, dict):
+            likelihood = keras.saving.deserialize_keras_object(likelihood)
+        if not isinstance(likelihood, keras.losses.Loss):
+            raise ValueError(
+                "Argument `likelihood` must be a keras.losses.Loss instance (e.g. "
+                "bs.losses.WeightedBinaryCrossentropy(...)). "
+                f"Received: likelihood={likelihood!r}"
+            )
+        self.likelihood = likelihood
+        self.kl_scaling = kl_lib.get(kl_scaling)
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError):
+            temperature = float("nan")
+        if not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(
+                "Argument `temperature` must be a finite number > 0. "
+                f"Received: temperature={temperature!r}"
+            )
+        self.temperature = temperature
+        if tempering not in _TEMPERINGS:
+            raise ValueError(
+                f"Argument `tempering` must be one of {_TEMPERINGS}. "
+                f"Received: tempering={tempering!r}"
+            )
+        self.tempering = tempering
+        if scale not in _SCALES:
+            raise ValueError(
+                f"Argument `scale` must be one of {_SCALES}. Received: scale={scale!r}"
+            )
+        self.scale = scale
+        # A weak reference: the model holds the ELBO as its loss, and Keras'
+        # saving walks attributes, so a strong back-reference would cycle.
+        self._model_ref = None
+
+    # ---------------------------------------------------------------- binding
+    def bind(self, model) -> ELBO:
+        """Attach the model whose KL this ELBO scales; returns ``self``.
+
+        Raises:
+            ValueError: if ``model`` has no Bayesian layers.
+        """
+        if not bayesian_layers(model):
+            raise ValueError(
+                f"Model {model.name!r} has no Bayesian layers, so the ELBO has no "
+                "KL term to scale. Build it from bayesseg.layers (or "
+                "bs.convert.to_bayesian), or train it with the likelihood alone."
+            )
+        self._model_ref = weakref.ref(model)
+        return self
+
+    # ------------------------------------------------------------------ terms
+    def per_example_nll(self, y_true, y_pred, sample_weight=None):
+        """Per-example NLL summed over elements, and the elements per example.
+
+        Returns:
+            ``(nll_b, E)``: a (B,) float32 tensor of ``sum_e w_e loss_e`` (per
+            element sample weights applied when given with rank > 1) and the
+            float32 scalar E.
+        """
+        y_pred = tf.cast(y_pred, tf.float32)
+        values = tf.cast(self.likelihood.call(y_true, y_pred), tf.float32)
+        if values.shape.rank == 0:
+            raise ValueError(
+                f"The likelihood {type(self.likelihood).__name__} returned a scalar; "
+                "the ELBO needs per-element (or per-example) losses from "
+                "`likelihood.call(y_true, y_pred)`."
+            )
+        if sample_weight is not None:
+            sample_weight = tf.cast(sample_weight, tf.float32)
+            if sample_weight.shape.rank is not None and sample_weight.shape.rank > 1:
+                while sample_weight.shape.rank > values.shape.rank:
+                    sample_weight = tf.squeeze(sample_weight, -1)
+                values = values * sample_weight
+        static = values.shape[1:]
+        if static.is_fully_defined():
+            elements = tf.constant(float(max(static.num_elements(), 1)), tf.float32)
+        else:
+            elements = tf.cast(tf.reduce_prod(tf.shape(values)[1:]), tf.float32)
+        axes = list(range(1, values.shape.rank))
+        per_example = tf.reduce_sum(values, axis=axes) if axes else values
+        return per_example, elements
+
+    def kl_parts(self, model=None):
+        """The raw KL and its split ``(kl, cross_entropy, entropy)`` of the model."""
+        model = model if model is not None else self._require_model()
+        layers = bayesian_layers(model)
+        if not layers:
+            raise ValueError(f"Model {model.name!r} has no Bayesian layers.")
+        if self.tempering == "kl":
+            kl = tf.add_n([layer.kl_divergence() for layer in layers])
+            return kl, None, None
+        terms = [layer.kl_terms() for layer in layers]
+        cross_entropy = tf.add_n([ce for ce, _ in terms])
+        entropy = tf.add_n([h for _, h in terms])
+        return cross_entropy - entropy, cross_entropy, entropy
+
+    def compute(
+        self,
+        model,
+        y_true,
+        y_pred,
+        sample_weight=None,
+        step=None,
+        global_batch_size=None,
+    ) -> ELBOTerms:
+        """Evaluate every ELBO term for one batch.
+
+        Args:
+            model: the model whose Bayesian layers give the KL.
+            y_true: targets.
+            y_pred: logits (or whatever the likelihood takes).
+            sample_weight: optional per-example (B,) or per-element weights.
+            step: optimizer updates so far (for schedules). Default: the
+                model's ``optimizer.iterations`` when it has one, else 0.
+            global_batch_size: the batch size across replicas, used by the
+                batch-size dependent scalings. Default: the local batch
+                size times the number of replicas in sync.
+
+        Returns:
+            :class:`ELBOTerms`.
+        """
+        per_example, elements = self.per_example_nll(y_true, y_pred, sample_weight)
+        if sample_weight is not None and sample_weight.shape.rank == 1:
+            weighted = per_example * tf.cast(sample_weight, tf.float32)
+        else:
+            weighted = per_example
+        divisor = elements if self.scale == "per_element" else tf.constant(1.0)
+        nll = tf.reduce_mean(weighted) / divisor
+        if step is None:
+            optimizer = getattr(model, "optimizer", None)
+            step = optimizer.iterations if optimizer is not None else 0
+        if global_batch_size is None:
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            global_batch_size = tf.shape(per_example)[0] * replicas
+        kl, cross_entropy, entropy = self.kl_parts(model)
+        kl_weight = (
+            tf.cast(self.kl_scaling(step, global_batch_size), tf.float32) / divisor
+        )
+        if self.tempering == "kl":
+            penalty = kl_weight * self.temperature * kl
+        else:
+            penalty = kl_weight * (cross_entropy - self.temperature * entropy)
+        return ELBOTerms(
+            loss=nll + penalty,
+            nll=nll,
+            kl=kl,
+            kl_weight=kl_weight,
+            per_example_nll=per_example / divisor,
+            elements_per_example=elements,
+        )
+
+    def call(self, y_true, y_pred):
+        """Per-example NLL plus the scaled KL (Keras' batch mean gives the loss)."""
+        terms = self.compute(self._require_model(), y_true, y_pred)
+        return terms.per_example_nll + (terms.loss - terms.nll)
+
+    def _require_model(self):
+        model = self._model_ref() if self._model_ref is not None else None
+        if model is None:
+            raise ValueError(
+                "This ELBO is not bound to a model, so it cannot compute the KL. "
+                "Use bayesseg.BayesianModel (it binds the ELBO in compile) or call "
+                "`elbo.bind(model)` before `model.compile(loss=elbo)`."
+            )
+        return model
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "likelihood": keras.saving.serialize_keras_object(self.likelihood),
+            "kl_scaling": keras.saving.serialize_keras_object(self.kl_scaling),
+            "temperature": self.temperature,
+            "tempering": self.tempering,
+            "scale": self.scale,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> ELBO:
+        config = dict(config)
+        config["likelihood"] = keras.saving.deserialize_keras_object(
+            config["likelihood"]
+        )
+        config["kl_scaling"] = keras.saving.deserialize_keras_object(
+            config["kl_scaling"]
+        )
+        return cls(**config)

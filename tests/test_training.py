@@ -1,0 +1,185 @@
+"""BayesianModel: logged terms, Keras features, hooks, errors, saving."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import bayesseg as bs
+
+
+def _model(seed=0, scale=0.05):
+    inputs = keras.Input((6, 6, 1))
+    h = bs.layers.Conv2DFlipout(
+        4, 3, padding="same", activation="relu", seed=seed, posterior_scale_init=scale
+    )(inputs)
+    outputs = bs.layers.Conv2DFlipout(1, 1, seed=seed + 1, posterior_scale_init=scale)(
+        h
+    )
+    return bs.BayesianModel(inputs, outputs)
+
+
+def _data(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6, 6, 1)).astype("float32")
+    y = (x > 1.2).astype("float32")
+    return x, y
+
+
+def _elbo(num_examples=16, **kwargs):
+    return bs.ELBO(
+        bs.losses.WeightedBinaryCrossentropy(pos_weight=8.0),
+        bs.kl.PerExample(num_examples),
+        **kwargs,
+    )
+
+
+def test_fit_logs_terms_and_loss_identity():
+    model = _model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=_elbo(temperature=0.5))
+    x, y = _data()
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    logs = history.history
+    assert set(logs) == {"loss", "nll", "kl", "kl_weight"}
+    for epoch in range(3):
+        expected = (
+            logs["nll"][epoch] + logs["kl_weight"][epoch] * 0.5 * logs["kl"][epoch]
+        )
+        np.testing.assert_allclose(logs["loss"][epoch], expected, rtol=1e-5)
+    np.testing.assert_allclose(logs["kl_weight"][0], 1 / 16 / 36, rtol=1e-6)
+    assert logs["loss"][-1] < logs["loss"][0]
+    result = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(result) == {"loss", "nll", "kl", "kl_weight"}
+
+
+def test_train_step_applies_the_elbo_gradient():
+    """One SGD step equals a hand-made step on the ELBO terms."""
+    model, (x, y) = _model(), _data(8)
+    elbo = _elbo(8)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=elbo)
+    before = [v.numpy() for v in model.trainable_variables]
+    layers = bs.layers.bayesian_layers(model)
+    with tf.GradientTape() as tape:
+        terms = elbo.compute(model, y, model(x), step=0)
+    grads = tape.gradient(terms.loss, model.trainable_variables)
+    for layer in layers:
+        layer.noise_step.assign(0)  # replay the same noise in fit
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for b, g, v in zip(before, grads, model.trainable_variables, strict=True):
+        np.testing.assert_allclose(v.numpy(), b - 0.1 * g.numpy(), atol=1e-6)
+
+
+def test_sample_weight_dataset_and_clipping():
+    model, (x, y) = _model(), _data()
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2, global_clipnorm=0.5), loss=_elbo()
+    )
+    weights = np.linspace(0.5, 2.0, len(x)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(8)
+    history = model.fit(dataset, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    # Zero sample weights leave only the KL term.
+    model.compile(optimizer="sgd", loss=_elbo())
+    bs.layers.set_sampling(model, "mean")
+    result = model.evaluate(
+        x, y, sample_weight=np.zeros(len(x)), verbose=0, return_dict=True
+    )
+    assert result["nll"] == 0.0
+    np.testing.assert_allclose(
+        result["loss"], result["kl_weight"] * result["kl"], rtol=1e-5
+    )
+
+
+def test_schedule_counts_optimizer_updates_under_gradient_accumulation():
+    model, (x, y) = _model(), _data(16)
+    elbo = bs.ELBO(
+        bs.losses.WeightedBinaryCrossentropy(),
+        bs.kl.Warmup(bs.kl.Constant(1.0), steps=4),
+    )
+    optimizer = keras.optimizers.SGD(1e-3, gradient_accumulation_steps=2)
+    model.compile(optimizer=optimizer, loss=elbo)
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(int(self.model.optimizer.iterations.numpy()))
+
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[Record()])
+    assert seen == [0, 1, 1, 2, 2, 3, 3, 4]  # updates, not micro-batches
+
+
+class _SkipAll(bs.training.TrainStepHook):
+    def __init__(self):
+        self.calls = 0
+
+    def before_update(self, context):
+        self.calls += 1  # counted at trace time
+        assert (
+            context.per_example_nll.shape[0] is None
+            or context.per_example_nll.shape[0] > 0
+        )
+        return tf.constant(False)
+
+
+def test_hook_can_skip_the_update():
+    model, (x, y) = _model(), _data(8)
+    model.compile(optimizer="adam", loss=_elbo(8))
+    model.fit(x, y, epochs=1, verbose=0)  # builds the optimizer
+    before = [v.numpy() for v in model.trainable_variables]
+    iterations = int(model.optimizer.iterations.numpy())
+    hook = _SkipAll()
+    model.add_train_step_hook(hook)
+    model.fit(x, y, epochs=2, verbose=0)
+    assert hook.calls >= 1
+    for b, v in zip(before, model.trainable_variables, strict=True):
+        np.testing.assert_array_equal(b, v.numpy())
+    assert int(model.optimizer.iterations.numpy()) == iterations
+    model.remove_train_step_hook(hook)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == iterations + 1
+
+
+def test_non_finite_nll_names_the_term():
+    model, (x, y) = _model(), _data(8)
+    model.compile(optimizer="sgd", loss=_elbo(8))
+    x = x.copy()
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NLL term is not finite"):
+        model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_non_finite_kl_names_the_term():
+    model, (x, y) = _model(), _data(8)
+    model.compile(optimizer="sgd", loss=_elbo(8))
+    layer = bs.layers.bayesian_layers(model)[1]
+    layer.kernel_rho.assign(
+        np.full(layer.kernel_rho.shape, -200.0, "float32")
+    )  # scale = 0
+    with pytest.raises(tf.errors.InvalidArgumentError, match="KL term is not finite"):
+        model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_compile_requires_an_elbo():
+    with pytest.raises(ValueError, match="bayesseg.ELBO"):
+        _model().compile(optimizer="adam", loss="binary_crossentropy")
+
+
+def test_save_load_keeps_elbo_configuration(tmp_path):
+    model, (x, y) = _model(), _data(8)
+    elbo = _elbo(8, temperature=0.7, tempering="posterior")
+    model.compile(optimizer="adam", loss=elbo)
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert isinstance(loaded, bs.BayesianModel)
+    assert loaded.elbo.get_config() == elbo.get_config()
+    bs.layers.set_sampling(model, "mean")
+    bs.layers.set_sampling(loaded, "mean")
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6
+    )
+    a = model.evaluate(x, y, verbose=0, return_dict=True)
+    b = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+    loaded.fit(x, y, epochs=1, verbose=0)
