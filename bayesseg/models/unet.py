@@ -1,0 +1,297 @@
+"""Bayesian U-Net (2D and 3D) and its deterministic twin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from bayesseg import layers as bl
+from bayesseg.training import BayesianModel
+
+__all__ = ["bayesian_unet", "unet"]
+
+_ESTIMATORS = ("flipout", "reparameterization")
+_BLOCKS = ("all", "decoder", "last")
+_NORMALIZATIONS = (None, "batch", "group")
+
+
+def _check_common(
+    input_shape, num_classes, base_filters, depth, normalization, dropout
+):
+    try:
+        input_shape = tuple(int(d) if d is not None else None for d in input_shape)
+    except TypeError:
+        input_shape = ()
+    if len(input_shape) not in (3, 4) or input_shape[-1] is None:
+        raise ValueError(
+            "Argument `input_shape` must be (height, width, channels) or (depth, "
+            "height, width, channels) with a known channel count. "
+            f"Received: input_shape={input_shape!r}"
+        )
+    for name, value in (("num_classes", num_classes), ("base_filters", base_filters)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
+            )
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(
+            f"Argument `depth` must be an integer >= 1. Received: depth={depth!r}"
+        )
+    factor = 2 ** (depth - 1)
+    for size in input_shape[:-1]:
+        if size is not None and size % factor:
+            raise ValueError(
+                f"Argument `input_shape` must have spatial sizes divisible by "
+                f"2**(depth-1) = {factor} for depth={depth}. "
+                f"Received: input_shape={input_shape}"
+            )
+    if normalization not in _NORMALIZATIONS:
+        raise ValueError(
+            f"Argument `normalization` must be one of {_NORMALIZATIONS}. "
+            f"Received: normalization={normalization!r}"
+        )
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(
+            f"Argument `dropout` must lie in [0, 1). Received: dropout={dropout!r}"
+        )
+    return input_shape
+
+
+def _output_bias_initializer(output_bias, num_classes):
+    if output_bias is None:
+        return "zeros"
+    bias = np.asarray(output_bias, dtype="float32").reshape(-1)
+    if bias.size == 1 and num_classes == 1:
+        return keras.initializers.Constant(float(bias[0]))
+    if bias.size != num_classes or not np.all(np.isfinite(bias)):
+        raise ValueError(
+            f"Argument `output_bias` must hold {num_classes} finite value(s), one per "
+            f"output channel. Received: output_bias={output_bias!r}"
+        )
+    return keras.initializers.Constant(bias.tolist())
+
+
+def _build(
+    input_shape,
+    num_classes,
+    base_filters,
+    depth,
+    normalization,
+    dropout,
+    output_bias,
+    conv_for,
+    up_for,
+    model_cls,
+    name,
+):
+    rank = len(input_shape) - 1
+    pool = keras.layers.MaxPooling2D if rank == 2 else keras.layers.MaxPooling3D
+
+    def block(x, filters, stage, index):
+        for i in range(2):
+            conv = conv_for(stage, index)
+            x = conv(
+                filters,
+                3,
+                padding="same",
+                use_bias=normalization is None,
+                name=f"{stage}{index}_conv{i}",
+            )(x)
+            if normalization == "batch":
+                x = keras.layers.BatchNormalization(name=f"{stage}{index}_bn{i}")(x)
+            elif normalization == "group":
+                x = keras.layers.GroupNormalization(
+                    groups=min(8, filters), name=f"{stage}{index}_gn{i}"
+                )(x)
+            x = keras.layers.Activation("relu", name=f"{stage}{index}_relu{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{stage}{index}_dropout")(x)
+        return x
+
+    inputs = keras.Input(input_shape, name="image")
+    x, skips = inputs, []
+    for level in range(depth - 1):
+        x = block(x, base_filters * 2**level, "enc", level)
+        skips.append(x)
+        x = pool(2, name=f"pool{level}")(x)
+    x = block(x, base_filters * 2 ** (depth - 1), "bottleneck", depth - 1)
+    for level in reversed(range(depth - 1)):
+        filters = base_filters * 2**level
+        x = up_for(level)(filters, 2, strides=2, padding="same", name=f"up{level}")(x)
+        x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = block(x, filters, "dec", level)
+    head = conv_for("head", 0)
+    outputs = head(
+        num_classes,
+        1,
+        bias_initializer=_output_bias_initializer(output_bias, num_classes),
+        name="logits",
+        dtype="float32",
+    )(x)
+    return model_cls(inputs, outputs, name=name)
+
+
+def unet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    base_filters: int = 16,
+    depth: int = 4,
+    normalization: str | None = None,
+    dropout: float = 0.0,
+    output_bias=None,
+) -> keras.Model:
+    """A deterministic U-Net with plain Keras layers (the Bayesian U-Net's twin).
+
+    Same architecture, layer names and weight shapes as :func:`bayesian_unet`;
+    with ``dropout > 0`` it is the MC-dropout baseline (call it with
+    ``training=True``, or through ``bs.uncertainty.predict_mc``).
+
+    Args:
+        input_shape: (H, W, C) or (D, H, W, C); spatial sizes divisible by
+            ``2**(depth-1)``.
+        num_classes: 1 for one binary logit channel, else the number of
+            classes (softmax logits).
+        base_filters: int, filters of the first level (doubled per level).
+        depth: int, resolution levels (``depth - 1`` poolings).
+        normalization: None, "batch" or "group".
+        dropout: float in [0, 1), dropout after every block.
+        output_bias: initial bias of the logits (e.g. from
+            ``bs.imbalance.initial_bias``).
+
+    Returns:
+        A ``keras.Model`` returning logits of shape ``input_shape[:-1] +
+        (num_classes,)``.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> model = bs.models.unet((64, 64, 1), num_classes=1, depth=3, dropout=0.1)
+    >>> model.output_shape
+    (None, 64, 64, 1)
+    """
+    input_shape = _check_common(
+        input_shape, num_classes, base_filters, depth, normalization, dropout
+    )
+    rank = len(input_shape) - 1
+    conv = keras.layers.Conv2D if rank == 2 else keras.layers.Conv3D
+    up = keras.layers.Conv2DTranspose if rank == 2 else keras.layers.Conv3DTranspose
+    return _build(
+        input_shape,
+        num_classes,
+        base_filters,
+        depth,
+        normalization,
+        dropout,
+        output_bias,
+        lambda stage, index: conv,
+        lambda level: up,
+        keras.Model,
+        "unet",
+    )
+
+
+def bayesian_unet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    base_filters: int = 16,
+    depth: int = 4,
+    estimator: str = "flipout",
+    bayesian_blocks: str = "all",
+    normalization: str | None = None,
+    output_bias=None,
+    prior=None,
+    posterior_scale_init: float = 1e-3,
+) -> BayesianModel:
+    """A Bayesian U-Net (2D or 3D) returning a :class:`bayesseg.BayesianModel`.
+
+    Encoder blocks of two 3x3(x3) convolutions with ReLU (optionally batch or
+    group normalisation), max pooling, a bottleneck, a decoder of Bayesian
+    transposed convolutions (stride 2), skip concatenations and two
+    convolutions per level, and a 1x1 Bayesian head of logits.
+
+    Args:
+        input_shape: (H, W, C) for 2D images or (D, H, W, C) for volumes;
+            spatial sizes divisible by ``2**(depth-1)``.
+        num_classes: 1 for one binary logit channel (sigmoid), else the number
+            of classes (softmax logits).
+        base_filters: int, filters of the first level. Default 16.
+        depth: int, resolution levels. Default 4.
+        estimator: "flipout" (default) or "reparameterization".
+        bayesian_blocks: which layers are Bayesian: "all" (default),
+            "decoder" (up-convolutions, decoder blocks and head; the encoder
+            is deterministic: cheaper, uncertainty from the decoder only) or
+            "last" (the head only).
+        normalization: None (default), "batch" or "group". Batch statistics
+            in VI are fine; at prediction BatchNormalization runs in
+            inference mode while the weights are still sampled.
+        output_bias: initial logit bias, e.g.
+            ``bs.imbalance.initial_bias(frequencies, class_weights=w)``.
+        prior: prior of every Bayesian layer (default ``Normal(1.0)``).
+        posterior_scale_init: initial posterior scale. Default 1e-3.
+
+    Returns:
+        A :class:`bayesseg.BayesianModel` mapping ``input_shape`` images to
+        logits of shape ``input_shape[:-1] + (num_classes,)``; compile it with
+        ``loss=bs.ELBO(...)``.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> model = bs.models.bayesian_unet((64, 64, 1), num_classes=1, depth=3)
+    >>> model.output_shape
+    (None, 64, 64, 1)
+    >>> volume_model = bs.models.bayesian_unet((16, 32, 32, 1), num_classes=3, depth=2)
+    """
+    input_shape = _check_common(
+        input_shape, num_classes, base_filters, depth, normalization, 0
+    )
+    if estimator not in _ESTIMATORS:
+        raise ValueError(
+            f"Argument `estimator` must be one of {_ESTIMATORS}. Received: estimator={estimator!r}"
+        )
+    if bayesian_blocks not in _BLOCKS:
+        raise ValueError(
+            f"Argument `bayesian_blocks` must be one of {_BLOCKS}. "
+            f"Received: bayesian_blocks={bayesian_blocks!r}"
+        )
+    rank = len(input_shape) - 1
+    suffix = "Flipout" if estimator == "flipout" else "Reparameterization"
+    bayes_conv = getattr(bl, f"Conv{rank}D{suffix}")
+    bayes_up = getattr(bl, f"Conv{rank}DTranspose{suffix}")
+    plain_conv = keras.layers.Conv2D if rank == 2 else keras.layers.Conv3D
+    plain_up = (
+        keras.layers.Conv2DTranspose if rank == 2 else keras.layers.Conv3DTranspose
+    )
+    bayes_kwargs = {"prior": prior, "posterior_scale_init": posterior_scale_init}
+
+    def bayesian(cls):
+        def make(*args, **kwargs):
+            return cls(*args, **kwargs, **bayes_kwargs)
+
+        return make
+
+    def conv_for(stage, index):
+        if bayesian_blocks == "all" or stage == "head":
+            return bayesian(bayes_conv)
+        if bayesian_blocks == "decoder" and stage == "dec":
+            return bayesian(bayes_conv)
+        return plain_conv
+
+    def up_for(level):
+        return bayesian(bayes_up) if bayesian_blocks in ("all", "decoder") else plain_up
+
+    return _build(
+        input_shape,
+        num_classes,
+        base_filters,
+        depth,
+        normalization,
+        0.0,
+        output_bias,
+        conv_for,
+        up_for,
+        BayesianModel,
+        "bayesian_unet",
+    )

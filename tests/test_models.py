@@ -1,0 +1,83 @@
+"""Model builders against their deterministic Keras twins."""
+
+import keras
+import numpy as np
+import pytest
+
+import bayesseg as bs
+
+
+def copy_weights_to_twin(bayesian, twin):
+    """Copy posterior means (and plain weights) into the same-named Keras layers."""
+    for layer in twin.layers:
+        source = bayesian.get_layer(layer.name)
+        if isinstance(source, bs.layers.BayesianLayer):
+            weights = [source.kernel_loc.numpy()]
+            if source.use_bias:
+                weights.append(source.bias.numpy())
+            layer.set_weights(weights)
+        else:
+            layer.set_weights(source.get_weights())
+
+
+@pytest.mark.parametrize(
+    "input_shape,num_classes,depth",
+    [((32, 32, 1), 1, 3), ((32, 32, 2), 32, 2), ((8, 16, 16, 1), 1, 2), ((8, 8, 8, 1), 4, 2)],
+)
+def test_unet_shapes(input_shape, num_classes, depth):
+    model = bs.models.bayesian_unet(input_shape, num_classes, base_filters=4, depth=depth)
+    assert isinstance(model, bs.BayesianModel)
+    x = np.zeros((2,) + input_shape, "float32")
+    assert model(x).shape == (2,) + input_shape[:-1] + (num_classes,)
+    assert model.output_shape == (None,) + input_shape[:-1] + (num_classes,)
+
+
+@pytest.mark.parametrize("estimator", ["flipout", "reparameterization"])
+@pytest.mark.parametrize("normalization", [None, "batch", "group"])
+@pytest.mark.parametrize("input_shape", [(16, 16, 1), (8, 8, 8, 2)])
+def test_unet_equals_keras_twin_at_zero_scale(estimator, normalization, input_shape):
+    kwargs = {"base_filters": 4, "depth": 2, "normalization": normalization}
+    bayesian = bs.models.bayesian_unet(
+        input_shape, 3, estimator=estimator, posterior_scale_init=1e-9, **kwargs
+    )
+    twin = bs.models.unet(input_shape, 3, **kwargs)
+    copy_weights_to_twin(bayesian, twin)
+    x = np.random.default_rng(0).normal(size=(2,) + input_shape).astype("float32")
+    np.testing.assert_allclose(bayesian(x).numpy(), twin(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("blocks,expected", [("all", 13), ("decoder", 7), ("last", 1)])
+def test_partial_bayesian_unet(blocks, expected):
+    model = bs.models.bayesian_unet((16, 16, 1), 1, base_filters=4, depth=3, bayesian_blocks=blocks)
+    assert len(bs.layers.bayesian_layers(model)) == expected
+    assert model.get_layer("logits") in bs.layers.bayesian_layers(model)
+
+
+def test_output_bias_initialises_the_head():
+    freqs = np.array([0.4, 0.3, 0.2, 0.08, 0.02])
+    model = bs.models.bayesian_unet(
+        (8, 8, 1), 5, base_filters=2, depth=1, output_bias=np.log(freqs), posterior_scale_init=1e-9
+    )
+    model.get_layer("logits").kernel_loc.assign(np.zeros((1, 1, 2, 5), "float32"))
+    probs = keras.ops.softmax(model(np.ones((1, 8, 8, 1), "float32")), axis=-1).numpy()
+    np.testing.assert_allclose(probs[0, 0, 0], freqs, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        ({"input_shape": (30, 30, 1), "num_classes": 1, "depth": 3}, "input_shape"),
+        ({"input_shape": (32, 32), "num_classes": 1}, "input_shape"),
+        ({"input_shape": (32, 32, 1), "num_classes": 0}, "num_classes"),
+        ({"input_shape": (32, 32, 1), "num_classes": 1, "estimator": "mc"}, "estimator"),
+        (
+            {"input_shape": (32, 32, 1), "num_classes": 1, "bayesian_blocks": "enc"},
+            "bayesian_blocks",
+        ),
+        ({"input_shape": (32, 32, 1), "num_classes": 1, "normalization": "layer"}, "normalization"),
+        ({"input_shape": (32, 32, 1), "num_classes": 2, "output_bias": [0.0]}, "output_bias"),
+    ],
+)
+def test_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        bs.models.bayesian_unet(**kwargs)
