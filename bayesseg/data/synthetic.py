@@ -1,0 +1,507 @@
+"""Synthetic imbalanced data sets: the embedded default data of bayesseg.
+
+Three generators reproduce the imbalance of the cases in ``USERS.md``:
+
+* :func:`synthetic_lesions`: MR-like 2D images or 3D volumes with small,
+  sometimes faint, blob lesions (about 1 lesion voxel per 60 by default);
+* :func:`synthetic_multiclass_masks`: 32-class segmentation with 99%
+  background, each class identified by its intensity and texture;
+* :func:`synthetic_anomaly_series`: long multichannel series with exactly two
+  anomalous steps in 20% of the series.
+
+Every generator is deterministic given ``seed``. Example ``i`` is drawn from
+its own generator seeded by ``(seed, i)``, so it does not depend on ``n`` and
+the streamed data set yields exactly the arrays the eager call returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from scipy import ndimage
+
+__all__ = [
+    "synthetic_anomaly_series",
+    "synthetic_lesions",
+    "synthetic_multiclass_masks",
+]
+
+
+# --------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def _check_fraction(name: str, value: Any) -> float:
+    try:
+        value_f = float(value)
+    except (TypeError, ValueError):
+        value_f = math.nan
+    if not 0.0 < value_f < 1.0:
+        raise ValueError(
+            f"Argument `{name}` must be a number strictly between 0 and 1. "
+            f"Received: {name}={value!r}"
+        )
+    return value_f
+
+
+def _check_shape(shape: Any, min_size: int = 8) -> tuple[int, ...]:
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = ()
+    if (
+        len(dims) not in (2, 3)
+        or any(isinstance(d, bool) or not isinstance(d, int | np.integer) for d in dims)
+        or any(d < min_size for d in dims)
+    ):
+        raise ValueError(
+            "Argument `shape` must be a tuple of 2 or 3 integers >= "
+            f"{min_size} (a 2D image or a 3D volume). Received: shape={shape!r}"
+        )
+    return tuple(int(d) for d in dims)
+
+
+def _check_batch_size(batch_size: Any) -> int | None:
+    if batch_size is None:
+        return None
+    return _check_positive_int("batch_size", batch_size)
+
+
+def _rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(index)])
+
+
+# --------------------------------------------------------------------------
+# Shared image pieces
+# --------------------------------------------------------------------------
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float):
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return field / (field.std() + 1e-12)
+
+
+def _bias_field(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """A smooth multiplicative intensity inhomogeneity, like an MR bias field."""
+    grids = np.meshgrid(*[np.linspace(-1.0, 1.0, d) for d in shape], indexing="ij", sparse=True)
+    field = np.zeros(shape)
+    for grid in grids:
+        a, b = rng.uniform(-0.25, 0.25, size=2)
+        field = field + a * grid + b * grid**2
+    return np.exp(field)
+
+
+def _mr_background(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Tissue-like texture: smooth structures, fine texture, bias field, noise."""
+    scale = min(shape)
+    tissue = 1.0 + 0.35 * _smooth_noise(rng, shape, scale / 10)
+    texture = 0.12 * _smooth_noise(rng, shape, 1.0)
+    image = (tissue + texture) * _bias_field(rng, shape)
+    return image + 0.05 * rng.standard_normal(shape)
+
+
+def _ellipsoid(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    radius: float,
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """A random axis-aligned ellipsoid: its bounding box and boolean mask there."""
+    radii = radius * rng.uniform(0.75, 1.3, size=len(shape))
+    radii = np.maximum(radii, 0.6)
+    center = [rng.uniform(r, d - 1 - r) for r, d in zip(radii, shape, strict=True)]
+    box = tuple(
+        slice(max(0, int(math.floor(c - r))), min(d, int(math.ceil(c + r)) + 1))
+        for c, r, d in zip(center, radii, shape, strict=True)
+    )
+    coords = np.meshgrid(*[np.arange(s.start, s.stop) for s in box], indexing="ij", sparse=True)
+    dist = sum(((g - c) / r) ** 2 for g, c, r in zip(coords, center, radii, strict=True))
+    return box, dist <= 1.0
+
+
+def _blob_radius_for(volume: float, ndim: int) -> float:
+    """Radius of the ball (disc in 2D) with the given number of voxels."""
+    if ndim == 2:
+        return math.sqrt(volume / math.pi)
+    return (3.0 * volume / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+
+def _place_blobs(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    target: float,
+    max_radius: float,
+    min_radius: float = 1.0,
+) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """Yield ellipsoids until about ``target`` voxels are covered.
+
+    The last blobs shrink to the remaining volume, so the covered count lands
+    close to the target instead of overshooting by half a blob on average.
+    """
+    covered = np.zeros(shape, dtype=bool)
+    for _ in range(1000):
+        remaining = target - covered.sum()
+        if remaining < 0.5 * _ball_volume(min_radius, len(shape)):
+            break
+        radius = rng.uniform(min_radius, max_radius)
+        radius = min(radius, max(min_radius, _blob_radius_for(remaining, len(shape))))
+        box, blob = _ellipsoid(rng, shape, radius)
+        covered[box] |= blob
+        yield box, blob
+
+
+def _ball_volume(radius: float, ndim: int) -> float:
+    if ndim == 2:
+        return math.pi * radius**2
+    return 4.0 / 3.0 * math.pi * radius**3
+
+
+def _normalise(image: np.ndarray) -> np.ndarray:
+    return ((image - image.mean()) / (image.std() + 1e-12)).astype(np.float32)
+
+
+def _batched(dataset: tf.data.Dataset, batch_size: int | None) -> tf.data.Dataset:
+    return dataset if batch_size is None else dataset.batch(batch_size)
+
+
+# --------------------------------------------------------------------------
+# Lesions
+# --------------------------------------------------------------------------
+def _lesion_example(
+    seed: int, index: int, shape: tuple[int, ...], lesion_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = _rng(seed, index)
+    image = _mr_background(rng, shape)
+    mask = np.zeros(shape, dtype=bool)
+    size = float(np.prod(shape))
+    # Per-image lesion load varies (x0.5 to x1.5) around the requested mean.
+    target = lesion_fraction * size * rng.uniform(0.5, 1.5)
+    max_radius = max(2.0, 0.07 * min(shape))
+    lesions = np.zeros(shape)
+    for box, blob in _place_blobs(rng, shape, target, max_radius):
+        # Contrast relative to the background spread: some lesions are faint.
+        contrast = rng.choice([rng.uniform(0.3, 0.8), rng.uniform(0.8, 2.5)])
+        lesions[box] = np.maximum(lesions[box], contrast * blob)
+        mask[box] |= blob
+    # Soft edges, as partial-volume effects blur lesion borders.
+    lesions = ndimage.gaussian_filter(lesions, 0.6)
+    image = image + lesions * image.std()
+    return _normalise(image)[..., None], mask.astype(np.float32)[..., None]
+
+
+def synthetic_lesions(
+    n: int,
+    shape: Sequence[int] = (64, 64),
+    lesion_fraction: float = 1 / 60,
+    seed: int = 0,
+    as_dataset: bool = False,
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset:
+    """MR-like images (2D) or volumes (3D) with small blob lesions.
+
+    The background is a smooth tissue-like texture times a smooth bias field
+    plus noise; lesions are ellipsoids of varied size, brighter than their
+    surroundings by varied amounts (some faint). The number of lesion voxels
+    of each image varies between 0.5 and 1.5 times ``lesion_fraction`` of its
+    voxels, so over a set the lesion fraction is close to ``lesion_fraction``
+    (the imbalance of ``USERS.md`` case 1: 1 lesion voxel per ~60).
+
+    Args:
+        n: int > 0, number of examples.
+        shape: tuple of 2 or 3 ints >= 8, the spatial shape. Default (64, 64).
+        lesion_fraction: float in (0, 1), the mean fraction of lesion voxels.
+            Default 1/60.
+        seed: int, the seed; example ``i`` depends only on ``(seed, i)``.
+            Default 0.
+        as_dataset: bool, return a ``tf.data.Dataset`` of ``(image, mask)``
+            streamed from a generator instead of arrays. Default False.
+        batch_size: int or None, batch the data set (only with
+            ``as_dataset=True``). Default None (unbatched).
+
+    Returns:
+        ``(images, masks)``: images float32 ``(n, *shape, 1)``, each
+        normalised to zero mean and unit variance; masks float32
+        ``(n, *shape, 1)`` with values in {0, 1} (ready for a binary
+        cross-entropy on one logit channel). Or the data set of those pairs.
+
+    Raises:
+        ValueError: for ``n <= 0``, a fraction outside (0, 1), a bad ``shape``
+            or ``batch_size``.
+
+    Example:
+
+    >>> from bayesseg.data import synthetic_lesions
+    >>> images, masks = synthetic_lesions(4, shape=(32, 32), seed=1)
+    >>> images.shape, masks.shape
+    ((4, 32, 32, 1), (4, 32, 32, 1))
+    """
+    n = _check_positive_int("n", n)
+    shape = _check_shape(shape)
+    lesion_fraction = _check_fraction("lesion_fraction", lesion_fraction)
+    batch_size = _check_batch_size(batch_size)
+    if as_dataset:
+
+        def generate():
+            for i in range(n):
+                yield _lesion_example(seed, i, shape, lesion_fraction)
+
+        spec = tf.TensorSpec((*shape, 1), tf.float32)
+        dataset = tf.data.Dataset.from_generator(generate, output_signature=(spec, spec))
+        return _batched(dataset.apply(tf.data.experimental.assert_cardinality(n)), batch_size)
+    pairs = [_lesion_example(seed, i, shape, lesion_fraction) for i in range(n)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+# --------------------------------------------------------------------------
+# Multi-class masks
+# --------------------------------------------------------------------------
+def _class_appearance(label: int, num_classes: int, shape, box) -> np.ndarray:
+    """Intensity and stripe texture of class ``label`` inside ``box``.
+
+    Classes differ by mean intensity (evenly spaced) and by the period and
+    orientation of a sinusoidal texture, so each class is identifiable from a
+    small neighbourhood.
+    """
+    level = 1.0 + 3.0 * label / max(num_classes - 1, 1)
+    period = 2.0 + (label % 4)
+    axis = (label // 4) % len(shape)
+    coord = np.arange(box[axis].start, box[axis].stop, dtype=float)
+    stripes = 0.4 * np.sin(2.0 * math.pi * coord / period)
+    view = [1] * len(shape)
+    view[axis] = -1
+    return level + stripes.reshape(view)
+
+
+def _multiclass_example(
+    seed: int,
+    index: int,
+    shape: tuple[int, ...],
+    num_classes: int,
+    background_fraction: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = _rng(seed, index)
+    image = 0.25 * _smooth_noise(rng, shape, min(shape) / 8)
+    mask = np.zeros(shape, dtype=np.int32)
+    target = (1.0 - background_fraction) * float(np.prod(shape))
+    max_radius = max(2.0, 0.06 * min(shape))
+    for box, blob in _place_blobs(rng, shape, target, max_radius, min_radius=1.5):
+        label = int(rng.integers(1, num_classes))
+        appearance = np.broadcast_to(_class_appearance(label, num_classes, shape, box), blob.shape)
+        image[box] = np.where(blob, appearance, image[box])
+        mask[box] = np.where(blob, label, mask[box])
+    image = image + 0.05 * rng.standard_normal(shape)
+    return image.astype(np.float32)[..., None], mask
+
+
+def synthetic_multiclass_masks(
+    n: int,
+    shape: Sequence[int] = (64, 64),
+    num_classes: int = 32,
+    background_fraction: float = 0.99,
+    seed: int = 0,
+    as_dataset: bool = False,
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset:
+    """Images with sparse integer masks: many classes, mostly background.
+
+    Classes ``1 .. num_classes - 1`` are small blobs whose mean intensity and
+    stripe texture (period and orientation) identify the class; class 0 is a
+    smooth low-contrast background covering about ``background_fraction`` of
+    the pixels (``USERS.md`` case 2: 32 classes, 99% background).
+
+    Args:
+        n: int > 0, number of examples.
+        shape: tuple of 2 or 3 ints >= 8, the spatial shape. Default (64, 64).
+        num_classes: int >= 2, number of classes including background.
+            Default 32.
+        background_fraction: float in (0, 1), the fraction of background
+            pixels. Default 0.99.
+        seed: int, the seed; example ``i`` depends only on ``(seed, i)``.
+            Default 0.
+        as_dataset: bool, return a ``tf.data.Dataset`` of ``(image, mask)``
+            streamed from a generator. Default False.
+        batch_size: int or None, batch the data set. Default None.
+
+    Returns:
+        ``(images, masks)``: images float32 ``(n, *shape, 1)``, masks int32
+        ``(n, *shape)`` of labels in ``[0, num_classes)`` (sparse labels for
+        a softmax over ``num_classes`` logits). Or the data set of those pairs.
+
+    Raises:
+        ValueError: for ``n <= 0``, ``num_classes < 2``, a fraction outside
+            (0, 1), a bad ``shape`` or ``batch_size``.
+
+    Example:
+
+    >>> from bayesseg.data import synthetic_multiclass_masks
+    >>> images, masks = synthetic_multiclass_masks(2, shape=(32, 32), num_classes=5)
+    >>> images.shape, masks.shape, int(masks.max()) < 5
+    ((2, 32, 32, 1), (2, 32, 32), True)
+    """
+    n = _check_positive_int("n", n)
+    shape = _check_shape(shape)
+    num_classes = _check_positive_int("num_classes", num_classes)
+    if num_classes < 2:
+        raise ValueError(
+            "Argument `num_classes` must be >= 2 (background and at least one "
+            f"class). Received: num_classes={num_classes}"
+        )
+    background_fraction = _check_fraction("background_fraction", background_fraction)
+    batch_size = _check_batch_size(batch_size)
+    args = (shape, num_classes, background_fraction)
+    if as_dataset:
+
+        def generate():
+            for i in range(n):
+                yield _multiclass_example(seed, i, *args)
+
+        dataset = tf.data.Dataset.from_generator(
+            generate,
+            output_signature=(
+                tf.TensorSpec((*shape, 1), tf.float32),
+                tf.TensorSpec(shape, tf.int32),
+            ),
+        )
+        return _batched(dataset.apply(tf.data.experimental.assert_cardinality(n)), batch_size)
+    pairs = [_multiclass_example(seed, i, *args) for i in range(n)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+# --------------------------------------------------------------------------
+# Anomaly series
+# --------------------------------------------------------------------------
+def _series_example(
+    seed: int,
+    index: int,
+    length: int,
+    num_features: int,
+    anomalous: bool,
+    anomalies_per_series: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = _rng(seed, index)
+    t = np.arange(length, dtype=float)[:, None]
+    x = np.zeros((length, num_features))
+    for _ in range(int(rng.integers(1, 4))):
+        period = rng.uniform(40.0, 600.0, size=num_features)
+        phase = rng.uniform(0.0, 2.0 * math.pi, size=num_features)
+        amplitude = rng.uniform(0.3, 1.0, size=num_features)
+        x += amplitude * np.sin(2.0 * math.pi * t / period + phase)
+    drift = ndimage.gaussian_filter1d(
+        rng.standard_normal((length, num_features)), sigma=length / 40, axis=0
+    )
+    x += drift / (drift.std() + 1e-12) * 0.3
+    x += 0.1 * rng.standard_normal((length, num_features))
+    y = np.zeros(length, dtype=np.float32)
+    if anomalous:
+        # Step 0 is excluded: a level jump there would be invisible.
+        steps = rng.choice(np.arange(1, length), anomalies_per_series, replace=False)
+        for step in steps:
+            amount = rng.uniform(1.5, 4.0) * rng.choice([-1.0, 1.0])
+            features = rng.random(num_features) < 0.7
+            features[rng.integers(num_features)] = True
+            if rng.random() < 0.5:
+                x[step, features] += amount  # spike
+            else:
+                x[step:, features] += amount  # level jump, labelled at its onset
+            y[step] = 1.0
+    return x.astype(np.float32), y
+
+
+def synthetic_anomaly_series(
+    n: int,
+    length: int = 4096,
+    num_features: int = 1,
+    anomalous_series_fraction: float = 0.2,
+    anomalies_per_series: int = 2,
+    seed: int = 0,
+    as_dataset: bool = False,
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset:
+    """Long series with rare anomalous steps, for per-timestep tagging.
+
+    Each series is a sum of 1 to 3 sinusoids (periods 40 to 600 steps) plus a
+    slow drift and noise, per feature. Exactly ``round(anomalous_series_fraction
+    * n)`` series are anomalous (which ones is drawn from ``seed``); each holds
+    exactly ``anomalies_per_series`` anomalous steps, each a spike (one step)
+    or a level jump (a persistent shift, labelled at its onset step only).
+    The defaults give ``USERS.md`` case 4: 20% anomalous series, 2 anomalous
+    steps each in 4096.
+
+    Args:
+        n: int > 0, number of series.
+        length: int > 0, steps per series. Default 4096.
+        num_features: int > 0, features per step. Default 1.
+        anomalous_series_fraction: float in (0, 1), fraction of anomalous
+            series. Default 0.2.
+        anomalies_per_series: int in [1, length - 1], anomalous steps in each
+            anomalous series. Default 2.
+        seed: int, the seed. Default 0.
+        as_dataset: bool, return a ``tf.data.Dataset`` of ``(x, y)`` streamed
+            from a generator, one series at a time, so large ``n`` is never
+            materialised. Default False.
+        batch_size: int or None, batch the data set. Default None.
+
+    Returns:
+        ``(x, y)``: x float32 ``(n, length, num_features)``; y float32
+        ``(n, length)`` per-step labels in {0, 1} (no trailing channel axis,
+        as Keras' per-step binary cross-entropy accepts it against
+        ``(n, length, 1)`` outputs). Or the data set of those pairs.
+
+    Raises:
+        ValueError: for ``n``, ``length`` or ``num_features`` <= 0, a
+            fraction outside (0, 1), ``anomalies_per_series`` outside
+            ``[1, length - 1]`` or a bad ``batch_size``.
+
+    Example:
+
+    >>> from bayesseg.data import synthetic_anomaly_series
+    >>> x, y = synthetic_anomaly_series(10, length=128, seed=0)
+    >>> x.shape, y.shape, int(y.sum())
+    ((10, 128, 1), (10, 128), 4)
+    """
+    n = _check_positive_int("n", n)
+    length = _check_positive_int("length", length)
+    num_features = _check_positive_int("num_features", num_features)
+    fraction = _check_fraction("anomalous_series_fraction", anomalous_series_fraction)
+    anomalies_per_series = _check_positive_int("anomalies_per_series", anomalies_per_series)
+    if anomalies_per_series > length - 1:
+        raise ValueError(
+            "Argument `anomalies_per_series` must be at most length - 1 = "
+            f"{length - 1}. Received: anomalies_per_series={anomalies_per_series}"
+        )
+    batch_size = _check_batch_size(batch_size)
+    num_anomalous = int(round(fraction * n))
+    anomalous = np.zeros(n, dtype=bool)
+    # A stream apart from the per-series ones, which are seeded by (seed, i).
+    chosen = np.random.default_rng(int(seed)).permutation(n)[:num_anomalous]
+    anomalous[chosen] = True
+
+    def example(i: int) -> tuple[np.ndarray, np.ndarray]:
+        return _series_example(
+            seed, i, length, num_features, bool(anomalous[i]), anomalies_per_series
+        )
+
+    if as_dataset:
+
+        def generate():
+            for i in range(n):
+                yield example(i)
+
+        dataset = tf.data.Dataset.from_generator(
+            generate,
+            output_signature=(
+                tf.TensorSpec((length, num_features), tf.float32),
+                tf.TensorSpec((length,), tf.float32),
+            ),
+        )
+        return _batched(dataset.apply(tf.data.experimental.assert_cardinality(n)), batch_size)
+    pairs = [example(i) for i in range(n)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -1,0 +1,277 @@
+"""Tests of bayesseg.uncertainty.predict_mc and bayesseg.plots."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bayesseg import layers as bl
+from bayesseg import metrics, plots
+from bayesseg.imbalance import unweight_probabilities
+from bayesseg.uncertainty import MCPrediction, predict_mc
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _bayesian_model(channels=1, scale=0.3, size=8, seed=0):
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 2)),
+            bl.Conv2DFlipout(
+                6,
+                3,
+                padding="same",
+                activation="relu",
+                posterior_scale_init=scale,
+                seed=seed,
+            ),
+            bl.Conv2DFlipout(
+                channels, 3, padding="same", posterior_scale_init=scale, seed=seed + 1
+            ),
+        ]
+    )
+
+
+def _looped_reference(model, x, num_samples, start_steps):
+    """Per-draw probabilities from eager calls under the same noise stream."""
+    for layer, step in zip(bl.bayesian_layers(model), start_steps, strict=True):
+        layer.noise_step.assign(step)
+    draws = []
+    with bl.sampling_mode(model, "shared"):
+        for _ in range(num_samples):
+            z = model(x, training=False).numpy().astype(np.float64)
+            if z.shape[-1] == 1:
+                p = 1 / (1 + np.exp(-z))
+                p = np.concatenate([1 - p, p], axis=-1)
+            else:
+                p = np.exp(z - z.max(-1, keepdims=True))
+                p /= p.sum(-1, keepdims=True)
+            draws.append(p)
+    return np.stack(draws)  # (T, N, H, W, K) with K >= 2
+
+
+def _entropy(p):
+    return -np.sum(p * np.log(np.clip(p, 1e-300, 1)), axis=-1)
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_decomposition_matches_looped_reference_and_kl(channels):
+    model = _bayesian_model(channels)
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 2)).astype("float32")
+    layers = bl.bayesian_layers(model)
+    start = [int(layer.noise_step.numpy()) for layer in layers]
+    pred = predict_mc(model, x, num_samples=6, batch_size=3, verbose=0)
+    # The fast path leaves the sampling mode as it was, and advanced the
+    # noise counters by one step per draw.
+    assert [layer.sampling for layer in layers] == ["sample", "sample"]
+    assert [int(layer.noise_step.numpy()) for layer in layers] == [s + 6 for s in start]
+
+    draws = _looped_reference(model, x, 6, start)
+    mean = draws.mean(0)
+    total = _entropy(mean)
+    aleatoric = _entropy(draws).mean(0)
+    kl = np.sum(draws * (np.log(draws) - np.log(mean)), axis=-1).mean(0)
+    expected_mean = mean[..., 1:] if channels == 1 else mean
+    np.testing.assert_allclose(pred.mean, expected_mean, atol=1e-5)
+    np.testing.assert_allclose(pred.total, total, atol=1e-5)
+    np.testing.assert_allclose(pred.aleatoric, aleatoric, atol=1e-5)
+    # Mutual information computed independently as mean_t KL(p_t || mean).
+    np.testing.assert_allclose(pred.epistemic, kl, atol=1e-5)
+    np.testing.assert_allclose(pred.epistemic, pred.total - pred.aleatoric, atol=1e-6)
+    assert pred.epistemic.max() > 1e-3  # a non-trivial case
+    assert pred.mean.shape == (3, 8, 8, channels)
+    assert pred.total.shape == pred.aleatoric.shape == pred.epistemic.shape == (3, 8, 8)
+    assert pred.num_samples == 6 and pred.num_classes == max(channels, 2)
+
+
+def test_zero_posterior_scale_has_no_epistemic_uncertainty():
+    model = _bayesian_model(1, scale=1e-9)
+    x = np.random.default_rng(1).normal(size=(5, 8, 8, 2)).astype("float32")
+    pred = predict_mc(model, x, num_samples=8, batch_size=2, verbose=0)
+    assert np.abs(pred.epistemic).max() < 1e-6
+    assert pred.aleatoric.max() > 0.05
+    with bl.sampling_mode(model, "mean"):
+        p = tf.sigmoid(model(x)).numpy()
+    np.testing.assert_allclose(pred.mean, p, atol=1e-6)
+
+
+def test_mc_dropout_model_uses_training_mode():
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(3),
+        ]
+    )
+    x = np.random.default_rng(2).normal(size=(4, 6)).astype("float32")
+    pred = predict_mc(model, x, num_samples=16, verbose=0)
+    assert pred.epistemic.min() > 0 and pred.mean.shape == (4, 3)
+    np.testing.assert_allclose(pred.mean.sum(-1), 1, atol=1e-5)
+    still = predict_mc(model, x, num_samples=4, training=False, verbose=0)
+    assert still.epistemic.max() < 1e-6
+
+
+def test_saturated_outputs_give_no_nan():
+    model = keras.Sequential([keras.Input((4, 1)), keras.layers.Dense(2, use_bias=False)])
+    model.layers[0].set_weights([np.array([[1.0, -1.0]], "float32")])
+    x = np.array([[[-200.0], [-30.0], [30.0], [200.0]]], "float32")
+    for from_logits in (True, False):
+        out_model = (
+            model if from_logits else keras.Sequential([model, keras.layers.Activation("softmax")])
+        )
+        pred = predict_mc(out_model, x, num_samples=2, from_logits=from_logits, verbose=0)
+        for field in (pred.mean, pred.total, pred.aleatoric, pred.epistemic):
+            assert np.all(np.isfinite(field))
+        assert pred.total.max() < 1e-6
+
+
+def _tile_model(rank):
+    conv = keras.layers.Conv2D if rank == 2 else keras.layers.Conv3D
+    return keras.Sequential(
+        [
+            keras.Input((None,) * rank + (1,)),
+            conv(4, 3, padding="same", activation="tanh"),
+            conv(2, 1),
+        ]
+    )
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_sliding_windows_equal_per_tile_prediction(rank):
+    model = _tile_model(rank)
+    tile = 8 if rank == 2 else 6
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(2,) + (2 * tile,) * rank + (1,)).astype("float32")
+    pred = predict_mc(
+        model,
+        image,
+        num_samples=1,
+        patch_size=tile,
+        overlap=0.0,
+        batch_size=3,
+        verbose=0,
+    )
+    per_tile = np.zeros_like(pred.mean)
+    for corner in np.ndindex(*(2,) * rank):
+        box = (slice(None),) + tuple(slice(c * tile, (c + 1) * tile) for c in corner)
+        per_tile[box] = predict_mc(model, image[box], num_samples=1, verbose=0).mean
+    np.testing.assert_allclose(pred.mean, per_tile, atol=1e-6)
+
+
+def test_overlapping_windows_blend_to_the_whole_image_prediction():
+    model = _tile_model(2)
+    rng = np.random.default_rng(4)
+    image = rng.normal(size=(1, 20, 20, 1)).astype("float32")
+    whole = predict_mc(model, image, num_samples=1, verbose=0)
+    windows = predict_mc(
+        model, image, num_samples=1, patch_size=8, overlap=0.5, batch_size=4, verbose=0
+    )
+    # Windows start at 0, 4, 8, 12: a pixel next to a window border sees
+    # that window's zero padding; every other pixel must match exactly.
+    starts = [0, 4, 8, 12]
+    borders = {s for s in starts} | {s + 7 for s in starts}
+    inner = np.array([i not in borders or i in (0, 19) for i in range(20)])
+    mask = inner[:, None] & inner[None, :]
+    assert mask.sum() > 50
+    np.testing.assert_allclose(windows.mean[0][mask], whole.mean[0][mask], atol=1e-6)
+    np.testing.assert_allclose(windows.aleatoric[0][mask], whole.aleatoric[0][mask], atol=1e-6)
+    # Inputs smaller than a patch are padded, then cropped back.
+    small = predict_mc(model, image[:, :5, :6], num_samples=1, patch_size=8, verbose=0)
+    assert small.mean.shape == (1, 5, 6, 2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_class_weight_correction_matches_closed_form(channels):
+    rng = np.random.default_rng(5)
+    kernel = rng.normal(size=(2, channels)).astype("float32")
+    model = keras.Sequential([keras.Input((5, 2)), keras.layers.Dense(channels, use_bias=False)])
+    model.layers[-1].set_weights([kernel])
+    x = rng.normal(size=(3, 5, 2)).astype("float32") * 2
+    z = x.astype(np.float64) @ kernel
+    weights = [1.0, 59.0] if channels == 1 else [0.5, 4.0, 20.0]
+    pred = predict_mc(model, x, num_samples=2, correct_for_class_weights=weights, verbose=0)
+    if channels == 1:
+        q = 1 / (1 + np.exp(-z))
+        w0, w1 = weights
+        expected = (q / w1) / (q / w1 + (1 - q) / w0)
+    else:
+        q = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+        expected = (q / weights) / (q / weights).sum(-1, keepdims=True)
+    np.testing.assert_allclose(pred.mean, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        pred.mean, unweight_probabilities(pred_plain(model, x), weights), rtol=1e-5
+    )
+    # The probability-output path gives the same answer.
+    act = "sigmoid" if channels == 1 else "softmax"
+    prob_model = keras.Sequential([model, keras.layers.Activation(act)])
+    pred_p = predict_mc(
+        prob_model,
+        x,
+        num_samples=2,
+        correct_for_class_weights=weights,
+        from_logits=False,
+        verbose=0,
+    )
+    np.testing.assert_allclose(pred_p.mean, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(pred_p.total, pred.total, atol=1e-5)
+
+
+def pred_plain(model, x):
+    return predict_mc(model, x, num_samples=1, verbose=0).mean.astype(np.float64)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"num_samples": 0}, "num_samples"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"patch_size": (4,)}, "patch_size"),
+        ({"patch_size": 4, "overlap": 1.0}, "overlap"),
+        ({"correct_for_class_weights": [1.0, -2.0]}, "correct_for_class_weights"),
+        ({"correct_for_class_weights": [1.0, 2.0, 3.0]}, "correct_for_class_weights"),
+        ({"verbose": "loud"}, "verbose"),
+        ({"sampling": "median"}, "sampling"),
+        ({"training": "yes"}, "training"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, name):
+    model = _bayesian_model(1)
+    x = np.zeros((2, 8, 8, 2), "float32")
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        predict_mc(model, x, **{"num_samples": 2, **kwargs})
+
+
+# ------------------------------------------------------------------------ plots
+def test_plots_write_png(tmp_path):
+    rng = np.random.default_rng(6)
+    image = rng.normal(size=(2, 16, 16, 1)).astype("float32")
+    truth = (rng.random((2, 16, 16, 1)) < 0.1).astype("float32")
+    pred = predict_mc(
+        keras.Sequential(
+            [
+                keras.Input((16, 16, 1)),
+                bl.Conv2DFlipout(1, 3, padding="same", posterior_scale_init=0.5),
+            ]
+        ),
+        image,
+        num_samples=4,
+        verbose=0,
+    )
+    assert isinstance(pred, MCPrediction)
+    path = plots.plot_uncertainty(image, truth, pred, tmp_path / "u.png", index=1)
+    assert open(path, "rb").read(8) == PNG_SIGNATURE
+    volume = rng.normal(size=(1, 6, 10, 10, 1))
+    maps = {
+        "mean": rng.random((1, 6, 10, 10, 3)),
+        "epistemic": rng.random((1, 6, 10, 10)),
+        "aleatoric": rng.random((1, 6, 10, 10)),
+    }
+    path3d = plots.plot_uncertainty(volume, volume[..., 0] > 0, maps, tmp_path / "v.png")
+    assert open(path3d, "rb").read(8) == PNG_SIGNATURE
+    probs = 1 / (1 + np.exp(-(4 * truth - 2 + rng.normal(size=truth.shape))))
+    rel = plots.plot_reliability(truth, probs, tmp_path / "r.png", num_bins=10)
+    assert open(rel, "rb").read(8) == PNG_SIGNATURE
+    assert metrics.reliability_curve(truth, probs, 10)[2].sum() == truth.size
+    with pytest.raises(ValueError, match="`prediction`"):
+        plots.plot_uncertainty(image, truth, (1, 2), tmp_path / "bad.png")
