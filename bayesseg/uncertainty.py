@@ -197,9 +197,11 @@ def _mc_function(
     if key in cache:
         return cache[key]
     weights = None if class_weights is None else np.asarray(class_weights)
+    # A weak reference: the cached function must not keep its model alive.
+    model_ref = weakref.ref(model)
 
     def draw(x):
-        out = tf.cast(model(x, training=training), tf.float32)
+        out = tf.cast(model_ref()(x, training=training), tf.float32)
         if out.shape[-1] is None:
             raise ValueError(
                 "predict_mc needs a model whose last output axis (classes) has a "

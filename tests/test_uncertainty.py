@@ -275,3 +275,21 @@ def test_plots_write_png(tmp_path):
     assert metrics.reliability_curve(truth, probs, 10)[2].sum() == truth.size
     with pytest.raises(ValueError, match="`prediction`"):
         plots.plot_uncertainty(image, truth, (1, 2), tmp_path / "bad.png")
+
+
+def test_traced_function_is_reused_and_does_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    from bayesseg import uncertainty
+
+    model = _bayesian_model(1)
+    x = np.zeros((3, 8, 8, 2), "float32")
+    predict_mc(model, x, num_samples=2, batch_size=2, verbose=0)
+    predict_mc(model, x, num_samples=2, batch_size=2, verbose=0)
+    (run,) = uncertainty._FUNCTION_CACHE[model].values()
+    assert run.experimental_get_tracing_count() == 1
+    ref = weakref.ref(model)
+    del model, run
+    gc.collect()
+    assert ref() is None
