@@ -9,7 +9,20 @@ from bayesseg._backend import check_backend
 
 check_backend()
 
-from bayesseg import imbalance, kl, layers, losses, priors, training  # noqa: E402
+from bayesseg import (  # noqa: E402
+    data,
+    diagnostics,
+    imbalance,
+    kl,
+    layers,
+    losses,
+    metrics,
+    models,
+    plots,
+    priors,
+    training,
+    uncertainty,
+)
 from bayesseg.elbo import ELBO, ELBOTerms  # noqa: E402
 from bayesseg.layers import kl_divergence  # noqa: E402
 from bayesseg.training import BayesianModel  # noqa: E402
@@ -20,12 +33,18 @@ __all__ = [
     "BayesianModel",
     "ELBO",
     "ELBOTerms",
+    "data",
+    "diagnostics",
     "imbalance",
     "kl",
     "kl_divergence",
     "layers",
     "losses",
+    "metrics",
+    "models",
+    "plots",
     "priors",
     "training",
+    "uncertainty",
     "__version__",
 ]

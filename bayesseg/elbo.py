@@ -200,6 +200,18 @@ class ELBO(keras.losses.Loss):
         entropy = tf.add_n([h for _, h in terms])
         return cross_entropy - entropy, cross_entropy, entropy
 
+    def kl_penalty(self, model, kl_weight):
+        """The raw KL and the KL term of the loss for an effective ``kl_weight``.
+
+        Returns:
+            ``(kl, penalty)`` with ``penalty = kl_weight * T * kl`` (KL
+            tempering) or ``kl_weight * (CE - T * H)`` (posterior tempering).
+        """
+        kl, cross_entropy, entropy = self.kl_parts(model)
+        if self.tempering == "kl":
+            return kl, kl_weight * self.temperature * kl
+        return kl, kl_weight * (cross_entropy - self.temperature * entropy)
+
     def compute(
         self,
         model,
@@ -239,9 +251,7 @@ class ELBO(keras.losses.Loss):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             global_batch_size = tf.shape(per_example)[0] * replicas
         kl, cross_entropy, entropy = self.kl_parts(model)
-        kl_weight = (
-            tf.cast(self.kl_scaling(step, global_batch_size), tf.float32) / divisor
-        )
+        kl_weight = tf.cast(self.kl_scaling(step, global_batch_size), tf.float32) / divisor
         if self.tempering == "kl":
             penalty = kl_weight * self.temperature * kl
         else:
@@ -283,10 +293,6 @@ class ELBO(keras.losses.Loss):
     @classmethod
     def from_config(cls, config: dict) -> ELBO:
         config = dict(config)
-        config["likelihood"] = keras.saving.deserialize_keras_object(
-            config["likelihood"]
-        )
-        config["kl_scaling"] = keras.saving.deserialize_keras_object(
-            config["kl_scaling"]
-        )
+        config["likelihood"] = keras.saving.deserialize_keras_object(config["likelihood"])
+        config["kl_scaling"] = keras.saving.deserialize_keras_object(config["kl_scaling"])
         return cls(**config)

@@ -39,6 +39,9 @@ class StepContext:
         gradients: list of gradient tensors, aligned with ``variables``.
         variables: the trainable variables.
         step: optimizer updates so far (before this one).
+        gradient_scale: scalar by which ``gradients`` exceed the gradient of
+            ``loss`` (the mixed-precision loss scale divided by the number of
+            replicas); divide by it to get ``d loss / d variables``.
     """
 
     x: object
@@ -53,6 +56,7 @@ class StepContext:
     gradients: list
     variables: list
     step: tf.Tensor
+    gradient_scale: tf.Tensor
 
 
 class TrainStepHook:
@@ -154,8 +158,7 @@ class BayesianModel(keras.Model):
         """
         if not isinstance(hook, TrainStepHook):
             raise ValueError(
-                "Argument `hook` must be a bayesseg.training.TrainStepHook. "
-                f"Received: {hook!r}"
+                f"Argument `hook` must be a bayesseg.training.TrainStepHook. Received: {hook!r}"
             )
         if hook not in self._train_step_hooks:
             self._train_step_hooks.append(hook)
@@ -176,9 +179,7 @@ class BayesianModel(keras.Model):
     def _elbo_terms(self, x, y, sample_weight, training):
         y_pred = self._forward(x, training)
         terms = self.elbo.compute(self, y, y_pred, sample_weight)
-        step = (
-            self.optimizer.iterations if self.optimizer is not None else tf.constant(0)
-        )
+        step = self.optimizer.iterations if self.optimizer is not None else tf.constant(0)
         tf.debugging.Assert(
             tf.math.is_finite(terms.nll),
             ["bayesseg: the NLL term is not finite at optimizer step", step, terms.nll],
@@ -219,6 +220,9 @@ class BayesianModel(keras.Model):
                 gradients=gradients,
                 variables=variables,
                 step=self.optimizer.iterations,
+                gradient_scale=self.optimizer.scale_loss(
+                    keras_loss_module.scale_loss_for_distribution(tf.constant(1.0))
+                ),
             )
             for hook in self._train_step_hooks:
                 verdict = hook.before_update(context)

@@ -1,0 +1,694 @@
+"""Gradient diagnostics: NLL versus KL contributions per layer; loss-spike monitor.
+
+A large loss does not mean a large gradient. :func:`gradient_contributions`
+splits the ELBO gradient into the part that comes from the likelihood and the
+part that comes from the scaled KL, per layer and per parameter group;
+:class:`GradientDiagnostics` records the same figures during ``fit``;
+:class:`LossSpikeMonitor` catches a step whose loss jumps and records which
+examples, elements and classes caused it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bayesseg.layers.base import BayesianLayer
+from bayesseg.training import BayesianModel, TrainStepHook
+
+__all__ = [
+    "GradientReport",
+    "gradient_contributions",
+    "GradientDiagnostics",
+    "LossSpikeMonitor",
+    "parameter_groups",
+]
+
+logger = logging.getLogger(__name__)
+
+GROUPS = ("posterior_loc", "posterior_scale", "bias", "deterministic")
+
+
+def _group_of(layer, variable) -> str:
+    name = variable.path.rsplit("/", 1)[-1]
+    if isinstance(layer, BayesianLayer):
+        if name.endswith("_loc"):
+            return "posterior_loc"
+        if name.endswith("_rho"):
+            return "posterior_scale"
+        if name.startswith("bias"):
+            return "bias"
+    return "deterministic"
+
+
+def parameter_groups(model: keras.Model) -> list[tuple[str, str, list[int]]]:
+    """Group the trainable variables of ``model`` by layer and parameter kind.
+
+    Returns:
+        A list of ``(layer_name, group, indices)`` where ``indices`` point into
+        ``model.trainable_variables`` and ``group`` is one of
+        "posterior_loc", "posterior_scale" (the ``rho`` variables), "bias"
+        (deterministic bias of a Bayesian layer) or "deterministic" (weights
+        of non-Bayesian layers).
+
+    Example:
+
+    >>> import bayesseg as bs, keras
+    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
+    >>> [(g, len(i)) for _, g, i in bs.diagnostics.parameter_groups(model)]
+    [('posterior_loc', 1), ('posterior_scale', 1), ('bias', 1)]
+    """
+    index_of = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    groups: dict[tuple[str, str], list[int]] = {}
+    seen = set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        for variable in (
+            layer._trainable_variables if hasattr(layer, "_trainable_variables") else []
+        ):
+            key_id = id(variable)
+            if key_id not in index_of or key_id in seen:
+                continue
+            seen.add(key_id)
+            groups.setdefault((layer.name, _group_of(layer, variable)), []).append(index_of[key_id])
+    leftover = [i for v, i in index_of.items() if v not in seen]
+    if leftover:
+        groups.setdefault((model.name, "deterministic"), []).extend(leftover)
+    return [(layer, group, idx) for (layer, group), idx in groups.items()]
+
+
+@dataclasses.dataclass
+class GradientRow:
+    """Figures of one parameter group (or of the whole model)."""
+
+    layer: str
+    group: str
+    num_params: int
+    nll_norm: float
+    kl_norm: float
+    ratio: float
+    cosine: float
+    share: float
+    snr: float | None = None
+
+
+@dataclasses.dataclass
+class GradientReport:
+    """Per-layer NLL and KL gradient figures, with totals over the model.
+
+    Attributes:
+        rows: one :class:`GradientRow` per (layer, parameter group).
+        total: the same figures over all trainable variables.
+        nll, kl, kl_weight, loss: the ELBO terms of the (last) evaluation.
+    """
+
+    rows: list[GradientRow]
+    total: GradientRow
+    nll: float
+    kl: float
+    kl_weight: float
+    loss: float
+
+    def to_dict(self) -> dict:
+        """Plain Python structure (JSON-serialisable)."""
+        return {
+            "rows": [dataclasses.asdict(r) for r in self.rows],
+            "total": dataclasses.asdict(self.total),
+            "nll": self.nll,
+            "kl": self.kl,
+            "kl_weight": self.kl_weight,
+            "loss": self.loss,
+        }
+
+    def __str__(self) -> str:
+        header = (
+            f"{'layer':<22}{'group':<17}{'params':>9}{'|g_nll|':>11}{'|g_kl|':>11}"
+            f"{'kl/nll':>10}{'cosine':>8}{'share':>7}{'snr':>8}"
+        )
+        lines = [header, "-" * len(header)]
+        for row in [*self.rows, self.total]:
+            snr = "" if row.snr is None else f"{row.snr:8.3g}"
+            lines.append(
+                f"{row.layer[:21]:<22}{row.group:<17}{row.num_params:>9d}{row.nll_norm:>11.3e}"
+                f"{row.kl_norm:>11.3e}{row.ratio:>10.3g}{row.cosine:>8.3f}{row.share:>7.3f}{snr}"
+            )
+        lines.append(
+            f"nll={self.nll:.5g}  kl={self.kl:.5g}  kl_weight={self.kl_weight:.3e}  "
+            f"loss={self.loss:.5g}"
+        )
+        return "\n".join(lines)
+
+
+def _flat(grads, indices):
+    parts = [
+        tf.reshape(tf.cast(grads[i], tf.float32), [-1]) for i in indices if grads[i] is not None
+    ]
+    if not parts:
+        return tf.zeros([0])
+    return tf.concat(parts, 0)
+
+
+def _row(layer, group, g_nll, g_kl, total_sq, snr=None) -> GradientRow:
+    nll_norm = float(tf.norm(g_nll))
+    kl_norm = float(tf.norm(g_kl))
+    denom = nll_norm * kl_norm
+    cosine = float(tf.reduce_sum(g_nll * g_kl)) / denom if denom > 0 else 0.0
+    total = g_nll + g_kl
+    share = float(tf.reduce_sum(total * total)) / total_sq if total_sq > 0 else 0.0
+    ratio = kl_norm / nll_norm if nll_norm > 0 else math.inf
+    return GradientRow(
+        layer, group, int(g_nll.shape[0]), nll_norm, kl_norm, ratio, cosine, share, snr
+    )
+
+
+def gradient_contributions(
+    model: keras.Model, elbo, x, y, sample_weight=None, num_samples: int = 1
+) -> GradientReport:
+    """Split the ELBO gradient into its NLL and scaled-KL parts, per layer.
+
+    For each Monte Carlo draw, computes ``g_nll = d NLL / d theta`` and
+    ``g_kl = d (kl term) / d theta`` (the KL term of the loss, i.e. scaled by
+    the ELBO's ``kl_weight`` and temperature), averages them over the draws,
+    and reports per (layer, parameter group): their norms, ``|g_kl| /
+    |g_nll|``, their cosine similarity, the group's share of the squared norm
+    of the total gradient ``g_nll + g_kl`` and, with ``num_samples > 1``, the
+    gradient signal-to-noise ratio ``|mean| / std`` across draws (mean over
+    the group's parameters). ``total`` gives the same over the whole model:
+    ``g_nll + g_kl`` is the gradient of the loss.
+
+    Args:
+        model: a model with Bayesian layers.
+        elbo: a ``bayesseg.ELBO``.
+        x, y: one batch.
+        sample_weight: optional sample weights.
+        num_samples: int >= 1, Monte Carlo draws of the weights.
+
+    Returns:
+        A :class:`GradientReport` (``print(report)`` shows a table).
+
+    Example:
+
+    >>> import bayesseg as bs, keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(1)])
+    >>> elbo = bs.ELBO(bs.losses.WeightedBinaryCrossentropy(), bs.kl.PerExample(10))
+    >>> report = bs.diagnostics.gradient_contributions(
+    ...     model, elbo, np.ones((4, 3)), np.ones((4, 1)), num_samples=2)
+    >>> report.total.group
+    'all'
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(
+            f"Argument `num_samples` must be an integer >= 1. Received: num_samples={num_samples!r}"
+        )
+    variables = model.trainable_variables
+    if not variables:
+        raise ValueError(f"Model {model.name!r} has no trainable variables.")
+    draws_nll, draws_kl = [], []
+    for _ in range(num_samples):
+        with tf.GradientTape(persistent=True) as tape:
+            y_pred = model(x, training=True)
+            terms = elbo.compute(model, y, y_pred, sample_weight)
+            kl_term = terms.loss - terms.nll
+        g_nll = tape.gradient(terms.nll, variables)
+        g_kl = tape.gradient(kl_term, variables)
+        del tape
+        draws_nll.append(
+            [
+                g if g is not None else tf.zeros_like(v)
+                for g, v in zip(g_nll, variables, strict=True)
+            ]
+        )
+        draws_kl.append(
+            [g if g is not None else tf.zeros_like(v) for g, v in zip(g_kl, variables, strict=True)]
+        )
+    mean_nll = [tf.add_n([d[i] for d in draws_nll]) / num_samples for i in range(len(variables))]
+    mean_kl = [tf.add_n([d[i] for d in draws_kl]) / num_samples for i in range(len(variables))]
+    all_indices = list(range(len(variables)))
+    total_vec = _flat(mean_nll, all_indices) + _flat(mean_kl, all_indices)
+    total_sq = float(tf.reduce_sum(total_vec * total_vec))
+
+    def snr(indices):
+        if num_samples < 2:
+            return None
+        samples = tf.stack(
+            [
+                _flat(dn, indices) + _flat(dk, indices)
+                for dn, dk in zip(draws_nll, draws_kl, strict=True)
+            ]
+        )
+        mean = tf.reduce_mean(samples, 0)
+        std = tf.math.reduce_std(samples, 0)
+        ratio = tf.abs(mean) / (std + 1e-12)
+        return float(tf.reduce_mean(ratio))
+
+    rows = [
+        _row(layer, group, _flat(mean_nll, idx), _flat(mean_kl, idx), total_sq, snr(idx))
+        for layer, group, idx in parameter_groups(model)
+    ]
+    total = _row(
+        model.name,
+        "all",
+        _flat(mean_nll, all_indices),
+        _flat(mean_kl, all_indices),
+        total_sq,
+        snr(all_indices),
+    )
+    return GradientReport(
+        rows=rows,
+        total=total,
+        nll=float(terms.nll),
+        kl=float(terms.kl),
+        kl_weight=float(terms.kl_weight),
+        loss=float(terms.loss),
+    )
+
+
+def _tensorboard_available() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _require_bayesian_model(model, who: str) -> BayesianModel:
+    if not isinstance(model, BayesianModel):
+        raise ValueError(
+            f"{who} needs a bayesseg.BayesianModel (it runs inside its train step). "
+            f"Received a {type(model).__name__}."
+        )
+    return model
+
+
+class _GradientHook(TrainStepHook):
+    """Every N steps: split the step's gradient into NLL and KL parts, per group."""
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def before_update(self, context):
+        cb = self.callback
+        due = tf.equal(tf.math.floormod(context.step, cb.every_n_steps), 0)
+
+        def measure():
+            variables = context.variables
+            with tf.GradientTape() as tape:
+                _, penalty = cb.model.elbo.kl_penalty(cb.model, context.kl_weight)
+            g_kl = tape.gradient(penalty, variables)
+            g_kl = [
+                g if g is not None else tf.zeros_like(v)
+                for g, v in zip(g_kl, variables, strict=True)
+            ]
+            g_total = [
+                tf.cast(g, tf.float32) / tf.cast(context.gradient_scale, tf.float32)
+                if g is not None
+                else tf.zeros_like(v)
+                for g, v in zip(context.gradients, variables, strict=True)
+            ]
+            g_nll = [t - k for t, k in zip(g_total, g_kl, strict=True)]
+            rows = []
+            for indices in [idx for _, _, idx in cb.groups] + [list(range(len(variables)))]:
+                n = _flat(g_nll, indices)
+                k = _flat(g_kl, indices)
+                rows.append(tf.stack([tf.norm(n), tf.norm(k), tf.reduce_sum(n * k)]))
+            cb._values.assign(tf.stack(rows))
+            cb._measured_step.assign(tf.cast(context.step, tf.int64))
+            return tf.constant(True)
+
+        tf.cond(due, measure, lambda: tf.constant(False))
+        return None
+
+
+class GradientDiagnostics(keras.callbacks.Callback):
+    """Record NLL and KL gradient norms per layer during ``fit``.
+
+    Every ``every_n_steps`` optimizer updates, inside the train step of a
+    :class:`bayesseg.BayesianModel`, the step's own gradient is split into its
+    KL part (one extra backward pass through the KL only: no data) and its NLL
+    part (the rest). Model-level figures go into ``History`` at the end of
+    each epoch (``grad_norm_nll``, ``grad_norm_kl``, ``grad_kl_nll_ratio``,
+    from the last measured step); per-group figures are kept in
+    :attr:`records` and, with ``log_dir``, written as TensorBoard scalars and
+    to ``log_dir/gradients.csv``. Under a multi-replica strategy the figures
+    are those of the first replica's local gradient. The NLL part is the
+    total minus the KL part, so where the KL part dominates by a factor R
+    the NLL figure loses about log10(R) of float32's 7 digits.
+
+    Args:
+        every_n_steps: int >= 1. Default 50.
+        log_dir: optional directory for TensorBoard events and the CSV.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> diagnostics = bs.diagnostics.GradientDiagnostics(every_n_steps=50)
+    >>> # model.fit(x, y, callbacks=[diagnostics]); diagnostics.records[-1]
+    """
+
+    def __init__(self, every_n_steps: int = 50, log_dir: str | None = None):
+        super().__init__()
+        if (
+            isinstance(every_n_steps, bool)
+            or not isinstance(every_n_steps, int)
+            or every_n_steps < 1
+        ):
+            raise ValueError(
+                "Argument `every_n_steps` must be an integer >= 1. "
+                f"Received: every_n_steps={every_n_steps!r}"
+            )
+        self.every_n_steps = every_n_steps
+        self.log_dir = log_dir
+        self.records: list[dict] = []
+        self._hook = _GradientHook(self)
+        self._last_logged = -1
+        self._writer = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        model = _require_bayesian_model(model, "GradientDiagnostics")
+        self.groups = parameter_groups(model)
+        self._values = tf.Variable(tf.zeros([len(self.groups) + 1, 3]), trainable=False)
+        self._measured_step = tf.Variable(tf.constant(-1, tf.int64), trainable=False)
+        model.add_train_step_hook(self._hook)
+
+    def on_train_begin(self, logs=None):
+        if self.log_dir:
+            os.makedirs(self.log_dir, exist_ok=True)
+            if _tensorboard_available():
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            else:
+                logger.warning(
+                    "TensorBoard is not installed: GradientDiagnostics writes only "
+                    "%s/gradients.csv (pip install tensorboard for event files).",
+                    self.log_dir,
+                )
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self._measured_step.numpy())
+        if step == self._last_logged or step < 0:
+            return
+        self._last_logged = step
+        values = self._values.numpy()
+        names = [(layer, group) for layer, group, _ in self.groups] + [(self.model.name, "all")]
+        record = {"step": step, "rows": []}
+        for (layer, group), (nll, kl, dot) in zip(names, values, strict=True):
+            cosine = float(dot / (nll * kl)) if nll * kl > 0 else 0.0
+            record["rows"].append(
+                {
+                    "layer": layer,
+                    "group": group,
+                    "nll_norm": float(nll),
+                    "kl_norm": float(kl),
+                    "ratio": float(kl / nll) if nll > 0 else math.inf,
+                    "cosine": cosine,
+                }
+            )
+        self.records.append(record)
+        if self._writer is not None:
+            with self._writer.as_default(step=step):
+                for row in record["rows"]:
+                    tag = f"gradients/{row['layer']}/{row['group']}"
+                    tf.summary.scalar(f"{tag}/nll_norm", row["nll_norm"])
+                    tf.summary.scalar(f"{tag}/kl_norm", row["kl_norm"])
+        if self.log_dir:
+            self._write_csv(record)
+
+    def _write_csv(self, record):
+        path = os.path.join(self.log_dir, "gradients.csv")
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(
+                    ["step", "layer", "group", "nll_norm", "kl_norm", "ratio", "cosine"]
+                )
+            for row in record["rows"]:
+                writer.writerow(
+                    [
+                        record["step"],
+                        row["layer"],
+                        row["group"],
+                        row["nll_norm"],
+                        row["kl_norm"],
+                        row["ratio"],
+                        row["cosine"],
+                    ]
+                )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or not self.records:
+            return
+        total = self.records[-1]["rows"][-1]
+        logs["grad_norm_nll"] = total["nll_norm"]
+        logs["grad_norm_kl"] = total["kl_norm"]
+        logs["grad_kl_nll_ratio"] = total["ratio"]
+
+    def on_train_end(self, logs=None):
+        self.model.remove_train_step_hook(self._hook)
+        if self._writer is not None:
+            self._writer.flush()
+
+
+class _SpikeHook(TrainStepHook):
+    def __init__(self, monitor):
+        self.monitor = monitor
+
+    def before_update(self, context):
+        m = self.monitor
+        loss = tf.cast(context.loss, tf.float32)
+        buffer = m._buffer
+        filled = m._count >= m.window
+        median = _median(buffer)
+        mad = _median(tf.abs(buffer - median))
+        z = (loss - median) / (1.4826 * mad + 1e-12 + 1e-3 * tf.abs(median))
+        spike = tf.logical_and(filled, z > m.threshold)
+        per_element = tf.cast(m.model.elbo.likelihood.call(context.y, context.y_pred), tf.float32)
+        grads = [
+            tf.cast(g, tf.float32) / tf.cast(context.gradient_scale, tf.float32)
+            for g in context.gradients
+            if g is not None
+        ]
+        grad_norm = tf.linalg.global_norm(grads)
+
+        def record():
+            m._batch_x.assign(tf.cast(tf.nest.flatten(context.x)[0], tf.float32))
+            m._batch_y.assign(tf.cast(context.y, tf.float32))
+            m._batch_pred.assign(tf.cast(context.y_pred, tf.float32))
+            m._batch_elements.assign(per_element)
+            m._batch_examples.assign(tf.cast(context.per_example_nll, tf.float32))
+            return tf.constant(True)
+
+        tf.cond(spike, record, lambda: tf.constant(False))
+        m._last.assign(
+            tf.stack(
+                [
+                    loss,
+                    median,
+                    z,
+                    grad_norm,
+                    tf.cast(spike, tf.float32),
+                    tf.cast(context.step, tf.float32),
+                ]
+            )
+        )
+        # A spike does not enter the window: the baseline stays clean.
+        position = tf.math.floormod(m._count, m.window)
+        new_buffer = tf.tensor_scatter_nd_update(buffer, [[position]], [loss])
+        m._buffer.assign(tf.where(spike, buffer, new_buffer))
+        m._count.assign_add(tf.where(spike, 0, 1))
+        if m.on_spike in ("skip_update", "stop"):
+            return tf.logical_not(spike)
+        return None
+
+
+def _median(values):
+    sorted_values = tf.sort(values)
+    n = tf.shape(values)[0]
+    return 0.5 * (sorted_values[(n - 1) // 2] + sorted_values[n // 2])
+
+
+class LossSpikeMonitor(keras.callbacks.Callback):
+    """Flag loss spikes and record what caused them (built on the train-step hook).
+
+    At every step, the loss is compared with the median of the last
+    ``window`` non-spike losses by a robust z-score, ``(loss - median) /
+    (1.4826 * MAD)``; above ``threshold`` the step is a spike. For a spike
+    the monitor records the step, the loss, the baseline median, the
+    gradient norm, the per-example losses, the top contributing examples,
+    elements (timesteps/pixels: their index, label, predicted probability,
+    weight and loss) and classes, in :attr:`spikes`; with ``save_dir`` it
+    also saves the batch and the record (``spike_<step>.npz`` and ``.json``)
+    for replay. Because it runs inside the train step (before the update),
+    ``on_spike="skip_update"`` really skips the update and ``"stop"`` skips
+    it and stops training; ``"log"`` only records.
+
+    Args:
+        threshold: float > 0, robust z-score above which a step spikes.
+            Default 6.
+        window: int >= 3, non-spike steps in the baseline. Default 50.
+        save_dir: optional directory for ``.npz``/``.json`` records.
+        on_spike: "log" (default), "skip_update" or "stop".
+        top_k: int, how many examples/elements to list. Default 10.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> monitor = bs.diagnostics.LossSpikeMonitor(threshold=6.0, window=50)
+    >>> # model.fit(x, y, callbacks=[monitor]); monitor.spikes
+    """
+
+    def __init__(
+        self,
+        threshold: float = 6.0,
+        window: int = 50,
+        save_dir: str | None = None,
+        on_spike: str = "log",
+        top_k: int = 10,
+    ):
+        super().__init__()
+        if not isinstance(threshold, (int, float)) or not threshold > 0 or math.isinf(threshold):
+            raise ValueError(
+                "Argument `threshold` must be a finite number > 0. "
+                f"Received: threshold={threshold!r}"
+            )
+        if isinstance(window, bool) or not isinstance(window, int) or window < 3:
+            raise ValueError(
+                f"Argument `window` must be an integer >= 3. Received: window={window!r}"
+            )
+        if on_spike not in ("log", "skip_update", "stop"):
+            raise ValueError(
+                "Argument `on_spike` must be 'log', 'skip_update' or 'stop'. "
+                f"Received: on_spike={on_spike!r}"
+            )
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(
+                f"Argument `top_k` must be a positive integer. Received: top_k={top_k!r}"
+            )
+        self.threshold = float(threshold)
+        self.window = window
+        self.save_dir = save_dir
+        self.on_spike = on_spike
+        self.top_k = top_k
+        self.spikes: list[dict] = []
+        self._hook = _SpikeHook(self)
+
+    def set_model(self, model):
+        super().set_model(model)
+        _require_bayesian_model(model, "LossSpikeMonitor")
+        model.add_train_step_hook(self._hook)
+        if getattr(self, "_state_model", None) is model:
+            return  # a later fit on the same model keeps the loss window
+        self._state_model = model
+        unknown = tf.TensorShape(None)
+        self._buffer = tf.Variable(tf.zeros([self.window]), trainable=False)
+        self._count = tf.Variable(0, trainable=False)
+        self._last = tf.Variable(tf.zeros([6]), trainable=False)
+        self._batch_x = tf.Variable(tf.zeros([0]), shape=unknown, trainable=False)
+        self._batch_y = tf.Variable(tf.zeros([0]), shape=unknown, trainable=False)
+        self._batch_pred = tf.Variable(tf.zeros([0]), shape=unknown, trainable=False)
+        self._batch_elements = tf.Variable(tf.zeros([0]), shape=unknown, trainable=False)
+        self._batch_examples = tf.Variable(tf.zeros([0]), shape=unknown, trainable=False)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss, median, z, grad_norm, spike, step = (float(v) for v in self._last.numpy())
+        if self.spikes and self.spikes[-1].get("loss_after") is None:
+            self.spikes[-1]["loss_after"] = loss
+        if not spike:
+            return
+        record = self._record(int(step), loss, median, z, grad_norm)
+        self.spikes.append(record)
+        logger.warning(
+            "Loss spike at step %d: loss %.4g vs median %.4g (z=%.1f); top elements: %s",
+            record["step"],
+            loss,
+            median,
+            z,
+            record["top_elements"][:3],
+        )
+        if self.save_dir:
+            self._save(record)
+        if self.on_spike == "stop":
+            self.model.stop_training = True
+
+    def _element_weights(self, labels):
+        likelihood = self.model.elbo.likelihood
+        pos_weight = getattr(likelihood, "pos_weight", None)
+        class_weights = getattr(likelihood, "class_weights", None)
+        if class_weights is not None:
+            weights = np.asarray(class_weights, dtype="float64")
+            if weights.size == 2 or labels.max() < weights.size:
+                return weights[np.clip(labels.astype(int), 0, weights.size - 1)]
+        if pos_weight is not None:
+            return np.where(labels > 0.5, float(pos_weight), 1.0)
+        return None
+
+    def _record(self, step, loss, median, z, grad_norm) -> dict:
+        elements = self._batch_elements.numpy()
+        per_example = self._batch_examples.numpy()
+        labels = self._batch_y.numpy().reshape(elements.shape + (-1,))
+        label_values = labels[..., 0] if labels.shape[-1] == 1 else labels.argmax(-1)
+        preds = self._batch_pred.numpy()
+        if preds.size == elements.size:  # one logit per element: sigmoid
+            p_positive = 1.0 / (1.0 + np.exp(-preds.reshape(elements.shape)))
+            p_label = np.where(label_values > 0.5, p_positive, 1.0 - p_positive)
+        else:  # softmax logits over the last axis
+            shifted = preds - preds.max(axis=-1, keepdims=True)
+            probs = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+            safe = np.clip(label_values.astype(int), 0, probs.shape[-1] - 1)
+            p_label = np.take_along_axis(probs, safe[..., None], axis=-1)[..., 0]
+        weights = self._element_weights(label_values)
+        top_elements = []
+        for flat in np.argsort(elements, axis=None)[::-1][: self.top_k]:
+            index = np.unravel_index(flat, elements.shape)
+            top_elements.append(
+                {
+                    "index": [int(i) for i in index],
+                    "label": float(label_values[index]),
+                    "probability_of_label": float(p_label[index]),
+                    "weight": None if weights is None else float(weights[index]),
+                    "loss": float(elements[index]),
+                }
+            )
+        total = float(elements.sum()) or 1.0
+        classes = {}
+        for value in np.unique(label_values):
+            share = float(elements[label_values == value].sum()) / total
+            classes[str(int(value))] = share
+        example_order = np.argsort(per_example)[::-1][: self.top_k]
+        return {
+            "step": step,
+            "loss": loss,
+            "loss_median_before": median,
+            "loss_after": None,
+            "z_score": z,
+            "gradient_norm": grad_norm,
+            "per_example_loss": per_example.tolist(),
+            "top_examples": [
+                {"example": int(i), "loss": float(per_example[i])} for i in example_order
+            ],
+            "top_elements": top_elements,
+            "class_loss_share": classes,
+        }
+
+    def _save(self, record):
+        os.makedirs(self.save_dir, exist_ok=True)
+        stem = os.path.join(self.save_dir, f"spike_{record['step']}")
+        np.savez_compressed(
+            stem + ".npz",
+            x=self._batch_x.numpy(),
+            y=self._batch_y.numpy(),
+            y_pred=self._batch_pred.numpy(),
+            element_loss=self._batch_elements.numpy(),
+        )
+        with open(stem + ".json", "w") as handle:
+            json.dump(record, handle, indent=2)
+
+    def on_train_end(self, logs=None):
+        self.model.remove_train_step_hook(self._hook)
