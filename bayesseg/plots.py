@@ -1,4 +1,4 @@
-"""Figures: uncertainty maps and reliability diagrams, written as PNG files.
+"""Figures: uncertainty maps, reliability diagrams, training and gradient curves (PNG).
 
 Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas, never
 through ``pyplot``, so nothing leaks into pyplot's global state and no
@@ -14,11 +14,17 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from bayesseg import metrics
 from bayesseg.uncertainty import MCPrediction
 
-__all__ = ["plot_reliability", "plot_uncertainty"]
+__all__ = [
+    "plot_gradient_contributions",
+    "plot_reliability",
+    "plot_training",
+    "plot_uncertainty",
+]
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> str:
@@ -210,4 +216,134 @@ def plot_reliability(y_true: Any, probs: Any, path: str | os.PathLike, num_bins:
         log=True,
     )
     bottom.set(xlabel="confidence", ylabel="count")
+    return _save(fig, path)
+
+
+def _history_dict(history: Any) -> dict:
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, Mapping) or not logs:
+        raise ValueError(
+            "Argument `history` must be a keras History or a dict of per-epoch lists. "
+            f"Received: history={history!r}"
+        )
+    return {k: np.asarray(v, dtype="float64") for k, v in logs.items()}
+
+
+def plot_training(history: Any, path: str | os.PathLike) -> str:
+    """Write the ELBO's training curves as a PNG: loss, NLL, KL and KL weight.
+
+    Three panels over epochs: the loss and the NLL (and their ``val_``
+    counterparts when present) with the KL term ``kl_weight * kl`` on a log
+    scale, the raw KL, and the KL weight.
+
+    Args:
+        history: a ``keras.callbacks.History`` from ``BayesianModel.fit`` or
+            its ``history`` dict (keys ``loss``, ``nll``, ``kl``, ``kl_weight``).
+        path: where the PNG is written.
+
+    Returns:
+        ``path`` as a string.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from bayesseg.plots import plot_training
+    >>> logs = {"loss": [1.0, 0.6], "nll": [0.9, 0.5], "kl": [900.0, 850.0],
+    ...         "kl_weight": [1e-4, 1e-4]}
+    >>> out = plot_training(logs, os.path.join(tempfile.mkdtemp(), "t.png"))
+    """
+    logs = _history_dict(history)
+    missing = {"loss", "nll", "kl", "kl_weight"} - set(logs)
+    if missing:
+        raise ValueError(
+            f"Argument `history` lacks {sorted(missing)}: train a bayesseg.BayesianModel "
+            f"(it logs them). Received keys: {sorted(logs)}"
+        )
+    epochs = np.arange(1, len(logs["loss"]) + 1)
+    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    left, middle, right = fig.subplots(1, 3)
+    for key, style in (("loss", "-"), ("nll", "--")):
+        left.plot(epochs, logs[key], style, marker="o", ms=3, label=key)
+        if f"val_{key}" in logs:
+            left.plot(epochs, logs[f"val_{key}"], style, marker="s", ms=3, label=f"val_{key}")
+    left.plot(epochs, logs["kl_weight"] * logs["kl"], ":", marker="^", ms=3, label="kl_weight * kl")
+    left.set(yscale="log", xlabel="epoch", title="ELBO terms (per element)")
+    left.legend(fontsize=8)
+    middle.plot(epochs, logs["kl"], marker="o", ms=3, color="tab:purple")
+    middle.set(xlabel="epoch", title="KL (raw, unscaled)")
+    right.plot(epochs, logs["kl_weight"], marker="o", ms=3, color="tab:green")
+    right.set(xlabel="epoch", title="kl_weight (effective)", yscale="log")
+    for axis in (left, middle, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _save(fig, path)
+
+
+def plot_gradient_contributions(records: Any, path: str | os.PathLike, max_layers: int = 12) -> str:
+    """Write per-layer NLL and KL gradient norms over training steps as a PNG.
+
+    Args:
+        records: ``GradientDiagnostics.records`` (or the callback itself): a
+            list of ``{"step": int, "rows": [{"layer", "group", "nll_norm",
+            "kl_norm", ...}]}``.
+        path: where the PNG is written.
+        max_layers: int, at most this many layers are drawn (those with the
+            largest NLL gradients), plus the model total.
+
+    Returns:
+        ``path`` as a string.
+
+    Left panel: NLL (solid) and KL (dashed) gradient norms of the model and
+    of each layer's parameters (all groups of a layer combined) over steps,
+    on a log scale. Right panel: the KL/NLL ratio per layer at the last
+    recorded step.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from bayesseg.plots import plot_gradient_contributions
+    >>> rows = [{"layer": "conv", "group": "posterior_loc", "nll_norm": 1.0, "kl_norm": 0.1},
+    ...         {"layer": "model", "group": "all", "nll_norm": 1.0, "kl_norm": 0.1}]
+    >>> out = plot_gradient_contributions([{"step": 0, "rows": rows}],
+    ...                                   os.path.join(tempfile.mkdtemp(), "g.png"))
+    """
+    records = getattr(records, "records", records)
+    if not isinstance(records, (list, tuple)) or not records:
+        raise ValueError(
+            "Argument `records` must be a non-empty list of GradientDiagnostics records "
+            f"(train with the callback first). Received: records={records!r}"
+        )
+    steps = np.array([r["step"] for r in records])
+    per_layer: dict[str, tuple[list[float], list[float]]] = {}
+    for record in records:
+        sums: dict[str, list[float]] = {}
+        for row in record["rows"]:
+            key = "model (all)" if row["group"] == "all" else row["layer"]
+            acc = sums.setdefault(key, [0.0, 0.0])
+            acc[0] += row["nll_norm"] ** 2
+            acc[1] += row["kl_norm"] ** 2
+        for key, (nll_sq, kl_sq) in sums.items():
+            nll, kl = per_layer.setdefault(key, ([], []))
+            nll.append(np.sqrt(nll_sq))
+            kl.append(np.sqrt(kl_sq))
+    layers = [k for k in per_layer if k != "model (all)"]
+    layers = sorted(layers, key=lambda k: -per_layer[k][0][-1])[:max_layers]
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    colors = [f"C{i % 10}" for i in range(len(layers) + 1)]
+    for color, key in zip(colors, ["model (all)", *layers], strict=False):
+        nll, kl = per_layer[key]
+        width = 2.5 if key == "model (all)" else 1.0
+        left.plot(steps, nll, "-", color=color, lw=width, label=key)
+        left.plot(steps, np.maximum(kl, 1e-30), "--", color=color, lw=width)
+    left.set(
+        yscale="log",
+        xlabel="optimizer step",
+        title="gradient norm: NLL (solid) vs scaled KL (dashed)",
+    )
+    left.legend(fontsize=7, ncol=2)
+    ratios = [per_layer[k][1][-1] / max(per_layer[k][0][-1], 1e-30) for k in layers]
+    right.barh(range(len(layers)), ratios, color=colors[1:])
+    right.set_yticks(range(len(layers)), layers, fontsize=7)
+    right.axvline(1.0, color="gray", ls="--")
+    right.set(xscale="log", xlabel="|g_kl| / |g_nll|", title=f"KL/NLL ratio at step {steps[-1]}")
     return _save(fig, path)
