@@ -17,6 +17,7 @@ Keras callbacks run after the update and never see the batch; monitors such as
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import keras
 import tensorflow as tf
@@ -24,7 +25,14 @@ from keras.src.losses import loss as keras_loss_module
 
 from bayesseg.elbo import ELBO
 
-__all__ = ["BayesianModel", "TrainStepHook", "StepContext"]
+__all__ = [
+    "BayesianModel",
+    "StepContext",
+    "TrainStepHook",
+    "WarmupSchedule",
+    "fit_distributed",
+    "scaled_learning_rate",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,3 +254,226 @@ class BayesianModel(keras.Model):
         y_pred, terms = self._elbo_terms(x, y, sample_weight, training=False)
         self._update_trackers(x, terms)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def scaled_learning_rate(
+    base_lr: float, global_batch_size: int, base_batch_size: int, rule: str = "linear"
+) -> float:
+    """Scale a learning rate tuned at ``base_batch_size`` to ``global_batch_size``.
+
+    ``rule="linear"``: ``base_lr * global / base`` (Goyal et al. 2017; suits
+    SGD, combine with a warm-up); ``rule="sqrt"``: ``base_lr * sqrt(global /
+    base)`` (the usual choice for Adam). With 2 GPUs of batch 8 each the global
+    batch is 16: keep the loss reduction over the global batch (bayesseg does)
+    and scale the learning rate, or 2 replicas train differently from 1
+    (USERS.md case 6).
+
+    Args:
+        base_lr: float > 0, the learning rate tuned at ``base_batch_size``.
+        global_batch_size: int > 0, the batch summed over replicas.
+        base_batch_size: int > 0.
+        rule: "linear" or "sqrt".
+
+    Returns:
+        The scaled learning rate.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> bs.training.scaled_learning_rate(1e-3, 16, 8)
+    0.002
+    >>> round(bs.training.scaled_learning_rate(1e-3, 16, 8, rule="sqrt"), 6)
+    0.001414
+    """
+    if not isinstance(base_lr, (int, float)) or not base_lr > 0 or math.isinf(base_lr):
+        raise ValueError(
+            f"Argument `base_lr` must be a finite number > 0. Received: base_lr={base_lr!r}"
+        )
+    for name, value in (
+        ("global_batch_size", global_batch_size),
+        ("base_batch_size", base_batch_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(
+                f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
+            )
+    ratio = global_batch_size / base_batch_size
+    if rule == "linear":
+        return base_lr * ratio
+    if rule == "sqrt":
+        return base_lr * math.sqrt(ratio)
+    raise ValueError(f"Argument `rule` must be 'linear' or 'sqrt'. Received: rule={rule!r}")
+
+
+@keras.saving.register_keras_serializable(package="bayesseg")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear learning-rate warm-up to ``target_lr``, then constant or another schedule.
+
+    Args:
+        target_lr: float > 0, the learning rate reached at ``warmup_steps``.
+        warmup_steps: int > 0.
+        start_lr: float >= 0, the learning rate at step 0. Default 0.
+        after: optional ``LearningRateSchedule`` used after the warm-up (its
+            step counts from the end of the warm-up).
+
+    Example:
+
+    >>> import bayesseg as bs, keras
+    >>> lr = bs.training.WarmupSchedule(
+    ...     bs.training.scaled_learning_rate(0.1, 256, 32), warmup_steps=500)
+    >>> optimizer = keras.optimizers.SGD(lr, momentum=0.9)
+    """
+
+    def __init__(self, target_lr: float, warmup_steps: int, start_lr: float = 0.0, after=None):
+        if not isinstance(target_lr, (int, float)) or not target_lr > 0:
+            raise ValueError(f"Argument `target_lr` must be > 0. Received: target_lr={target_lr!r}")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps <= 0:
+            raise ValueError(
+                "Argument `warmup_steps` must be a positive integer. "
+                f"Received: warmup_steps={warmup_steps!r}"
+            )
+        if not isinstance(start_lr, (int, float)) or start_lr < 0:
+            raise ValueError(f"Argument `start_lr` must be >= 0. Received: start_lr={start_lr!r}")
+        if isinstance(after, dict):
+            after = keras.saving.deserialize_keras_object(after)
+        self.target_lr = float(target_lr)
+        self.warmup_steps = warmup_steps
+        self.start_lr = float(start_lr)
+        self.after = after
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        fraction = tf.minimum(step / self.warmup_steps, 1.0)
+        warm = self.start_lr + (self.target_lr - self.start_lr) * fraction
+        if self.after is None:
+            return warm
+        later = tf.cast(self.after(tf.maximum(step - self.warmup_steps, 0.0)), tf.float32)
+        return tf.where(step < self.warmup_steps, warm, later)
+
+    def get_config(self):
+        return {
+            "target_lr": self.target_lr,
+            "warmup_steps": self.warmup_steps,
+            "start_lr": self.start_lr,
+            "after": None
+            if self.after is None
+            else keras.saving.serialize_keras_object(self.after),
+        }
+
+
+def fit_distributed(
+    model: BayesianModel,
+    dataset,
+    epochs: int,
+    strategy: tf.distribute.Strategy | None = None,
+    callbacks=None,
+    initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
+    verbose: int = 0,
+) -> keras.callbacks.History:
+    """Train a compiled :class:`BayesianModel` with a custom ``strategy.run`` loop.
+
+    Keras 3's ``model.fit`` fails under ``MultiWorkerMirroredStrategy``
+    (keras-team/keras#20585); this loop runs ``model.train_step`` (the same
+    ELBO, logs, hooks) on every replica of any ``tf.distribute`` strategy and
+    drives the usual callbacks (``History``, ``BackupAndRestore``,
+    ``ModelCheckpoint``, ``GradientDiagnostics``, ...). Build and compile the
+    model inside ``strategy.scope()``.
+
+    Args:
+        model: a compiled ``BayesianModel`` created under ``strategy.scope()``.
+        dataset: a ``tf.data.Dataset`` of *global* batches ``(x, y)`` or
+            ``(x, y, sample_weight)``, or a function ``epoch -> Dataset`` (use it
+            to shuffle with a seed derived from the epoch, so a run resumed by
+            ``BackupAndRestore`` sees exactly the batches of an uninterrupted
+            one).
+        epochs: int > 0, the index of the last epoch (as Keras' ``epochs``).
+        strategy: the strategy; default the model's ``distribute_strategy``.
+        callbacks: list of Keras callbacks.
+        initial_epoch: int >= 0, epoch to start from.
+        steps_per_epoch: optional int, batches per epoch (default: all).
+        verbose: 0 (silent) or 1 (progress bar).
+
+    Returns:
+        The ``History`` callback (``history.history`` has ``loss``, ``nll``,
+        ``kl``, ``kl_weight`` and compiled metrics per epoch).
+
+    Example:
+
+    >>> import bayesseg as bs, keras, tensorflow as tf, numpy as np
+    >>> strategy = tf.distribute.get_strategy()
+    >>> with strategy.scope():
+    ...     model = bs.models.bayesian_unet((16, 16, 1), 1, base_filters=2, depth=2)
+    ...     model.compile(optimizer="adam", loss=bs.ELBO(
+    ...         bs.losses.WeightedBinaryCrossentropy(), bs.kl.PerExample(8)))
+    >>> data = tf.data.Dataset.from_tensor_slices(
+    ...     (np.zeros((8, 16, 16, 1), "float32"), np.zeros((8, 16, 16, 1), "float32"))).batch(4)
+    >>> history = bs.training.fit_distributed(model, data, epochs=1)
+    """
+    if not isinstance(model, BayesianModel) or not model.compiled:
+        raise ValueError(
+            f"Argument `model` must be a compiled bayesseg.BayesianModel. Received: model={model!r}"
+        )
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
+        raise ValueError(
+            f"Argument `epochs` must be a positive integer. Received: epochs={epochs!r}"
+        )
+    strategy = strategy or model.distribute_strategy
+    make_dataset = (
+        dataset if callable(dataset) and not isinstance(dataset, tf.data.Dataset) else None
+    )
+    if make_dataset is None and not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(
+            "Argument `dataset` must be a tf.data.Dataset or a function epoch -> Dataset. "
+            f"Received: dataset={dataset!r}"
+        )
+    callback_list = keras.callbacks.CallbackList(
+        callbacks,
+        add_history=True,
+        add_progbar=verbose != 0,
+        model=model,
+        epochs=epochs,
+        steps=steps_per_epoch,
+        verbose=verbose,
+    )
+
+    @tf.function
+    def distributed_step(batch):
+        logs = strategy.run(model.train_step, args=(batch,))
+        # As Keras' fit: metric results are averaged over the replicas.
+        return tf.nest.map_structure(
+            lambda value: strategy.reduce("MEAN", value, axis=None), logs
+        )
+
+    if not model.optimizer.built:
+        # Keras' fit builds the optimizer before tracing; a lazy build inside
+        # the replicated step fails (its variables would be created in a cond).
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+    model.stop_training = False
+    model._initial_epoch = None
+    callback_list.on_train_begin()
+    # BackupAndRestore sets model._initial_epoch when it restores a backup.
+    start = max(initial_epoch, model._initial_epoch or 0)
+    logs = {}
+    for epoch in range(start, epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        data = make_dataset(epoch) if make_dataset is not None else dataset
+        iterator = iter(strategy.experimental_distribute_dataset(data))
+        step = 0
+        for batch in iterator:
+            if steps_per_epoch is not None and step >= steps_per_epoch:
+                break
+            callback_list.on_train_batch_begin(step)
+            logs = {k: float(v) for k, v in distributed_step(batch).items()}
+            callback_list.on_train_batch_end(step, logs)
+            step += 1
+            if model.stop_training:
+                break
+        epoch_logs = dict(logs)
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs)
+    return model.history

@@ -78,3 +78,78 @@ def test_replicas_draw_different_noise_in_a_model():
     outputs = strategy.run(forward, args=(next(iter(dataset)),))
     per_replica = [t.numpy() for t in strategy.experimental_local_results(outputs)]
     assert not np.allclose(per_replica[0], per_replica[1])
+
+
+def _compiled(strategy, sampling="mean"):
+    with strategy.scope():
+        model = _build()
+        bs.layers.set_sampling(model, sampling)
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.05),
+            loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=9.0), bs.kl.PerExample(8)),
+        )
+    return model
+
+
+def test_fit_distributed_on_two_replicas_equals_fit_on_one():
+    x, y = _data()
+    y = np.maximum(y, 0)
+    reference = _compiled(tf.distribute.get_strategy())
+    ref_history = reference.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    strategy = _strategy()
+    model = _compiled(strategy)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    history = bs.training.fit_distributed(model, dataset, epochs=2, strategy=strategy)
+    for key in ("loss", "nll", "kl", "kl_weight"):
+        np.testing.assert_allclose(history.history[key], ref_history.history[key], rtol=1e-5)
+    for a, b in zip(reference.trainable_variables, model.trainable_variables, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("interrupted")
+
+
+@pytest.mark.parametrize("loop", ["fit", "fit_distributed"])
+def test_backup_and_restore_resumes_to_the_same_weights(loop, tmp_path):
+    """Sampled (noisy) training interrupted after epoch 2 and resumed = uninterrupted."""
+    x, y = _data()
+    y = np.maximum(y, 0)
+    strategy = tf.distribute.get_strategy()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+
+    def run(model, callbacks):
+        if loop == "fit":
+            return model.fit(
+                x, y, batch_size=4, epochs=4, shuffle=False, verbose=0, callbacks=callbacks
+            )
+        return bs.training.fit_distributed(model, dataset, epochs=4, callbacks=callbacks)
+
+    uninterrupted = _compiled(strategy, sampling="sample")
+    run(uninterrupted, [])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    first = _compiled(strategy, sampling="sample")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run(first, [backup, _Interrupt()])
+    resumed = _compiled(strategy, sampling="sample")  # a fresh process would rebuild it
+    history = run(resumed, [keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    assert len(history.history["loss"]) == 2  # epochs 3 and 4 only
+    for a, b in zip(uninterrupted.weights, resumed.weights, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6, err_msg=a.path)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_agree_with_each_other_and_a_single_process(tmp_path):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "examples" / "multi_worker.py"
+    spec = importlib.util.spec_from_file_location("multi_worker", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--out", str(tmp_path), "--epochs", "1", "--num-images", "16"])
+    assert result["max_diff_between_workers"] < 1e-6
+    assert result["max_diff_to_single_process"] < 1e-5
+    assert result["max_weight_update"] > 1e-3

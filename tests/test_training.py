@@ -13,9 +13,7 @@ def _model(seed=0, scale=0.05):
     h = bs.layers.Conv2DFlipout(
         4, 3, padding="same", activation="relu", seed=seed, posterior_scale_init=scale
     )(inputs)
-    outputs = bs.layers.Conv2DFlipout(1, 1, seed=seed + 1, posterior_scale_init=scale)(
-        h
-    )
+    outputs = bs.layers.Conv2DFlipout(1, 1, seed=seed + 1, posterior_scale_init=scale)(h)
     return bs.BayesianModel(inputs, outputs)
 
 
@@ -42,9 +40,7 @@ def test_fit_logs_terms_and_loss_identity():
     logs = history.history
     assert set(logs) == {"loss", "nll", "kl", "kl_weight"}
     for epoch in range(3):
-        expected = (
-            logs["nll"][epoch] + logs["kl_weight"][epoch] * 0.5 * logs["kl"][epoch]
-        )
+        expected = logs["nll"][epoch] + logs["kl_weight"][epoch] * 0.5 * logs["kl"][epoch]
         np.testing.assert_allclose(logs["loss"][epoch], expected, rtol=1e-5)
     np.testing.assert_allclose(logs["kl_weight"][0], 1 / 16 / 36, rtol=1e-6)
     assert logs["loss"][-1] < logs["loss"][0]
@@ -71,9 +67,7 @@ def test_train_step_applies_the_elbo_gradient():
 
 def test_sample_weight_dataset_and_clipping():
     model, (x, y) = _model(), _data()
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2, global_clipnorm=0.5), loss=_elbo()
-    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2, global_clipnorm=0.5), loss=_elbo())
     weights = np.linspace(0.5, 2.0, len(x)).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(8)
     history = model.fit(dataset, epochs=2, verbose=0)
@@ -81,13 +75,9 @@ def test_sample_weight_dataset_and_clipping():
     # Zero sample weights leave only the KL term.
     model.compile(optimizer="sgd", loss=_elbo())
     bs.layers.set_sampling(model, "mean")
-    result = model.evaluate(
-        x, y, sample_weight=np.zeros(len(x)), verbose=0, return_dict=True
-    )
+    result = model.evaluate(x, y, sample_weight=np.zeros(len(x)), verbose=0, return_dict=True)
     assert result["nll"] == 0.0
-    np.testing.assert_allclose(
-        result["loss"], result["kl_weight"] * result["kl"], rtol=1e-5
-    )
+    np.testing.assert_allclose(result["loss"], result["kl_weight"] * result["kl"], rtol=1e-5)
 
 
 def test_schedule_counts_optimizer_updates_under_gradient_accumulation():
@@ -114,10 +104,7 @@ class _SkipAll(bs.training.TrainStepHook):
 
     def before_update(self, context):
         self.calls += 1  # counted at trace time
-        assert (
-            context.per_example_nll.shape[0] is None
-            or context.per_example_nll.shape[0] > 0
-        )
+        assert context.per_example_nll.shape[0] is None or context.per_example_nll.shape[0] > 0
         return tf.constant(False)
 
 
@@ -152,9 +139,7 @@ def test_non_finite_kl_names_the_term():
     model, (x, y) = _model(), _data(8)
     model.compile(optimizer="sgd", loss=_elbo(8))
     layer = bs.layers.bayesian_layers(model)[1]
-    layer.kernel_rho.assign(
-        np.full(layer.kernel_rho.shape, -200.0, "float32")
-    )  # scale = 0
+    layer.kernel_rho.assign(np.full(layer.kernel_rho.shape, -200.0, "float32"))  # scale = 0
     with pytest.raises(tf.errors.InvalidArgumentError, match="KL term is not finite"):
         model.fit(x, y, epochs=1, verbose=0)
 
@@ -176,10 +161,35 @@ def test_save_load_keeps_elbo_configuration(tmp_path):
     assert loaded.elbo.get_config() == elbo.get_config()
     bs.layers.set_sampling(model, "mean")
     bs.layers.set_sampling(loaded, "mean")
-    np.testing.assert_allclose(
-        model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6
-    )
+    np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6)
     a = model.evaluate(x, y, verbose=0, return_dict=True)
     b = loaded.evaluate(x, y, verbose=0, return_dict=True)
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
     loaded.fit(x, y, epochs=1, verbose=0)
+
+
+def test_scaled_learning_rate_rules():
+    assert bs.training.scaled_learning_rate(1e-3, 256, 32) == pytest.approx(8e-3)
+    assert bs.training.scaled_learning_rate(1e-3, 256, 32, rule="sqrt") == pytest.approx(
+        1e-3 * np.sqrt(8)
+    )
+    for kwargs, argument in [
+        ({"base_lr": 0.0, "global_batch_size": 8, "base_batch_size": 8}, "base_lr"),
+        ({"base_lr": 1e-3, "global_batch_size": 0, "base_batch_size": 8}, "global_batch_size"),
+        ({"base_lr": 1e-3, "global_batch_size": 8, "base_batch_size": 8, "rule": "x"}, "rule"),
+    ]:
+        with pytest.raises(ValueError, match=f"`{argument}`"):
+            bs.training.scaled_learning_rate(**kwargs)
+
+
+def test_warmup_schedule_reaches_target_and_hands_over():
+    after = keras.optimizers.schedules.ExponentialDecay(0.4, decay_steps=10, decay_rate=0.5)
+    schedule = bs.training.WarmupSchedule(0.4, warmup_steps=4, start_lr=0.0, after=after)
+    values = [float(schedule(k)) for k in (0, 2, 4, 14)]
+    np.testing.assert_allclose(values, [0.0, 0.2, 0.4, 0.2], rtol=1e-6)
+    restored = bs.training.WarmupSchedule.from_config(
+        keras.saving.serialize_keras_object(schedule)["config"]
+    )
+    assert float(restored(14)) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="`warmup_steps`"):
+        bs.training.WarmupSchedule(0.1, warmup_steps=0)
