@@ -161,22 +161,27 @@ class BayesianModel(keras.Model):
     def add_train_step_hook(self, hook: TrainStepHook) -> None:
         """Register a hook that runs inside every train step (before the update).
 
-        The traced train function is reset so the hook takes part from the
-        next ``fit`` on.
+        The train function is traced again for the new set of hooks (traced
+        functions are cached per set, so toggling a callback between fits
+        does not retrace every time).
         """
         if not isinstance(hook, TrainStepHook):
             raise ValueError(
                 f"Argument `hook` must be a bayesseg.training.TrainStepHook. Received: {hook!r}"
             )
         if hook not in self._train_step_hooks:
-            self._train_step_hooks.append(hook)
-        self.train_function = None
+            self._swap_train_function(self._train_step_hooks + [hook])
 
     def remove_train_step_hook(self, hook: TrainStepHook) -> None:
         """Unregister a hook added with :meth:`add_train_step_hook`."""
         if hook in self._train_step_hooks:
-            self._train_step_hooks.remove(hook)
-        self.train_function = None
+            self._swap_train_function([h for h in self._train_step_hooks if h is not hook])
+
+    def _swap_train_function(self, hooks: list[TrainStepHook]) -> None:
+        cache = self.__dict__.setdefault("_train_functions_by_hooks", {})
+        cache[tuple(map(id, self._train_step_hooks))] = self.train_function
+        self._train_step_hooks = hooks
+        self.train_function = cache.get(tuple(map(id, hooks)))
 
     # ------------------------------------------------------------------ steps
     def _forward(self, x, training):
@@ -441,9 +446,7 @@ def fit_distributed(
     def distributed_step(batch):
         logs = strategy.run(model.train_step, args=(batch,))
         # As Keras' fit: metric results are averaged over the replicas.
-        return tf.nest.map_structure(
-            lambda value: strategy.reduce("MEAN", value, axis=None), logs
-        )
+        return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), logs)
 
     if not model.optimizer.built:
         # Keras' fit builds the optimizer before tracing; a lazy build inside

@@ -424,6 +424,8 @@ def _reset_compiled_functions(model) -> None:
     for attr in ("train_function", "test_function", "predict_function"):
         if hasattr(model, attr):
             setattr(model, attr, None)
+    # BayesianModel caches train functions per set of train-step hooks.
+    model.__dict__.pop("_train_functions_by_hooks", None)
 
 
 def set_sampling(model: keras.layers.Layer, mode: str) -> None:

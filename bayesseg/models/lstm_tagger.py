@@ -1,0 +1,108 @@
+"""Bayesian LSTM tagger: a per-timestep classifier for long imbalanced series."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from bayesseg import layers as bl
+from bayesseg.training import BayesianModel
+
+__all__ = ["bayesian_lstm_tagger"]
+
+_ESTIMATORS = {"flipout": "Flipout", "reparameterization": "Reparameterization"}
+
+
+def bayesian_lstm_tagger(
+    num_features: int,
+    units: Sequence[int] = (64, 64),
+    estimator: str = "flipout",
+    output_bias=None,
+    timesteps: int | None = None,
+    prior=None,
+    posterior_scale_init: float = 1e-3,
+    mask_value: float | None = None,
+) -> BayesianModel:
+    """Stacked Bayesian LSTMs with a Bayesian per-timestep logit head.
+
+    The architecture of USERS.md case 4 (two stacked 64-unit LSTMs, a sigmoid
+    per step), made Bayesian: every LSTM draws its weights once per sequence
+    and step of training (never per timestep) and the head is a
+    ``DenseFlipout``/``DenseReparameterization`` applied at every timestep.
+
+    Args:
+        num_features: int > 0, features per timestep.
+        units: sequence of positive ints, the units of each stacked LSTM.
+        estimator: "flipout" (default) or "reparameterization".
+        output_bias: initial logit bias, e.g. ``bs.imbalance.initial_bias(p)``
+            for the anomaly rate p (a float or a 1-element array).
+        timesteps: int or None (variable-length sequences).
+        prior: prior of every Bayesian layer (default ``Normal(1.0)``).
+        posterior_scale_init: float, initial posterior scale.
+        mask_value: optional float; timesteps whose features all equal it are
+            masked (``keras.layers.Masking``), for padded variable-length
+            batches.
+
+    Returns:
+        A :class:`bayesseg.BayesianModel` mapping ``(batch, timesteps,
+        num_features)`` to per-step logits ``(batch, timesteps, 1)``.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> model = bs.models.bayesian_lstm_tagger(num_features=1, units=(8, 8))
+    >>> model.output_shape
+    (None, None, 1)
+    """
+    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+        raise ValueError(
+            "Argument `num_features` must be a positive integer. "
+            f"Received: num_features={num_features!r}"
+        )
+    try:
+        units = tuple(units)
+    except TypeError:
+        units = (units,)
+    if not units or any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units):
+        raise ValueError(
+            "Argument `units` must be a non-empty sequence of positive integers. "
+            f"Received: units={units!r}"
+        )
+    if estimator not in _ESTIMATORS:
+        raise ValueError(
+            f"Argument `estimator` must be one of {tuple(_ESTIMATORS)}. "
+            f"Received: estimator={estimator!r}"
+        )
+    if timesteps is not None and (
+        isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1
+    ):
+        raise ValueError(
+            "Argument `timesteps` must be a positive integer or None. "
+            f"Received: timesteps={timesteps!r}"
+        )
+    bias_initializer = "zeros"
+    if output_bias is not None:
+        import numpy as np
+
+        bias = np.asarray(output_bias, dtype="float32").reshape(-1)
+        if bias.size != 1 or not np.isfinite(bias[0]):
+            raise ValueError(
+                "Argument `output_bias` must be one finite value. "
+                f"Received: output_bias={output_bias!r}"
+            )
+        bias_initializer = keras.initializers.Constant(float(bias[0]))
+    suffix = _ESTIMATORS[estimator]
+    lstm_cls = getattr(bl, f"LSTM{suffix}")
+    dense_cls = getattr(bl, f"Dense{suffix}")
+    bayes = {"prior": prior, "posterior_scale_init": posterior_scale_init}
+    inputs = keras.Input((timesteps, num_features), name="series")
+    x = inputs
+    if mask_value is not None:
+        x = keras.layers.Masking(mask_value=float(mask_value), name="masking")(x)
+    for i, n in enumerate(units):
+        x = lstm_cls(n, return_sequences=True, name=f"lstm{i}", **bayes)(x)
+    outputs = dense_cls(
+        1, bias_initializer=bias_initializer, name="logits", dtype="float32", **bayes
+    )(x)
+    return BayesianModel(inputs, outputs, name="bayesian_lstm_tagger")
