@@ -74,6 +74,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--posterior-scale",
+        type=float,
+        default=1e-3,
+        help="posterior_scale_init of the Bayesian U-Net",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -88,10 +95,12 @@ def main(argv=None) -> dict:
     common = {"base_filters": args.base_filters, "depth": args.depth, "output_bias": bias}
 
     def optimizer():
-        return keras.optimizers.Adam(1e-3, global_clipnorm=1.0)
+        return keras.optimizers.Adam(args.lr, global_clipnorm=1.0)
 
     variants = {
-        "bayesian": bs.models.bayesian_unet(input_shape, 1, **common),
+        "bayesian": bs.models.bayesian_unet(
+            input_shape, 1, posterior_scale_init=args.posterior_scale, **common
+        ),
         "deterministic": bs.models.unet(input_shape, 1, **common),
         "mc_dropout": bs.models.unet(input_shape, 1, dropout=args.dropout, **common),
     }

@@ -81,3 +81,51 @@ def test_output_bias_initialises_the_head():
 def test_bad_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):
         bs.models.bayesian_unet(**kwargs)
+
+
+def _keras_tagger(units, num_features):
+    inputs = keras.Input((None, num_features))
+    x = inputs
+    for i, n in enumerate(units):
+        x = keras.layers.LSTM(n, return_sequences=True, name=f"lstm{i}")(x)
+    return keras.Model(inputs, keras.layers.Dense(1, name="logits")(x))
+
+
+@pytest.mark.parametrize("estimator", ["flipout", "reparameterization"])
+def test_lstm_tagger_equals_keras_stack_at_zero_scale(estimator):
+    units = (6, 5)
+    model = bs.models.bayesian_lstm_tagger(
+        2, units=units, estimator=estimator, posterior_scale_init=1e-9, output_bias=-3.0
+    )
+    assert isinstance(model, bs.BayesianModel)
+    twin = _keras_tagger(units, 2)
+    for layer in twin.layers[1:]:
+        source = model.get_layer(layer.name)
+        if isinstance(layer, keras.layers.LSTM):
+            weights = [source.cell.kernel_loc, source.cell.recurrent_kernel_loc, source.cell.bias]
+        else:
+            weights = [source.kernel_loc, source.bias]
+        layer.set_weights([w.numpy() for w in weights])
+    np.testing.assert_allclose(model.get_layer("logits").bias.numpy(), [-3.0])
+    for length in (7, 13):  # variable-length sequences
+        x = np.random.default_rng(length).normal(size=(3, length, 2)).astype("float32")
+        out = model(x).numpy()
+        assert out.shape == (3, length, 1)
+        np.testing.assert_allclose(out, twin(x).numpy(), atol=1e-5)
+    assert len(bs.layers.bayesian_layers(model)) == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        ({"num_features": 0}, "num_features"),
+        ({"num_features": 1, "units": ()}, "units"),
+        ({"num_features": 1, "units": (4, 0)}, "units"),
+        ({"num_features": 1, "estimator": "mc"}, "estimator"),
+        ({"num_features": 1, "timesteps": 0}, "timesteps"),
+        ({"num_features": 1, "output_bias": [0.0, 1.0]}, "output_bias"),
+    ],
+)
+def test_lstm_tagger_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        bs.models.bayesian_lstm_tagger(**kwargs)

@@ -31,6 +31,12 @@ from bayesseg.layers.dense import (
     DenseLocalReparameterization,
     DenseReparameterization,
 )
+from bayesseg.layers.lstm import (
+    LSTMCellFlipout,
+    LSTMCellReparameterization,
+    LSTMFlipout,
+    LSTMReparameterization,
+)
 
 __all__ = [
     "BayesianLayer",
@@ -53,4 +59,8 @@ __all__ = [
     "Conv3DTransposeFlipout",
     "Conv2DTransposeReparameterization",
     "Conv3DTransposeReparameterization",
+    "LSTMFlipout",
+    "LSTMReparameterization",
+    "LSTMCellFlipout",
+    "LSTMCellReparameterization",
 ]
