@@ -14,3 +14,27 @@ __all__ = [
     "synthetic_lesions",
     "synthetic_multiclass_masks",
 ]
+
+from bayesseg.data.loaders import (  # noqa: E402
+    FolderScan,
+    folder_dataset,
+    grid_patch_origins,
+    list_images,
+    load_folder,
+    read_image,
+    read_mask,
+    scan_folder,
+    write_image,
+)
+
+__all__ += [
+    "FolderScan",
+    "folder_dataset",
+    "grid_patch_origins",
+    "list_images",
+    "load_folder",
+    "read_image",
+    "read_mask",
+    "scan_folder",
+    "write_image",
+]

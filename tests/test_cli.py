@@ -1,0 +1,237 @@
+"""The ``bayesseg`` command: demo, train -> predict round trips, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bayesseg.cli import main
+from bayesseg.data import read_image, write_image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TINY = ["--depth", "2", "--base-filters", "2", "--quiet"]
+
+
+def _numbers(tree):
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _numbers(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _numbers(value)
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        yield tree
+
+
+def _assert_valid_png(path):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    with Image.open(path) as image:
+        image.verify()
+
+
+def test_demo_lesion_tiny(tmp_path, capsys):
+    args = ["demo", "--epochs", "1", "--num-images", "8", "--size", "16"]
+    args += ["--num-samples", "2", "--batch-size", "4", "--out", str(tmp_path), *TINY]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert {"task", "config", "data", "model", "training", "metrics", "versions"} <= set(report)
+    assert {"baseline_bce", "comparison"} <= set(report)
+    metrics = report["metrics"]
+    assert set(metrics["per_class"]) == {"0", "1"}
+    for row in metrics["per_class"].values():
+        assert {"dice", "recall", "precision"} <= set(row)
+        assert all(0.0 <= row[k] <= 1.0 for k in ("dice", "recall", "precision"))
+    for key in ("foreground_ece", "predictive_nll", "mean_epistemic"):
+        assert math.isfinite(metrics[key]) and metrics[key] >= 0
+    assert 0.0 <= metrics["lesion_f1"]["f1"] <= 1.0
+    assert set(report["comparison"]["lesion_recall_pixelwise"]) == {"weighted_elbo", "bce"}
+    assert report["versions"]["keras"].startswith("3")
+    assert report["config"]["epochs"] == 1
+    assert all(math.isfinite(x) for x in _numbers(report))
+    for name in ("uncertainty.png", "training.png", "gradients.png"):
+        _assert_valid_png(tmp_path / name)
+    out = capsys.readouterr().out
+    assert "lesion recall" in out and "weighted ELBO" in out
+
+
+def test_demo_multiclass_tiny(tmp_path):
+    args = ["demo", "--task", "multiclass", "--num-classes", "4", "--epochs", "1"]
+    args += ["--num-images", "8", "--size", "16", "--num-samples", "2", "--out", str(tmp_path)]
+    assert main(args + TINY) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["metrics"]["per_class"]) == {"0", "1", "2", "3"}
+    assert "baseline_bce" not in report
+    assert len(report["data"]["class_weights"]) == 4
+    assert all(math.isfinite(x) for x in _numbers(report))
+    _assert_valid_png(tmp_path / "uncertainty.png")
+
+
+def _nifti_folders(tmp_path, nib, shapes):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    affine = np.diag([1.5, 1.0, 2.0, 1.0])
+    for i, shape in enumerate(shapes):
+        mask = np.zeros(shape, np.uint8)
+        mask[2:5, 3:7, 4:6] = 1
+        mask[8:10, 1:3, 2:5] = 2
+        volume = rng.normal(size=shape).astype(np.float32) + mask
+        nib.save(nib.Nifti1Image(volume, affine), images / f"case{i}.nii.gz")
+        nib.save(nib.Nifti1Image(mask, affine), masks / f"case{i}.nii.gz")
+    return images, masks, affine
+
+
+def test_train_predict_nifti_volumes(tmp_path, capsys):
+    nib = pytest.importorskip("nibabel")
+    images, masks, affine = _nifti_folders(tmp_path, nib, [(12, 10, 8), (16, 12, 8)])
+    out = tmp_path / "run"
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    args += ["--patch-size", "8", "--patches-per-image", "2", "--epochs", "1", "--num-classes"]
+    assert main([*args, "3", "--batch-size", "2", *TINY]) == 0
+    assert (out / "model.keras").is_file()
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["num_classes"] == 3 and meta["patch_size"] == [8, 8, 8]
+    assert sum(meta["class_counts"]) == 12 * 10 * 8 + 16 * 12 * 8
+    assert (out / "training.csv").is_file()
+    _assert_valid_png(out / "training.png")
+    assert "bayesseg train: wrote" in capsys.readouterr().out
+
+    preds = tmp_path / "preds"
+    args = ["predict", "--model", str(out / "model.keras"), "--images", str(images)]
+    assert main([*args, "--out", str(preds), "--num-samples", "2", "--quiet"]) == 0
+    prob = nib.load(preds / "case1_prob.nii.gz")
+    assert prob.shape == (16, 12, 8, 3)
+    np.testing.assert_allclose(prob.affine, affine)
+    p = np.asarray(prob.dataobj)
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
+    epistemic = np.asarray(nib.load(preds / "case1_epistemic.nii.gz").dataobj)
+    assert epistemic.shape == (16, 12, 8) and np.all(epistemic >= 0)
+    labels = np.asarray(nib.load(preds / "case0_labels.nii.gz").dataobj)
+    assert labels.shape == (12, 10, 8) and labels.max() < 3
+    assert (preds / "case0_aleatoric.nii.gz").is_file()
+
+
+def test_train_predict_png_with_config(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        mask = np.zeros((16, 16), np.uint8)
+        r, c = rng.integers(0, 13, 2)
+        mask[r : r + 3, c : c + 3] = 1
+        image = np.clip(rng.normal(80, 20, (16, 16)) + 100 * mask, 0, 255).astype(np.uint8)
+        write_image(images / f"img{i}.png", image)
+        write_image(masks / f"img{i}.png", mask)
+    config = tmp_path / "train.toml"
+    config.write_text(
+        f'[train]\nimages = "{images}"\nmasks = "{masks}"\nepochs = 1\nbase-filters = 2\n'
+        "depth = 2\nbatch_size = 64\n"
+    )
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "--batch-size", "2"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["config"]["batch_size"] == 2 and meta["config"]["epochs"] == 1
+    assert meta["num_classes"] == 2 and meta["patch_size"] is None
+
+    big = tmp_path / "big"
+    big.mkdir()
+    write_image(big / "wide.png", rng.integers(0, 255, (20, 36)).astype(np.uint8))
+    preds = tmp_path / "preds"
+    args = ["predict", "--model", str(out / "model.keras"), "--images", str(big)]
+    assert main([*args, "--out", str(preds), "--num-samples", "2", "--calibrate"]) == 0
+    for kind in ("prob", "labels", "epistemic", "aleatoric"):
+        path = preds / f"wide_{kind}.png"
+        _assert_valid_png(path)
+        assert read_image(path).shape == (20, 36, 1)
+    assert Image.open(preds / "wide_prob.png").mode.startswith("I")
+    manifest = json.loads((preds / "predictions.json").read_text())
+    assert manifest["calibrated"] and len(manifest["files"]) == 4
+
+
+def _bad_folders(tmp_path, case):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    np.save(images / "a.npy", np.zeros((16, 16), np.float32))
+    mask = np.zeros((16, 16), np.uint8)
+    if case == "no_mask":
+        np.save(images / "orphan.npy", np.zeros((16, 16), np.float32))
+    if case == "shape":
+        mask = np.zeros((16, 12), np.uint8)
+    if case == "labels":
+        mask[3, 3] = 5
+    np.save(masks / "a.npy", mask)
+    return ["train", "--images", str(images), "--masks", str(masks), "--out", str(tmp_path)]
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "message"),
+    [
+        ("missing", [], "must be an existing directory"),
+        ("no_mask", [], "'orphan.npy' has no mask"),
+        ("shape", [], "'a.npy' has shape (16, 16) but its mask has shape (16, 12)"),
+        ("labels", ["--num-classes", "3"], "'a.npy' holds labels [5] outside"),
+        ("ok", ["--epochs", "-3"], "--epochs: must be a positive integer, got '-3'"),
+        ("ok", ["--patch-size", "0"], "--patch-size: must be a positive integer"),
+        ("ok", ["--patch-size", "5", *TINY], "must be divisible by 2**(depth-1) = 2"),
+        ("ok", ["--estimator", "mcmc"], "--estimator: must be one of flipout"),
+        ("ok", ["--num-classes", "1"], "--num-classes: must be >= 2"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, case, extra, message):
+    args = _bad_folders(tmp_path, case)
+    if case == "missing":
+        args[2] = str(tmp_path / "nowhere")
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert message in err
+    assert "Traceback" not in err and err.startswith("bayesseg")
+
+
+def test_config_and_predict_errors(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text("epochs = 2\nlearning_rat = 0.1\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "unknown key 'learning_rat'" in capsys.readouterr().err
+    config.write_text("epochs = -1\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "epochs must be a positive integer" in capsys.readouterr().err
+    config.write_text("epochs = [\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "none.toml" in capsys.readouterr().err
+    assert main(["train", "--masks", str(tmp_path)]) == 2
+    assert "--images is required" in capsys.readouterr().err
+    args = ["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path)]
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--model" in err
+    assert main(["demo", "--size", "18", "--depth", "3"]) == 2
+    assert "divisible by 2**(depth-1) = 4" in capsys.readouterr().err
+    assert main(["nonsense"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_help_lists_every_command_and_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(c in text for c in ("demo", "train", "predict"))
+    for command, flags in {
+        "demo": ["--task", "--epochs", "--out", "--seed", "--num-images", "--size"],
+        "train": ["--images", "--masks", "--config", "--patch-size", "--num-classes"],
+        "predict": ["--model", "--num-samples", "--patch-size", "--calibrate"],
+    }.items():
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert all(flag in text for flag in flags), command

@@ -1,0 +1,57 @@
+"""The examples run end to end at tiny sizes and return sane metrics."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TINY = ["--num-images", "8", "--size", "16", "--epochs", "1", "--base-filters", "2"]
+TINY += ["--depth", "2"]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bias_init_answers_case_3():
+    result = _load("bias_init").main([])
+    log_f = np.log([0.4, 0.3, 0.2, 0.08, 0.02])
+    np.testing.assert_allclose(result["softmax_bias"], log_f - log_f.mean(), atol=1e-12)
+    assert result["offset_of_trial_answer"] == pytest.approx(2.0, abs=0.05)
+    assert result["trial_answer_max_error"] < 0.05
+    np.testing.assert_allclose(
+        result["start_probabilities"], [0.4, 0.3, 0.2, 0.08, 0.02], atol=1e-6
+    )
+    assert result["binary_bias"] == pytest.approx(math.log(1 / 59))
+    np.testing.assert_allclose(result["class_weights"], [2142 / (3 * n) for n in (370, 977, 795)])
+    np.testing.assert_allclose(result["weighted_counts"], [714.0] * 3)
+
+
+def test_lesion_segmentation_tiny():
+    result = _load("lesion_segmentation").main(TINY)
+    assert 0.005 < result["lesion_fraction"] < 0.05
+    assert result["class_weights"][1] > 10 * result["class_weights"][0]
+    for key in ("f1_background", "recall_background", "f1_lesion", "recall_lesion", "lesion_f1"):
+        assert 0.0 <= result[key] <= 1.0, key
+    for key in ("foreground_ece", "mean_epistemic", "nll", "kl"):
+        assert math.isfinite(result[key]) and result[key] >= 0, key
+
+
+def test_multiclass_unet_tiny():
+    result = _load("multiclass_unet").main([*TINY, "--num-classes", "5"])
+    assert len(result["recall_per_class"]) == 5 and len(result["class_weights"]) == 5
+    assert result["background_fraction"] > 0.9
+    assert result["class_weights"][0] < 1.0 < max(result["class_weights"][1:])
+    assert 0.0 <= result["background_recall"] <= 1.0
+    assert 0.0 <= result["accuracy"] <= 1.0
+    assert all(math.isfinite(b) for b in result["output_bias"])
+    finite = [r for r in result["recall_per_class"] if not math.isnan(r)]
+    assert finite and all(0.0 <= r <= 1.0 for r in finite)

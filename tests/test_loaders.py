@@ -1,0 +1,253 @@
+"""Folder loaders: round trips per format, patch extraction, pairing errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bayesseg.data import (
+    folder_dataset,
+    grid_patch_origins,
+    list_images,
+    load_folder,
+    read_image,
+    read_mask,
+    scan_folder,
+    write_image,
+)
+
+nib = pytest.importorskip("nibabel")
+
+
+def _pair(rng, shape, num_classes=3):
+    image = rng.normal(size=shape).astype(np.float32)
+    mask = rng.integers(0, num_classes, size=shape).astype(np.uint8)
+    return image, mask
+
+
+def _folders(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    return images, masks
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".tif", ".nii.gz", ".nii"])
+def test_float_round_trip(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    shape = (6, 10, 12) if suffix.startswith(".nii") else (10, 12)
+    image = rng.normal(size=shape).astype(np.float32)
+    path = write_image(tmp_path / f"x{suffix}", image)
+    got = read_image(path)
+    assert got.shape == (*shape, 1)
+    np.testing.assert_array_equal(got[..., 0], image)
+
+
+def test_png_round_trip_8_and_16_bit(tmp_path):
+    labels = np.arange(64, dtype=np.uint8).reshape(8, 8) % 5
+    write_image(tmp_path / "m.png", labels)
+    assert Image.open(tmp_path / "m.png").mode == "L"
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), labels)
+    wide = (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)
+    write_image(tmp_path / "w.png", wide)
+    np.testing.assert_array_equal(read_image(tmp_path / "w.png")[..., 0], wide)
+    probs = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    write_image(tmp_path / "p.png", probs)
+    np.testing.assert_allclose(read_image(tmp_path / "p.png")[..., 0] / 65535, probs, atol=1e-5)
+    rgb = np.random.default_rng(1).integers(0, 255, (8, 8, 3)).astype(np.uint8)
+    write_image(tmp_path / "rgb.png", rgb)
+    assert read_image(tmp_path / "rgb.png").shape == (8, 8, 3)
+    with pytest.raises(ValueError, match="value_range"):
+        write_image(tmp_path / "bad.png", probs * 3)
+
+
+def test_tiff_stack_and_16_bit(tmp_path):
+    volume = np.random.default_rng(2).normal(size=(3, 8, 8)).astype(np.float32)
+    write_image(tmp_path / "v.tif", volume)
+    got = read_image(tmp_path / "v.tif")
+    assert got.shape == (3, 8, 8, 1)
+    np.testing.assert_array_equal(got[..., 0], volume)
+    counts = (np.arange(64).reshape(8, 8) * 900).astype(np.uint16)
+    write_image(tmp_path / "c.tiff", counts)
+    np.testing.assert_array_equal(read_image(tmp_path / "c.tiff")[..., 0], counts)
+
+
+def test_nifti_keeps_affine_and_header(tmp_path):
+    affine = np.diag([0.5, 0.7, 2.0, 1.0])
+    affine[:3, 3] = [10, -4, 3]
+    source = nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), affine)
+    source.header.set_zooms((0.5, 0.7, 2.0))
+    nib.save(source, tmp_path / "in.nii.gz")
+    probs = np.random.default_rng(3).random((4, 5, 6)).astype(np.float32)
+    write_image(tmp_path / "out.nii.gz", probs, like=tmp_path / "in.nii.gz")
+    out = nib.load(tmp_path / "out.nii.gz")
+    np.testing.assert_allclose(out.affine, affine)
+    assert out.header.get_zooms() == pytest.approx((0.5, 0.7, 2.0))
+    assert out.get_data_dtype() == np.float32
+    np.testing.assert_array_equal(np.asarray(out.dataobj), probs)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".png", ".tif", ".nii.gz"])
+def test_load_folder_round_trip(tmp_path, suffix):
+    rng = np.random.default_rng(4)
+    images_dir, masks_dir = _folders(tmp_path)
+    shape = (4, 8, 8) if suffix == ".nii.gz" else (8, 8)
+    expected = {}
+    for name in ("b", "a", "c"):
+        image, mask = _pair(rng, shape)
+        if suffix == ".png":
+            image = (np.abs(image) * 50).astype(np.uint8)
+        write_image(images_dir / f"{name}{suffix}", image)
+        write_image(masks_dir / f"{name}{suffix}", mask)
+        expected[name] = (image, mask)
+    images, masks, names = load_folder(images_dir, masks_dir, num_classes=3)
+    assert names == ["a", "b", "c"]
+    assert images.shape == (3, *shape, 1) and images.dtype == np.float32
+    assert masks.shape == (3, *shape) and masks.dtype == np.int32
+    for i, name in enumerate(names):
+        np.testing.assert_array_equal(images[i, ..., 0], expected[name][0])
+        np.testing.assert_array_equal(masks[i], expected[name][1])
+
+
+def test_mixed_formats_pair_by_stem(tmp_path):
+    images_dir, masks_dir = _folders(tmp_path)
+    np.save(images_dir / "case1.npy", np.ones((8, 8, 2), np.float32))
+    write_image(masks_dir / "case1.png", np.eye(8, dtype=np.uint8))
+    images, masks, _ = load_folder(images_dir, masks_dir)
+    assert images.shape == (1, 8, 8, 2) and masks.shape == (1, 8, 8)
+
+
+def test_image_without_mask_names_the_file(tmp_path):
+    images_dir, masks_dir = _folders(tmp_path)
+    np.save(images_dir / "a.npy", np.zeros((8, 8)))
+    np.save(images_dir / "lonely.npy", np.zeros((8, 8)))
+    np.save(masks_dir / "a.npy", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="'lonely.npy' has no mask"):
+        scan_folder(images_dir, masks_dir)
+
+
+def test_mask_of_other_shape_names_the_file(tmp_path):
+    images_dir, masks_dir = _folders(tmp_path)
+    np.save(images_dir / "a.npy", np.zeros((8, 8)))
+    np.save(masks_dir / "a.npy", np.zeros((8, 9), np.uint8))
+    with pytest.raises(ValueError, match="'a.npy' has shape"):
+        load_folder(images_dir, masks_dir)
+
+
+def test_labels_outside_classes_name_the_file(tmp_path):
+    images_dir, masks_dir = _folders(tmp_path)
+    np.save(images_dir / "a.npy", np.zeros((8, 8)))
+    mask = np.zeros((8, 8), np.uint8)
+    mask[0, 0] = 7
+    write_image(masks_dir / "a.png", mask)
+    with pytest.raises(ValueError, match=r"'a.png' holds labels \[7\] outside"):
+        scan_folder(images_dir, masks_dir, num_classes=3)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(ValueError, match="images_dir"):
+        scan_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        list_images(tmp_path / "empty")
+    np.save(tmp_path / "x.npy", np.zeros((4, 4)))
+    np.savez(tmp_path / "x.npz", np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="share one stem"):
+        list_images(tmp_path)
+    np.save(tmp_path / "f.npy", np.full((4, 4), 0.5))
+    with pytest.raises(ValueError, match="'f.npy' holds non-integer"):
+        read_mask(tmp_path / "f.npy")
+
+
+def test_scan_counts_and_statistics(tmp_path):
+    images_dir, masks_dir = _folders(tmp_path)
+    rng = np.random.default_rng(5)
+    all_masks = []
+    for name in ("a", "b"):
+        image, mask = _pair(rng, (5, 6, 7), num_classes=4)
+        nib.save(nib.Nifti1Image(image, np.eye(4)), images_dir / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(mask, np.eye(4)), masks_dir / f"{name}.nii.gz")
+        all_masks.append(mask)
+        if name == "a":
+            first = image
+    scan = scan_folder(images_dir, masks_dir, num_classes=4)
+    assert scan.spatial_rank == 3 and scan.channels == 1
+    np.testing.assert_array_equal(
+        scan.class_counts, np.bincount(np.concatenate(all_masks).ravel(), minlength=4)
+    )
+    assert scan.means[0] == pytest.approx(first.mean(), rel=1e-5)
+    assert scan.stds[0] == pytest.approx(first.std(), rel=1e-5)
+
+
+def test_grid_origins_cover_every_voxel():
+    shape, patch = (10, 7, 5), (4, 4, 5)
+    covered = np.zeros(shape, int)
+    origins = grid_patch_origins(shape, patch)
+    for o in origins:
+        covered[tuple(slice(a, a + p) for a, p in zip(o, patch, strict=True))] += 1
+    assert covered.min() >= 1
+    assert len(origins) == 3 * 2 * 1
+
+
+def test_grid_patches_reassemble_the_volume(tmp_path):
+    images_dir, masks_dir = _folders(tmp_path)
+    volume = np.arange(10 * 9 * 8, dtype=np.float32).reshape(10, 9, 8)
+    mask = (volume % 3).astype(np.uint8)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), images_dir / "v.nii.gz")
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), masks_dir / "v.nii.gz")
+    patch = (4, 4, 4)
+    ds = folder_dataset(images_dir, masks_dir, patch_size=patch, patches="grid", normalize=False)
+    origins = grid_patch_origins(volume.shape, patch)
+    assert int(ds.cardinality()) == len(origins)
+    rebuilt = np.full(volume.shape, -1.0)
+    rebuilt_mask = np.full(volume.shape, -1)
+    for origin, (x, y) in zip(origins, ds.as_numpy_iterator(), strict=True):
+        assert x.shape == (*patch, 1) and y.shape == patch
+        index = tuple(slice(o, o + p) for o, p in zip(origin, patch, strict=True))
+        rebuilt[index] = x[..., 0]
+        rebuilt_mask[index] = y
+    np.testing.assert_array_equal(rebuilt, volume)
+    np.testing.assert_array_equal(rebuilt_mask, mask)
+
+
+def test_random_patches_shapes_padding_and_seed(tmp_path):
+    images_dir, masks_dir = _folders(tmp_path)
+    rng = np.random.default_rng(6)
+    for name, shape in (("small", (6, 20)), ("large", (30, 40))):
+        image, mask = _pair(rng, shape)
+        np.save(images_dir / f"{name}.npy", image)
+        np.save(masks_dir / f"{name}.npy", mask)
+    kwargs = dict(patch_size=(8, 16), patches_per_image=3, shuffle=True, seed=3, batch_size=2)
+    ds = folder_dataset(images_dir, masks_dir, **kwargs)
+    batches = list(ds.as_numpy_iterator())
+    assert [b[0].shape for b in batches] == [(2, 8, 16, 1), (2, 8, 16, 1), (2, 8, 16, 1)]
+    assert all(b[1].shape[1:] == (8, 16) for b in batches)
+    again = list(folder_dataset(images_dir, masks_dir, **kwargs).as_numpy_iterator())
+    for a, b in zip(batches, again, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+    second_epoch = list(ds.as_numpy_iterator())
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(batches, second_epoch, strict=True))
+
+
+def test_whole_images_need_one_shape(tmp_path):
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    np.save(images_dir / "a.npy", np.zeros((8, 8)))
+    np.save(images_dir / "b.npy", np.zeros((8, 16)))
+    with pytest.raises(ValueError, match="'b'.*patch_size"):
+        folder_dataset(images_dir)
+    ds = folder_dataset(images_dir, patch_size=8, patches="grid", normalize=False)
+    assert [x.shape for x in ds.as_numpy_iterator()] == [(8, 8, 1)] * 3
+
+
+def test_bad_arguments(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="patch_size"):
+        folder_dataset(tmp_path, patch_size=(4, 4, 4))
+    with pytest.raises(ValueError, match="patches"):
+        folder_dataset(tmp_path, patches="tiles")
+    with pytest.raises(ValueError, match="num_classes"):
+        scan_folder(tmp_path, num_classes=1)
+    with pytest.raises(ValueError, match="path"):
+        write_image(tmp_path / "x.jpg", np.zeros((4, 4)))
