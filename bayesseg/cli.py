@@ -806,9 +806,11 @@ def _add_model_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument(
         "--class-weights",
         type=_choice(_CLASS_WEIGHTS),
-        default=default("balanced"),
+        default=default("inverse_sqrt"),
         help="how class weights are computed from the training masks: balanced "
-        "(N / (C * n_c)), inverse_sqrt, effective_number or none" + note("balanced"),
+        "(N / (C * n_c)), inverse_sqrt (sqrt of balanced: recall without wrecking "
+        "precision), effective_number or none"
+        + note("inverse_sqrt" if defaults else "balanced"),
     )
     parser.add_argument(
         "--clipnorm",
