@@ -171,6 +171,13 @@ class BayesianLayer(keras.layers.Layer):
         )
         setattr(self, f"{name}_loc", loc)
         setattr(self, f"{name}_rho", rho)
+        if getattr(self.prior, "per_weight", False):
+            # A per-weight prior (e.g. ``priors.WeightCentered``) reads its
+            # centre from this saved, non-trainable variable.
+            prior_loc = self.add_weight(
+                name=f"{name}_prior_loc", shape=shape, initializer="zeros", trainable=False
+            )
+            setattr(self, f"{name}_prior_loc", prior_loc)
         self._posterior_names.append(name)
 
     def build_noise_state(self) -> None:
@@ -199,6 +206,13 @@ class BayesianLayer(keras.layers.Layer):
     def posterior_scale(self, name: str) -> tf.Tensor:
         """The posterior standard deviation ``softplus(rho)`` of weight ``name``."""
         return tf.nn.softplus(getattr(self, f"{name}_rho"))
+
+    def prior_distribution(self, name: str, shape) -> tfd.Distribution:
+        """The float32 prior of weight ``name`` (per-weight priors read ``{name}_prior_loc``)."""
+        if getattr(self.prior, "per_weight", False):
+            loc = tf.cast(getattr(self, f"{name}_prior_loc"), tf.float32)
+            return self.prior.distribution(shape, tf.float32, loc=loc)
+        return self.prior.distribution(shape, tf.float32)
 
     def posterior(self, name: str) -> tfd.Distribution:
         """The posterior of weight ``name`` as a float32 ``tfd.Normal``."""
@@ -305,7 +319,7 @@ class BayesianLayer(keras.layers.Layer):
         total = tf.constant(0.0, tf.float32)
         for name in self._posterior_names:
             q = self.posterior(name)
-            p = self.prior.distribution(q.batch_shape, tf.float32)
+            p = self.prior_distribution(name, q.batch_shape)
             try:
                 kl = tfd.kl_divergence(q, p)
             except NotImplementedError:
@@ -316,7 +330,7 @@ class BayesianLayer(keras.layers.Layer):
         return total
 
     def _cross_entropy(self, name, q, num_samples) -> tf.Tensor:
-        p = self.prior.distribution(q.batch_shape, tf.float32)
+        p = self.prior_distribution(name, q.batch_shape)
         try:
             return tf.reduce_sum(q.cross_entropy(p))
         except NotImplementedError:
