@@ -10,6 +10,7 @@ from bayesseg._backend import check_backend
 check_backend()
 
 from bayesseg import (  # noqa: E402
+    convert,
     data,
     diagnostics,
     imbalance,
@@ -33,6 +34,7 @@ __all__ = [
     "BayesianModel",
     "ELBO",
     "ELBOTerms",
+    "convert",
     "data",
     "diagnostics",
     "imbalance",
