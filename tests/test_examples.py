@@ -55,3 +55,45 @@ def test_multiclass_unet_tiny():
     assert all(math.isfinite(b) for b in result["output_bias"])
     finite = [r for r in result["recall_per_class"] if not math.isnan(r)]
     assert finite and all(0.0 <= r <= 1.0 for r in finite)
+
+
+def test_anomaly_lstm_tiny():
+    args = ["--series", "32", "--test-series", "8", "--length", "64", "--epochs", "1"]
+    result = _load("anomaly_lstm").main(args + ["--units", "4", "--samples", "2"])
+    assert 0 < result["anomaly_rate"] < 0.05
+    for key in ("recall", "precision", "f1", "best_f1", "final_loss"):
+        assert math.isfinite(result[key]) and result[key] >= 0
+    assert result["recall"] <= 1 and result["precision"] <= 1
+
+
+def test_kl_magnitudes_reports_kl_far_above_nll_but_small_gradient():
+    module = _load("kl_magnitudes")
+    row = module.measure((16, 16, 1), num_examples=100)
+    assert row["kl_raw"] > 100 * row["nll_per_pixel"]
+    assert row["grad_norm_kl"] < row["grad_norm_nll"]
+    assert row["elements_per_example"] == 256
+
+
+def test_diagnose_training_tiny(tmp_path):
+    args = [
+        "--out",
+        str(tmp_path),
+        "--images",
+        "16",
+        "--size",
+        "16",
+        "--epochs",
+        "1",
+        "--series",
+        "48",
+        "--length",
+        "32",
+        "--pretrain-epochs",
+        "1",
+        "--bad-batch",
+        "2",
+    ]
+    result = _load("diagnose_training").main(args)
+    assert (tmp_path / "training.png").exists() and (tmp_path / "gradients.png").exists()
+    assert math.isfinite(result["gradients"]["after"]["nll_norm"])
+    assert isinstance(result["spike"]["spikes"], list)
