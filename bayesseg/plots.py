@@ -22,6 +22,7 @@ from bayesseg.uncertainty import MCPrediction
 __all__ = [
     "plot_gradient_contributions",
     "plot_reliability",
+    "plot_series_uncertainty",
     "plot_training",
     "plot_uncertainty",
 ]
@@ -346,4 +347,60 @@ def plot_gradient_contributions(records: Any, path: str | os.PathLike, max_layer
     right.set_yticks(range(len(layers)), layers, fontsize=7)
     right.axvline(1.0, color="gray", ls="--")
     right.set(xscale="log", xlabel="|g_kl| / |g_nll|", title=f"KL/NLL ratio at step {steps[-1]}")
+    return _save(fig, path)
+
+
+def plot_series_uncertainty(
+    series: Any, labels: Any, prediction: Any, path: str | os.PathLike, index: int = 0
+) -> str:
+    """Write one series with its per-step anomaly probability and uncertainty (PNG).
+
+    Three stacked panels over time: the input (first feature) with the true
+    anomalous steps marked, the mean predicted probability, and the
+    epistemic and aleatoric uncertainty (nats).
+
+    Args:
+        series: (N, T, F) or (N, T) inputs.
+        labels: (N, T) per-step labels in {0, 1}.
+        prediction: an ``MCPrediction`` (``mean`` of shape (N, T, 1)) or a
+            mapping with ``mean``, ``epistemic`` and ``aleatoric``.
+        path: where the PNG is written.
+        index: which series to draw.
+
+    Returns:
+        ``path`` as a string.
+
+    Example:
+
+    >>> import numpy as np, os, tempfile
+    >>> from bayesseg.plots import plot_series_uncertainty
+    >>> pred = {"mean": np.full((1, 50, 1), 0.1), "epistemic": np.zeros((1, 50)),
+    ...         "aleatoric": np.full((1, 50), 0.3)}
+    >>> out = plot_series_uncertainty(np.zeros((1, 50, 1)), np.zeros((1, 50)), pred,
+    ...                               os.path.join(tempfile.mkdtemp(), "s.png"))
+    """
+    mean, epistemic, aleatoric = _prediction_maps(prediction)
+    series = np.asarray(series, dtype="float64")
+    labels = np.asarray(labels)
+    if series.ndim == 2:
+        series = series[..., None]
+    if series.ndim != 3 or not 0 <= index < len(series):
+        raise ValueError(
+            "Argument `series` must have shape (N, T) or (N, T, F) and `index` must "
+            f"select one of its N series. Received: shape={series.shape}, index={index}"
+        )
+    steps = np.arange(series.shape[1])
+    truth = labels.reshape(len(labels), -1)[index] > 0.5
+    fig = Figure(figsize=(12, 6), layout="constrained")
+    top, middle, bottom = fig.subplots(3, 1, sharex=True)
+    top.plot(steps, series[index, :, 0], lw=0.8, color="tab:gray")
+    top.plot(steps[truth], series[index, truth, 0], "o", color="tab:red", label="anomaly")
+    top.set(title="input", ylabel="value")
+    top.legend(fontsize=8)
+    middle.plot(steps, np.asarray(mean).reshape(len(series), -1)[index], color="tab:blue")
+    middle.set(ylabel="p(anomaly)", yscale="log", title="mean predicted probability")
+    bottom.plot(steps, np.asarray(aleatoric).reshape(len(series), -1)[index], label="aleatoric")
+    bottom.plot(steps, np.asarray(epistemic).reshape(len(series), -1)[index], label="epistemic")
+    bottom.set(xlabel="timestep", ylabel="nats", title="uncertainty")
+    bottom.legend(fontsize=8)
     return _save(fig, path)

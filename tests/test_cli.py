@@ -70,6 +70,21 @@ def test_demo_multiclass_tiny(tmp_path):
     _assert_valid_png(tmp_path / "uncertainty.png")
 
 
+def test_demo_anomaly_tiny(tmp_path, capsys):
+    args = ["demo", "--task", "anomaly", "--epochs", "1", "--num-images", "16", "--length", "64"]
+    args += ["--num-samples", "2", "--batch-size", "8", "--base-filters", "2"]
+    assert main(args + ["--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["task"] == "anomaly" and report["config"]["class_weights"] == "balanced"
+    assert report["config"]["learning_rate"] == 3e-3
+    for key in ("anomaly_recall", "anomaly_precision", "anomaly_f1"):
+        assert 0.0 <= report["metrics"][key] <= 1.0
+    assert all(math.isfinite(x) for x in _numbers(report))
+    for name in ("uncertainty.png", "training.png", "gradients.png"):
+        _assert_valid_png(tmp_path / name)
+    assert "anomaly recall" in capsys.readouterr().out
+
+
 def _nifti_folders(tmp_path, nib, shapes):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
