@@ -373,9 +373,13 @@ class GradientDiagnostics(keras.callbacks.Callback):
     def set_model(self, model):
         super().set_model(model)
         model = _require_bayesian_model(model, "GradientDiagnostics")
-        self.groups = parameter_groups(model)
-        self._values = tf.Variable(tf.zeros([len(self.groups) + 1, 3]), trainable=False)
-        self._measured_step = tf.Variable(tf.constant(-1, tf.int64), trainable=False)
+        if getattr(self, "_state_model", None) is not model:
+            # Created once per model: a train function traced in an earlier
+            # fit (and cached by the model) keeps writing to these variables.
+            self._state_model = model
+            self.groups = parameter_groups(model)
+            self._values = tf.Variable(tf.zeros([len(self.groups) + 1, 3]), trainable=False)
+            self._measured_step = tf.Variable(tf.constant(-1, tf.int64), trainable=False)
         model.add_train_step_hook(self._hook)
 
     def on_train_begin(self, logs=None):

@@ -111,8 +111,11 @@ def test_callback_matches_the_function_and_writes_logs(tmp_path):
         rtol = 1e-3 if row.group == "posterior_scale" else 1e-5
         np.testing.assert_allclose(got["nll_norm"], row.nll_norm, rtol=rtol)
         np.testing.assert_allclose(got["kl_norm"], row.kl_norm, rtol=1e-5)
+    # A second fit with the same callback reuses the cached train function.
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False, callbacks=[callback])
+    assert [r["step"] for r in callback.records] == [0, 1, 2]
     csv_lines = (tmp_path / "gradients.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("step,layer,group") and len(csv_lines) == 1 + 2 * (
+    assert csv_lines[0].startswith("step,layer,group") and len(csv_lines) == 1 + 3 * (
         len(report.rows) + 1
     )
     has_events = any(p.name.startswith("events.out") for p in tmp_path.iterdir())
