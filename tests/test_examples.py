@@ -97,3 +97,15 @@ def test_diagnose_training_tiny(tmp_path):
     assert (tmp_path / "training.png").exists() and (tmp_path / "gradients.png").exists()
     assert math.isfinite(result["gradients"]["after"]["nll_norm"])
     assert isinstance(result["spike"]["spikes"], list)
+
+
+@pytest.mark.slow
+def test_multi_gpu_example_on_two_logical_cpus():
+    args = ["--num-images", "16", "--size", "16", "--epochs", "2", "--batch", "4"]
+    result = _load("multi_gpu").main(args)
+    assert result["replicas_same_lr"]["replicas"] == 2
+    # Same epochs, twice the global batch: half the optimizer steps.
+    assert result["replicas_same_lr"]["steps"] * 2 == result["one_replica"]["steps"]
+    assert result["scaled_learning_rate"] == pytest.approx(2e-3 * math.sqrt(2))
+    for run in ("one_replica", "replicas_same_lr", "replicas_scaled_lr"):
+        assert 0.0 <= result[run]["dice"] <= 1.0 and math.isfinite(result[run]["final_nll"])
