@@ -152,8 +152,7 @@ def count_classes(
         )
     if one_hot not in (None, True, False):
         raise ValueError(
-            "Invalid `one_hot`: expected None, True or False. "
-            f"Received: one_hot={one_hot!r}"
+            f"Invalid `one_hot`: expected None, True or False. Received: one_hot={one_hot!r}"
         )
     num_classes = int(num_classes)
     if num_classes == 1:
@@ -184,8 +183,7 @@ def _check_counts(counts: Any, name: str) -> np.ndarray:
         arr = np.asarray(counts, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(
-            f"Invalid `{name}`: expected a 1-D array of class counts. "
-            f"Received: {name}={counts!r}"
+            f"Invalid `{name}`: expected a 1-D array of class counts. Received: {name}={counts!r}"
         ) from err
     if arr.ndim != 1 or arr.size < 2:
         raise ValueError(
@@ -199,9 +197,7 @@ def _check_counts(counts: Any, name: str) -> np.ndarray:
             f"Received: {name}={arr.tolist()}"
         )
     if arr.sum() <= 0:
-        raise ValueError(
-            f"Invalid `{name}`: all counts are zero. Received: {name}={arr.tolist()}"
-        )
+        raise ValueError(f"Invalid `{name}`: all counts are zero. Received: {name}={arr.tolist()}")
     return arr
 
 
@@ -259,8 +255,7 @@ def class_weights(
         )
     if zero_count not in ("warn", "raise"):
         raise ValueError(
-            "Invalid `zero_count`: expected 'warn' or 'raise'. "
-            f"Received: zero_count={zero_count!r}"
+            f"Invalid `zero_count`: expected 'warn' or 'raise'. Received: zero_count={zero_count!r}"
         )
     if num_classes is None:
         counts = _check_counts(counts_or_labels, "counts_or_labels")
@@ -290,14 +285,10 @@ def class_weights(
         weights = np.sqrt(total / (num * safe))
     else:
         if not isinstance(beta, int | float) or not 0.0 <= beta < 1.0:
-            raise ValueError(
-                f"Invalid `beta`: expected a float in [0, 1). Received: beta={beta!r}"
-            )
+            raise ValueError(f"Invalid `beta`: expected a float in [0, 1). Received: beta={beta!r}")
         # -expm1(n log beta) = 1 - beta**n without cancellation for beta near 1.
         weights = (
-            (1.0 - beta) / -np.expm1(safe * np.log(beta))
-            if beta > 0
-            else (np.ones_like(safe))
+            (1.0 - beta) / -np.expm1(safe * np.log(beta)) if beta > 0 else (np.ones_like(safe))
         )
         weights = weights * np.sum(present) / np.sum(weights[present])
     weights = np.where(present, weights, 0.0)
@@ -446,9 +437,7 @@ class PriorBias(keras.initializers.Initializer):
         self.frequencies = np.asarray(frequencies, dtype=np.float64).tolist()
         self.activation = activation
         self.class_weights = (
-            None
-            if class_weights is None
-            else np.asarray(class_weights, dtype=np.float64).tolist()
+            None if class_weights is None else np.asarray(class_weights, dtype=np.float64).tolist()
         )
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
@@ -459,9 +448,7 @@ class PriorBias(keras.initializers.Initializer):
                 f"({self.activation}); the layer asked for shape={shape}. Use "
                 "units=1 for sigmoid outputs and units=C for softmax outputs."
             )
-        return keras.ops.convert_to_tensor(
-            self._bias, dtype=dtype or keras.backend.floatx()
-        )
+        return keras.ops.convert_to_tensor(self._bias, dtype=dtype or keras.backend.floatx())
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -52,8 +52,7 @@ def _non_negative(name: str, value) -> float:
         value = float("nan")
     if not math.isfinite(value) or value < 0:
         raise ValueError(
-            f"Argument `{name}` must be a finite number >= 0. "
-            f"Received: {name}={value!r}"
+            f"Argument `{name}` must be a finite number >= 0. Received: {name}={value!r}"
         )
     return value
 
@@ -175,9 +174,7 @@ class Blundell(KLScaling):
 
     def pi(self, step) -> tf.Tensor:
         """``pi_i`` for the update ``step`` (0-based over all epochs)."""
-        i = tf.cast(
-            tf.math.floormod(tf.cast(step, tf.int64), self.num_batches), tf.float64
-        )
+        i = tf.cast(tf.math.floormod(tf.cast(step, tf.int64), self.num_batches), tf.float64)
         # -log(1 - 2^-M) in Python float64 is exact even for M = 10,000, and
         # float64 exponentials keep pi_i exact to float32 rounding.
         log_norm = -math.log1p(-(2.0**-self.num_batches))
@@ -241,15 +238,12 @@ class Warmup(KLScaling):
         self.steps = _positive_int("steps", steps)
         if shape not in ("linear", "cosine"):
             raise ValueError(
-                "Argument `shape` must be 'linear' or 'cosine'. "
-                f"Received: shape={shape!r}"
+                f"Argument `shape` must be 'linear' or 'cosine'. Received: shape={shape!r}"
             )
         self.shape = shape
         self.start = _non_negative("start", start)
         if self.start > 1:
-            raise ValueError(
-                f"Argument `start` must lie in [0, 1]. Received: start={start!r}"
-            )
+            raise ValueError(f"Argument `start` must lie in [0, 1]. Received: start={start!r}")
 
     def ramp(self, step) -> tf.Tensor:
         """The multiplier in [start, 1] at update ``step``."""
@@ -303,9 +297,7 @@ class Cyclical(KLScaling):
 
     def ramp(self, step) -> tf.Tensor:
         """The multiplier in [0, 1] at update ``step``."""
-        position = tf.cast(
-            tf.math.floormod(tf.cast(step, tf.int64), self.cycle_steps), tf.float32
-        )
+        position = tf.cast(tf.math.floormod(tf.cast(step, tf.int64), self.cycle_steps), tf.float32)
         return tf.minimum(position / (self.cycle_steps * self.ramp_fraction), 1.0)
 
     def __call__(self, step, batch_size):

@@ -90,8 +90,7 @@ def _check_gamma(gamma: Any) -> float:
 def _check_sparse(sparse: Any) -> bool | None:
     if sparse not in (None, True, False):
         raise ValueError(
-            "Invalid `sparse`: expected True, False or None. "
-            f"Received: sparse={sparse!r}"
+            f"Invalid `sparse`: expected True, False or None. Received: sparse={sparse!r}"
         )
     return sparse
 
@@ -147,9 +146,7 @@ def _apply_mask(valid: tf.Tensor, mask: Any) -> tf.Tensor:
 # --------------------------------------------------------------------------
 # Label / prediction standardisation
 # --------------------------------------------------------------------------
-def _squeeze_binary(
-    y_true: tf.Tensor, y_pred: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor]:
+def _squeeze_binary(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     rank = y_pred.shape.rank
     if rank is None or rank == 0:
         raise ValueError(
@@ -207,9 +204,7 @@ def _binary_inputs(
 def _resolve_sparse(sparse: bool | None, y_true: tf.Tensor, y_pred: tf.Tensor) -> bool:
     rank, true_rank = y_pred.shape.rank, y_true.shape.rank
     num_classes = y_pred.shape[-1]
-    sparse_shape = true_rank == rank - 1 or (
-        true_rank == rank and y_true.shape[-1] == 1
-    )
+    sparse_shape = true_rank == rank - 1 or (true_rank == rank and y_true.shape[-1] == 1)
     one_hot_shape = true_rank == rank and y_true.shape[-1] == num_classes
     if sparse is None:
         if sparse_shape:
@@ -219,8 +214,7 @@ def _resolve_sparse(sparse: bool | None, y_true: tf.Tensor, y_pred: tf.Tensor) -
         raise _shape_error(
             y_true,
             y_pred,
-            "sparse labels of shape y_pred.shape[:-1] or one-hot labels of "
-            "y_pred's shape",
+            "sparse labels of shape y_pred.shape[:-1] or one-hot labels of y_pred's shape",
         )
     if sparse and not sparse_shape:
         raise ValueError(
@@ -268,9 +262,7 @@ def _categorical_inputs(
         if y_true.shape.rank == y_pred.shape.rank:
             y_true = tf.squeeze(y_true, -1)
         if not y_true.shape.is_compatible_with(y_pred.shape[:-1]):
-            raise _shape_error(
-                y_true, y_pred, "sparse labels of shape y_pred.shape[:-1]"
-            )
+            raise _shape_error(y_true, y_pred, "sparse labels of shape y_pred.shape[:-1]")
         labels = tf.cast(y_true, dtype)
         valid = tf.ones_like(labels)
         if ignore_index is not None:
@@ -278,9 +270,7 @@ def _categorical_inputs(
         valid = _apply_mask(valid, mask)
         if _is_concrete(labels) and _is_concrete(valid):
             values = labels.numpy()[valid.numpy() > 0]
-            bad = values[
-                ~((values >= 0) & (values < num_classes) & (values == np.round(values)))
-            ]
+            bad = values[~((values >= 0) & (values < num_classes) & (values == np.round(values)))]
             if bad.size:
                 raise ValueError(
                     "Invalid `y_true`: sparse labels must be integers in "
@@ -331,9 +321,7 @@ def _log_one_minus_softmax(logits: tf.Tensor) -> tf.Tensor:
     exp = tf.exp(shifted)
     total = tf.reduce_sum(exp, -1, keepdims=True)
     neg_inf = tf.fill(tf.shape(shifted), tf.constant(-np.inf, shifted.dtype))
-    others_of_max = tf.reduce_logsumexp(
-        tf.where(is_max, neg_inf, shifted), -1, keepdims=True
-    )
+    others_of_max = tf.reduce_logsumexp(tf.where(is_max, neg_inf, shifted), -1, keepdims=True)
     others = tf.math.log(tf.where(is_max, tf.ones_like(exp), total - exp))
     return tf.where(is_max, others_of_max, others) - tf.math.log(total)
 
@@ -484,11 +472,7 @@ def weighted_categorical_crossentropy(
 def _binary_alpha(alpha: Any) -> tuple[float, float]:
     if alpha is None:
         return 1.0, 1.0
-    if (
-        isinstance(alpha, bool)
-        or not isinstance(alpha, int | float)
-        or not (0.0 <= alpha <= 1.0)
-    ):
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not (0.0 <= alpha <= 1.0):
         raise ValueError(
             "Invalid `alpha`: expected None or a float in [0, 1] (weight of "
             f"positives; negatives get 1 - alpha). Received: alpha={alpha!r}"
@@ -655,9 +639,7 @@ def hard_negative_mining(
     """
     neg_pos_ratio, min_negatives = _check_mining_args(neg_pos_ratio, min_negatives)
     losses = _to_float(losses)
-    selected = _mining_selection(
-        losses, positive, valid, neg_pos_ratio, min_negatives, per_example
-    )
+    selected = _mining_selection(losses, positive, valid, neg_pos_ratio, min_negatives, per_example)
     return tf.where(selected, losses, tf.zeros_like(losses))
 
 
@@ -780,18 +762,10 @@ def dice_loss(
     smooth, alpha, beta = _check_dice_args(smooth, alpha, beta, aggregation)
     ignore_index = _check_ignore_index(ignore_index)
     y_pred = _to_float(y_pred)
-    if (
-        y_pred.shape.rank is not None
-        and y_pred.shape.rank >= 2
-        and y_pred.shape[-1] == 1
-    ):
-        labels, logits, valid = _binary_inputs(
-            y_true, y_pred, from_logits, ignore_index, mask
-        )
+    if y_pred.shape.rank is not None and y_pred.shape.rank >= 2 and y_pred.shape[-1] == 1:
+        labels, logits, valid = _binary_inputs(y_true, y_pred, from_logits, ignore_index, mask)
         target = labels[..., None]
-        probs = (tf.sigmoid(logits) if from_logits else tf.squeeze(y_pred, -1))[
-            ..., None
-        ]
+        probs = (tf.sigmoid(logits) if from_logits else tf.squeeze(y_pred, -1))[..., None]
         keep = [0]
     else:
         target, log_probs, _, valid = _categorical_inputs(
@@ -810,11 +784,7 @@ def dice_loss(
     probs = probs * valid[..., None]
     target = target * valid[..., None]
     rank = probs.shape.rank
-    axes = (
-        list(range(1, rank - 1))
-        if aggregation == "per_image"
-        else list(range(rank - 1))
-    )
+    axes = list(range(1, rank - 1)) if aggregation == "per_image" else list(range(rank - 1))
     tp = tf.reduce_sum(probs * target, axes)
     sum_p = tf.reduce_sum(probs, axes)
     sum_y = tf.reduce_sum(target, axes)
@@ -840,8 +810,7 @@ def _check_dice_args(
             or value < 0
         ):
             raise ValueError(
-                f"Invalid `{name}`: expected a finite number >= 0. "
-                f"Received: {name}={value!r}"
+                f"Invalid `{name}`: expected a finite number >= 0. Received: {name}={value!r}"
             )
     if aggregation not in _AGGREGATIONS:
         raise ValueError(
@@ -871,15 +840,11 @@ class _ElementwiseLoss(keras.losses.Loss):
         self.from_logits = bool(from_logits)
         self.ignore_index = _check_ignore_index(ignore_index)
 
-    def _labels_and_valid(
-        self, y_true: Any, y_pred: Any
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def _labels_and_valid(self, y_true: Any, y_pred: Any) -> tuple[tf.Tensor, tf.Tensor]:
         """Returns (positive-class indicator or one-hot labels, valid mask)."""
         raise NotImplementedError
 
-    def positive_mask(
-        self, y_true: Any, y_pred: Any, background_class: int = 0
-    ) -> tf.Tensor:
+    def positive_mask(self, y_true: Any, y_pred: Any, background_class: int = 0) -> tf.Tensor:
         """Boolean mask of counted elements whose label is not the background.
 
         Args:
@@ -938,9 +903,7 @@ class _ElementwiseLoss(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(
-            {"from_logits": self.from_logits, "ignore_index": self.ignore_index}
-        )
+        config.update({"from_logits": self.from_logits, "ignore_index": self.ignore_index})
         return config
 
 
@@ -948,9 +911,7 @@ class _BinaryElementwiseLoss(_ElementwiseLoss):
     binary = True
 
     def _labels_and_valid(self, y_true, y_pred):
-        labels, _, valid = _binary_inputs(
-            y_true, y_pred, self.from_logits, self.ignore_index
-        )
+        labels, _, valid = _binary_inputs(y_true, y_pred, self.from_logits, self.ignore_index)
         return labels, valid
 
 
@@ -973,11 +934,7 @@ class _CategoricalElementwiseLoss(_ElementwiseLoss):
         if self.sparse:
             # Any class count >= 2 works: only the label shape matters here.
             shape = tf.shape(y_true)
-            if (
-                y_true.shape.rank is not None
-                and y_true.shape[-1] == 1
-                and (y_true.shape.rank >= 2)
-            ):
+            if y_true.shape.rank is not None and y_true.shape[-1] == 1 and (y_true.shape.rank >= 2):
                 shape = shape[:-1]
             return tf.zeros(tf.concat([shape, [2]], 0), tf.float32)
         return tf.zeros(tf.shape(y_true), tf.float32)
@@ -987,11 +944,7 @@ class _CategoricalElementwiseLoss(_ElementwiseLoss):
             # Without y_pred the class count is unknown; validity only depends on
             # ignore_index for sparse labels.
             y_true = tf.convert_to_tensor(y_true)
-            if (
-                y_true.shape.rank is not None
-                and y_true.shape.rank >= 2
-                and (y_true.shape[-1] == 1)
-            ):
+            if y_true.shape.rank is not None and y_true.shape.rank >= 2 and (y_true.shape[-1] == 1):
                 y_true = tf.squeeze(y_true, -1)
             valid = tf.ones(tf.shape(y_true), tf.float32)
             if self.ignore_index is not None:
@@ -1078,9 +1031,7 @@ class WeightedBinaryCrossentropy(_BinaryElementwiseLoss):
         config.update(
             {
                 "pos_weight": self.pos_weight,
-                "class_weights": None
-                if self.class_weights is None
-                else list(self.class_weights),
+                "class_weights": None if self.class_weights is None else list(self.class_weights),
             }
         )
         return config
@@ -1148,9 +1099,7 @@ class WeightedCategoricalCrossentropy(_CategoricalElementwiseLoss):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["class_weights"] = (
-            None if self.class_weights is None else list(self.class_weights)
-        )
+        config["class_weights"] = None if self.class_weights is None else list(self.class_weights)
         return config
 
 
@@ -1355,9 +1304,7 @@ class HardNegativeMining(keras.losses.Loss):
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.base_loss = _check_base_loss(base_loss, "base_loss")
-        self.neg_pos_ratio, self.min_negatives = _check_mining_args(
-            neg_pos_ratio, min_negatives
-        )
+        self.neg_pos_ratio, self.min_negatives = _check_mining_args(neg_pos_ratio, min_negatives)
         self.per_example = bool(per_example)
         self.background_class = int(background_class)
 
@@ -1475,9 +1422,7 @@ class DiceLoss(keras.losses.Loss):
         dtype: Any = None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.smooth, self.alpha, self.beta = _check_dice_args(
-            smooth, alpha, beta, aggregation
-        )
+        self.smooth, self.alpha, self.beta = _check_dice_args(smooth, alpha, beta, aggregation)
         self.aggregation = aggregation
         self.include_background = bool(include_background)
         self.background_class = int(background_class)
@@ -1487,8 +1432,7 @@ class DiceLoss(keras.losses.Loss):
         self.ce_loss = None if ce_loss is None else _check_base_loss(ce_loss, "ce_loss")
         if not isinstance(ce_weight, int | float) or not math.isfinite(ce_weight):
             raise ValueError(
-                f"Invalid `ce_weight`: expected a finite number. Received: "
-                f"ce_weight={ce_weight!r}"
+                f"Invalid `ce_weight`: expected a finite number. Received: ce_weight={ce_weight!r}"
             )
         self.ce_weight = float(ce_weight)
 

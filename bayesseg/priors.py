@@ -34,8 +34,7 @@ def _check_positive(name: str, value: Any) -> float:
         ) from None
     if not math.isfinite(value) or value <= 0.0:
         raise ValueError(
-            f"Argument `{name}` must be a positive finite number. "
-            f"Received: {name}={value!r}"
+            f"Argument `{name}` must be a positive finite number. Received: {name}={value!r}"
         )
     return value
 
@@ -146,9 +145,7 @@ class ScaleMixture(Prior):
     >>> layer = bs.layers.DenseFlipout(4, prior=prior)
     """
 
-    def __init__(
-        self, pi: float = 0.5, scale1: float = 1.0, scale2: float = math.exp(-6.0)
-    ):
+    def __init__(self, pi: float = 0.5, scale1: float = 1.0, scale2: float = math.exp(-6.0)):
         pi = float(pi)
         if not 0.0 < pi < 1.0:
             raise ValueError(

@@ -126,9 +126,7 @@ def make_step(model, kl_fn, tfp_model: bool):
     def step(x, y):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            loss = tf.reduce_mean(
-                tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
-            )
+            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits))
             if kl_fn is not None:
                 loss += kl_fn() / NUM_EXAMPLES
         grads = tape.gradient(loss, variables)

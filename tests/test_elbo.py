@@ -19,9 +19,7 @@ def _dense_model(features=3):
 
 def _seg_model(size=6):
     inputs = keras.Input((size, size, 1))
-    h = bs.layers.Conv2DReparameterization(
-        3, 3, padding="same", activation="relu", seed=2
-    )(inputs)
+    h = bs.layers.Conv2DReparameterization(3, 3, padding="same", activation="relu", seed=2)(inputs)
     outputs = bs.layers.Conv2DFlipout(1, 1, seed=3, prior=bs.priors.Normal(0.5))(h)
     return bs.BayesianModel(inputs, outputs)
 
@@ -35,9 +33,7 @@ def _hand_kl(model):
             prior = layer.prior
             total += float(
                 tf.reduce_sum(
-                    tfd.kl_divergence(
-                        tfd.Normal(loc, scale), tfd.Normal(prior.loc, prior.scale)
-                    )
+                    tfd.kl_divergence(tfd.Normal(loc, scale), tfd.Normal(prior.loc, prior.scale))
                 )
             )
     return total
@@ -69,9 +65,7 @@ def test_elbo_equals_hand_computation(target):
     np.testing.assert_allclose(float(terms.kl), kl, rtol=1e-5)
     np.testing.assert_allclose(float(terms.kl_weight), 1 / 50 / elements, rtol=1e-6)
     np.testing.assert_allclose(float(terms.loss), nll + kl / 50 / elements, rtol=1e-5)
-    np.testing.assert_allclose(
-        terms.per_example_nll.numpy(), per_example / elements, rtol=1e-5
-    )
+    np.testing.assert_allclose(terms.per_example_nll.numpy(), per_example / elements, rtol=1e-5)
     assert float(terms.elements_per_example) == elements
 
 
@@ -88,12 +82,8 @@ def test_posterior_tempering_scales_only_the_entropy():
     t_post = cold_post.compute(model, y, logits, step=0)
     layer = bs.layers.bayesian_layers(model)[0]
     ce, ent = (float(v) for v in layer.kl_terms())
-    np.testing.assert_allclose(
-        float(t_kl.loss - t_kl.nll), 0.1 * 0.5 * (ce - ent), rtol=1e-4
-    )
-    np.testing.assert_allclose(
-        float(t_post.loss - t_post.nll), 0.1 * (ce - 0.5 * ent), rtol=1e-4
-    )
+    np.testing.assert_allclose(float(t_kl.loss - t_kl.nll), 0.1 * 0.5 * (ce - ent), rtol=1e-4)
+    np.testing.assert_allclose(float(t_post.loss - t_post.nll), 0.1 * (ce - 0.5 * ent), rtol=1e-4)
 
 
 def _gradients(model, elbo, x, y, step=0):
@@ -117,9 +107,7 @@ def test_per_example_and_per_batch_scalings_give_equal_gradients():
         x,
         y,
     )
-    g_batch = _gradients(
-        model, bs.ELBO(likelihood, bs.kl.PerBatch(num_batches)).bind(model), x, y
-    )
+    g_batch = _gradients(model, bs.ELBO(likelihood, bs.kl.PerBatch(num_batches)).bind(model), x, y)
     np.testing.assert_allclose(g_example, g_batch, rtol=1e-5, atol=1e-8)
 
 
@@ -130,18 +118,14 @@ def test_per_element_and_per_example_scales_are_proportional():
     likelihood = bs.losses.WeightedBinaryCrossentropy(pos_weight=3.0)
     scaling = bs.kl.PerExample(30)
     g_mean = _gradients(model, bs.ELBO(likelihood, scaling).bind(model), x, y)
-    g_sum = _gradients(
-        model, bs.ELBO(likelihood, scaling, scale="per_example").bind(model), x, y
-    )
+    g_sum = _gradients(model, bs.ELBO(likelihood, scaling, scale="per_example").bind(model), x, y)
     np.testing.assert_allclose(g_sum, 36 * g_mean, rtol=1e-4, atol=1e-7)
 
 
 def test_elbo_with_plain_keras_model_after_bind():
     model = _dense_model()
     plain = keras.Model(model.inputs, model.outputs)
-    elbo = bs.ELBO(bs.losses.WeightedBinaryCrossentropy(), bs.kl.PerExample(8)).bind(
-        plain
-    )
+    elbo = bs.ELBO(bs.losses.WeightedBinaryCrossentropy(), bs.kl.PerExample(8)).bind(plain)
     plain.compile(optimizer="sgd", loss=elbo)
     x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
     for layer in bs.layers.bayesian_layers(plain):
@@ -149,9 +133,7 @@ def test_elbo_with_plain_keras_model_after_bind():
     logits = plain(x)
     expected = elbo.compute(plain, y, logits, step=0).loss
     plain.train_function = None
-    np.testing.assert_allclose(
-        plain.evaluate(x, y, verbose=0), float(expected), rtol=1e-5
-    )
+    np.testing.assert_allclose(plain.evaluate(x, y, verbose=0), float(expected), rtol=1e-5)
 
 
 def test_elbo_serialises():
@@ -172,21 +154,15 @@ def test_elbo_serialises():
         (lambda: bs.ELBO(lambda y, p: p, bs.kl.PerExample(1)), "likelihood"),
         (lambda: bs.ELBO(keras.losses.MeanSquaredError(), 0.01), "kl_scaling"),
         (
-            lambda: bs.ELBO(
-                keras.losses.MeanSquaredError(), bs.kl.PerExample(1), temperature=0
-            ),
+            lambda: bs.ELBO(keras.losses.MeanSquaredError(), bs.kl.PerExample(1), temperature=0),
             "temperature",
         ),
         (
-            lambda: bs.ELBO(
-                keras.losses.MeanSquaredError(), bs.kl.PerExample(1), tempering="x"
-            ),
+            lambda: bs.ELBO(keras.losses.MeanSquaredError(), bs.kl.PerExample(1), tempering="x"),
             "tempering",
         ),
         (
-            lambda: bs.ELBO(
-                keras.losses.MeanSquaredError(), bs.kl.PerExample(1), scale="x"
-            ),
+            lambda: bs.ELBO(keras.losses.MeanSquaredError(), bs.kl.PerExample(1), scale="x"),
             "scale",
         ),
     ],

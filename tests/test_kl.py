@@ -28,10 +28,7 @@ def test_blundell_pi_sums_to_one_per_epoch_and_stays_finite(num_batches):
     np.testing.assert_array_equal(pi[:num_batches], pi[num_batches:])  # restarts
     # Exact reference with Python integers (2.0**M overflows a float at M = 10,000).
     m = min(num_batches, 30)
-    closed = [
-        float(Fraction(2 ** (num_batches - i), 2**num_batches - 1))
-        for i in range(1, m + 1)
-    ]
+    closed = [float(Fraction(2 ** (num_batches - i), 2**num_batches - 1)) for i in range(1, m + 1)]
     np.testing.assert_allclose(pi[:m], closed, rtol=1e-6)
     # On the per-example scale the weight is pi_i / B.
     np.testing.assert_allclose(float(schedule(0, 4)), pi[0] / 4, rtol=1e-6)
@@ -56,9 +53,7 @@ def test_cyclical_ramps_repeat():
 
 def test_schedules_serialise_round_trip():
     schedule = bs.kl.Warmup(bs.kl.Blundell(12), steps=5, shape="cosine")
-    restored = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(schedule)
-    )
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
     assert restored.get_config() == schedule.get_config()
     assert float(restored(3, 2)) == pytest.approx(float(schedule(3, 2)))
 

@@ -39,11 +39,7 @@ def _rng(seed=0):
 
 
 def _conv_input(rank, batch=3, size=7, channels=2, seed=0):
-    return (
-        _rng(seed)
-        .normal(size=(batch,) + (size,) * rank + (channels,))
-        .astype("float32")
-    )
+    return _rng(seed).normal(size=(batch,) + (size,) * rank + (channels,)).astype("float32")
 
 
 def _make(cls, **kwargs):
@@ -134,9 +130,7 @@ def test_channels_first_matches_channels_last():
     first.set_weights(last.get_weights())
     y_last = last(x)
     y_first = first(np.transpose(x, (0, 3, 1, 2)))
-    np.testing.assert_allclose(
-        np.transpose(y_first.numpy(), (0, 2, 3, 1)), y_last, atol=1e-5
-    )
+    np.testing.assert_allclose(np.transpose(y_first.numpy(), (0, 2, 3, 1)), y_last, atol=1e-5)
 
 
 # --------------------------------------------------------------------------
@@ -157,9 +151,7 @@ def test_kl_equals_tfp_for_normal_prior(cls):
         loc = layer.posterior_loc(name).numpy()
         scale = np.log1p(np.exp(getattr(layer, f"{name}_rho").numpy()))
         expected += float(
-            tf.reduce_sum(
-                tfd.kl_divergence(tfd.Normal(loc, scale), tfd.Normal(0.1, 0.5))
-            )
+            tf.reduce_sum(tfd.kl_divergence(tfd.Normal(loc, scale), tfd.Normal(0.1, 0.5)))
         )
     np.testing.assert_allclose(float(layer.kl_divergence()), expected, rtol=1e-5)
     ce, ent = layer.kl_terms()
@@ -172,13 +164,9 @@ def test_kl_terms_closed_form_against_numpy():
     loc = layer.kernel_loc.numpy()
     scale = np.log1p(np.exp(layer.kernel_rho.numpy()))
     entropy = np.sum(0.5 * np.log(2 * np.pi * np.e * scale**2))
-    cross_entropy = np.sum(
-        0.5 * np.log(2 * np.pi * 4.0) + (scale**2 + loc**2) / (2 * 4.0)
-    )
+    cross_entropy = np.sum(0.5 * np.log(2 * np.pi * 4.0) + (scale**2 + loc**2) / (2 * 4.0))
     ce, ent = layer.kl_terms()
-    np.testing.assert_allclose(
-        [float(ce), float(ent)], [cross_entropy, entropy], rtol=1e-5
-    )
+    np.testing.assert_allclose([float(ce), float(ent)], [cross_entropy, entropy], rtol=1e-5)
 
 
 def test_scale_mixture_kl_converges_to_high_sample_estimate():
@@ -200,9 +188,7 @@ def test_scale_mixture_kl_converges_to_high_sample_estimate():
     assert np.isfinite(kl_1)
     assert abs(kl_many - reference) < 0.02 * abs(reference) + 0.05
     # The estimate is seeded by (layer seed, noise step), not by the last draw.
-    assert float(layer.kl_divergence(num_samples=16)) == float(
-        layer.kl_divergence(num_samples=16)
-    )
+    assert float(layer.kl_divergence(num_samples=16)) == float(layer.kl_divergence(num_samples=16))
 
 
 def test_model_kl_is_sum_of_layers_and_requires_bayesian_layers():
@@ -247,9 +233,7 @@ def test_identical_examples_get_independent_perturbations(cls):
     x = np.repeat(_input_for(cls, batch=1), 2, axis=0)
     y = layer(x).numpy()
     differ = not np.allclose(y[0], y[1], atol=1e-6)
-    shared = (
-        cls.__name__.startswith(("Conv", "DenseRep")) and "Flipout" not in cls.__name__
-    )
+    shared = cls.__name__.startswith(("Conv", "DenseRep")) and "Flipout" not in cls.__name__
     assert differ is (not shared)
 
 
@@ -278,9 +262,9 @@ def test_flipout_variance_reduction_grows_with_batch():
     """Wen et al. 2018: Flipout's variance falls ~1/batch, reparameterization's not."""
     ratios = {}
     for batch in (1, 8, 64):
-        ratios[batch] = _grad_variance(
-            L.DenseReparameterization, batch
-        ) / _grad_variance(L.DenseFlipout, batch)
+        ratios[batch] = _grad_variance(L.DenseReparameterization, batch) / _grad_variance(
+            L.DenseFlipout, batch
+        )
     assert 0.5 < ratios[1] < 2.0  # one example: the estimators coincide in law
     assert ratios[64] >= 8.0
     assert ratios[64] > ratios[8] > ratios[1]
@@ -317,9 +301,7 @@ def test_replicas_draw_different_noise():
     def step(inputs):
         return layer(inputs)
 
-    dataset = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors(x).repeat(1)
-    )
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x).repeat(1))
     out = strategy.run(step, args=(next(iter(dataset)),))
     per_replica = [t.numpy() for t in strategy.experimental_local_results(out)]
     # Same input row on both replicas, same counter: the replica id alone differs.
@@ -330,9 +312,7 @@ def test_replicas_draw_different_noise():
 # Sampling switch, serialisation, mixed precision.
 # --------------------------------------------------------------------------
 def test_sampling_switch_resets_compiled_predict():
-    model = keras.Sequential(
-        [keras.Input((5,)), L.DenseFlipout(3, posterior_scale_init=0.5)]
-    )
+    model = keras.Sequential([keras.Input((5,)), L.DenseFlipout(3, posterior_scale_init=0.5)])
     x = _rng().normal(size=(4, 5)).astype("float32")
     sampled = [model.predict(x, verbose=0) for _ in range(2)]
     assert not np.allclose(sampled[0], sampled[1])  # predict samples by default
@@ -367,9 +347,9 @@ def test_config_round_trip(cls):
 
 def test_saved_model_loads_in_safe_mode(tmp_path):
     inputs = keras.Input((8, 8, 1))
-    h = L.Conv2DFlipout(
-        4, 3, padding="same", activation="relu", prior=bs.priors.ScaleMixture()
-    )(inputs)
+    h = L.Conv2DFlipout(4, 3, padding="same", activation="relu", prior=bs.priors.ScaleMixture())(
+        inputs
+    )
     h = L.Conv2DTransposeReparameterization(2, 3, strides=2, padding="same")(h)
     h = keras.layers.GlobalAveragePooling2D()(h)
     outputs = L.DenseLocalReparameterization(1, bayesian_bias=True)(h)

@@ -54,9 +54,7 @@ def test_weighted_bce_equals_users_case_1_formula():
     keras_bce = keras.losses.BinaryCrossentropy(from_logits=True, reduction=None)(
         y[..., None], logits
     )
-    np.testing.assert_allclose(
-        np.mean(keras_bce.numpy() * (y * 59 + 1)), expected, rtol=1e-5
-    )
+    np.testing.assert_allclose(np.mean(keras_bce.numpy() * (y * 59 + 1)), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -116,16 +114,16 @@ def test_weighted_cce_matches_weighted_keras_crossentropy():
     weights = [0.2, 1.0, 5.0, 30.0]
     y = rng.integers(0, 4, (2, 6, 5))
     x = rng.normal(0, 2, (2, 6, 5, 4)).astype("float32")
-    keras_ce = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, reduction=None
-    )(y, x).numpy()
+    keras_ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(
+        y, x
+    ).numpy()
     expected = keras_ce * np.asarray(weights)[y]
     got = losses.WeightedCategoricalCrossentropy(weights, reduction=None)(y, x)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
     probs = tf.nn.softmax(x).numpy()
-    from_probs = losses.WeightedCategoricalCrossentropy(
-        weights, from_logits=False, reduction=None
-    )(y, probs)
+    from_probs = losses.WeightedCategoricalCrossentropy(weights, from_logits=False, reduction=None)(
+        y, probs
+    )
     np.testing.assert_allclose(from_probs.numpy(), expected, rtol=1e-4)
 
 
@@ -218,9 +216,9 @@ def test_categorical_focal_matches_keras(gamma, alpha):
         dtype="float64",
     )
     expected = keras_loss(y, x).numpy()
-    got = losses.CategoricalFocalLoss(
-        gamma, alpha, sparse=False, reduction=None, dtype="float64"
-    )(y, x)
+    got = losses.CategoricalFocalLoss(gamma, alpha, sparse=False, reduction=None, dtype="float64")(
+        y, x
+    )
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-9)
     sparse = losses.categorical_focal_loss(labels, x, gamma, alpha)
     np.testing.assert_allclose(sparse.numpy(), expected, rtol=1e-5, atol=1e-9)
@@ -306,9 +304,9 @@ def test_hard_negative_mining_keeps_exactly_expected_gradients():
     # 2 positives -> k = 3 * 2 = 6 hardest negatives (largest logits for y=0).
     y = np.zeros((1, 12), "float32")
     y[0, [1, 7]] = 1.0
-    x = np.array(
-        [[5.0, -1.0, 0.3, 4.0, -6.0, 2.0, 1.0, 0.5, 3.0, -2.0, -3.0, 0.1]], "float32"
-    )[..., None]
+    x = np.array([[5.0, -1.0, 0.3, 4.0, -6.0, 2.0, 1.0, 0.5, 3.0, -2.0, -3.0, 0.1]], "float32")[
+        ..., None
+    ]
     loss = losses.HardNegativeMining(losses.WeightedBinaryCrossentropy(), 3.0, 0)
     value, grad = _grad(loss.call, y, x)
     expected = np.zeros(12, bool)
@@ -318,9 +316,7 @@ def test_hard_negative_mining_keeps_exactly_expected_gradients():
     np.testing.assert_array_equal(value[0] != 0, expected)
     base = losses.WeightedBinaryCrossentropy().call(y, x).numpy()
     np.testing.assert_allclose(value[0][expected], base[0][expected])
-    np.testing.assert_array_equal(
-        loss.element_mask(y, x).numpy()[0], expected.astype("float32")
-    )
+    np.testing.assert_array_equal(loss.element_mask(y, x).numpy()[0], expected.astype("float32"))
 
 
 def test_hard_negative_mining_ties_min_negatives_and_per_example():
@@ -409,9 +405,7 @@ def test_dice_matches_keras_where_parameters_coincide():
     np.testing.assert_allclose(float(ours_tv), float(keras_tv), rtol=1e-5)
     tp = np.sum(y * p)
     fp, fn = np.sum(p * (1 - y)), np.sum((1 - p) * y)
-    np.testing.assert_allclose(
-        float(ours_tv), 1 - tp / (tp + 0.3 * fp + 0.7 * fn), 1e-5
-    )
+    np.testing.assert_allclose(float(ours_tv), 1 - tp / (tp + 0.3 * fp + 0.7 * fn), 1e-5)
 
 
 def test_dice_empty_masks_background_and_ce_term():
@@ -424,10 +418,7 @@ def test_dice_empty_masks_background_and_ce_term():
         np.testing.assert_allclose(value, [0.0, 0.0], atol=1e-6)
         assert np.all(np.isfinite(grad))
     # Keras' Dice scores the same empty/empty case 1.
-    assert (
-        float(keras.losses.Dice()(empty[..., None], np.zeros_like(empty)[..., None]))
-        == 1
-    )
+    assert float(keras.losses.Dice()(empty[..., None], np.zeros_like(empty)[..., None])) == 1
     labels = np.array([[[0, 1], [2, 2]]])
     logits = np.log(np.eye(3)[labels] * 0.97 + 0.01).astype("float32")
     without_bg = losses.DiceLoss(include_background=False, smooth=0.0, reduction=None)
@@ -439,9 +430,7 @@ def test_dice_empty_masks_background_and_ce_term():
         / (np.sum(probs[..., c]) + np.sum(one_hot[..., c]))
         for c in (1, 2)
     ]
-    np.testing.assert_allclose(
-        without_bg(labels, logits).numpy(), [1 - np.mean(scores)], 1e-5
-    )
+    np.testing.assert_allclose(without_bg(labels, logits).numpy(), [1 - np.mean(scores)], 1e-5)
     ce = losses.WeightedCategoricalCrossentropy([1.0, 2.0, 3.0])
     combined = losses.DiceLoss(ce_loss=ce, ce_weight=0.5, reduction=None)
     expected = losses.DiceLoss(reduction=None)(labels, logits).numpy() + 0.5 * np.mean(
@@ -478,20 +467,14 @@ def test_get_config_round_trips(loss):
     config = loss.get_config()
     clone = type(loss).from_config(config)
     assert clone.get_config() == config
-    restored = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(loss)
-    )
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert type(restored) is type(loss) and restored.get_config() == config
 
 
 def test_model_with_loss_saves_and_loads(tmp_path):
     inputs = keras.Input((4, 4, 1))
     model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs))
-    model.compile(
-        loss=losses.HardNegativeMining(
-            losses.WeightedBinaryCrossentropy(pos_weight=5.0)
-        )
-    )
+    model.compile(loss=losses.HardNegativeMining(losses.WeightedBinaryCrossentropy(pos_weight=5.0)))
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)

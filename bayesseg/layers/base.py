@@ -56,8 +56,7 @@ def inverse_softplus(x: float) -> float:
 def check_sampling(sampling: str) -> str:
     if sampling not in SAMPLING_MODES:
         raise ValueError(
-            f"Argument `sampling` must be one of {SAMPLING_MODES}. "
-            f"Received: sampling={sampling!r}"
+            f"Argument `sampling` must be one of {SAMPLING_MODES}. Received: sampling={sampling!r}"
         )
     return sampling
 
@@ -142,9 +141,7 @@ class BayesianLayer(keras.layers.Layer):
         if seed is None:
             seed = random.randrange(2**31 - 1)
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(
-                f"Argument `seed` must be an integer. Received: seed={seed!r}"
-            )
+            raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
         self.seed = seed
         self._posterior_names: list[str] = []
 
@@ -164,9 +161,7 @@ class BayesianLayer(keras.layers.Layer):
         rho = self.add_weight(
             name=f"{name}_rho",
             shape=shape,
-            initializer=keras.initializers.Constant(
-                inverse_softplus(self.posterior_scale_init)
-            ),
+            initializer=keras.initializers.Constant(inverse_softplus(self.posterior_scale_init)),
             trainable=True,
         )
         setattr(self, f"{name}_loc", loc)
@@ -250,9 +245,7 @@ class BayesianLayer(keras.layers.Layer):
     def sample_weight_noise(self, name: str, seed: tf.Tensor, stream: int, dtype):
         """A perturbation ``scale * eps`` of weight ``name`` (one draw)."""
         scale = tf.cast(self.posterior_scale(name), dtype)
-        eps = tf.random.stateless_normal(
-            tf.shape(scale), fold_in(seed, stream), dtype=dtype
-        )
+        eps = tf.random.stateless_normal(tf.shape(scale), fold_in(seed, stream), dtype=dtype)
         return scale * eps
 
     def sample_weight(self, name: str, seed: tf.Tensor, stream: int, dtype):
@@ -323,9 +316,7 @@ class BayesianLayer(keras.layers.Layer):
             try:
                 kl = tfd.kl_divergence(q, p)
             except NotImplementedError:
-                kl = self._cross_entropy(name, q, num_samples) - tf.reduce_sum(
-                    q.entropy()
-                )
+                kl = self._cross_entropy(name, q, num_samples) - tf.reduce_sum(q.entropy())
             total += tf.reduce_sum(kl)
         return total
 
@@ -388,9 +379,7 @@ def bayesian_layers(model: keras.layers.Layer) -> list[BayesianLayer]:
     ['DenseFlipout']
     """
     if not isinstance(model, keras.layers.Layer):
-        raise ValueError(
-            f"Argument `model` must be a Keras model or layer. Received: {model!r}"
-        )
+        raise ValueError(f"Argument `model` must be a Keras model or layer. Received: {model!r}")
     found, seen = [], set()
     for layer in model._flatten_layers(include_self=True, recursive=True):
         if isinstance(layer, BayesianLayer) and id(layer) not in seen:
@@ -399,9 +388,7 @@ def bayesian_layers(model: keras.layers.Layer) -> list[BayesianLayer]:
     return found
 
 
-def kl_divergence(
-    model: keras.layers.Layer, num_samples: int | None = None
-) -> tf.Tensor:
+def kl_divergence(model: keras.layers.Layer, num_samples: int | None = None) -> tf.Tensor:
     """Sum of the unscaled KL divergences of every Bayesian layer in ``model``.
 
     This is the quantity the ELBO scales; it does not rely on

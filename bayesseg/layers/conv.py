@@ -31,9 +31,7 @@ __all__ = [
 _ESTIMATORS = ("flipout", "reparameterization")
 
 
-def _int_tuple(
-    name: str, value, rank: int, allow_zero: bool = False
-) -> tuple[int, ...]:
+def _int_tuple(name: str, value, rank: int, allow_zero: bool = False) -> tuple[int, ...]:
     """Expand an int or a tuple of ``rank`` ints, with a clear error otherwise."""
     values = (value,) * rank if isinstance(value, int) else value
     try:
@@ -131,8 +129,7 @@ class BaseConv(BayesianLayer):
         padding = padding.lower() if isinstance(padding, str) else padding
         if padding not in ("valid", "same"):
             raise ValueError(
-                "Argument `padding` must be 'valid' or 'same'. "
-                f"Received: padding={padding!r}"
+                f"Argument `padding` must be 'valid' or 'same'. Received: padding={padding!r}"
             )
         self.padding = padding
         data_format = data_format or keras.config.image_data_format()
@@ -200,9 +197,7 @@ class BaseConv(BayesianLayer):
                     initializer=self.bias_initializer,
                 )
         self.build_noise_state()
-        self.input_spec = keras.InputSpec(
-            ndim=self.rank + 2, axes={self._channel_axis: channels}
-        )
+        self.input_spec = keras.InputSpec(ndim=self.rank + 2, axes={self._channel_axis: channels})
 
     # ------------------------------------------------------------------- call
     def convolve(self, x, kernel):
@@ -253,17 +248,13 @@ class BaseConv(BayesianLayer):
             delta = self.sample_weight_noise("kernel", seed, base._STREAM_KERNEL, dtype)
             sign_in = self._signs(x, x.shape[-1], seed, base._STREAM_SIGN_IN)
             sign_out = self._signs(x, self.filters, seed, base._STREAM_SIGN_OUT)
-            outputs = (
-                self.convolve(x, loc) + self.convolve(x * sign_in, delta) * sign_out
-            )
+            outputs = self.convolve(x, loc) + self.convolve(x * sign_in, delta) * sign_out
         if self.use_bias:
             outputs = outputs + self.bias_value(dtype, seed)
         if self.activation is not None:
             outputs = self.activation(outputs)
         if channels_first:
-            outputs = tf.transpose(
-                outputs, [0, self.rank + 1, *range(1, self.rank + 1)]
-            )
+            outputs = tf.transpose(outputs, [0, self.rank + 1, *range(1, self.rank + 1)])
         return outputs
 
     # ----------------------------------------------------------------- shapes
@@ -313,9 +304,7 @@ class BaseConv(BayesianLayer):
                 "dilation_rate": self.dilation_rate,
                 "activation": keras.activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
@@ -365,9 +354,7 @@ def _doc(name: str, rank: int, estimator: str, transpose: bool) -> str:
     out_len = 16 if transpose else 6
     out_shape = (1, *(out_len,) * rank, 4)
     kwargs = ", strides=2, padding='same'" if transpose else ""
-    extra = (
-        "        output_padding: int, tuple or None, as Keras.\n" if transpose else ""
-    )
+    extra = "        output_padding: int, tuple or None, as Keras.\n" if transpose else ""
     return f"""Bayesian {rank}D {what}, {estimator} estimator.
 
     {_ESTIMATOR_DOC[estimator]}

@@ -92,9 +92,7 @@ class BaseDense(BayesianLayer):
                 "units": self.units,
                 "activation": keras.activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
@@ -107,9 +105,7 @@ def _dense(x, kernel):
 
 def _signs_shape(x, channels):
     """Shape of Flipout signs: one per example and channel, shared elsewhere."""
-    return tf.concat(
-        [tf.shape(x)[:1], tf.ones([x.shape.rank - 2], tf.int32), [channels]], 0
-    )
+    return tf.concat([tf.shape(x)[:1], tf.ones([x.shape.rank - 2], tf.int32), [channels]], 0)
 
 
 @keras.saving.register_keras_serializable(package="bayesseg")
@@ -143,9 +139,7 @@ class DenseReparameterization(BaseDense):
     estimator = "reparameterization"
 
     def _sampled_outputs(self, x, loc, seed):
-        kernel = loc + self.sample_weight_noise(
-            "kernel", seed, base._STREAM_KERNEL, x.dtype
-        )
+        kernel = loc + self.sample_weight_noise("kernel", seed, base._STREAM_KERNEL, x.dtype)
         return tf.matmul(x, kernel) if x.shape.rank == 2 else _dense(x, kernel)
 
 

@@ -17,9 +17,7 @@ _BLOCKS = ("all", "decoder", "last")
 _NORMALIZATIONS = (None, "batch", "group")
 
 
-def _check_common(
-    input_shape, num_classes, base_filters, depth, normalization, dropout
-):
+def _check_common(input_shape, num_classes, base_filters, depth, normalization, dropout):
     try:
         input_shape = tuple(int(d) if d is not None else None for d in input_shape)
     except TypeError:
@@ -36,9 +34,7 @@ def _check_common(
                 f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
             )
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(
-            f"Argument `depth` must be an integer >= 1. Received: depth={depth!r}"
-        )
+        raise ValueError(f"Argument `depth` must be an integer >= 1. Received: depth={depth!r}")
     factor = 2 ** (depth - 1)
     for size in input_shape[:-1]:
         if size is not None and size % factor:
@@ -53,9 +49,7 @@ def _check_common(
             f"Received: normalization={normalization!r}"
         )
     if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(
-            f"Argument `dropout` must lie in [0, 1). Received: dropout={dropout!r}"
-        )
+        raise ValueError(f"Argument `dropout` must lie in [0, 1). Received: dropout={dropout!r}")
     return input_shape
 
 
@@ -244,9 +238,7 @@ def bayesian_unet(
     (None, 64, 64, 1)
     >>> volume_model = bs.models.bayesian_unet((16, 32, 32, 1), num_classes=3, depth=2)
     """
-    input_shape = _check_common(
-        input_shape, num_classes, base_filters, depth, normalization, 0
-    )
+    input_shape = _check_common(input_shape, num_classes, base_filters, depth, normalization, 0)
     if estimator not in _ESTIMATORS:
         raise ValueError(
             f"Argument `estimator` must be one of {_ESTIMATORS}. Received: estimator={estimator!r}"
@@ -261,9 +253,7 @@ def bayesian_unet(
     bayes_conv = getattr(bl, f"Conv{rank}D{suffix}")
     bayes_up = getattr(bl, f"Conv{rank}DTranspose{suffix}")
     plain_conv = keras.layers.Conv2D if rank == 2 else keras.layers.Conv3D
-    plain_up = (
-        keras.layers.Conv2DTranspose if rank == 2 else keras.layers.Conv3DTranspose
-    )
+    plain_up = keras.layers.Conv2DTranspose if rank == 2 else keras.layers.Conv3DTranspose
     bayes_kwargs = {"prior": prior, "posterior_scale_init": posterior_scale_init}
 
     def bayesian(cls):
