@@ -99,7 +99,12 @@ def main(argv=None) -> dict:
             "dice": _dice(model, xt, yt),
         }
 
-    mirrored = tf.distribute.MirroredStrategy(devices)
+    cross_device_ops = None  # NCCL all-reduce on GPUs
+    if "CPU" in devices[0].upper():
+        # On logical CPUs, reduce through one device: collective all-reduce
+        # keys can clash with other strategies created in the same process.
+        cross_device_ops = tf.distribute.ReductionToOneDevice()
+    mirrored = tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops)
     global_batch = replicas * args.batch
     scaled = bs.training.scaled_learning_rate(args.lr, global_batch, args.batch, rule="sqrt")
     steps_per_epoch = -(-len(x) // global_batch)
