@@ -473,23 +473,23 @@ class _SpikeHook(TrainStepHook):
         mad = _median(tf.abs(buffer - median))
         z = (loss - median) / (1.4826 * mad + 1e-12 + 1e-3 * tf.abs(median))
         spike = tf.logical_and(filled, z > m.threshold)
-        per_element = tf.cast(m.model.elbo.likelihood.call(context.y, context.y_pred), tf.float32)
-        grads = [
-            tf.cast(g, tf.float32) / tf.cast(context.gradient_scale, tf.float32)
-            for g in context.gradients
-            if g is not None
-        ]
-        grad_norm = tf.linalg.global_norm(grads)
 
         def record():
+            # Only a spike pays for the per-element losses and the gradient norm.
+            per_element = m.model.elbo.likelihood.call(context.y, context.y_pred)
+            grads = [
+                tf.cast(g, tf.float32) / tf.cast(context.gradient_scale, tf.float32)
+                for g in context.gradients
+                if g is not None
+            ]
             m._batch_x.assign(tf.cast(tf.nest.flatten(context.x)[0], tf.float32))
             m._batch_y.assign(tf.cast(context.y, tf.float32))
             m._batch_pred.assign(tf.cast(context.y_pred, tf.float32))
-            m._batch_elements.assign(per_element)
+            m._batch_elements.assign(tf.cast(per_element, tf.float32))
             m._batch_examples.assign(tf.cast(context.per_example_nll, tf.float32))
-            return tf.constant(True)
+            return tf.linalg.global_norm(grads)
 
-        tf.cond(spike, record, lambda: tf.constant(False))
+        grad_norm = tf.cond(spike, record, lambda: tf.constant(0.0))
         m._last.assign(
             tf.stack(
                 [
