@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -30,6 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
+from _timing import interleaved_medians, report  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
 from bayesseg.layers import base  # noqa: E402
@@ -172,22 +171,9 @@ def main(argv=None) -> dict:
         steps[name] = make_step(model, kl_fn)
         for _ in range(2):  # trace and warm up
             steps[name](x, y)
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                loss = step(x, y)
-            float(loss)
-            times[name].append((time.perf_counter() - start) / args.steps)
-    base_time = statistics.median(times["keras"])
-    results = {}
+    medians = interleaved_medians(steps, (x, y), args.rounds, args.steps)
     print(f"length {args.length}, batch {args.batch}, {args.rounds} rounds")
-    print(f"{'variant':<15}{'median ms':>11}{'ratio':>8}")
-    for name, ts in times.items():
-        median = statistics.median(ts)
-        results[name] = {"median_ms": 1000 * median, "ratio": median / base_time}
-        print(f"{name:<15}{1000 * median:>11.1f}{median / base_time:>8.2f}x")
+    results = report(medians, "keras", width=15)
     return results
 
 

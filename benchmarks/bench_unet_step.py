@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _timing import interleaved_medians, report  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
 
@@ -152,21 +151,8 @@ def main(argv=None) -> dict:
         steps[name] = make_step(model, kl_fn, name.startswith("tfp"))
         for _ in range(3):  # trace and warm up
             steps[name](x, y)
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                loss = step(x, y)
-            float(loss)
-            times[name].append((time.perf_counter() - start) / args.steps)
-    base = statistics.median(times["keras"])
-    results = {}
-    print(f"{'variant':<14}{'median ms':>11}{'ratio':>8}")
-    for name, ts in times.items():
-        median = statistics.median(ts)
-        results[name] = {"median_ms": 1000 * median, "ratio": median / base}
-        print(f"{name:<14}{1000 * median:>11.1f}{median / base:>8.2f}x")
+    medians = interleaved_medians(steps, (x, y), args.rounds, args.steps)
+    results = report(medians, "keras", width=14)
     return results
 
 
