@@ -178,6 +178,30 @@ def _class_weight_logit_shift(class_weights: Any, num_outputs: int) -> np.ndarra
     return (-np.log(weights)).astype(np.float32)
 
 
+@contextlib.contextmanager
+def _batch_norm_in_inference(model: keras.layers.Layer):
+    """Run every trainable BatchNormalization of ``model`` in inference mode.
+
+    Keras' BatchNormalization uses the batch's statistics only when called
+    with ``training=True`` *and* ``trainable`` set, so freezing it for the
+    duration keeps MC-dropout draws (``training=True``) from normalising by
+    the prediction batch: a pixel's prediction must not depend on which other
+    images share its batch. ``trainable`` is restored afterwards.
+    """
+    frozen = [
+        layer
+        for layer in model._flatten_layers(include_self=True)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+    for layer in frozen:
+        layer.trainable = False
+    try:
+        yield
+    finally:
+        for layer in frozen:
+            layer.trainable = True
+
+
 # --------------------------------------------------------------------------
 # The traced Monte Carlo loop
 # --------------------------------------------------------------------------
@@ -386,8 +410,10 @@ def predict_mc(
     ``sampling`` (default "shared": one weight draw per forward pass shared
     by the batch, so a Flipout layer costs one convolution per draw); the
     previous modes are restored afterwards. Any other model (e.g. MC
-    dropout) runs with ``training=True`` so its dropout is active; beware
-    that this also puts batch normalisation in training mode.
+    dropout) runs with ``training=True`` so its dropout is active. With
+    ``training=True``, ``BatchNormalization`` layers still normalise with
+    their moving statistics (they are frozen for the call), so a prediction
+    never depends on the other examples of its batch.
 
     Args:
         model: a Keras model mapping ``x`` to logits ``(B, *spatial, K)``.
@@ -489,7 +515,10 @@ def predict_mc(
     if training is None:
         training = not layers
     item_shape = x.shape[1:] if patch is None else (*patch, x.shape[-1])
-    with sampling_mode(model, sampling) if layers else contextlib.nullcontext():
+    with (
+        sampling_mode(model, sampling) if layers else contextlib.nullcontext(),
+        _batch_norm_in_inference(model) if training else contextlib.nullcontext(),
+    ):
         run = _mc_function(model, num_samples, training, from_logits, weights, item_shape, x_dtype)
         if patch is None:
             return _predict_whole(run, x, num_samples, batch_size, verbose)

@@ -112,6 +112,38 @@ def test_mc_dropout_model_uses_training_mode():
     assert still.epistemic.max() < 1e-6
 
 
+def test_mc_dropout_keeps_batch_norm_in_inference_mode():
+    # MC dropout samples dropout only: batch normalisation must use its moving
+    # statistics, so a prediction does not depend on the rest of its batch.
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.0),
+            keras.layers.Dense(2),
+        ]
+    )
+    bn = model.layers[1]
+    bn.moving_mean.assign(np.linspace(-1, 1, 8))
+    bn.moving_variance.assign(np.linspace(0.5, 2, 8))
+    x = np.random.default_rng(3).normal(size=(5, 6)).astype("float32")
+    pred = predict_mc(model, x, num_samples=3, batch_size=5, verbose=0)
+    reference = tf.nn.softmax(model(x, training=False)).numpy()
+    np.testing.assert_allclose(pred.mean, reference, atol=1e-6)
+    # One example alone gets the same prediction as inside the batch.
+    alone = predict_mc(model, x[:1], num_samples=3, verbose=0)
+    np.testing.assert_allclose(alone.mean, pred.mean[:1], atol=1e-6)
+    # (A plain training=True call would have normalised by the batch.)
+    batch_stats = tf.nn.softmax(model(x, training=True)).numpy()
+    assert np.abs(batch_stats - reference).max() > 1e-2
+    # The layer is trainable again afterwards, and training still updates it.
+    assert bn.trainable and len(model.trainable_weights) == 6
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.zeros((5, 2), "float32"), epochs=1, verbose=0)
+    assert not np.allclose(bn.moving_mean.numpy(), np.linspace(-1, 1, 8))
+
+
 def test_saturated_outputs_give_no_nan():
     model = keras.Sequential([keras.Input((4, 1)), keras.layers.Dense(2, use_bias=False)])
     model.layers[0].set_weights([np.array([[1.0, -1.0]], "float32")])
