@@ -40,6 +40,30 @@ def test_lesions_are_brighter_blobs_of_varied_contrast():
     assert contrasts.min() < 0.5 < contrasts.max()  # some faint, some bright
 
 
+def test_lesions_stand_out_from_their_local_texture():
+    # Per lesion: contrast to a 4-pixel ring around it over the ring's spread
+    # (a local contrast-to-noise ratio). A lesion below ~1 cannot be told
+    # from the texture; those must be rare, but the faint band (1 to 2) must
+    # stay populated, or the data set would not need uncertainty.
+    images, masks = synthetic_lesions(60, seed=1000)
+    cnr, size = [], []
+    for image, mask in zip(images[..., 0], masks[..., 0] > 0, strict=True):
+        labels, count = ndimage.label(mask)
+        near = ndimage.binary_dilation(mask, iterations=1)
+        for k in range(1, count + 1):
+            lesion = labels == k
+            ring = ndimage.binary_dilation(lesion, iterations=4) & ~near
+            cnr.append((image[lesion].mean() - image[ring].mean()) / image[ring].std())
+            size.append(lesion.sum())
+    cnr, size = np.array(cnr), np.array(size)
+    share = {
+        band: size[(cnr >= lo) & (cnr < hi)].sum() / size.sum()
+        for band, (lo, hi) in {"hidden": (-np.inf, 1), "faint": (1, 2)}.items()
+    }
+    assert share["hidden"] < 0.08
+    assert 0.15 < share["faint"] < 0.5
+
+
 def test_lesions_deterministic_and_independent_of_n():
     a_img, a_mask = synthetic_lesions(3, shape=(32, 32), seed=7)
     b_img, b_mask = synthetic_lesions(5, shape=(32, 32), seed=7)
