@@ -139,8 +139,10 @@ def unet(
     """A deterministic U-Net with plain Keras layers (the Bayesian U-Net's twin).
 
     Same architecture, layer names and weight shapes as :func:`bayesian_unet`;
-    with ``dropout > 0`` it is the MC-dropout baseline (call it with
-    ``training=True``, or through ``bs.uncertainty.predict_mc``).
+    with ``dropout > 0`` it is the MC-dropout baseline: predict it through
+    ``bs.uncertainty.predict_mc``, which turns dropout on and keeps batch
+    normalisation in inference mode (a plain ``model(x, training=True)``
+    would also normalise by the batch).
 
     Args:
         input_shape: (H, W, C) or (D, H, W, C); spatial sizes divisible by
