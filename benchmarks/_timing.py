@@ -5,6 +5,26 @@ from __future__ import annotations
 import statistics
 import time
 
+import tensorflow as tf
+
+
+def sigmoid_train_step(model, optimizer, kl_fn, num_examples: int):
+    """A traced train step: mean sigmoid cross-entropy + ``kl_fn() / num_examples``."""
+    variables = model.trainable_variables
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits))
+            if kl_fn is not None:
+                loss += kl_fn() / num_examples
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    return step
+
 
 def interleaved_medians(steps: dict, inputs: tuple, rounds: int, repeats: int) -> dict:
     """Seconds per call of each step, timed round-robin; returns name -> median."""

@@ -28,7 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
-from _timing import interleaved_medians, report  # noqa: E402
+from _timing import interleaved_medians, report, sigmoid_train_step  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
 from bayesseg.layers import base  # noqa: E402
@@ -129,23 +129,9 @@ def build_variants(length):
 
 
 def make_step(model, kl_fn):
-    optimizer = keras.optimizers.Adam(1e-3)
-    variables = model.trainable_variables
     if kl_fn is not None:
         kl_fn = tf.autograph.experimental.do_not_convert(kl_fn)
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits))
-            if kl_fn is not None:
-                loss += kl_fn() / NUM_EXAMPLES
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return loss
-
-    return step
+    return sigmoid_train_step(model, keras.optimizers.Adam(1e-3), kl_fn, NUM_EXAMPLES)
 
 
 def main(argv=None) -> dict:

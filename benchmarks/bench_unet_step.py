@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _timing import interleaved_medians, report  # noqa: E402
+from _timing import interleaved_medians, report, sigmoid_train_step  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
 
@@ -119,20 +119,7 @@ def make_step(model, kl_fn, tfp_model: bool):
         optimizer = tf_keras.optimizers.Adam(1e-3)
     else:
         optimizer = keras.optimizers.Adam(1e-3)
-    variables = model.trainable_variables
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits))
-            if kl_fn is not None:
-                loss += kl_fn() / NUM_EXAMPLES
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return loss
-
-    return step
+    return sigmoid_train_step(model, optimizer, kl_fn, NUM_EXAMPLES)
 
 
 def main(argv=None) -> dict:
