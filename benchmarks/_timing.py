@@ -1,4 +1,4 @@
-"""Interleaved timing shared by the step benchmarks."""
+"""Shared by the step benchmarks: the traced train step, interleaved timing, the report."""
 
 from __future__ import annotations
 

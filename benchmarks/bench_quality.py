@@ -31,7 +31,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
 
@@ -52,12 +51,11 @@ def _evaluate(model, x, y, weights, num_samples, training=None) -> dict:
     )
     probs = pred.mean[..., 0]
     truth = y[..., 0]
-    hard = probs >= 0.5
-    tp = float(np.sum(hard & (truth > 0.5)))
-    dice = 2 * tp / max(float(np.sum(hard) + np.sum(truth > 0.5)), 1.0)
-    errors = hard != (truth > 0.5)
+    dice = bs.metrics.Dice(class_id=1, from_logits=False)
+    dice.update_state(y, pred.mean)
+    errors = (probs >= 0.5) != (truth >= 0.5)
     return {
-        "dice": dice,
+        "dice": float(dice.result()),
         "lesion_f1": bs.metrics.lesion_f1(truth, probs)["f1"],
         "foreground_ece": bs.metrics.foreground_ece(truth, probs),
         "predictive_nll": bs.metrics.predictive_nll(truth, probs),
