@@ -976,10 +976,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         choices=("lesion", "multiclass", "anomaly"),
         default="lesion",
-        help="lesion: binary masks, ~1 lesion pixel per 60 (USERS.md case 1); multiclass: "
-        "--num-classes classes, 99%% background (case 2); anomaly: per-timestep "
-        "anomalies in series of --length steps, Bayesian LSTM tagger (case 4) "
-        "(default: lesion)",
+        help="lesion: binary masks, ~1 lesion pixel per 60; multiclass: "
+        "--num-classes classes, mostly background; anomaly: per-timestep "
+        "anomalies (2 steps in 20%% of the series) in series of --length steps, "
+        "Bayesian LSTM tagger (default: lesion)",
     )
     demo.add_argument(
         "--length",

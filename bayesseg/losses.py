@@ -968,7 +968,7 @@ class WeightedBinaryCrossentropy(_BinaryElementwiseLoss):
     """Binary cross-entropy weighted per element by the class of its label.
 
     ``loss = -(w1 * y * log(p) + w0 * (1 - y) * log(1 - p))``: with
-    ``pos_weight=60`` this equals ``mean(bce * (y * 59 + 1))`` (USERS.md case 1).
+    ``pos_weight=60`` this equals the hand-written ``mean(bce * (y * 59 + 1))``.
     Weights come from the labels, never from predictions.
 
     Per-element contract: ``call(y_true, y_pred)`` returns the label shape
@@ -1041,7 +1041,9 @@ class WeightedBinaryCrossentropy(_BinaryElementwiseLoss):
 class WeightedCategoricalCrossentropy(_CategoricalElementwiseLoss):
     """Categorical cross-entropy weighted per element by the class of its label.
 
-    For multi-class segmentation with rank >= 3 targets (USERS.md case 2), e.g.
+    For multi-class segmentation with rank >= 3 targets, which Keras'
+    ``class_weight`` refuses (e.g. one-hot ``(B, 256, 256, 32)`` masks that are
+    99% background; see docs/imbalance.md), with
     ``class_weights=imbalance.class_weights(counts, "balanced")``.
 
     Per-element contract: logits ``(B, H, W, C)`` with sparse labels

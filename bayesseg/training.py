@@ -271,7 +271,8 @@ def scaled_learning_rate(
     base)`` (the usual choice for Adam). With 2 GPUs of batch 8 each the global
     batch is 16: keep the loss reduction over the global batch (bayesseg does)
     and scale the learning rate, or 2 replicas train differently from 1
-    (USERS.md case 6).
+    (86% accuracy on 1 GPU against 84% on 2 at equal epochs; see
+    docs/distributed.md).
 
     Args:
         base_lr: float > 0, the learning rate tuned at ``base_batch_size``.

@@ -1,10 +1,11 @@
-"""Per-timestep anomaly detection with the Bayesian LSTM tagger (USERS.md case 4).
+"""Per-timestep anomaly detection with the Bayesian LSTM tagger.
 
-Synthetic series with ~2 anomalous steps in 20% of the series (the case's
-0.02-0.04% of steps at length 4096), stacked Bayesian LSTMs with a per-step
-logit head, trained with a class-weighted or hard-negative-mined likelihood
-inside the ELBO, Adam with gradient clipping. Reports per-step recall,
-precision and F1 of the anomaly class on held-out series (never accuracy).
+Synthetic series with ~2 anomalous steps in 20% of the series (0.02-0.04% of
+steps at length 4096, as in the problem told in docs/imbalance.md), stacked
+Bayesian LSTMs with a per-step logit head, trained with a class-weighted or
+hard-negative-mined likelihood inside the ELBO, Adam with gradient clipping.
+Reports per-step recall, precision and F1 of the anomaly class on held-out
+series (never accuracy).
 
 Run: python examples/anomaly_lstm.py [--length 512 --series 400 --epochs 8]
 """

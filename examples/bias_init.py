@@ -1,10 +1,10 @@
-"""Initial output biases and class weights for imbalanced classes (USERS.md case 3).
+"""Initial output biases and class weights for imbalanced classes.
 
 A network whose last layer is ``softmax(W h + b)`` starts, with small ``W``,
 at ``softmax(b)``. Setting ``b_c = log(f_c)`` (plus any constant) makes it
 start at the class frequencies ``f``: the loss of the first steps is then
-spent on learning features instead of the base rates. The numbers asked
-about in a public forum:
+spent on learning features instead of the base rates. The numbers of the
+example in docs/imbalance.md ("Bias initialisation and the weight formula"):
 
 * frequencies (0.4, 0.3, 0.2, 0.08, 0.02) -> ``b = log f``; the trial-and-error
   answer (1.1, 0.81, 0.4, -0.51, -1.9) is that plus about 2.0;

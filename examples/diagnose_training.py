@@ -1,16 +1,18 @@
 """A diagnosis walk-through: NLL vs KL gradients, and a loss spike explained.
 
-Part 1 (USERS.md case 5) trains a Bayesian U-Net on synthetic lesions with
-``GradientDiagnostics`` and prints ``gradient_contributions`` before and
-after training: the raw KL is thousands of times the NLL, yet its gradient
-is small except on the posterior scales.
+Part 1 ("is the KL drowning my likelihood?") trains a Bayesian U-Net on
+synthetic lesions with ``GradientDiagnostics`` and prints
+``gradient_contributions`` before and after training: the raw KL is
+thousands of times the NLL, yet its gradient is small except on the
+posterior scales.
 
-Part 2 (case 4) trains the Bayesian LSTM tagger on synthetic series whose
-batch ``--bad-batch`` carries two positives labelled where the series is
-normal (predicted at p ~ 0.01, weighted 100): ``LossSpikeMonitor`` flags
-that step and names the two elements.
+Part 2 ("which samples make my loss spike?") trains the Bayesian LSTM tagger
+on synthetic series whose batch ``--bad-batch`` carries two positives
+labelled where the series is normal (predicted at p ~ 0.01, weighted 100):
+``LossSpikeMonitor`` flags that step and names the two elements.
 
-Writes training.png and gradients.png into ``--out``.
+Both questions are told in docs/diagnostics.md. Writes training.png and
+gradients.png into ``--out``.
 
 Run: python examples/diagnose_training.py [--out docs/figures]
 """

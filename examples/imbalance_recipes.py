@@ -1,9 +1,10 @@
 """Compare imbalance recipes on a 1:60 synthetic pixel-classification problem.
 
 Trains the same tiny Keras conv net with plain BCE, weighted BCE
-(``pos_weight=60``, USERS.md case 1), binary focal loss and hard-negative
-mining, then reports per-class recall and F1 (never accuracy: predicting
-"all background" already scores ~98%).
+(``pos_weight=60``, the hand-written ``y_true * 59 + 1`` of
+docs/imbalance.md), binary focal loss and hard-negative mining, then reports
+per-class recall and F1 (never accuracy: predicting "all background" already
+scores ~98%).
 
 Run: ``python examples/imbalance_recipes.py --epochs 8``.
 """

@@ -1,4 +1,6 @@
-"""One device versus several (USERS.md case 6): MirroredStrategy with scaled learning rate.
+"""One device versus several: MirroredStrategy with a scaled learning rate.
+
+See "Learning rate and batch size" in docs/distributed.md.
 
 Trains the same Bayesian U-Net on synthetic lesions three ways, for the same
 number of epochs:

@@ -1,8 +1,8 @@
-"""A 32-class U-Net on 99% background with balanced class weights (USERS.md case 2).
+"""A 32-class U-Net on 99% background with balanced class weights.
 
-The forum question: a U-Net on one-hot 32-class masks where class 0 covers
-99% of the pixels predicts all zeros with high accuracy and low loss. The fix
-shown here: a class-weighted categorical cross-entropy for rank >= 3 targets
+The problem (docs/imbalance.md): a U-Net on one-hot 32-class masks where
+class 0 covers 99% of the pixels predicts all zeros with high accuracy and
+low loss. The fix shown here: a class-weighted categorical cross-entropy for rank >= 3 targets
 (``bs.losses.WeightedCategoricalCrossentropy`` takes sparse ``(B, H, W)``
 labels or one-hot ``(B, H, W, C)``) with scikit-learn's "balanced" weights
 ``n_samples / (n_classes * count)`` computed from the data, and an output

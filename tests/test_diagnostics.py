@@ -148,7 +148,7 @@ def test_spike_monitor_names_planted_elements(planted, tmp_path):
     bad = []
     if planted:
         # Positives labelled where the input is plain noise: p ~ 0.01 after
-        # training, weight 100 -> the case-4 spike.
+        # training, weight 100 -> the anomaly tagger's loss spike.
         for i, t in [(2, 10), (5, 40)]:
             row = planted_at * batch + i
             y[row, t] = 1.0

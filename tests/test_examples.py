@@ -21,7 +21,7 @@ def _load(name):
     return module
 
 
-def test_bias_init_answers_case_3():
+def test_bias_init_reproduces_frequencies_and_trial_answer():
     result = _load("bias_init").main([])
     log_f = np.log([0.4, 0.3, 0.2, 0.08, 0.02])
     np.testing.assert_allclose(result["softmax_bias"], log_f - log_f.mean(), atol=1e-12)

@@ -81,7 +81,7 @@ def test_balanced_weights_equal_scikit_learn():
     np.testing.assert_allclose(imbalance.class_weights(counts), reference, rtol=1e-12)
 
 
-def test_users_case_3_weight_formula():
+def test_inverse_count_weight_formula_for_three_classes():
     counts = np.array([370.0, 977.0, 795.0])
     expected = (1.0 / counts) * counts.sum() / 3
     np.testing.assert_allclose(imbalance.class_weights(counts), expected, rtol=1e-12)
@@ -126,7 +126,7 @@ def test_softmax_bias_reproduces_frequencies():
     np.testing.assert_allclose(np.mean(bias), 0.0, atol=1e-12)
     probs = tf.nn.softmax(tf.constant(bias, tf.float64)).numpy()
     np.testing.assert_allclose(probs, FREQUENCIES, atol=1e-6)
-    # The forum's trial-and-error answer is the exact one plus about 2.0.
+    # Biases found by trial and error are the exact ones plus about 2.0.
     trial = np.array([1.1, 0.81, 0.4, -0.51, -1.9])
     offset = trial - np.log(FREQUENCIES)
     assert abs(offset.mean() - 2.0) < 0.02 and offset.std() < 0.02

@@ -40,7 +40,7 @@ def _grad(loss_fn, y_true, logits):
 # --------------------------------------------------------------------------
 # Weighted cross-entropies
 # --------------------------------------------------------------------------
-def test_weighted_bce_equals_users_case_1_formula():
+def test_weighted_bce_equals_hand_written_pos_weight_formula():
     rng = np.random.default_rng(RNG_SEED)
     y = (rng.random((2, 5, 6)) < 1 / 60).astype("float32")
     y[0, 0, 0] = 1.0
@@ -417,7 +417,7 @@ def test_dice_empty_masks_background_and_ce_term():
         )
         np.testing.assert_allclose(value, [0.0, 0.0], atol=1e-6)
         assert np.all(np.isfinite(grad))
-    # Keras' Dice scores the same empty/empty case 1.
+    # Keras' Dice scores the same empty mask and empty prediction as 1.
     assert float(keras.losses.Dice()(empty[..., None], np.zeros_like(empty)[..., None])) == 1
     labels = np.array([[[0, 1], [2, 2]]])
     logits = np.log(np.eye(3)[labels] * 0.97 + 0.01).astype("float32")

@@ -1,6 +1,7 @@
 """Synthetic imbalanced data sets: the embedded default data of bayesseg.
 
-Three generators reproduce the imbalance of the cases in ``USERS.md``:
+Three generators reproduce the imbalance of the problems told in
+``docs/imbalance.md``:
 
 * :func:`synthetic_lesions`: MR-like 2D images or 3D volumes with small,
   sometimes faint, blob lesions (about 1 lesion voxel per 60 by default);
@@ -215,7 +216,7 @@ def synthetic_lesions(
     surroundings by varied amounts (some faint). The number of lesion voxels
     of each image varies between 0.5 and 1.5 times ``lesion_fraction`` of its
     voxels, so over a set the lesion fraction is close to ``lesion_fraction``
-    (the imbalance of ``USERS.md`` case 1: 1 lesion voxel per ~60).
+    (the imbalance of typical lesion segmentation: 1 lesion voxel per ~60).
 
     Args:
         n: int > 0, number of examples.
@@ -318,7 +319,7 @@ def synthetic_multiclass_masks(
     Classes ``1 .. num_classes - 1`` are small blobs whose mean intensity and
     stripe texture (period and orientation) identify the class; class 0 is a
     smooth low-contrast background covering about ``background_fraction`` of
-    the pixels (``USERS.md`` case 2: 32 classes, 99% background).
+    the pixels (e.g. 32 classes, 99% background, as in ``docs/imbalance.md``).
 
     Args:
         n: int > 0, number of examples.
@@ -435,8 +436,8 @@ def synthetic_anomaly_series(
     * n)`` series are anomalous (which ones is drawn from ``seed``); each holds
     exactly ``anomalies_per_series`` anomalous steps, each a spike (one step)
     or a level jump (a persistent shift, labelled at its onset step only).
-    The defaults give ``USERS.md`` case 4: 20% anomalous series, 2 anomalous
-    steps each in 4096.
+    The defaults give the imbalance of the anomaly problem in
+    ``docs/imbalance.md``: 20% anomalous series, 2 anomalous steps each in 4096.
 
     Args:
         n: int > 0, number of series.

@@ -26,10 +26,10 @@ def bayesian_lstm_tagger(
 ) -> BayesianModel:
     """Stacked Bayesian LSTMs with a Bayesian per-timestep logit head.
 
-    The architecture of USERS.md case 4 (two stacked 64-unit LSTMs, a sigmoid
-    per step), made Bayesian: every LSTM draws its weights once per sequence
-    and step of training (never per timestep) and the head is a
-    ``DenseFlipout``/``DenseReparameterization`` applied at every timestep.
+    The usual per-step anomaly tagger (two stacked 64-unit LSTMs, a sigmoid
+    per step; see docs/lstm.md), made Bayesian: every LSTM draws its weights
+    once per sequence and step of training (never per timestep) and the head
+    is a ``DenseFlipout``/``DenseReparameterization`` applied at every timestep.
 
     Args:
         num_features: int > 0, features per timestep.
