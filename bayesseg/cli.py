@@ -22,6 +22,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from bayesseg._version import __version__
+
 EXIT_USAGE = 2
 
 _CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
@@ -961,7 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
         "probability and uncertainty maps. Exit codes: 0 success, 2 bad arguments or "
         "input data (one-line message on stderr).",
     )
-    parser.add_argument("--version", action="version", version="%(prog)s 0.1.0")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
