@@ -152,19 +152,33 @@ def plot_uncertainty(
     return _save(fig, path)
 
 
-def plot_reliability(y_true: Any, probs: Any, path: str | os.PathLike, num_bins: int = 15) -> str:
-    """Write a reliability diagram PNG: accuracy vs confidence per bin.
+def plot_reliability(
+    y_true: Any,
+    probs: Any,
+    path: str | os.PathLike,
+    num_bins: int = 15,
+    threshold: float = metrics.FOREGROUND_THRESHOLD,
+) -> str:
+    """Write a reliability diagram PNG of the foreground probability.
 
-    Top: the accuracy of each confidence bin (bars) against the diagonal of
-    perfect calibration, with the ECE in the title (top-label for a softmax,
-    the foreground probability's for binary inputs). Bottom: the number of
-    elements per bin on a log scale, as imbalanced data piles up near 0.
+    The diagram is drawn on the region of :func:`bayesseg.metrics.foreground_ece`:
+    elements whose foreground probability ``p_fg`` (binary output, or
+    ``1 - p_0`` for a softmax) is at least ``threshold``. Top: the observed
+    foreground frequency of each equal-width ``p_fg`` bin (bars) and its
+    mean ``p_fg`` (dots) against the diagonal of perfect calibration; the
+    title gives the foreground ECE and the region's size. The legend's last
+    entry reports the excluded elements (``p_fg < threshold``): their mean
+    ``p_fg`` against their observed foreground frequency (missed
+    foreground), which the ECE leaves out. Bottom: the number of region
+    elements per bin on a log scale.
 
     Args:
-        y_true: labels / masks, as in :func:`bayesseg.metrics.reliability_curve`.
-        probs: probabilities, as in :func:`bayesseg.metrics.reliability_curve`.
+        y_true: labels / masks, as in :func:`bayesseg.metrics.foreground_calibration`.
+        probs: probabilities, as in :func:`bayesseg.metrics.foreground_calibration`.
         path: str or path-like, where the PNG is written.
         num_bins: int >= 1, equal-width bins on [0, 1]. Default 15.
+        threshold: float in [0, 1), the region's lower bound on ``p_fg``.
+            Default ``bayesseg.metrics.FOREGROUND_THRESHOLD`` (0.02).
 
     Returns:
         ``path`` as a string.
@@ -175,12 +189,17 @@ def plot_reliability(y_true: Any, probs: Any, path: str | os.PathLike, num_bins:
     >>> from bayesseg.plots import plot_reliability
     >>> out = plot_reliability(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9]),
     ...                        os.path.join(tempfile.mkdtemp(), "r.png"))
+    >>> out.endswith("r.png")
+    True
     """
-    confidence, accuracy, counts = metrics.reliability_curve(y_true, probs, num_bins)
-    filled = counts > 0
-    ece = float(
-        np.sum(counts[filled] * np.abs(confidence[filled] - accuracy[filled])) / counts.sum()
+    summary = metrics.foreground_calibration(y_true, probs, threshold, num_bins)
+    p_fg, truth = metrics._foreground(y_true, probs)
+    region = p_fg >= summary.threshold
+    confidence, accuracy, counts = metrics.reliability_curve(
+        truth[region], p_fg[region], summary.num_bins
     )
+    num_bins = summary.num_bins
+    filled = counts > 0
     edges = np.linspace(0.0, 1.0, num_bins + 1)
     centers, width = (edges[:-1] + edges[1:]) / 2, 1.0 / num_bins
     fig = Figure(figsize=(5, 6), layout="constrained")
@@ -190,7 +209,7 @@ def plot_reliability(y_true: Any, probs: Any, path: str | os.PathLike, num_bins:
         accuracy[filled],
         width=width,
         edgecolor="black",
-        label="accuracy",
+        label="foreground frequency",
     )
     top.plot(
         confidence[filled],
@@ -198,16 +217,30 @@ def plot_reliability(y_true: Any, probs: Any, path: str | os.PathLike, num_bins:
         "o",
         color="tab:red",
         ms=4,
-        label="mean confidence",
+        label="mean p_fg",
     )
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    top.plot(
+        [],
+        [],
+        " ",
+        label=(
+            f"excluded (p_fg < {summary.threshold:g}): n = {summary.excluded_size},\n"
+            f"mean p_fg {summary.excluded_mean_probability:.4f}, "
+            f"foreground {summary.excluded_foreground_rate:.4f}"
+        ),
+    )
     top.set(
-        ylabel="accuracy",
+        ylabel="foreground frequency",
         xlim=(0, 1),
         ylim=(0, 1),
-        title=f"Reliability (ECE = {ece:.4f})",
+        title=(
+            f"Foreground ECE = {summary.ece:.4f}\n"
+            f"region p_fg >= {summary.threshold:g}: n = {summary.region_size} "
+            f"({100 * summary.region_fraction:.1f}% of elements)"
+        ),
     )
-    top.legend(loc="upper left")
+    top.legend(loc="upper left", fontsize="small")
     bottom.bar(
         centers,
         np.maximum(counts, 0.5),
@@ -216,7 +249,7 @@ def plot_reliability(y_true: Any, probs: Any, path: str | os.PathLike, num_bins:
         edgecolor="black",
         log=True,
     )
-    bottom.set(xlabel="confidence", ylabel="count")
+    bottom.set(xlabel="foreground probability p_fg", ylabel="count")
     return _save(fig, path)
 
 

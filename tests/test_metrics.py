@@ -1,5 +1,8 @@
 """Tests of bayesseg.metrics against scikit-learn and plain NumPy references."""
 
+import doctest
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -236,20 +239,33 @@ def test_brier_and_nll_vs_references():
     assert np.isfinite(metrics.predictive_nll(np.array([1.0]), np.array([0.0])))
 
 
-def test_foreground_ece_sees_the_base_rate_model():
+def test_foreground_ece_region_is_chosen_by_prediction():
     rng = np.random.default_rng(0)
     y = (rng.random((8, 32, 32)) < 1 / 60).astype(float)
     base_rate = np.full(y.shape, y.mean())
-    # Pixel-wise ECE calls the useless base-rate model calibrated...
+    # The base-rate model (p = 1/60 everywhere) finds nothing, but it is
+    # calibrated: E[y | p] = p. Calibration does not measure detection (Dice
+    # and lesion F1 do). Its p_fg is below the 0.02 threshold, so the region
+    # is empty (NaN) and the excluded report shows mean p = foreground rate.
     assert metrics.classwise_ece(y, base_rate)[1] < 1e-3
-    # ...the foreground ECE does not.
-    assert metrics.foreground_ece(y, base_rate) > 0.95
-    # A good, calibrated-on-foreground model scores low.
+    summary = metrics.foreground_calibration(y, base_rate)
+    assert np.isnan(summary.ece) and summary.region_size == 0
+    assert summary.excluded_size == y.size
+    assert summary.excluded_mean_probability == pytest.approx(summary.excluded_foreground_rate)
+    assert summary.missed_foreground == int(y.sum())
+    # With a lower threshold the region is every pixel: the pixel-wise ECE.
+    assert metrics.foreground_ece(y, base_rate, threshold=0.01) < 1e-3
+    np.testing.assert_allclose(
+        metrics.foreground_ece(y, base_rate, threshold=0.0),
+        metrics.classwise_ece(y, base_rate)[1],
+        atol=1e-12,
+    )
+    # A good model, slightly overconfident on its false positives, scores low.
     good = np.where(y > 0, 0.97, 0.001)
     good[(rng.random(y.shape) < 0.001) & (y == 0)] = 0.97
     assert metrics.foreground_ece(y, good) < 0.1
-    # Reference: region = truth OR p >= 0.5, then the plain ECE loop.
-    region = (y > 0) | (good >= 0.5)
+    # Reference: region = p >= 0.02 (prediction only), then the plain ECE loop.
+    region = good >= 0.02
     np.testing.assert_allclose(
         metrics.foreground_ece(y, good),
         _ece_loop(good[region], y[region], 15),
@@ -258,12 +274,276 @@ def test_foreground_ece_sees_the_base_rate_model():
     # Multi-class: foreground probability is 1 - p(background).
     labels, probs = _multiclass_sample(seed=3)
     p_fg = 1 - probs[:, 0]
-    region = (labels != 0) | (p_fg >= 0.5)
+    for threshold in (0.02, 0.5):
+        region = p_fg >= threshold
+        np.testing.assert_allclose(
+            metrics.foreground_ece(labels, probs, threshold=threshold),
+            _ece_loop(p_fg[region], (labels[region] != 0).astype(float), 15),
+            atol=1e-12,
+        )
+    region = p_fg >= 0.02
     np.testing.assert_allclose(
-        metrics.foreground_ece(labels, probs),
-        _ece_loop(p_fg[region], (labels[region] != 0).astype(float), 15),
+        metrics.adaptive_ece(labels, probs, num_bins=7),
+        _adaptive_ece_loop(p_fg[region], (labels[region] != 0).astype(float), 7),
         atol=1e-12,
     )
+
+
+def _adaptive_ece_loop(confidence, outcome, num_bins):
+    """Reference: the element of rank r (ascending) goes to bin r * B // n."""
+    n = len(confidence)
+    order = sorted(range(n), key=lambda i: confidence[i])
+    total = 0.0
+    for b in range(num_bins):
+        members = [order[r] for r in range(n) if r * num_bins // n == b]
+        if members:
+            total += (
+                len(members) / n * abs(np.mean(confidence[members]) - np.mean(outcome[members]))
+            )
+    return total
+
+
+def test_ece_hand_computed_binary():
+    y = np.array([1, 0, 0, 1, 0, 1, 1, 0])
+    p = np.array([0.001, 0.01, 0.05, 0.3, 0.35, 0.9, 0.95, 0.6])
+    # Region p >= 0.02: 0.05 0.3 0.35 0.9 0.95 0.6 with truth 0 1 0 1 1 0.
+    # 2 bins: [0.05 0.3 0.35] mean 0.7/3 vs 1/3 -> 0.1; [0.6 0.9 0.95] mean
+    # 2.45/3 vs 2/3 -> 0.15. ECE = (3 * 0.1 + 3 * 0.15) / 6 = 0.125.
+    assert metrics.foreground_ece(y, p, num_bins=2) == pytest.approx(0.125, abs=1e-12)
+    # 4 bins: [0.05]: 0.05; [0.3 0.35]: |0.325 - 0.5|; [0.6]: 0.6;
+    # [0.9 0.95]: |0.925 - 1|. (0.05 + 2*0.175 + 0.6 + 2*0.075) / 6 = 1.15 / 6.
+    assert metrics.foreground_ece(y, p, num_bins=4) == pytest.approx(1.15 / 6, abs=1e-12)
+    # Equal mass, 3 bins of 2 sorted elements: {0.05 0.3} |0.175 - 0.5|,
+    # {0.35 0.6} |0.475 - 0|, {0.9 0.95} |0.925 - 1|: (0.325 + 0.475 + 0.075) / 3.
+    expected_adaptive = 0.875 / 3
+    assert metrics.adaptive_ece(y, p, num_bins=3) == pytest.approx(expected_adaptive, abs=1e-12)
+    assert metrics.foreground_ece(y[:, None], p[:, None], num_bins=3, adaptive=True) == (
+        pytest.approx(expected_adaptive, abs=1e-12)
+    )
+    summary = metrics.foreground_calibration(y.reshape(2, 4), p.reshape(2, 4, 1), num_bins=2)
+    assert summary.ece == pytest.approx(0.125, abs=1e-12)
+    assert (summary.region_size, summary.excluded_size, summary.missed_foreground) == (6, 2, 1)
+    assert summary.region_fraction == 0.75
+    # Excluded: p 0.001 (foreground) and 0.01 (background).
+    assert summary.excluded_mean_probability == pytest.approx(0.0055, abs=1e-15)
+    assert summary.excluded_foreground_rate == 0.5
+    assert (summary.threshold, summary.num_bins, summary.adaptive) == (0.02, 2, False)
+    assert summary.as_dict()["ece"] == summary.ece
+    # Pixel-wise, one-vs-rest, 2 bins on all 8 elements. Foreground:
+    # [0.001 0.01 0.05 0.3 0.35] sum 0.711 vs 2 foreground, [0.9 0.95 0.6]
+    # sum 2.45 vs 2: (1.289 + 0.45) / 8. The background column mirrors it.
+    np.testing.assert_allclose(metrics.classwise_ece(y, p, 2), [1.739 / 8] * 2, atol=1e-12)
+    # Top label, 2 bins: confidences max(p, 1 - p) = 0.999 0.99 0.95 0.7 0.65
+    # 0.9 0.95 0.6 (all in [0.5, 1]), correct 0 1 1 0 1 1 1 0:
+    # |6.739 - 5| / 8.
+    assert metrics.top_label_ece(y, p, 2) == pytest.approx(1.739 / 8, abs=1e-12)
+
+
+def test_ece_hand_computed_multiclass():
+    probs = np.array(
+        [
+            [0.99, 0.005, 0.005],
+            [0.97, 0.02, 0.01],
+            [0.2, 0.5, 0.3],
+            [0.6, 0.3, 0.1],
+            [0.995, 0.004, 0.001],
+        ]
+    )
+    labels = np.array([0, 1, 2, 0, 2])
+    # p_fg = 1 - p_0 = 0.01 0.03 0.8 0.4 0.005; region (>= 0.02): 0.03 (fg),
+    # 0.8 (fg), 0.4 (bg). 2 bins: {0.03 0.4} |0.215 - 0.5| * 2/3 + {0.8} 0.2 / 3.
+    summary = metrics.foreground_calibration(labels, probs, num_bins=2)
+    assert summary.ece == pytest.approx(0.77 / 3, abs=1e-12)
+    assert (summary.region_size, summary.excluded_size, summary.missed_foreground) == (3, 2, 1)
+    assert summary.region_fraction == pytest.approx(0.6)
+    assert summary.excluded_mean_probability == pytest.approx(0.0075, abs=1e-12)
+    assert summary.excluded_foreground_rate == 0.5
+    # Equal mass, 3 bins of one element: (0.97 + 0.4 + 0.2) / 3.
+    assert metrics.adaptive_ece(labels, probs, num_bins=3) == pytest.approx(1.57 / 3, abs=1e-12)
+    # One-vs-rest, 2 bins. Class 0: {0.2} 0.2, {0.99 0.97 0.6 0.995} |3.555 - 2|;
+    # class 1: {0.005 0.02 0.3 0.004} |0.329 - 1|, {0.5} 0.5;
+    # class 2: all in bin 0, |0.416 - 2|.
+    np.testing.assert_allclose(
+        metrics.classwise_ece(labels[:, None], probs, 2),
+        [1.755 / 5, 1.171 / 5, 1.584 / 5],
+        atol=1e-12,
+    )
+    # Top label: confidences 0.99 0.97 0.5 0.6 0.995, all in [0.5, 1];
+    # predicted 0 0 1 0 0, correct 1 0 0 1 0: |4.055 - 2| / 5.
+    assert metrics.top_label_ece(labels, probs, 2) == pytest.approx(2.055 / 5, abs=1e-12)
+
+
+def test_foreground_region_empty_and_bad_threshold():
+    y = np.array([[0.0, 1.0], [0.0, 0.0]])
+    p = np.array([[0.001, 0.015], [0.0, 0.005]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning for the empty region
+        summary = metrics.foreground_calibration(y, p)
+        assert np.isnan(metrics.foreground_ece(y, p))
+        assert np.isnan(metrics.adaptive_ece(y, p))
+    assert np.isnan(summary.ece)
+    assert (summary.region_size, summary.region_fraction, summary.excluded_size) == (0, 0.0, 4)
+    assert summary.excluded_mean_probability == pytest.approx(0.021 / 4)
+    assert summary.excluded_foreground_rate == 0.25 and summary.missed_foreground == 1
+    # threshold 0: every element is in the region; nothing is excluded.
+    full = metrics.foreground_calibration(y, p, threshold=0.0)
+    assert (full.region_size, full.region_fraction, full.excluded_size) == (4, 1.0, 0)
+    assert np.isnan(full.excluded_mean_probability) and np.isnan(full.excluded_foreground_rate)
+    assert full.ece == pytest.approx(abs(0.021 - 1) / 4)
+    for bad in (1.0, -0.1, "0.1", True):
+        with pytest.raises(ValueError, match="`threshold`"):
+            metrics.foreground_ece(y, p, threshold=bad)
+    with pytest.raises(ValueError, match="`num_bins`"):
+        metrics.adaptive_ece(y, p, num_bins=0)
+
+
+def _calibrated_sample(n, num_classes, seed=0):
+    """Imbalanced predictions and labels drawn from them, plus an overconfident copy.
+
+    95% of the elements have a foreground probability log-uniform in
+    [0.001, 0.01], 5% one spread over (0, 1) (Beta(0.7, 0.7)); for C > 2
+    classes it is split over the foreground classes by a Dirichlet(1) draw.
+    Labels are drawn from the probabilities (calibrated by construction).
+    The overconfident predictor multiplies the logits by 2.
+    """
+    rng = np.random.default_rng(seed)
+    p_fg = np.exp(rng.uniform(np.log(1e-3), np.log(1e-2), n))
+    spread = rng.random(n) < 0.05
+    p_fg[spread] = rng.beta(0.7, 0.7, spread.sum())
+    if num_classes == 2:
+        labels = (rng.random(n) < p_fg).astype(float)
+        overconfident = 1 / (1 + np.exp(-2 * (np.log(p_fg) - np.log1p(-p_fg))))
+        return labels, p_fg, overconfident
+    split = rng.dirichlet(np.ones(num_classes - 1), n)
+    probs = np.concatenate([1 - p_fg[:, None], p_fg[:, None] * split], axis=1)
+    cdf = np.cumsum(probs, axis=1)[:, :-1]
+    labels = (rng.random(n)[:, None] >= cdf).sum(axis=1)
+    logits = 2 * np.log(probs)
+    logits -= logits.max(axis=1, keepdims=True)
+    overconfident = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return labels, probs, overconfident
+
+
+def _truth_selected_ece(y, p_fg, num_bins=15):
+    """The old, biased definition: region = truth OR p_fg >= 0.5."""
+    region = (y > 0) | (p_fg >= 0.5)
+    c, o = p_fg[region], (y[region] > 0).astype(float)
+    index = np.minimum((c * num_bins).astype(int), num_bins - 1)
+    gaps = np.bincount(index, c, num_bins) - np.bincount(index, o, num_bins)
+    return np.abs(gaps).sum() / c.size
+
+
+@pytest.mark.parametrize("num_classes", [2, 4])
+def test_calibrated_predictor_scores_near_zero(num_classes):
+    labels, probs, overconfident = _calibrated_sample(1_000_000, num_classes)
+    scores = {
+        "foreground": metrics.foreground_ece(labels, probs),
+        "adaptive": metrics.adaptive_ece(labels, probs),
+        "classwise": metrics.classwise_ece(labels, probs).max(),
+        "top_label": metrics.top_label_ece(labels, probs),
+    }
+    for name, score in scores.items():
+        assert 0 <= score <= 0.01, (name, score)
+    summary = metrics.foreground_calibration(labels, probs)
+    assert 40_000 < summary.region_size < 55_000  # ~5% of 1e6 pixels
+    # The excluded pixels are calibrated too: mean p = foreground rate (to
+    # within ~4 standard errors of a rate near 0.004 on 950k pixels).
+    assert abs(summary.excluded_mean_probability - summary.excluded_foreground_rate) < 3e-4
+    # Selecting by the true label (the old definition) calls it miscalibrated.
+    p_fg = probs if num_classes == 2 else 1 - probs[:, 0]
+    assert _truth_selected_ece(labels, p_fg) > 0.15
+    # Logits times 2: the foreground ECEs see it; pixel-wise averages dilute it.
+    assert metrics.foreground_ece(labels, overconfident) >= 0.05
+    assert metrics.adaptive_ece(labels, overconfident) >= 0.05
+    assert metrics.foreground_ece(labels, overconfident, adaptive=True) >= 0.05
+
+
+def _tfp_top_label_ece(labels, probs, num_bins=15):
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    # tfp takes logits (it applies a softmax, so log-probabilities give back
+    # the probabilities) and integer labels; equal-width bins of [0, 1] on the
+    # probability of the argmax class.
+    logits = np.log(np.clip(probs, 1e-30, 1.0))
+    return float(
+        tfp.stats.expected_calibration_error(
+            num_bins,
+            logits=tf.constant(logits, tf.float32),
+            labels_true=tf.constant(labels, tf.int32),
+        )
+    )
+
+
+def test_top_label_ece_matches_tfp():
+    rng = np.random.default_rng(11)
+    n = 1_000_000
+    logits = rng.normal(size=(n, 4)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = (rng.random(n)[:, None] >= np.cumsum(probs, axis=1)[:, :-1]).sum(axis=1)
+    ours = metrics.top_label_ece(labels, probs)
+    np.testing.assert_allclose(ours, _tfp_top_label_ece(labels, probs), atol=2e-5)
+    # Binary inputs are the two columns (1 - p, p).
+    p = rng.random(n)
+    y = (rng.random(n) < p**1.2).astype(float)
+    np.testing.assert_allclose(
+        metrics.top_label_ece(y, p),
+        _tfp_top_label_ece(y.astype(int), np.stack([1 - p, p], axis=1)),
+        atol=2e-5,
+    )
+    # On an imbalanced set the top-label bin near 1 holds ~1e6 elements and
+    # tfp's float32 sums drift by ~3e-3; the float64 result equals an
+    # independent float64 reference.
+    labels, p_fg, _ = _calibrated_sample(1_000_000, 2, seed=5)
+    probs = np.stack([1 - p_fg, p_fg], axis=1)
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    index = np.minimum(np.floor(confidence * 15), 14)
+    reference = sum(
+        abs(confidence[index == b].sum() - correct[index == b].sum()) for b in range(15)
+    ) / len(labels)
+    np.testing.assert_allclose(metrics.top_label_ece(labels, p_fg), reference, atol=1e-12)
+
+
+def test_ece_noise_floor():
+    labels, probs, overconfident = _calibrated_sample(1_000_000, 2, seed=7)
+    floor = metrics.ece_noise_floor(probs)  # foreground ECE, 20 draws
+    observed = metrics.foreground_ece(labels, probs)
+    assert 0.002 < floor < 0.01
+    assert floor / 3 < observed < 3 * floor  # calibrated: of the order of the floor
+    assert metrics.foreground_ece(labels, overconfident) > 10 * floor
+    # 1/sqrt(n): a quarter of the elements doubles the floor. Over 12 seeds
+    # the ratio was 0.51 +- 0.03; here it is 0.57.
+    small = metrics.ece_noise_floor(probs[:250_000], seed=1)
+    assert 0.38 < floor / small < 0.62
+    # Adaptive ECE and keyword arguments are passed through.
+    adaptive_floor = metrics.ece_noise_floor(probs, metrics.adaptive_ece, num_draws=5, num_bins=10)
+    assert 0.002 < adaptive_floor < 0.01
+    # Multi-class draws are Categorical(p); array-valued ECEs give a median per entry.
+    rows = np.tile([0.2, 0.3, 0.5], (100_000, 1))
+    freq = metrics.ece_noise_floor(
+        rows, lambda y, p: np.bincount(y.ravel(), minlength=3) / y.size, num_draws=3
+    )
+    np.testing.assert_allclose(freq, [0.2, 0.3, 0.5], atol=0.01)
+    labels4, probs4, _ = _calibrated_sample(200_000, 4, seed=8)
+    floor4 = metrics.ece_noise_floor(probs4, metrics.classwise_ece, num_draws=5)
+    assert floor4.shape == (4,) and np.all(floor4 < 0.01)
+    # Certain predictions leave no room for chance.
+    assert metrics.ece_noise_floor(np.eye(3)[[0, 2, 1, 1]], metrics.top_label_ece) == 0.0
+    assert metrics.ece_noise_floor(np.array([0.0, 1.0, 1.0]), threshold=0.0) == 0.0
+    for kwargs, name in (
+        ({"num_draws": 0}, "num_draws"),
+        ({"ece_fn": "foreground"}, "ece_fn"),
+        ({"multiclass": True}, "multiclass"),
+    ):
+        with pytest.raises(ValueError, match=f"`{name}`"):
+            metrics.ece_noise_floor(np.array([0.1, 0.5]), **kwargs)
+    with pytest.raises(ValueError, match="`probs`"):
+        metrics.ece_noise_floor(np.array([0.1, 1.5]))
+
+
+def test_docstring_examples():
+    result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 20 and result.failed == 0
 
 
 def test_reliability_curve():

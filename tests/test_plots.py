@@ -45,3 +45,42 @@ def test_plot_gradient_contributions_writes_png(trained, tmp_path):
     assert open(path, "rb").read(8) == PNG_MAGIC
     with pytest.raises(ValueError, match="`records`"):
         bs.plots.plot_gradient_contributions([], tmp_path / "x.png")
+
+
+def test_plot_reliability_shows_foreground_ece_and_region(tmp_path, monkeypatch):
+    import doctest
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    p = np.where(rng.random((4, 32, 32)) < 0.1, rng.random((4, 32, 32)), 0.005)
+    y = (rng.random(p.shape) < p).astype(float)
+    summary = bs.metrics.foreground_calibration(y, p, num_bins=10)
+    figures = []
+    save = bs.plots._save
+    monkeypatch.setattr(bs.plots, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
+    path = bs.plots.plot_reliability(y, p[..., None], tmp_path / "r.png", num_bins=10)
+    assert open(path, "rb").read(8) == PNG_MAGIC
+    top = figures[0].axes[0]
+    title = top.get_title()
+    assert f"Foreground ECE = {summary.ece:.4f}" in title
+    assert f"n = {summary.region_size} " in title and "p_fg >= 0.02" in title
+    legend = [t.get_text() for t in top.get_legend().get_texts()]
+    assert any(f"n = {summary.excluded_size}" in t and "mean p_fg 0.0050" in t for t in legend)
+    # Bars: the foreground frequency of the region's bins only.
+    region = p >= 0.02
+    _, accuracy, counts = bs.metrics.reliability_curve(y[region], p[region], 10)
+    heights = [bar.get_height() for bar in top.patches]
+    np.testing.assert_allclose(heights, accuracy[counts > 0])
+    # Softmax input: p_fg = 1 - p(background); an empty region draws too.
+    probs = np.stack([1 - p, p * 0.5, p * 0.5], axis=-1)
+    labels = y.astype(int) * rng.integers(1, 3, size=y.shape)
+    bs.plots.plot_reliability(labels, probs, tmp_path / "m.png", num_bins=10)
+    assert f"Foreground ECE = {summary.ece:.4f}" in figures[1].axes[0].get_title()
+    bs.plots.plot_reliability(y, np.full(y.shape, 0.01), tmp_path / "e.png")
+    assert "Foreground ECE = nan" in figures[2].axes[0].get_title()
+    with pytest.raises(ValueError, match="`threshold`"):
+        bs.plots.plot_reliability(y, p, tmp_path / "x.png", threshold=1.5)
+    finder = doctest.DocTestFinder()
+    (test,) = finder.find(bs.plots.plot_reliability, "plot_reliability", globs={})
+    assert doctest.DocTestRunner().run(test).failed == 0
