@@ -210,6 +210,9 @@ def gradient_contributions(
     variables = model.trainable_variables
     if not variables:
         raise ValueError(f"Model {model.name!r} has no trainable variables.")
+    if sample_weight is not None:
+        # NumPy weights have no `.shape.rank`; one tensor serves every draw.
+        sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
     draws_nll, draws_kl = [], []
     for _ in range(num_samples):
         with tf.GradientTape(persistent=True) as tape:

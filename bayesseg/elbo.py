@@ -10,7 +10,10 @@ The loss minimised per step, on the default ``scale="per_element"``::
 
 ``loss_e`` are the likelihood's per-element losses (``likelihood.call``), ``w_b``
 optional per-example sample weights, ``E`` is read from the per-element loss
-shape (H*W for a (B, H, W) mask, T for a (B, T) series, 1 for (B,)), ``KL`` is
+shape (H*W for a (B, H, W) mask, T for a (B, T) series, 1 for (B,)) or given
+as ``elements_per_example`` (required for per-image likelihoods such as
+``DiceLoss``, whose one value per image is then read as a mean over E
+elements: ``nll_b = E * value_b``), ``KL`` is
 the raw, unscaled ``bs.kl_divergence(model)`` and ``KL = CE - H`` its split
 into prior cross-entropy and posterior entropy. Dividing both terms by ``E``
 keeps the optimum and makes the numbers read like a familiar per-pixel
@@ -21,6 +24,7 @@ scale, on which ``kl_scaling`` is defined). See ``docs/kl_scaling.md``.
 from __future__ import annotations
 
 import math
+import numbers
 import weakref
 from typing import NamedTuple
 
@@ -76,12 +80,26 @@ class ELBO(keras.losses.Loss):
             entropy is scaled by T, the prior cross-entropy keeps weight 1.
         scale: "per_element" (default) divides NLL and KL by the elements per
             example; "per_example" keeps the raw per-example scale.
+        elements_per_example: None (default: read E from the shape of the
+            likelihood's per-element output) or a number > 0. A likelihood
+            that returns one value per example for targets with spatial axes
+            (``bs.losses.DiceLoss``: ``(B,)`` for ``(B, H, W)`` masks) is
+            refused without it, since E = 1 would weigh the KL H*W times more
+            than a per-element likelihood of the same data does. With it, each
+            such value is read as a mean over ``elements_per_example``
+            elements (``nll_b = E * value_b``; pass H*W for whole images), so
+            the KL weighs as it would against a per-element likelihood of the
+            same mean. For per-element likelihoods it replaces the element
+            count as the divisor E.
         name: str. Default "elbo".
 
     The KL needs the model: :class:`bayesseg.BayesianModel` binds itself in
     ``compile``; with a plain ``keras.Model`` call ``elbo.bind(model)``
-    before ``compile``. The ELBO then returns, per example, its NLL plus the
-    scaled KL, so Keras' batch mean is the loss above.
+    before ``compile``. Calling the ELBO (``elbo(y_true, y_pred,
+    sample_weight)``, as Keras does) returns the batch loss of
+    :meth:`compute`, sample weights included: sample weights scale each
+    example's NLL, never the KL, so a plain model and a ``BayesianModel``
+    minimise the same loss.
 
     Example:
 
@@ -98,6 +116,7 @@ class ELBO(keras.losses.Loss):
         temperature: float = 1.0,
         tempering: str = "kl",
         scale: str = "per_element",
+        elements_per_example: float | None = None,
         name: str = "elbo",
         **kwargs,
     ):
@@ -134,6 +153,21 @@ class ELBO(keras.losses.Loss):
                 f"Argument `scale` must be one of {_SCALES}. Received: scale={scale!r}"
             )
         self.scale = scale
+        if elements_per_example is not None:
+            value = elements_per_example
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ValueError(
+                    "Argument `elements_per_example` must be None or a finite number > 0 "
+                    "(the elements each example's likelihood value stands for, e.g. H*W). "
+                    f"Received: elements_per_example={elements_per_example!r}"
+                )
+            elements_per_example = float(value)
+        self.elements_per_example = elements_per_example
         # A weak reference: the model holds the ELBO as its loss, and Keras'
         # saving walks attributes, so a strong back-reference would cycle.
         self._model_ref = None
@@ -158,10 +192,30 @@ class ELBO(keras.losses.Loss):
     def per_example_nll(self, y_true, y_pred, sample_weight=None):
         """Per-example NLL summed over elements, and the elements per example.
 
+        Args:
+            y_true: targets.
+            y_pred: predictions ``(B, *spatial, K)`` (logits for bayesseg
+                likelihoods).
+            sample_weight: optional weights; those with rank > 1 (per element)
+                are applied here, per-example ``(B,)`` weights are left to
+                :meth:`compute`. NumPy arrays and tensors both work.
+
         Returns:
-            ``(nll_b, E)``: a (B,) float32 tensor of ``sum_e w_e loss_e`` (per
-            element sample weights applied when given with rank > 1) and the
-            float32 scalar E.
+            ``(nll_b, E)``: a (B,) float32 tensor of ``sum_e w_e loss_e`` (or
+            ``E * value_b`` for a per-image likelihood) and the float32 scalar E.
+
+        Raises:
+            ValueError: if the likelihood returns a scalar, or one value per
+                example for targets with spatial axes while
+                ``elements_per_example`` is None.
+
+        Example:
+
+        >>> import bayesseg as bs, numpy as np
+        >>> elbo = bs.ELBO(bs.losses.WeightedBinaryCrossentropy(), bs.kl.PerExample(10))
+        >>> nll, e = elbo.per_example_nll(np.zeros((2, 4, 4)), np.zeros((2, 4, 4, 1)))
+        >>> nll.shape.as_list(), float(e)
+        ([2], 16.0)
         """
         y_pred = tf.cast(y_pred, tf.float32)
         values = tf.cast(self.likelihood.call(y_true, y_pred), tf.float32)
@@ -171,18 +225,50 @@ class ELBO(keras.losses.Loss):
                 "the ELBO needs per-element (or per-example) losses from "
                 "`likelihood.call(y_true, y_pred)`."
             )
+        # Spatial axes of the target: those of the prediction between the
+        # batch axis and the last (class) axis.
+        pred_rank = y_pred.shape.rank
+        spatial_rank = max(pred_rank - 2, 0) if pred_rank is not None else 0
+        per_image = values.shape.rank - 1 < spatial_rank
+        if per_image and self.elements_per_example is None:
+            spatial = y_pred.shape[1:-1]
+            count = spatial.num_elements() if spatial.is_fully_defined() else None
+            hint = f"elements_per_example={count}" if count else "elements_per_example=H*W"
+            raise ValueError(
+                f"The likelihood {type(self.likelihood).__name__} returns per-example "
+                f"values of shape {values.shape} for predictions of shape {y_pred.shape} "
+                f"({spatial_rank} spatial axes): a per-image loss. The ELBO would count "
+                "each example as E = 1 element and weigh the KL "
+                f"{count or 'H*W'} times more than a per-element likelihood of the same "
+                f"data. Pass {hint} to bs.ELBO (each value is then read as a mean over "
+                "that many elements), or use a per-element likelihood. Received: "
+                "elements_per_example=None"
+            )
         if sample_weight is not None:
-            sample_weight = tf.cast(sample_weight, tf.float32)
+            sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
             if sample_weight.shape.rank is not None and sample_weight.shape.rank > 1:
+                if per_image:
+                    raise ValueError(
+                        "Per-element sample weights need a per-element likelihood; "
+                        f"{type(self.likelihood).__name__} returns one value per example. "
+                        f"Received: sample_weight with shape {sample_weight.shape}"
+                    )
                 while sample_weight.shape.rank > values.shape.rank:
                     sample_weight = tf.squeeze(sample_weight, -1)
                 values = values * sample_weight
-        static = values.shape[1:]
-        if static.is_fully_defined():
-            elements = tf.constant(float(max(static.num_elements(), 1)), tf.float32)
-        else:
-            elements = tf.cast(tf.reduce_prod(tf.shape(values)[1:]), tf.float32)
         axes = list(range(1, values.shape.rank))
+        if per_image:
+            elements = tf.constant(self.elements_per_example, tf.float32)
+            mean = tf.reduce_mean(values, axis=axes) if axes else values
+            return mean * elements, elements
+        if self.elements_per_example is not None:
+            elements = tf.constant(self.elements_per_example, tf.float32)
+        else:
+            static = values.shape[1:]
+            if static.is_fully_defined():
+                elements = tf.constant(float(max(static.num_elements(), 1)), tf.float32)
+            else:
+                elements = tf.cast(tf.reduce_prod(tf.shape(values)[1:]), tf.float32)
         per_example = tf.reduce_sum(values, axis=axes) if axes else values
         return per_example, elements
 
@@ -237,6 +323,9 @@ class ELBO(keras.losses.Loss):
         Returns:
             :class:`ELBOTerms`.
         """
+        if sample_weight is not None:
+            # NumPy weights have no `.shape.rank`; convert before any use.
+            sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
         per_example, elements = self.per_example_nll(y_true, y_pred, sample_weight)
         if sample_weight is not None and sample_weight.shape.rank == 1:
             weighted = per_example * tf.cast(sample_weight, tf.float32)
@@ -265,8 +354,46 @@ class ELBO(keras.losses.Loss):
             elements_per_example=elements,
         )
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The batch loss of :meth:`compute`, sample weights included.
+
+        Keras' ``Loss.__call__`` would multiply each example's NLL *plus its
+        share of the KL* by its sample weight, scaling the KL by the mean
+        weight (weights ``[0, 0, 0, 1]`` would drop 3/4 of it). The ELBO
+        applies the weights to the NLL alone, as ``BayesianModel`` does.
+
+        Args:
+            y_true: targets.
+            y_pred: predictions.
+            sample_weight: optional per-example ``(B,)`` or per-element weights
+                (NumPy or tensor).
+
+        Returns:
+            The scalar loss (float32).
+
+        Example:
+
+        >>> import bayesseg as bs, keras, numpy as np
+        >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(1)])
+        >>> elbo = bs.ELBO(bs.losses.WeightedBinaryCrossentropy(),
+        ...                bs.kl.PerExample(10)).bind(model)
+        >>> x, y = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
+        >>> elbo(y, model(x), sample_weight=np.array([0.0, 0, 0, 1])).shape
+        TensorShape([])
+        """
+        with tf.name_scope(self.name):
+            y_pred = tf.nest.map_structure(tf.convert_to_tensor, y_pred)
+            y_true = tf.nest.map_structure(tf.convert_to_tensor, y_true)
+            terms = self.compute(self._require_model(), y_true, y_pred, sample_weight)
+            return terms.loss
+
     def call(self, y_true, y_pred):
-        """Per-example NLL plus the scaled KL (Keras' batch mean gives the loss)."""
+        """Per-example NLL plus the scaled KL (their batch mean is the loss).
+
+        Without sample weights ``mean(call(y_true, y_pred))`` equals
+        ``compute(...).loss``; Keras calls :meth:`__call__`, which also
+        handles sample weights.
+        """
         terms = self.compute(self._require_model(), y_true, y_pred)
         return terms.per_example_nll + (terms.loss - terms.nll)
 
@@ -288,6 +415,7 @@ class ELBO(keras.losses.Loss):
             "temperature": self.temperature,
             "tempering": self.tempering,
             "scale": self.scale,
+            "elements_per_example": self.elements_per_example,
         }
 
     @classmethod

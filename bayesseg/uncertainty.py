@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -176,6 +177,36 @@ def _class_weight_logit_shift(class_weights: Any, num_outputs: int) -> np.ndarra
     if num_outputs == 1:
         return np.array([-math.log(weights[1] / weights[0])], dtype=np.float32)
     return (-np.log(weights)).astype(np.float32)
+
+
+def _inexact_correction_losses(model: keras.layers.Layer) -> list[str]:
+    """Names of compiled losses for which ``p_c / w_c`` does not undo the weights.
+
+    The correction is exact for class-weighted cross-entropy (and for
+    resampling): their optimum is ``q_c ∝ w_c p_c``. Focal, Dice and
+    hard-negative-mining losses move the optimum in other, data-dependent
+    ways, so dividing by the weights leaves the probabilities miscalibrated.
+    """
+    from bayesseg import losses
+    from bayesseg.elbo import ELBO
+
+    inexact = (
+        losses.BinaryFocalLoss,
+        losses.CategoricalFocalLoss,
+        losses.DiceLoss,
+        losses.HardNegativeMining,
+    )
+    compiled = getattr(model, "loss", None)
+    if compiled is None:
+        return []
+    if isinstance(compiled, dict):
+        compiled = list(compiled.values())
+    found = []
+    for loss in compiled if isinstance(compiled, list | tuple) else [compiled]:
+        likelihood = loss.likelihood if isinstance(loss, ELBO) else loss
+        if isinstance(likelihood, inexact):
+            found.append(type(likelihood).__name__)
+    return found
 
 
 @contextlib.contextmanager
@@ -511,6 +542,18 @@ def predict_mc(
             f"per class. Received: correct_for_class_weights="
             f"{correct_for_class_weights!r}"
         )
+    if weights is not None:
+        inexact = _inexact_correction_losses(model)
+        if inexact:
+            warnings.warn(
+                f"correct_for_class_weights divides the probabilities by the class weights, "
+                f"which undoes weighted cross-entropy (or resampling) exactly, but the model "
+                f"was compiled with {', '.join(inexact)}, whose optimum is shifted in another, "
+                "data-dependent way: the corrected probabilities are not calibrated. Fit a "
+                "calibration on held-out data instead (bs.calibration.fit_calibration).",
+                UserWarning,
+                stacklevel=2,
+            )
     layers = bayesian_layers(model)
     if training is None:
         training = not layers

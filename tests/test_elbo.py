@@ -179,3 +179,122 @@ def test_model_without_bayesian_layers_is_rejected():
         elbo.bind(plain)
     with pytest.raises(ValueError, match="not bound"):
         elbo(np.ones((2, 1)), np.ones((2, 1)))
+
+
+# ------------------------------------------------------------ per-image losses
+def _hand_dice(logits, y):
+    """Soft Dice loss per image (smooth=1, foreground channel) from NumPy."""
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)[..., 0]))
+    p, y = p.reshape(len(p), -1), y.reshape(len(y), -1).astype(np.float64)
+    tp = (p * y).sum(1)
+    return 1 - (2 * tp + 1) / (p.sum(1) + y.sum(1) + 1)
+
+
+def test_per_image_likelihood_needs_elements_per_example():
+    model, rng = _seg_model(8), np.random.default_rng(3)
+    x = rng.normal(size=(4, 8, 8, 1)).astype("float32")
+    y = (rng.random((4, 8, 8)) < 0.2).astype("float32")
+    logits = model(x)
+    dice = bs.ELBO(bs.losses.DiceLoss(), bs.kl.PerExample(50)).bind(model)
+    with pytest.raises(ValueError, match=r"per-image loss.*elements_per_example=64"):
+        dice.compute(model, y, logits, step=0)
+    elbo = bs.ELBO(bs.losses.DiceLoss(), bs.kl.PerExample(50), elements_per_example=64).bind(model)
+    terms = elbo.compute(model, y, logits, step=0)
+    # Each Dice value is read as a per-pixel mean over 64 pixels: the logged
+    # NLL is the mean Dice, and the KL weighs exactly as against a per-pixel
+    # cross-entropy on the same 8x8 masks (1 / (N * 64)), not 64x more.
+    dice_b = _hand_dice(logits.numpy(), y)
+    np.testing.assert_allclose(float(terms.nll), dice_b.mean(), rtol=1e-5)
+    np.testing.assert_allclose(terms.per_example_nll.numpy(), dice_b, rtol=1e-5)
+    bce = bs.ELBO(bs.losses.WeightedBinaryCrossentropy(), bs.kl.PerExample(50)).bind(model)
+    bce_terms = bce.compute(model, y, logits, step=0)
+    np.testing.assert_allclose(float(terms.kl_weight), 1 / 50 / 64, rtol=1e-6)
+    np.testing.assert_allclose(float(terms.kl_weight), float(bce_terms.kl_weight), rtol=1e-6)
+    assert float(terms.elements_per_example) == 64.0
+    # Per-example sample weights still apply; per-element ones cannot.
+    w = np.array([0.0, 1.0, 2.0, 1.0], "float32")
+    weighted = elbo.compute(model, y, logits, sample_weight=w, step=0)
+    np.testing.assert_allclose(float(weighted.nll), (w * dice_b).mean(), rtol=1e-5)
+    with pytest.raises(ValueError, match="Per-element sample weights"):
+        elbo.compute(model, y, logits, sample_weight=np.ones((4, 8, 8)), step=0)
+
+
+def test_explicit_elements_per_example_for_per_element_losses():
+    model, rng = _seg_model(), np.random.default_rng(4)
+    x = rng.normal(size=(3, 6, 6, 1)).astype("float32")
+    y = (rng.random((3, 6, 6, 1)) < 0.2).astype("float32")
+    logits = model(x)
+    likelihood = bs.losses.WeightedBinaryCrossentropy(pos_weight=3.0)
+    default = bs.ELBO(likelihood, bs.kl.PerExample(30)).compute(model, y, logits, step=0)
+    same = bs.ELBO(likelihood, bs.kl.PerExample(30), elements_per_example=36)
+    explicit = same.compute(model, y, logits, step=0)
+    for a, b in zip(default, explicit, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    # Another E only changes the divisor: loss * E is the same.
+    other = bs.ELBO(likelihood, bs.kl.PerExample(30), elements_per_example=9)
+    np.testing.assert_allclose(
+        float(other.compute(model, y, logits, step=0).loss) * 9,
+        float(default.loss) * 36,
+        rtol=1e-5,
+    )
+    restored = bs.ELBO.from_config(same.get_config())
+    assert restored.elements_per_example == 36.0
+    for bad in (0, -1.0, float("nan"), True, "64"):
+        with pytest.raises(ValueError, match=r"`elements_per_example`.*Received"):
+            bs.ELBO(likelihood, bs.kl.PerExample(30), elements_per_example=bad)
+
+
+# --------------------------------------------------------------- sample weights
+def test_numpy_sample_weights_equal_tensor_weights():
+    model, rng = _seg_model(), np.random.default_rng(5)
+    x = rng.normal(size=(4, 6, 6, 1)).astype("float32")
+    y = (rng.random((4, 6, 6, 1)) < 0.2).astype("float32")
+    bs.layers.set_sampling(model, "mean")
+    logits = model(x)
+    elbo = bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=3.0), bs.kl.PerExample(30))
+    for w in (rng.random(4), rng.random((4, 6, 6))):
+        from_numpy = elbo.compute(model, y, logits, sample_weight=w, step=0)
+        from_tensor = elbo.compute(model, y, logits, sample_weight=tf.constant(w), step=0)
+        np.testing.assert_allclose(float(from_numpy.loss), float(from_tensor.loss), rtol=1e-6)
+    # Hand reference for per-example weights: weighted mean of the NLLs + KL term.
+    w = rng.random(4)
+    terms = elbo.compute(model, y, logits, sample_weight=w, step=0)
+    plain = elbo.compute(model, y, logits, step=0)
+    expected = (w * plain.per_example_nll.numpy()).mean() + float(plain.loss - plain.nll)
+    np.testing.assert_allclose(float(terms.loss), expected, rtol=1e-5)
+    # gradient_contributions accepts NumPy weights and agrees with tensors.
+    a = bs.diagnostics.gradient_contributions(model, elbo, x, y, sample_weight=w)
+    b = bs.diagnostics.gradient_contributions(model, elbo, x, y, sample_weight=tf.constant(w))
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
+    np.testing.assert_allclose(a.total.nll_norm, b.total.nll_norm, rtol=1e-5)
+    np.testing.assert_allclose(a.loss, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("weights", ["last_only", "random"])
+def test_plain_keras_model_weights_the_nll_only_like_bayesian_model(weights):
+    model = _dense_model()
+    plain = keras.Model(model.inputs[0], model.outputs[0])
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 3)).astype("float32")
+    y = (rng.random((4, 1)) < 0.5).astype("float32")
+    w = np.array([0, 0, 0, 1], "float32") if weights == "last_only" else rng.random(4)
+    bs.layers.set_sampling(model, "mean")  # deterministic: the same logits in every call
+    likelihood = bs.losses.WeightedBinaryCrossentropy(pos_weight=3.0)
+    model.compile(optimizer="sgd", loss=bs.ELBO(likelihood, bs.kl.PerExample(8)))
+    elbo = bs.ELBO(likelihood, bs.kl.PerExample(8)).bind(plain)
+    plain.compile(optimizer="sgd", loss=elbo)
+    kwargs = {"sample_weight": w, "batch_size": 4, "verbose": 0}
+    bayes = model.evaluate(x, y, return_dict=True, **kwargs)
+    loss = plain.evaluate(x, y, **kwargs)
+    np.testing.assert_allclose(loss, bayes["loss"], rtol=1e-6, atol=1e-7)
+    # Independent reference: weighted BCE mean + KL / N, the KL unweighted.
+    z = model(x).numpy().astype(np.float64)
+    bce = np.logaddexp(0, -z) * y + np.logaddexp(0, z) * (1 - y)
+    nll = (w * (bce * (1 + 2 * y))[:, 0]).mean()
+    expected = nll + float(bs.kl_divergence(model)) / 8
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(float(elbo(y, plain(x), sample_weight=w)), expected, rtol=1e-5)
+    # Keras' generic Loss.__call__ would have scaled the KL by mean(w).
+    generic = float(keras.losses.Loss.__call__(elbo, y, plain(x), sample_weight=w))
+    kl_term = float(bs.kl_divergence(model)) / 8
+    np.testing.assert_allclose(generic, nll + w.mean() * kl_term, rtol=1e-5)

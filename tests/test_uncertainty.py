@@ -325,3 +325,45 @@ def test_traced_function_is_reused_and_does_not_keep_the_model_alive():
     del model, run
     gc.collect()
     assert ref() is None
+
+
+# ------------------------------------------------- class-weight correction warning
+def _compiled(loss_kind):
+    import bayesseg as bs
+
+    model = _bayesian_model(1)
+    wbce = bs.losses.WeightedBinaryCrossentropy(pos_weight=9.0)
+    likelihood = {
+        "weighted_ce": wbce,
+        "focal": bs.losses.BinaryFocalLoss(),
+        "dice": bs.losses.DiceLoss(),
+        "mining": bs.losses.HardNegativeMining(wbce),
+    }[loss_kind.removeprefix("plain_")]
+    if loss_kind.startswith("plain_"):
+        model.compile(optimizer="sgd", loss=likelihood)
+    else:
+        elbo = bs.ELBO(likelihood, bs.kl.PerExample(10), elements_per_example=64)
+        model.compile(optimizer="sgd", loss=elbo.bind(model))
+    return model
+
+
+@pytest.mark.parametrize("loss_kind", ["focal", "dice", "mining", "plain_focal", "plain_dice"])
+def test_class_weight_correction_warns_for_inexact_losses(loss_kind):
+    model = _compiled(loss_kind)
+    x = np.zeros((1, 8, 8, 2), "float32")
+    name = type(getattr(model.loss, "likelihood", model.loss)).__name__
+    with pytest.warns(UserWarning, match=rf"compiled with {name}.*not calibrated"):
+        predict_mc(model, x, num_samples=1, correct_for_class_weights=[1.0, 9.0], verbose=0)
+
+
+@pytest.mark.parametrize("loss_kind", ["weighted_ce", "plain_weighted_ce"])
+def test_class_weight_correction_is_silent_for_weighted_cross_entropy(loss_kind):
+    import warnings
+
+    model = _compiled(loss_kind)
+    x = np.zeros((1, 8, 8, 2), "float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict_mc(model, x, num_samples=1, correct_for_class_weights=[1.0, 9.0], verbose=0)
+        # No correction asked: no warning either, whatever the loss.
+        predict_mc(_compiled("focal"), x, num_samples=1, verbose=0)
