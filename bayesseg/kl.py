@@ -105,7 +105,7 @@ class PerExample(KLScaling):
     Example:
 
     >>> import bayesseg as bs
-    >>> float(bs.kl.PerExample(500)(step=0, batch_size=8))
+    >>> round(float(bs.kl.PerExample(500)(step=0, batch_size=8)), 6)
     0.002
     """
 
@@ -134,7 +134,7 @@ class PerBatch(KLScaling):
     Example:
 
     >>> import bayesseg as bs
-    >>> float(bs.kl.PerBatch(num_batches=100)(step=0, batch_size=5))
+    >>> round(float(bs.kl.PerBatch(num_batches=100)(step=0, batch_size=5)), 6)
     0.002
     """
 
@@ -197,7 +197,7 @@ class Constant(KLScaling):
     Example:
 
     >>> import bayesseg as bs
-    >>> float(bs.kl.Constant(1e-4)(step=0, batch_size=8))
+    >>> round(float(bs.kl.Constant(1e-4)(step=0, batch_size=8)), 8)
     0.0001
     """
 
@@ -229,7 +229,7 @@ class Warmup(KLScaling):
 
     >>> import bayesseg as bs
     >>> s = bs.kl.Warmup(bs.kl.PerExample(100), steps=10)
-    >>> [float(s(k, 4)) for k in (0, 5, 10, 20)]
+    >>> [round(float(s(k, 4)), 6) for k in (0, 5, 10, 20)]
     [0.0, 0.005, 0.01, 0.01]
     """
 

@@ -220,6 +220,7 @@ def test_non_model_raises(model):
         convert.to_bayesian(model)
 
 
+@pytest.mark.slow
 def test_finetuning_example_keeps_dice_and_adds_uncertainty():
     import importlib.util as util
 

@@ -32,6 +32,7 @@ def _data():
     return x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masked", [False, True])
 def test_two_replica_step_equals_one_replica_step(masked):
     x, y = _data()
@@ -91,6 +92,7 @@ def _compiled(strategy, sampling="mean"):
     return model
 
 
+@pytest.mark.slow
 def test_fit_distributed_on_two_replicas_equals_fit_on_one():
     x, y = _data()
     y = np.maximum(y, 0)
@@ -112,6 +114,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", ["fit", "fit_distributed"])
 def test_backup_and_restore_resumes_to_the_same_weights(loop, tmp_path):
     """Sampled (noisy) training interrupted after epoch 2 and resumed = uninterrupted."""

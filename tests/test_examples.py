@@ -35,6 +35,7 @@ def test_bias_init_reproduces_frequencies_and_trial_answer():
     np.testing.assert_allclose(result["weighted_counts"], [714.0] * 3)
 
 
+@pytest.mark.slow
 def test_lesion_segmentation_tiny():
     result = _load("lesion_segmentation").main(TINY)
     assert 0.005 < result["lesion_fraction"] < 0.05
@@ -45,6 +46,7 @@ def test_lesion_segmentation_tiny():
         assert math.isfinite(result[key]) and result[key] >= 0, key
 
 
+@pytest.mark.slow
 def test_multiclass_unet_tiny():
     result = _load("multiclass_unet").main([*TINY, "--num-classes", "5"])
     assert len(result["recall_per_class"]) == 5 and len(result["class_weights"]) == 5
@@ -57,6 +59,7 @@ def test_multiclass_unet_tiny():
     assert finite and all(0.0 <= r <= 1.0 for r in finite)
 
 
+@pytest.mark.slow
 def test_anomaly_lstm_tiny():
     args = ["--series", "32", "--test-series", "8", "--length", "64", "--epochs", "1"]
     result = _load("anomaly_lstm").main(args + ["--units", "4", "--samples", "2"])
@@ -74,6 +77,7 @@ def test_kl_magnitudes_reports_kl_far_above_nll_but_small_gradient():
     assert row["elements_per_example"] == 256
 
 
+@pytest.mark.slow
 def test_diagnose_training_tiny(tmp_path):
     args = [
         "--out",

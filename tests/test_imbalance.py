@@ -240,6 +240,7 @@ def test_docstring_examples_run():
     assert result.attempted > 5 and result.failed == 0
 
 
+@pytest.mark.slow
 def test_imbalance_recipes_example_reports_sane_metrics():
     path = pathlib.Path(__file__).parents[1] / "examples" / "imbalance_recipes.py"
     spec = importlib.util.spec_from_file_location("imbalance_recipes", path)

@@ -48,6 +48,7 @@ def _compare(policy, jit_compile, loss_rtol, logit_atol):
     assert kl.dtype == tf.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "policy,jit_compile,loss_rtol,logit_atol",
     [
@@ -60,6 +61,7 @@ def test_xla_and_mixed_precision_match_float32(policy, jit_compile, loss_rtol, l
     _compare(policy, jit_compile, loss_rtol, logit_atol)
 
 
+@pytest.mark.slow
 def test_sampled_training_under_xla_is_finite():
     logs, logits, _ = _train("float32", True, sampling="sample")
     assert all(np.all(np.isfinite(v)) for v in logs.values())
