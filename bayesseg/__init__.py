@@ -25,6 +25,7 @@ from bayesseg._version import __version__
 check_backend_config()
 
 _SUBMODULES = (
+    "calibration",
     "convert",
     "data",
     "diagnostics",
@@ -52,6 +53,7 @@ __all__ = sorted(set(_SUBMODULES) - {"elbo"}) + sorted(_NAMES) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from bayesseg import (  # noqa: F401
+        calibration,
         convert,
         data,
         diagnostics,

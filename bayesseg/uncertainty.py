@@ -244,10 +244,22 @@ def _mc_function(
     class_weights: tuple[float, ...] | None,
     input_shape: tuple[int, ...],
     dtype: tf.DType,
+    calibration=None,
 ):
     """One ``tf.function``: ``T`` draws on a batch -> (sum of p, sum of H[p])."""
     sampling = tuple(layer.sampling for layer in bayesian_layers(model))
-    key = (num_samples, training, from_logits, class_weights, input_shape, sampling)
+    # The calibrator's identity is part of the key; the cached function holds
+    # it (its variables), so the id cannot be reused while the entry lives.
+    calibration_key = None if calibration is None else id(calibration)
+    key = (
+        num_samples,
+        training,
+        from_logits,
+        class_weights,
+        input_shape,
+        sampling,
+        calibration_key,
+    )
     cache = _FUNCTION_CACHE.setdefault(model, {})
     if key in cache:
         return cache[key]
@@ -263,6 +275,10 @@ def _mc_function(
                 f"static size. Received output shape {out.shape}."
             )
         if from_logits:
+            if calibration is not None:
+                # Calibrate each draw's logits before its probabilities and
+                # entropies, so every output comes from calibrated draws.
+                out = calibration(out)
             shift = _class_weight_logit_shift(weights, out.shape[-1])
             if shift is not None:
                 out = out + shift
@@ -419,6 +435,7 @@ def predict_mc(
     training: bool | None = None,
     from_logits: bool = True,
     sampling: str = "shared",
+    calibration=None,
 ) -> MCPrediction:
     """Monte Carlo prediction with the total/aleatoric/epistemic decomposition.
 
@@ -467,6 +484,9 @@ def predict_mc(
             class-weighted likelihood, ``p_c ∝ p_c / w_c`` renormalised, in
             every draw before the entropies are taken (for logits: ``z_c -
             log w_c``, the same as ``bayesseg.imbalance.unweight_probabilities``).
+            Exact for class-weighted cross-entropy only: a ``UserWarning`` is
+            raised when the model's compiled loss (or its ELBO's likelihood) is
+            a focal, Dice or hard-negative-mining loss.
         verbose: "auto" (default: a progress bar when there is more than one
             batch), 0 (silent), 1 or 2 (``keras.utils.Progbar`` modes).
         training: None (default: False for models with Bayesian layers, True
@@ -476,6 +496,14 @@ def predict_mc(
         sampling: sampling mode of the Bayesian layers during prediction:
             "shared" (default, fast), "sample" (each layer's own estimator,
             e.g. per-example Flipout signs) or "mean" (deterministic).
+        calibration: None (default) or a fitted
+            ``bayesseg.calibration.LogitCalibrator`` (``PlattScaling`` for one
+            logit, ``TemperatureScaling`` for K): applied to the logits of
+            every draw before its probabilities and entropies, so ``mean``,
+            ``total``, ``aleatoric`` and ``epistemic`` all come from
+            calibrated draws. Needs ``from_logits=True``. An alternative to
+            ``correct_for_class_weights`` (its bias absorbs the class
+            weights' shift): passing both is a ValueError.
 
     Returns:
         An :class:`MCPrediction` of NumPy arrays: ``mean`` ``(N, *spatial,
@@ -483,8 +511,11 @@ def predict_mc(
 
     Raises:
         ValueError: for a bad ``num_samples``, ``batch_size``,
-            ``patch_size``, ``overlap``, ``verbose``, ``sampling`` or
-            class weights, or an ``x`` with fewer than 2 axes.
+            ``patch_size``, ``overlap``, ``verbose``, ``sampling``,
+            class weights or ``calibration`` (also: one that does not match
+            the model's output channels, or given together with
+            ``correct_for_class_weights`` or ``from_logits=False``), or an
+            ``x`` with fewer than 2 axes.
 
     Example:
 
@@ -542,6 +573,39 @@ def predict_mc(
             f"per class. Received: correct_for_class_weights="
             f"{correct_for_class_weights!r}"
         )
+    if calibration is not None:
+        from bayesseg.calibration import LogitCalibrator
+
+        if not isinstance(calibration, LogitCalibrator):
+            raise ValueError(
+                "Argument `calibration` must be None or a fitted "
+                "bayesseg.calibration.LogitCalibrator (PlattScaling, TemperatureScaling). "
+                f"Received: calibration={calibration!r}"
+            )
+        if not from_logits:
+            raise ValueError(
+                "Argument `calibration` maps logits; it needs from_logits=True. "
+                f"Received: calibration={type(calibration).__name__}, from_logits=False"
+            )
+        if weights is not None:
+            raise ValueError(
+                "Arguments `calibration` and `correct_for_class_weights` are alternatives: "
+                "a fitted calibration's bias already absorbs the class weights' shift, so "
+                "applying both would correct it twice. Pass one of them. Received: "
+                f"calibration={type(calibration).__name__}, "
+                f"correct_for_class_weights={correct_for_class_weights!r}"
+            )
+        try:
+            outputs = model.output_shape
+        except (AttributeError, ValueError, RuntimeError):
+            outputs = None  # unbuilt or subclassed: checked when the draw is traced
+        last = outputs[-1] if isinstance(outputs, tuple) and outputs else None
+        if isinstance(last, int) and last != calibration.num_channels:
+            raise ValueError(
+                f"Argument `calibration` maps {calibration.num_channels} logit channel(s), "
+                f"but the model outputs {last}. Received: calibration="
+                f"{type(calibration).__name__}"
+            )
     if weights is not None:
         inexact = _inexact_correction_losses(model)
         if inexact:
@@ -562,7 +626,9 @@ def predict_mc(
         sampling_mode(model, sampling) if layers else contextlib.nullcontext(),
         _batch_norm_in_inference(model) if training else contextlib.nullcontext(),
     ):
-        run = _mc_function(model, num_samples, training, from_logits, weights, item_shape, x_dtype)
+        run = _mc_function(
+            model, num_samples, training, from_logits, weights, item_shape, x_dtype, calibration
+        )
         if patch is None:
             return _predict_whole(run, x, num_samples, batch_size, verbose)
         return _predict_windows(run, x, num_samples, batch_size, patch, float(overlap), verbose)

@@ -367,3 +367,82 @@ def test_class_weight_correction_is_silent_for_weighted_cross_entropy(loss_kind)
         predict_mc(model, x, num_samples=1, correct_for_class_weights=[1.0, 9.0], verbose=0)
         # No correction asked: no warning either, whatever the loss.
         predict_mc(_compiled("focal"), x, num_samples=1, verbose=0)
+
+
+# --------------------------------------------------------------- calibration
+def _looped_logits(model, x, num_samples, start_steps):
+    """Per-draw logits from eager calls under the same noise stream."""
+    for layer, step in zip(bl.bayesian_layers(model), start_steps, strict=True):
+        layer.noise_step.assign(step)
+    with bl.sampling_mode(model, "shared"):
+        return np.stack([model(x, training=False).numpy() for _ in range(num_samples)])
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_calibration_is_applied_to_every_draw(channels):
+    from bayesseg.calibration import PlattScaling, TemperatureScaling
+
+    model = _bayesian_model(channels)
+    x = np.random.default_rng(7).normal(size=(3, 8, 8, 2)).astype("float32")
+    if channels == 1:
+        calibration = PlattScaling(slope=0.6, bias=-1.3)
+    else:
+        calibration = TemperatureScaling(4, temperature=1.8, bias=[0.5, -0.2, 0.1, -0.4])
+    start = [int(layer.noise_step.numpy()) for layer in bl.bayesian_layers(model)]
+    pred = predict_mc(model, x, num_samples=5, batch_size=3, calibration=calibration, verbose=0)
+    # Hand computation: the calibration's closed form on each draw's logits.
+    z = _looped_logits(model, x, 5, start).astype(np.float64)
+    if channels == 1:
+        z = 0.6 * z - 1.3
+        p = 1 / (1 + np.exp(-z))
+        draws = np.concatenate([1 - p, p], axis=-1)
+    else:
+        z = z / 1.8 + np.array([0.5, -0.2, 0.1, -0.4])
+        draws = np.exp(z - z.max(-1, keepdims=True))
+        draws /= draws.sum(-1, keepdims=True)
+    mean = draws.mean(0)
+    np.testing.assert_allclose(pred.mean, mean[..., 1:] if channels == 1 else mean, atol=1e-5)
+    np.testing.assert_allclose(pred.total, _entropy(mean), atol=1e-5)
+    np.testing.assert_allclose(pred.aleatoric, _entropy(draws).mean(0), atol=1e-5)
+    kl = np.sum(draws * (np.log(draws) - np.log(mean)), axis=-1).mean(0)
+    np.testing.assert_allclose(pred.epistemic, kl, atol=1e-5)
+    # Calibrating the mean probabilities instead would give another answer.
+    uncalibrated = predict_mc(model, x, num_samples=5, batch_size=3, verbose=0)
+    assert np.abs(uncalibrated.mean - pred.mean).max() > 1e-2
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_calibration_from_class_weights_equals_the_class_weight_correction(channels):
+    from bayesseg.calibration import PlattScaling, TemperatureScaling
+
+    model = keras.Sequential([keras.Input((5, 2)), keras.layers.Dense(channels)])
+    x = np.random.default_rng(8).normal(size=(3, 5, 2)).astype("float32")
+    weights = [1.0, 59.0] if channels == 1 else [0.5, 4.0, 20.0]
+    cls = PlattScaling if channels == 1 else TemperatureScaling
+    calibration = cls.from_class_weights(weights)
+    a = predict_mc(model, x, num_samples=2, calibration=calibration, verbose=0)
+    b = predict_mc(model, x, num_samples=2, correct_for_class_weights=weights, verbose=0)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.total, b.total, atol=1e-6)
+    # A later fit is seen by the cached traced function (variables, no retrace).
+    shift = np.zeros(calibration.bias.shape, "float32")
+    shift.flat[-1] = 1.0  # one class's bias (a common offset would change nothing)
+    calibration.bias.assign(calibration.bias + shift)
+    c = predict_mc(model, x, num_samples=2, calibration=calibration, verbose=0)
+    assert np.abs(c.mean - a.mean).max() > 1e-3
+
+
+def test_calibration_argument_errors():
+    from bayesseg.calibration import PlattScaling, TemperatureScaling
+
+    model = _bayesian_model(1)
+    x = np.zeros((2, 8, 8, 2), "float32")
+    platt = PlattScaling()
+    with pytest.raises(ValueError, match=r"`calibration` and `correct_for_class_weights`"):
+        predict_mc(model, x, calibration=platt, correct_for_class_weights=[1.0, 3.0])
+    with pytest.raises(ValueError, match=r"`calibration`.*from_logits=True"):
+        predict_mc(model, x, calibration=platt, from_logits=False)
+    with pytest.raises(ValueError, match=r"`calibration` maps 3 logit channel\(s\)"):
+        predict_mc(model, x, calibration=TemperatureScaling(3))
+    with pytest.raises(ValueError, match=r"`calibration` must be None or a fitted"):
+        predict_mc(model, x, calibration=lambda z: z)
