@@ -204,11 +204,6 @@ def _check_float(name: str, value: Any, minimum: float = 0.0, strict: bool = Tru
     return number
 
 
-def _inverse_softplus(scale: np.ndarray) -> np.ndarray:
-    scale = scale.astype("float64")
-    return scale + np.log(-np.expm1(-scale))
-
-
 def _select(model, graph, layers) -> tuple[set[int], set[int]]:
     """Ids of the layers chosen by ``layers``, and of those named directly."""
     if isinstance(layers, str) and layers == "all":
@@ -478,7 +473,9 @@ def _copy_to_bayesian(old, new, moped_delta, floor, posterior_scale_init) -> Non
                 scale = np.full(w.shape, posterior_scale_init)
             else:
                 scale = np.maximum(moped_delta * np.abs(w), floor)
-            variable.assign(_inverse_softplus(scale).astype(variable.dtype))
+            # An LSTM's posteriors live in its cell, which owns the parameterisation.
+            owner = getattr(new, "cell", new)
+            variable.assign(np.asarray(owner.rho_for_scale(scale), variable.dtype))
         else:
             base = name
             variable.assign(source[base])

@@ -339,6 +339,33 @@ def test_sampling_switch_resets_compiled_predict():
         L.set_sampling(model, "median")
 
 
+def test_sampling_mode_inside_fit_keeps_the_train_function():
+    # Monte Carlo prediction from a callback switches the sampling mode in the
+    # middle of ``fit``; the train function traced before it is valid again
+    # afterwards and must still be there for the next step.
+    inputs = keras.Input((5,))
+    model = bs.BayesianModel(inputs, L.DenseFlipout(1, posterior_scale_init=0.1)(inputs))
+    model.compile(
+        optimizer="adam",
+        loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(), bs.kl.PerExample(8)),
+    )
+    x = _rng().normal(size=(8, 5)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            before = self.model.train_function
+            with L.sampling_mode(self.model, "mean"):
+                self.model.predict(x, verbose=0)
+            seen.append(self.model.train_function is before and before is not None)
+
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[Probe()])
+    assert seen == [True] * 4
+    assert len(history.history["loss"]) == 2
+    assert [layer.sampling for layer in bs.layers.bayesian_layers(model)] == ["sample"]
+
+
 @pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
 def test_config_round_trip(cls):
     layer = _make(

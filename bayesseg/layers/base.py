@@ -27,6 +27,7 @@ import random
 from collections.abc import Iterator
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -128,6 +129,7 @@ class BayesianLayer(keras.layers.Layer):
         sampling: str = "sample",
         kl_samples: int = 1,
         seed: int | None = None,
+        scale_multiplier: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -135,6 +137,7 @@ class BayesianLayer(keras.layers.Layer):
         self.posterior_scale_init = priors_lib._check_positive(
             "posterior_scale_init", posterior_scale_init
         )
+        self.scale_multiplier = priors_lib._check_positive("scale_multiplier", scale_multiplier)
         self.bayesian_bias = bool(bayesian_bias)
         self.sampling = check_sampling(sampling)
         self.kl_samples = check_positive_int("kl_samples", kl_samples)
@@ -161,7 +164,9 @@ class BayesianLayer(keras.layers.Layer):
         rho = self.add_weight(
             name=f"{name}_rho",
             shape=shape,
-            initializer=keras.initializers.Constant(inverse_softplus(self.posterior_scale_init)),
+            initializer=keras.initializers.Constant(
+                self.rho_for_scale(self.posterior_scale_init)
+            ),
             trainable=True,
         )
         setattr(self, f"{name}_loc", loc)
@@ -198,9 +203,26 @@ class BayesianLayer(keras.layers.Layer):
         """The posterior mean variable of weight ``name``."""
         return getattr(self, f"{name}_loc")
 
+    def rho_for_scale(self, scale):
+        """The ``rho`` value whose posterior scale is ``scale`` (float or array > 0).
+
+        The inverse of :meth:`posterior_scale`: ``inverse_softplus(scale) / scale_multiplier``.
+
+        Example:
+
+        >>> import bayesseg as bs
+        >>> layer = bs.layers.DenseFlipout(2, scale_multiplier=10.0)
+        >>> round(float(layer.rho_for_scale(0.01)), 4)
+        -0.46
+        """
+        scale = np.asarray(scale, dtype="float64")
+        rho = (scale + np.log(-np.expm1(-scale))) / self.scale_multiplier
+        return float(rho) if rho.ndim == 0 else rho
+
     def posterior_scale(self, name: str) -> tf.Tensor:
-        """The posterior standard deviation ``softplus(rho)`` of weight ``name``."""
-        return tf.nn.softplus(getattr(self, f"{name}_rho"))
+        """The posterior standard deviation ``softplus(scale_multiplier * rho)`` of ``name``."""
+        rho = getattr(self, f"{name}_rho")
+        return tf.nn.softplus(self.scale_multiplier * tf.convert_to_tensor(rho))
 
     def prior_distribution(self, name: str, shape) -> tfd.Distribution:
         """The float32 prior of weight ``name`` (per-weight priors read ``{name}_prior_loc``)."""
@@ -213,7 +235,7 @@ class BayesianLayer(keras.layers.Layer):
         """The posterior of weight ``name`` as a float32 ``tfd.Normal``."""
         loc = tf.cast(self.posterior_loc(name), tf.float32)
         rho = tf.cast(getattr(self, f"{name}_rho"), tf.float32)
-        return tfd.Normal(loc, tf.nn.softplus(rho))
+        return tfd.Normal(loc, tf.nn.softplus(self.scale_multiplier * rho))
 
     # -------------------------------------------------------------------- noise
     @property
@@ -357,9 +379,15 @@ class BayesianLayer(keras.layers.Layer):
                 "sampling": self.sampling,
                 "kl_samples": self.kl_samples,
                 "seed": self.seed,
+                "scale_multiplier": self.scale_multiplier,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        # Files saved before ``scale_multiplier`` existed hold rho itself.
+        return super().from_config({"scale_multiplier": 1.0, **config})
 
 
 def bayesian_layers(model: keras.layers.Layer) -> list[BayesianLayer]:
@@ -419,14 +447,24 @@ def kl_divergence(model: keras.layers.Layer, num_samples: int | None = None) -> 
     return tf.add_n([layer.kl_divergence(num_samples) for layer in layers])
 
 
+_COMPILED_FUNCTIONS = ("train_function", "test_function", "predict_function")
+
+
 def _reset_compiled_functions(model) -> None:
     # Keras caches traced train/test/predict functions; the sampling switch is
     # read when they are traced, so they must be traced again.
-    for attr in ("train_function", "test_function", "predict_function"):
+    for attr in _COMPILED_FUNCTIONS:
         if hasattr(model, attr):
             setattr(model, attr, None)
     # BayesianModel caches train functions per set of train-step hooks.
     model.__dict__.pop("_train_functions_by_hooks", None)
+
+
+def _saved_compiled_functions(model) -> dict:
+    saved = {attr: getattr(model, attr) for attr in _COMPILED_FUNCTIONS if hasattr(model, attr)}
+    if "_train_functions_by_hooks" in model.__dict__:
+        saved["_train_functions_by_hooks"] = model.__dict__["_train_functions_by_hooks"]
+    return saved
 
 
 def set_sampling(model: keras.layers.Layer, mode: str) -> None:
@@ -467,6 +505,10 @@ def sampling_mode(model: keras.layers.Layer, mode: str) -> Iterator[None]:
     mode = check_sampling(mode)
     layers = bayesian_layers(model)
     previous = [layer.sampling for layer in layers]
+    # Functions traced before the block saw the previous modes, so they are
+    # valid again once the modes are restored: putting them back keeps a
+    # ``fit`` that called this (e.g. ``predict_mc`` in a callback) running.
+    saved = _saved_compiled_functions(model)
     set_sampling(model, mode)
     try:
         yield
@@ -474,3 +516,8 @@ def sampling_mode(model: keras.layers.Layer, mode: str) -> Iterator[None]:
         for layer, old in zip(layers, previous, strict=True):
             layer.sampling = old
         _reset_compiled_functions(model)
+        hooks = saved.pop("_train_functions_by_hooks", None)
+        for attr, value in saved.items():
+            setattr(model, attr, value)
+        if hooks is not None:
+            model.__dict__["_train_functions_by_hooks"] = hooks

@@ -383,6 +383,7 @@ _CELL_ARGS = (
     "sampling",
     "kl_samples",
     "seed",
+    "scale_multiplier",
 )
 
 
@@ -411,6 +412,7 @@ class BaseLSTM(keras.layers.RNN):
         sampling: str = "sample",
         kl_samples: int = 1,
         seed: int | None = None,
+        scale_multiplier: float = 1.0,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
@@ -439,6 +441,7 @@ class BaseLSTM(keras.layers.RNN):
             sampling=sampling,
             kl_samples=kl_samples,
             seed=seed,
+            scale_multiplier=scale_multiplier,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="lstm_cell",
@@ -586,7 +589,8 @@ class BaseLSTM(keras.layers.RNN):
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        # Files saved before ``scale_multiplier`` existed hold rho itself.
+        return cls(**{"scale_multiplier": 1.0, **config})
 
 
 def _check_sequences_shape(layer, shape) -> None:

@@ -23,6 +23,7 @@ def bayesian_lstm_tagger(
     prior=None,
     posterior_scale_init: float = 1e-3,
     mask_value: float | None = None,
+    scale_multiplier: float = 1.0,
 ) -> BayesianModel:
     """Stacked Bayesian LSTMs with a Bayesian per-timestep logit head.
 
@@ -95,7 +96,11 @@ def bayesian_lstm_tagger(
     suffix = _ESTIMATORS[estimator]
     lstm_cls = getattr(bl, f"LSTM{suffix}")
     dense_cls = getattr(bl, f"Dense{suffix}")
-    bayes = {"prior": prior, "posterior_scale_init": posterior_scale_init}
+    bayes = {
+        "prior": prior,
+        "posterior_scale_init": posterior_scale_init,
+        "scale_multiplier": scale_multiplier,
+    }
     inputs = keras.Input((timesteps, num_features), name="series")
     x = inputs
     if mask_value is not None:

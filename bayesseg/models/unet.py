@@ -199,6 +199,7 @@ def bayesian_unet(
     output_bias=None,
     prior=None,
     posterior_scale_init: float = 1e-3,
+    scale_multiplier: float = 1.0,
 ) -> BayesianModel:
     """A Bayesian U-Net (2D or 3D) returning a :class:`bayesseg.BayesianModel`.
 
@@ -256,7 +257,11 @@ def bayesian_unet(
     bayes_up = getattr(bl, f"Conv{rank}DTranspose{suffix}")
     plain_conv = keras.layers.Conv2D if rank == 2 else keras.layers.Conv3D
     plain_up = keras.layers.Conv2DTranspose if rank == 2 else keras.layers.Conv3DTranspose
-    bayes_kwargs = {"prior": prior, "posterior_scale_init": posterior_scale_init}
+    bayes_kwargs = {
+        "prior": prior,
+        "posterior_scale_init": posterior_scale_init,
+        "scale_multiplier": scale_multiplier,
+    }
 
     def bayesian(cls):
         def make(*args, **kwargs):
