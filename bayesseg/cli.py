@@ -83,6 +83,16 @@ def _overlap(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def _num_classes(text: str) -> int:
     value = _positive_int(text)
     if value < 2:
@@ -124,8 +134,13 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "clipnorm": (_positive_float, 1.0),
     "class_weights": (_choice(_CLASS_WEIGHTS), "balanced"),
     "kl_scaling": (_choice(_KL_SCALINGS), "per-example"),
+    "calibration_split": (_fraction, 0.0),
     "seed": (_int, 0),
 }
+
+# Monte Carlo draws per held-out batch when `train --calibration-split` fits
+# the calibration (pooled per-draw logits, as predict_mc applies it).
+_CALIBRATION_SAMPLES = 8
 
 
 def _versions() -> dict[str, str]:
@@ -671,6 +686,110 @@ def _check_patch(options: dict, scan) -> tuple[int, ...] | None:
     return None if patch is None else tuple(patch)
 
 
+def _calibration_split(options: dict, scan, num_classes: int):
+    """Seeded, disjoint split of the images into training and calibration sets.
+
+    Returns ``(train_scan, held_out_scan, train_counts)``; ``held_out_scan``
+    is None without a split. The class counts (hence the class weights and the
+    output bias) come from the training images only. Fails before training
+    when the held-out images cannot support a fit.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    import bayesseg as bs
+
+    counts = np.zeros(num_classes, np.int64)
+    found = np.asarray(scan.class_counts, np.int64)
+    counts[: len(found)] += found
+    fraction = options["calibration_split"]
+    if not fraction:
+        return scan, None, counts
+    n = len(scan.names)
+    n_held = max(1, round(fraction * n))
+    if n_held >= n:
+        raise ValueError(
+            f"Argument --calibration-split {fraction} holds out {n_held} of {n} image(s), "
+            "leaving none to train on; use a smaller fraction or more images."
+        )
+    order = np.random.default_rng(options["seed"]).permutation(n)
+    held, kept = sorted(order[:n_held].tolist()), sorted(order[n_held:].tolist())
+    held_counts = np.zeros(num_classes, np.int64)
+    for i in held:
+        labels = bs.data.read_mask(scan.mask_paths[i])
+        held_counts += np.bincount(labels.ravel(), minlength=num_classes)[:num_classes]
+    missing = np.flatnonzero(held_counts == 0).tolist()
+    if num_classes == 2 and missing:
+        raise ValueError(
+            f"The {n_held} image(s) held out by --calibration-split {fraction} hold no "
+            f"pixel of class {missing[0]}, so Platt scaling cannot be fitted; use a larger "
+            "fraction or another --seed."
+        )
+
+    def subset(indices, class_counts):
+        def pick(values):
+            return [values[i] for i in indices] if values else values
+
+        return dataclasses.replace(
+            scan,
+            names=pick(scan.names),
+            image_paths=pick(scan.image_paths),
+            mask_paths=pick(scan.mask_paths),
+            shapes=pick(scan.shapes),
+            means=pick(scan.means),
+            stds=pick(scan.stds),
+            class_counts=class_counts,
+            _has_channels=pick(scan._has_channels),
+        )
+
+    return subset(kept, counts - held_counts), subset(held, held_counts), counts - held_counts
+
+
+def _fit_calibration(model, options: dict, held_scan, patch, num_classes: int, quiet: bool):
+    """Fit Platt / temperature scaling on the held-out images; its model.json entry."""
+    import keras
+    import numpy as np
+
+    import bayesseg as bs
+
+    dataset = bs.data.folder_dataset(
+        options["images"],
+        options["masks"],
+        patch_size=patch,
+        batch_size=options["batch_size"],
+        shuffle=False,
+        patches="grid",  # every held-out voxel once (whole images without a patch)
+        scan=held_scan,
+    )
+    counts = np.asarray(held_scan.class_counts)
+    # A class absent from the held-out masks has an unbounded bias: fit the
+    # temperature alone then, rather than fail after training.
+    fit_bias = bool(np.all(counts[:num_classes] > 0))
+    calibration = bs.calibration.fit_calibration(
+        model,
+        dataset,
+        num_samples=_CALIBRATION_SAMPLES,
+        seed=options["seed"],
+        fit_bias=fit_bias,
+    )
+    result = dict(calibration.fit_result)
+    if not quiet:
+        print(
+            f"bayesseg train: fitted {type(calibration).__name__} on "
+            f"{len(held_scan.names)} held-out image(s): NLL {result['nll_before']:.4g} -> "
+            f"{result['nll_after']:.4g} nats per pixel"
+            + ("" if fit_bias else " (temperature only: a class is absent from them)")
+        )
+    return {
+        "kind": type(calibration).__name__,
+        "config": keras.saving.serialize_keras_object(calibration),
+        "held_out_images": list(held_scan.names),
+        "num_samples": _CALIBRATION_SAMPLES,
+        "fit": result,
+    }
+
+
 def _tensorboard_installed() -> bool:
     try:
         import tensorboard  # noqa: F401
@@ -685,11 +804,9 @@ def _train(args: argparse.Namespace) -> int:
     import bayesseg as bs
 
     scan = bs.data.scan_folder(options["images"], options["masks"], options["num_classes"])
-    counts = scan.class_counts
-    num_classes = options["num_classes"] or max(2, len(counts))
-    if len(counts) < num_classes:
-        counts = list(counts) + [0] * (num_classes - len(counts))
+    num_classes = options["num_classes"] or max(2, len(scan.class_counts))
     patch = _check_patch(options, scan)
+    train_scan, held_scan, counts = _calibration_split(options, scan, num_classes)
     out = Path(options["out"])
     out.mkdir(parents=True, exist_ok=True)
     import keras
@@ -704,9 +821,9 @@ def _train(args: argparse.Namespace) -> int:
         shuffle=True,
         seed=options["seed"],
         patches_per_image=options["patches_per_image"],
-        scan=scan,
+        scan=train_scan,
     )
-    num_examples = len(scan.names) * (1 if patch is None else options["patches_per_image"])
+    num_examples = len(train_scan.names) * (1 if patch is None else options["patches_per_image"])
     steps = math.ceil(num_examples / options["batch_size"])
     input_shape = (None,) * scan.spatial_rank + (scan.channels,)
     model, weights, bias = _build_model(
@@ -731,14 +848,17 @@ def _train(args: argparse.Namespace) -> int:
         "class_weights": None if weights is None else [float(w) for w in weights],
         "output_bias": np.asarray(bias).tolist(),
         "num_examples_per_epoch": num_examples,
+        "train_images": None if held_scan is None else list(train_scan.names),
+        "calibration": None,
         "config": options,
         "versions": _versions(),
     }
     with open(out / "model.json", "w") as f:
         json.dump(metadata, f, indent=2)
     if not args.quiet:
+        held = "" if held_scan is None else f" ({len(held_scan.names)} held out for calibration)"
         print(
-            f"bayesseg train: {len(scan.names)} images ({scan.spatial_rank}D, "
+            f"bayesseg train: {len(train_scan.names)} training images{held} ({scan.spatial_rank}D, "
             f"{scan.channels} channel(s)), {num_classes} classes, class counts "
             f"{[int(c) for c in counts]}, {steps} steps per epoch"
         )
@@ -755,6 +875,12 @@ def _train(args: argparse.Namespace) -> int:
             json.dump(_finite(history.history), f, indent=2)
     if diagnostics.records:
         bs.plots.plot_gradient_contributions(diagnostics.records, out / "gradients.png")
+    if held_scan is not None:
+        metadata["calibration"] = _finite(
+            _fit_calibration(model, options, held_scan, patch, num_classes, args.quiet)
+        )
+        with open(out / "model.json", "w") as f:
+            json.dump(metadata, f, indent=2)
     final = _final_logs(history)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items())
     print(
@@ -797,6 +923,22 @@ def _predict(args: argparse.Namespace) -> int:
     depth = metadata.get("config", {}).get("depth")
     factor = 2 ** (depth - 1) if depth else 1
     train_patch = metadata.get("patch_size")
+    calibration = None
+    entry = metadata.get("calibration")
+    if entry and not args.ignore_calibration:
+        if args.calibrate:
+            raise ValueError(
+                f"--calibrate undoes the class weights, but {metadata_path.name!r} holds a "
+                "fitted calibration, applied by default, whose bias already absorbs their "
+                "shift; drop --calibrate, or pass --ignore-calibration to use --calibrate "
+                "instead."
+            )
+        calibration = keras.saving.deserialize_keras_object(entry["config"], safe_mode=True)
+        if not isinstance(calibration, bs.calibration.LogitCalibrator):
+            raise ValueError(
+                f"The calibration in {metadata_path.name!r} is not a bayesseg calibrator: "
+                f"{type(calibration).__name__}."
+            )
     weights = metadata.get("class_weights") if args.calibrate else None
     if args.calibrate and weights is None:
         raise ValueError(
@@ -841,6 +983,7 @@ def _predict(args: argparse.Namespace) -> int:
             patch_size=patch,
             overlap=args.overlap,
             correct_for_class_weights=weights,
+            calibration=calibration,
             verbose=0,
         )
         suffix = _output_suffix(path)
@@ -867,7 +1010,12 @@ def _predict(args: argparse.Namespace) -> int:
     manifest = {
         "model": os.fspath(model_path),
         "num_samples": args.num_samples,
-        "calibrated": bool(args.calibrate),
+        "calibrated": bool(args.calibrate) or calibration is not None,
+        "calibration": (
+            type(calibration).__name__
+            if calibration is not None
+            else ("class_weights" if args.calibrate else None)
+        ),
         "png_scaling": {
             "prob": "value * 65535 (16-bit)",
             "epistemic, aleatoric": f"value / log({num_classes}) * 65535 (16-bit)",
@@ -1083,6 +1231,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="KL weight: per-example (1/N, N examples per epoch), per-batch (1/(M*B)) or "
         "blundell (pi_i/B) (default: per-example)",
     )
+    train.add_argument(
+        "--calibration-split",
+        type=_fraction,
+        default=None,
+        metavar="FRACTION",
+        help="hold out this fraction of the images (seeded, disjoint from training), fit "
+        "Platt scaling (binary) or temperature scaling with class biases on the model's "
+        "Monte Carlo logits there after training, and save it in model.json; predict "
+        "applies it. 0 = off (default: 0)",
+    )
     train.add_argument("--seed", type=_int, default=None, help="random seed (default: 0)")
     _add_model_options(train, defaults=False)
     train.set_defaults(func=_train)
@@ -1128,7 +1286,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--calibrate",
         action="store_true",
-        help="undo the class weights' shift of the probabilities (weights from model.json)",
+        help="undo the class weights' shift of the probabilities (weights from model.json); "
+        "an alternative to a calibration fitted by train --calibration-split, which is "
+        "applied by default",
+    )
+    predict.add_argument(
+        "--ignore-calibration",
+        action="store_true",
+        help="do not apply the calibration fitted by train --calibration-split",
     )
     predict.add_argument("--quiet", action="store_true", help="less output")
     predict.set_defaults(func=_predict)

@@ -33,6 +33,7 @@ def _assert_valid_png(path):
         image.verify()
 
 
+@pytest.mark.slow
 def test_demo_lesion_tiny(tmp_path, capsys):
     args = ["demo", "--epochs", "1", "--num-images", "8", "--size", "16"]
     args += ["--num-samples", "2", "--batch-size", "4", "--out", str(tmp_path), *TINY]
@@ -58,6 +59,7 @@ def test_demo_lesion_tiny(tmp_path, capsys):
     assert "lesion recall" in out and "weighted ELBO" in out
 
 
+@pytest.mark.slow
 def test_demo_multiclass_tiny(tmp_path):
     args = ["demo", "--task", "multiclass", "--num-classes", "4", "--epochs", "1"]
     args += ["--num-images", "8", "--size", "16", "--num-samples", "2", "--out", str(tmp_path)]
@@ -70,6 +72,7 @@ def test_demo_multiclass_tiny(tmp_path):
     _assert_valid_png(tmp_path / "uncertainty.png")
 
 
+@pytest.mark.slow
 def test_demo_anomaly_tiny(tmp_path, capsys):
     args = ["demo", "--task", "anomaly", "--epochs", "1", "--num-images", "16", "--length", "64"]
     args += ["--num-samples", "2", "--batch-size", "8", "--base-filters", "2"]
@@ -101,6 +104,7 @@ def _nifti_folders(tmp_path, nib, shapes):
     return images, masks, affine
 
 
+@pytest.mark.slow
 def test_train_predict_nifti_volumes(tmp_path, capsys):
     nib = pytest.importorskip("nibabel")
     images, masks, affine = _nifti_folders(tmp_path, nib, [(12, 10, 8), (16, 12, 8)])
@@ -131,6 +135,7 @@ def test_train_predict_nifti_volumes(tmp_path, capsys):
     assert (preds / "case0_aleatoric.nii.gz").is_file()
 
 
+@pytest.mark.slow
 def test_train_predict_png_with_config(tmp_path):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
@@ -243,10 +248,140 @@ def test_help_lists_every_command_and_flag(capsys):
     assert all(c in text for c in ("demo", "train", "predict"))
     for command, flags in {
         "demo": ["--task", "--epochs", "--out", "--seed", "--num-images", "--size"],
-        "train": ["--images", "--masks", "--config", "--patch-size", "--num-classes"],
-        "predict": ["--model", "--num-samples", "--patch-size", "--calibrate"],
+        "train": [
+            "--images",
+            "--masks",
+            "--config",
+            "--patch-size",
+            "--num-classes",
+            "--calibration-split",
+        ],
+        "predict": [
+            "--model",
+            "--num-samples",
+            "--patch-size",
+            "--calibrate",
+            "--ignore-calibration",
+        ],
     }.items():
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out
         assert all(flag in text for flag in flags), command
+
+
+# ------------------------------------------------------------- calibration split
+def _npy_folders(tmp_path, count, size=16, seed=2):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        mask = np.zeros((size, size), np.uint8)
+        r, c = rng.integers(0, size - 4, 2)
+        mask[r : r + 4, c : c + 4] = 1
+        image = rng.normal(size=(size, size)).astype(np.float32) + 2.0 * mask
+        np.save(images / f"img{i}.npy", image)
+        np.save(masks / f"img{i}.npy", mask)
+    return images, masks
+
+
+@pytest.mark.slow
+def test_train_calibration_split_fits_on_held_out_images_and_predict_applies_it(tmp_path):
+    import keras
+
+    import bayesseg as bs
+
+    images, masks = _npy_folders(tmp_path, 6)
+    out = tmp_path / "run"
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    args += ["--epochs", "1", "--batch-size", "2", "--calibration-split", "0.34", *TINY]
+    assert main(args) == 0
+    meta = json.loads((out / "model.json").read_text())
+    entry = meta["calibration"]
+    # 2 of 6 images held out (seeded), disjoint from the 4 trained on.
+    held, kept = entry["held_out_images"], meta["train_images"]
+    assert len(held) == 2 and len(kept) == 4 and not set(held) & set(kept)
+    order = np.random.default_rng(0).permutation(6)
+    assert held == sorted(f"img{i}" for i in order[:2])
+    assert meta["num_examples_per_epoch"] == 4
+    # Class counts (and so weights and bias) come from the training images only.
+    kept_masks = [np.load(masks / f"{name}.npy") for name in kept]
+    assert meta["class_counts"] == np.bincount(np.ravel(kept_masks), minlength=2).tolist()
+    calibration = keras.saving.deserialize_keras_object(entry["config"], safe_mode=True)
+    assert isinstance(calibration, bs.calibration.PlattScaling)
+    assert entry["fit"]["num_elements"] == 2 * 16 * 16 * 8  # pixels x draws
+    assert entry["fit"]["nll_after"] <= entry["fit"]["nll_before"]
+
+    # predict applies it: its maps equal predict_mc with the calibrator.
+    preds = tmp_path / "preds"
+    args = ["predict", "--model", str(out / "model.keras"), "--images", str(images)]
+    args += ["--num-samples", "2", "--quiet"]
+    assert main([*args, "--out", str(preds)]) == 0
+    manifest = json.loads((preds / "predictions.json").read_text())
+    assert manifest["calibration"] == "PlattScaling" and manifest["calibrated"]
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    image = np.load(images / "img0.npy")[..., None]
+    image = (image - image.mean()) / image.std()
+    expected = bs.uncertainty.predict_mc(
+        model, image[None], num_samples=2, patch_size=(16, 16), calibration=calibration, verbose=0
+    )
+    np.testing.assert_allclose(
+        np.load(preds / "img0_prob.npy"), expected.mean[0, ..., 0], atol=1e-5
+    )
+    # --calibrate (undo class weights) is the alternative, not an addition.
+    assert main([*args, "--out", str(preds), "--calibrate"]) == 2
+    assert main([*args, "--out", str(preds), "--calibrate", "--ignore-calibration"]) == 0
+    manifest = json.loads((preds / "predictions.json").read_text())
+    assert manifest["calibration"] == "class_weights"
+
+
+@pytest.mark.parametrize(
+    ("count", "extra", "message"),
+    [
+        (4, ["--calibration-split", "1.5"], "--calibration-split: must be a fraction in [0, 1)"),
+        (2, ["--calibration-split", "0.9"], "leaving none to train on"),
+        (4, ["--calibration-split", "0.25", "--seed", "5"], "hold no pixel of class 1"),
+    ],
+)
+def test_calibration_split_errors_come_before_training(tmp_path, capsys, count, extra, message):
+    images, masks = _npy_folders(tmp_path, count)
+    if "--seed" in extra:
+        # The image held out with seed 5 gets an empty mask.
+        held = np.random.default_rng(5).permutation(count)[0]
+        np.save(masks / f"img{held}.npy", np.zeros((16, 16), np.uint8))
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "o")]
+    assert main(args + extra + TINY) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_calibration_split_multiclass_fits_the_temperature_when_a_class_is_missing(
+    tmp_path, capsys
+):
+    import keras
+
+    import bayesseg as bs
+
+    images, masks = _npy_folders(tmp_path, 4)
+    held = int(np.random.default_rng(0).permutation(4)[0])
+    for i in range(4):
+        if i != held:  # class 2 everywhere but in the held-out image
+            mask = np.load(masks / f"img{i}.npy")
+            mask[:2, :2] = 2
+            np.save(masks / f"img{i}.npy", mask)
+    out = tmp_path / "run"
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    args += ["--epochs", "1", "--batch-size", "2", "--calibration-split", "0.25"]
+    assert main(args + ["--depth", "2", "--base-filters", "2"]) == 0
+    assert "temperature only" in capsys.readouterr().out
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["num_classes"] == 3 and meta["calibration"]["held_out_images"] == [f"img{held}"]
+    calibration = keras.saving.deserialize_keras_object(
+        meta["calibration"]["config"], safe_mode=True
+    )
+    assert isinstance(calibration, bs.calibration.TemperatureScaling)
+    assert not calibration.fit_bias and np.all(calibration.bias_value == 0)
+    assert calibration.temperature_value > 0
