@@ -382,8 +382,13 @@ class ELBO(keras.losses.Loss):
         TensorShape([])
         """
         with tf.name_scope(self.name):
-            y_pred = tf.nest.map_structure(tf.convert_to_tensor, y_pred)
-            y_true = tf.nest.map_structure(tf.convert_to_tensor, y_true)
+            # As Keras' Loss.__call__: both converted to the loss dtype.
+            y_pred = tf.nest.map_structure(
+                lambda v: keras.ops.convert_to_tensor(v, dtype=self.dtype), y_pred
+            )
+            y_true = tf.nest.map_structure(
+                lambda v: keras.ops.convert_to_tensor(v, dtype=self.dtype), y_true
+            )
             terms = self.compute(self._require_model(), y_true, y_pred, sample_weight)
             return terms.loss
 
