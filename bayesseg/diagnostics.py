@@ -29,7 +29,9 @@ __all__ = [
     "gradient_contributions",
     "GradientDiagnostics",
     "LossSpikeMonitor",
+    "PosteriorScaleRow",
     "parameter_groups",
+    "posterior_scales",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,10 @@ class GradientReport:
 
     Attributes:
         rows: one :class:`GradientRow` per (layer, parameter group).
+        groups: one row per parameter group over all layers (layer "all"):
+            the posterior means ("posterior_loc") and the posterior scales
+            ("posterior_scale") apart. The model-wide ratio is dominated by
+            the means; on the scales the KL is often the main force.
         total: the same figures over all trainable variables.
         nll, kl, kl_weight, loss: the ELBO terms of the (last) evaluation.
     """
@@ -115,11 +121,13 @@ class GradientReport:
     kl: float
     kl_weight: float
     loss: float
+    groups: list[GradientRow] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         """Plain Python structure (JSON-serialisable)."""
         return {
             "rows": [dataclasses.asdict(r) for r in self.rows],
+            "groups": [dataclasses.asdict(r) for r in self.groups],
             "total": dataclasses.asdict(self.total),
             "nll": self.nll,
             "kl": self.kl,
@@ -133,7 +141,7 @@ class GradientReport:
             f"{'kl/nll':>10}{'cosine':>8}{'share':>7}{'snr':>8}"
         )
         lines = [header, "-" * len(header)]
-        for row in [*self.rows, self.total]:
+        for row in [*self.rows, *self.groups, self.total]:
             snr = "" if row.snr is None else f"{row.snr:8.3g}"
             lines.append(
                 f"{row.layer[:21]:<22}{row.group:<17}{row.num_params:>9d}{row.nll_norm:>11.3e}"
@@ -251,9 +259,17 @@ def gradient_contributions(
         ratio = tf.abs(mean) / (std + 1e-12)
         return float(tf.reduce_mean(ratio))
 
+    grouping = parameter_groups(model)
     rows = [
         _row(layer, group, _flat(mean_nll, idx), _flat(mean_kl, idx), total_sq, snr(idx))
-        for layer, group, idx in parameter_groups(model)
+        for layer, group, idx in grouping
+    ]
+    by_group: dict[str, list[int]] = {}
+    for _, group, idx in grouping:
+        by_group.setdefault(group, []).extend(idx)
+    groups = [
+        _row("all", group, _flat(mean_nll, idx), _flat(mean_kl, idx), total_sq, snr(idx))
+        for group, idx in sorted(by_group.items(), key=lambda item: GROUPS.index(item[0]))
     ]
     total = _row(
         model.name,
@@ -265,12 +281,89 @@ def gradient_contributions(
     )
     return GradientReport(
         rows=rows,
+        groups=groups,
         total=total,
         nll=float(terms.nll),
         kl=float(terms.kl),
         kl_weight=float(terms.kl_weight),
         loss=float(terms.loss),
     )
+
+
+@dataclasses.dataclass
+class PosteriorScaleRow:
+    """Where one Bayesian weight's posterior scales stand.
+
+    Attributes:
+        layer: the layer's name.
+        weight: the weight's name ("kernel", "recurrent_kernel", "bias").
+        num_weights: its number of entries.
+        median_scale: median posterior standard deviation.
+        initial_scale: the layer's ``posterior_scale_init``.
+        prior_scale: median standard deviation of the prior (NaN when the
+            prior has none).
+        scale_multiplier: the layer's ``scale_multiplier``.
+    """
+
+    layer: str
+    weight: str
+    num_weights: int
+    median_scale: float
+    initial_scale: float
+    prior_scale: float
+    scale_multiplier: float
+
+
+def _prior_stddev(layer: BayesianLayer, name: str, shape) -> float:
+    try:
+        std = layer.prior_distribution(name, shape).stddev()
+    except (NotImplementedError, TypeError, ValueError):
+        return math.nan
+    return float(np.median(np.asarray(std)))
+
+
+def posterior_scales(model: keras.layers.Layer) -> list[PosteriorScaleRow]:
+    """Median posterior scale of every Bayesian weight, next to its start and its prior.
+
+    The first question to ask of a trained Bayesian network: did its
+    posterior scales leave their initial value? A median still at
+    ``posterior_scale_init`` means the model is, in effect, its deterministic
+    twin; a median at the prior's scale means the data did not constrain
+    those weights at all.
+
+    Args:
+        model: a Keras model or layer holding Bayesian layers.
+
+    Returns:
+        One :class:`PosteriorScaleRow` per (Bayesian layer, weight).
+
+    Example:
+
+    >>> import bayesseg as bs, keras
+    >>> model = keras.Sequential([keras.Input((3,)),
+    ...                           bs.layers.DenseFlipout(2, posterior_scale_init=0.05)])
+    >>> row = bs.diagnostics.posterior_scales(model)[0]
+    >>> row.weight, round(row.median_scale, 6), row.initial_scale, row.prior_scale
+    ('kernel', 0.05, 0.05, 1.0)
+    """
+    from bayesseg.layers.base import bayesian_layers
+
+    rows = []
+    for layer in bayesian_layers(model):
+        for name in layer.posterior_names:
+            scale = np.asarray(layer.posterior_scale(name))
+            rows.append(
+                PosteriorScaleRow(
+                    layer=layer.name,
+                    weight=name,
+                    num_weights=int(scale.size),
+                    median_scale=float(np.median(scale)),
+                    initial_scale=float(layer.posterior_scale_init),
+                    prior_scale=_prior_stddev(layer, name, scale.shape),
+                    scale_multiplier=float(layer.scale_multiplier),
+                )
+            )
+    return rows
 
 
 def _tensorboard_available() -> bool:
@@ -344,9 +437,38 @@ class GradientDiagnostics(keras.callbacks.Callback):
     total minus the KL part, so where the KL part dominates by a factor R
     the NLL figure loses about log10(R) of float32's 7 digits.
 
+    Each record also says whether the posterior converged:
+
+    * ``record["groups"]``: the figures per parameter group over all layers,
+      so the KL/NLL ratio of the posterior scales is read apart from that of
+      the means (History: ``grad_kl_nll_ratio_loc``,
+      ``grad_kl_nll_ratio_scale``);
+    * ``record["posterior"]``: per Bayesian weight, the median posterior
+      scale against its initial value and the prior's scale, and the
+      *drift*: the median ``|change of rho|`` since the previous record over
+      what the optimizer could have moved it, ``steps * learning_rate``
+      (Adam-type optimizers move a parameter by at most about the learning
+      rate per step). A drift near 1 means the scales are still being
+      dragged at the optimizer's cap; noise around a converged value gives
+      about 0.1 or less. History: ``posterior_scale_median`` (the median
+      over weights of their median scale) and ``posterior_scale_drift`` (the
+      largest drift).
+
+    At the end of ``fit``, a warning (``logging``, and :attr:`warnings`)
+    names the layers whose scales are still within 10% of their initial
+    value after ``min_steps_for_warning`` updates, or whose drift is at least
+    ``drift_warning`` (default 0.25): in both cases the posterior had not
+    converged, so the uncertainty it gives is that of its initialisation.
+    The size of the epistemic uncertainty plays no part: with plenty of data
+    a small one is the right answer.
+
     Args:
         every_n_steps: int >= 1. Default 50.
         log_dir: optional directory for TensorBoard events and the CSV.
+        drift_warning: float > 0, the drift at which a layer's scales count as
+            still moving. Default 0.25.
+        min_steps_for_warning: int >= 1, updates before "still at the initial
+            value" is worth a warning. Default 100.
 
     Example:
 
@@ -355,7 +477,13 @@ class GradientDiagnostics(keras.callbacks.Callback):
     >>> # model.fit(x, y, callbacks=[diagnostics]); diagnostics.records[-1]
     """
 
-    def __init__(self, every_n_steps: int = 50, log_dir: str | None = None):
+    def __init__(
+        self,
+        every_n_steps: int = 50,
+        log_dir: str | None = None,
+        drift_warning: float = 0.25,
+        min_steps_for_warning: int = 100,
+    ):
         super().__init__()
         if (
             isinstance(every_n_steps, bool)
@@ -366,9 +494,27 @@ class GradientDiagnostics(keras.callbacks.Callback):
                 "Argument `every_n_steps` must be an integer >= 1. "
                 f"Received: every_n_steps={every_n_steps!r}"
             )
+        if not (isinstance(drift_warning, int | float) and drift_warning > 0):
+            raise ValueError(
+                "Argument `drift_warning` must be a number > 0. "
+                f"Received: drift_warning={drift_warning!r}"
+            )
+        if (
+            isinstance(min_steps_for_warning, bool)
+            or not isinstance(min_steps_for_warning, int)
+            or min_steps_for_warning < 1
+        ):
+            raise ValueError(
+                "Argument `min_steps_for_warning` must be an integer >= 1. "
+                f"Received: min_steps_for_warning={min_steps_for_warning!r}"
+            )
         self.every_n_steps = every_n_steps
         self.log_dir = log_dir
+        self.drift_warning = float(drift_warning)
+        self.min_steps_for_warning = min_steps_for_warning
         self.records: list[dict] = []
+        self.warnings: list[str] = []
+        self._rho_before: dict | None = None
         self._hook = _GradientHook(self)
         self._last_logged = -1
         self._writer = None
@@ -385,7 +531,39 @@ class GradientDiagnostics(keras.callbacks.Callback):
             self._measured_step = tf.Variable(tf.constant(-1, tf.int64), trainable=False)
         model.add_train_step_hook(self._hook)
 
+    def _rho_snapshot(self) -> dict:
+        from bayesseg.layers.base import bayesian_layers
+
+        return {
+            (layer.name, name): np.array(getattr(layer, f"{name}_rho").numpy())
+            for layer in bayesian_layers(self.model)
+            for name in layer.posterior_names
+        }
+
+    def _learning_rate(self) -> float:
+        try:
+            return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        except (AttributeError, TypeError, ValueError):
+            return math.nan
+
+    def _posterior_record(self, step: int) -> list[dict]:
+        rows = posterior_scales(self.model)
+        rho = self._rho_snapshot()
+        before = self._rho_before
+        lr = self._learning_rate()
+        out = []
+        for row in rows:
+            drift = math.nan
+            key = (row.layer, row.weight)
+            if before is not None and key in before and step > before["step"] and lr > 0:
+                moved = np.median(np.abs(rho[key] - before[key]))
+                drift = float(moved / ((step - before["step"]) * lr))
+            out.append(dataclasses.asdict(row) | {"drift": drift})
+        self._rho_before = rho | {"step": step}
+        return out
+
     def on_train_begin(self, logs=None):
+        self.warnings = []
         if self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
             if _tensorboard_available():
@@ -417,6 +595,26 @@ class GradientDiagnostics(keras.callbacks.Callback):
                     "cosine": cosine,
                 }
             )
+        by_group: dict[str, list[float]] = {}
+        for (_, group), (nll, kl, dot) in zip(names[:-1], values[:-1], strict=True):
+            sums = by_group.setdefault(group, [0.0, 0.0, 0.0])
+            sums[0] += float(nll) ** 2
+            sums[1] += float(kl) ** 2
+            sums[2] += float(dot)
+        record["groups"] = []
+        for group in sorted(by_group, key=GROUPS.index):
+            nll_sq, kl_sq, dot = by_group[group]
+            nll, kl = math.sqrt(nll_sq), math.sqrt(kl_sq)
+            record["groups"].append(
+                {
+                    "group": group,
+                    "nll_norm": nll,
+                    "kl_norm": kl,
+                    "ratio": kl / nll if nll > 0 else math.inf,
+                    "cosine": dot / (nll * kl) if nll * kl > 0 else 0.0,
+                }
+            )
+        record["posterior"] = self._posterior_record(step)
         self.records.append(record)
         if self._writer is not None:
             with self._writer.as_default(step=step):
@@ -452,12 +650,61 @@ class GradientDiagnostics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self.records:
             return
-        total = self.records[-1]["rows"][-1]
+        record = self.records[-1]
+        total = record["rows"][-1]
         logs["grad_norm_nll"] = total["nll_norm"]
         logs["grad_norm_kl"] = total["kl_norm"]
         logs["grad_kl_nll_ratio"] = total["ratio"]
+        for row in record["groups"]:
+            short = {"posterior_loc": "loc", "posterior_scale": "scale"}.get(row["group"])
+            if short:
+                logs[f"grad_kl_nll_ratio_{short}"] = row["ratio"]
+        posterior = record["posterior"]
+        if posterior:
+            logs["posterior_scale_median"] = float(
+                np.median([row["median_scale"] for row in posterior])
+            )
+            drifts = [row["drift"] for row in posterior if math.isfinite(row["drift"])]
+            logs["posterior_scale_drift"] = max(drifts) if drifts else math.nan
+
+    def convergence_warnings(self) -> list[str]:
+        """Why the posterior scales had not converged at the last record (empty if they had).
+
+        See the class docstring for the two tests (still at the initial
+        value; drift at or above ``drift_warning``).
+        """
+        if not self.records:
+            return []
+        record = self.records[-1]
+        at_start, moving = [], []
+        for row in record["posterior"]:
+            label = f"{row['layer']}/{row['weight']}"
+            ratio = row["median_scale"] / row["initial_scale"]
+            if record["step"] >= self.min_steps_for_warning and 1 / 1.1 < ratio < 1.1:
+                at_start.append(label)
+            elif math.isfinite(row["drift"]) and row["drift"] >= self.drift_warning:
+                moving.append(f"{label} ({row['drift']:.2f})")
+        messages = []
+        if at_start:
+            messages.append(
+                f"After {record['step']} updates the posterior scales of {len(at_start)} "
+                f"weight(s) are still within 10% of their initial value: "
+                f"{', '.join(at_start)}. The network is, in effect, its deterministic "
+                "twin; train longer or raise `scale_multiplier`."
+            )
+        if moving:
+            messages.append(
+                f"The posterior scales of {len(moving)} weight(s) are still moving at "
+                f">= {self.drift_warning:g} of the optimizer's per-step cap (drift in "
+                f"brackets): {', '.join(moving)}. They have not converged; train longer "
+                "or raise `scale_multiplier`."
+            )
+        return messages
 
     def on_train_end(self, logs=None):
+        self.warnings = self.convergence_warnings()
+        for message in self.warnings:
+            logger.warning(message)
         self.model.remove_train_step_hook(self._hook)
         if self._writer is not None:
             self._writer.flush()

@@ -122,6 +122,135 @@ def test_callback_matches_the_function_and_writes_logs(tmp_path):
     assert has_events == diagnostics._tensorboard_available()
 
 
+def test_group_rows_combine_the_layer_rows():
+    model, (x, y) = _model(), _batch()
+    report = diagnostics.gradient_contributions(model, _elbo(1), x, y)
+    assert [g.group for g in report.groups] == [
+        "posterior_loc",
+        "posterior_scale",
+        "bias",
+        "deterministic",
+    ]
+    for group in report.groups:
+        rows = [r for r in report.rows if r.group == group.group]
+        # The norm of concatenated gradients: the root of the summed squares.
+        np.testing.assert_allclose(
+            group.nll_norm, np.sqrt(sum(r.nll_norm**2 for r in rows)), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            group.kl_norm, np.sqrt(sum(r.kl_norm**2 for r in rows)), rtol=1e-5
+        )
+        assert group.num_params == sum(r.num_params for r in rows)
+    scale = next(g for g in report.groups if g.group == "posterior_scale")
+    loc = next(g for g in report.groups if g.group == "posterior_loc")
+    # With N = 1 the KL dominates the scales far more than the means.
+    assert scale.ratio > 10 * loc.ratio
+    assert "all" in str(report) and report.to_dict()["groups"][1]["group"] == "posterior_scale"
+
+
+def test_posterior_scales_against_softplus_and_prior_closed_forms():
+    mixture = bs.priors.ScaleMixture(0.25, 1.0, 0.01)
+    inputs = keras.Input((5,))
+    h = bs.layers.DenseFlipout(
+        8, posterior_scale_init=0.03, scale_multiplier=7.0, prior=mixture, name="first"
+    )(inputs)
+    outputs = bs.layers.DenseReparameterization(1, prior=0.5, bayesian_bias=True, name="second")(h)
+    model = keras.Model(inputs, outputs)
+    first = model.get_layer("first")
+    rho = np.random.default_rng(0).normal(-0.5, 0.2, size=(5, 8)).astype("float32")
+    first.kernel_rho.assign(rho)
+    rows = {(r.layer, r.weight): r for r in diagnostics.posterior_scales(model)}
+    assert set(rows) == {("first", "kernel"), ("second", "kernel"), ("second", "bias")}
+    row = rows[("first", "kernel")]
+    np.testing.assert_allclose(row.median_scale, np.median(np.log1p(np.exp(7.0 * rho))), rtol=1e-5)
+    assert row.initial_scale == 0.03 and row.scale_multiplier == 7.0 and row.num_weights == 40
+    # The mixture's standard deviation: sqrt(pi s1^2 + (1 - pi) s2^2).
+    np.testing.assert_allclose(row.prior_scale, np.sqrt(0.25 + 0.75 * 1e-4), rtol=1e-5)
+    assert rows[("second", "bias")].prior_scale == pytest.approx(0.5)
+    assert rows[("second", "kernel")].median_scale == pytest.approx(1e-3, rel=1e-4)
+
+
+def _fit_with_diagnostics(scale_multiplier, epochs, lr=1e-3):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((5,))
+    h = bs.layers.DenseFlipout(
+        16, activation="tanh", seed=1, scale_multiplier=scale_multiplier, name="hidden"
+    )(inputs)
+    outputs = bs.layers.DenseFlipout(1, seed=2, scale_multiplier=scale_multiplier, name="out")(h)
+    model = bs.BayesianModel(inputs, outputs)
+    x, y = _batch(64)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=_elbo(64))
+    callback = diagnostics.GradientDiagnostics(every_n_steps=25)
+    snapshots = {}
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(self.model.optimizer.iterations.numpy()) - 1
+            snapshots[step] = self.model.get_layer("hidden").kernel_rho.numpy().copy()
+
+    history = model.fit(
+        x, y, batch_size=8, epochs=epochs, verbose=0, callbacks=[callback, Snapshot()]
+    )
+    return callback, history, snapshots
+
+
+def test_callback_flags_scales_dragged_at_the_optimizer_cap(caplog):
+    # A tiny data set (N = 64): the KL pulls every scale up, and with rho ~
+    # log(sigma) Adam can raise it by only ~lr per step.
+    with caplog.at_level("WARNING", logger="bayesseg.diagnostics"):
+        callback, history, snapshots = _fit_with_diagnostics(1.0, epochs=25)
+    assert callback.warnings and "moving at" in callback.warnings[-1]
+    assert "hidden/kernel" in callback.warnings[-1]
+    assert any("optimizer's per-step cap" in r.message for r in caplog.records)
+    last, previous = callback.records[-1], callback.records[-2]
+    row = next(r for r in last["posterior"] if r["layer"] == "hidden")
+    # Drift against the snapshots taken by an independent callback.
+    moved = np.median(np.abs(snapshots[last["step"]] - snapshots[previous["step"]]))
+    expected = moved / ((last["step"] - previous["step"]) * 1e-3)
+    np.testing.assert_allclose(row["drift"], expected, rtol=1e-4)
+    assert row["drift"] > 0.5
+    assert row["initial_scale"] == pytest.approx(1e-3) and row["prior_scale"] == 1.0
+    assert {
+        "grad_kl_nll_ratio_loc",
+        "grad_kl_nll_ratio_scale",
+        "posterior_scale_median",
+        "posterior_scale_drift",
+    } <= set(history.history)
+    groups = {g["group"]: g for g in last["groups"]}
+    assert groups["posterior_scale"]["ratio"] > groups["posterior_loc"]["ratio"]
+
+
+def test_callback_is_quiet_once_the_scales_settle():
+    # The same problem with the scales 50x faster (and lr 3e-3): they reach
+    # their optimum within ~150 steps and then only jitter around it.
+    callback, history, _ = _fit_with_diagnostics(50.0, epochs=25, lr=3e-3)
+    assert callback.warnings == []
+    assert history.history["posterior_scale_drift"][-1] < 0.25
+    assert history.history["posterior_scale_median"][-1] > 0.01
+
+
+def test_callback_warns_when_scales_stay_at_their_start():
+    callback = diagnostics.GradientDiagnostics(min_steps_for_warning=10)
+    callback.records = [
+        {
+            "step": 200,
+            "posterior": [
+                {
+                    "layer": "conv",
+                    "weight": "kernel",
+                    "median_scale": 1.05e-3,
+                    "initial_scale": 1e-3,
+                    "drift": 0.05,
+                }
+            ],
+        }
+    ]
+    (message,) = callback.convergence_warnings()
+    assert "within 10% of their initial value: conv/kernel" in message
+    callback.records[0]["posterior"][0]["median_scale"] = 2e-3
+    assert callback.convergence_warnings() == []
+
+
 def _series_model(length):
     inputs = keras.Input((length, 1))
     h = bs.layers.Conv1DFlipout(8, 5, padding="same", activation="relu", seed=4)(inputs)

@@ -446,3 +446,37 @@ def test_calibration_argument_errors():
         predict_mc(model, x, calibration=TemperatureScaling(3))
     with pytest.raises(ValueError, match=r"`calibration` must be None or a fitted"):
         predict_mc(model, x, calibration=lambda z: z)
+
+
+def test_epistemic_share_by_hand_binary_and_multiclass():
+    from bayesseg.uncertainty import epistemic_share
+
+    # Binary: p = (0.5, 0.3, 0.01); the last pixel is below the 0.02 threshold.
+    mean = np.array([[[0.5], [0.3], [0.01]]], "float32")
+    total = np.array([[0.6, 0.5, 0.05]], "float32")
+    epistemic = np.array([[0.2, 0.05, 0.04]], "float32")
+    pred = MCPrediction(mean, total, total - epistemic, epistemic, 4)
+    assert epistemic_share(pred) == pytest.approx((0.2 + 0.05) / (0.6 + 0.5), rel=1e-6)
+    assert epistemic_share(pred, threshold=0.0) == pytest.approx(0.29 / 1.15, rel=1e-6)
+    assert np.isnan(epistemic_share(pred, threshold=0.9))
+    # Softmax: the foreground probability is 1 - p(background = class 0).
+    mean3 = np.array([[[0.99, 0.005, 0.005], [0.6, 0.3, 0.1]]], "float32")
+    pred3 = MCPrediction(mean3, total[:, :2], total[:, :2], epistemic[:, :2], 4)
+    assert epistemic_share(pred3) == pytest.approx(0.05 / 0.5, rel=1e-6)  # second pixel only
+    for bad in (1.0, -0.1, "0.1", True):
+        with pytest.raises(ValueError, match="`threshold`"):
+            epistemic_share(pred, threshold=bad)
+    with pytest.raises(ValueError, match="`prediction`"):
+        epistemic_share(mean)
+
+
+def test_epistemic_share_is_zero_without_posterior_noise_and_grows_with_it():
+    from bayesseg.uncertainty import epistemic_share
+
+    x = np.random.default_rng(3).normal(size=(4, 8, 8, 2)).astype("float32")
+    shares = []
+    for scale in (1e-9, 0.05, 0.3):
+        model = _bayesian_model(1, scale=scale)
+        shares.append(epistemic_share(predict_mc(model, x, num_samples=16, verbose=0), 0.0))
+    assert shares[0] < 1e-5
+    assert 0 < shares[1] < shares[2] < 1

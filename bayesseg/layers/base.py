@@ -164,9 +164,7 @@ class BayesianLayer(keras.layers.Layer):
         rho = self.add_weight(
             name=f"{name}_rho",
             shape=shape,
-            initializer=keras.initializers.Constant(
-                self.rho_for_scale(self.posterior_scale_init)
-            ),
+            initializer=keras.initializers.Constant(self.rho_for_scale(self.posterior_scale_init)),
             trainable=True,
         )
         setattr(self, f"{name}_loc", loc)
