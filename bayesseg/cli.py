@@ -22,6 +22,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from bayesseg._defaults import (
+    DEFAULT_POSTERIOR_SCALE_INIT,
+    DEFAULT_RECURRENT_SCALE_MULTIPLIER,
+    DEFAULT_SCALE_MULTIPLIER,
+)
 from bayesseg._version import __version__
 
 EXIT_USAGE = 2
@@ -134,6 +139,8 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "clipnorm": (_positive_float, 1.0),
     "class_weights": (_choice(_CLASS_WEIGHTS), "balanced"),
     "kl_scaling": (_choice(_KL_SCALINGS), "per-example"),
+    "posterior_scale_init": (_positive_float, DEFAULT_POSTERIOR_SCALE_INIT),
+    "scale_multiplier": (_positive_float, DEFAULT_SCALE_MULTIPLIER),
     "calibration_split": (_fraction, 0.0),
     "seed": (_int, 0),
 }
@@ -209,6 +216,8 @@ def _build_model(
         base_filters=options["base_filters"],
         depth=options["depth"],
         estimator=options["estimator"],
+        posterior_scale_init=options["posterior_scale_init"],
+        scale_multiplier=options["scale_multiplier"],
         normalization=None if options["normalization"] == "none" else options["normalization"],
         output_bias=bias,
     )
@@ -304,28 +313,43 @@ def _evaluate(model, images, labels, num_classes: int, weights, num_samples: int
             for k, v in bs.metrics.lesion_f1(labels > 0, foreground).items()
             if k in ("precision", "recall", "f1", "true_lesions", "pred_lesions")
         },
-        "foreground_ece": bs.metrics.foreground_ece(labels, probs),
-        "predictive_nll": bs.metrics.predictive_nll(labels, probs),
         "uncertainty_auroc": auroc,
         "mean_epistemic": float(pred.epistemic.mean()),
         "mean_aleatoric": float(pred.aleatoric.mean()),
+        **_calibration(labels, probs),
     }
+    calibrated = pred
     if weights is not None:
         # The weighted likelihood shifts probabilities towards rare classes;
         # undoing that shift gives calibrated probabilities.
-        corrected = bs.uncertainty.predict_mc(
+        calibrated = bs.uncertainty.predict_mc(
             model,
             images,
             num_samples=num_samples,
             verbose=0,
             correct_for_class_weights=weights,
         )
-        cprobs = corrected.mean[..., 0] if num_classes == 2 else corrected.mean
-        result["corrected_for_class_weights"] = {
-            "foreground_ece": bs.metrics.foreground_ece(labels, cprobs),
-            "predictive_nll": bs.metrics.predictive_nll(labels, cprobs),
-        }
+        cprobs = calibrated.mean[..., 0] if num_classes == 2 else calibrated.mean
+        result["corrected_for_class_weights"] = _calibration(labels, cprobs)
+    result["epistemic_share"] = bs.uncertainty.epistemic_share(calibrated)
     return result, pred
+
+
+def _calibration(labels, probs) -> dict:
+    """Foreground and adaptive ECE next to their noise floors, the region, the NLL."""
+    import bayesseg as bs
+
+    details = bs.metrics.foreground_calibration(labels, probs)
+    return {
+        "foreground_ece": details.ece,
+        "foreground_ece_floor": bs.metrics.ece_noise_floor(probs),
+        "adaptive_ece": bs.metrics.adaptive_ece(labels, probs),
+        "adaptive_ece_floor": bs.metrics.ece_noise_floor(probs, bs.metrics.adaptive_ece),
+        "ece_region_pixels": details.region_size,
+        "excluded_mean_probability": details.excluded_mean_probability,
+        "excluded_foreground_rate": details.excluded_foreground_rate,
+        "predictive_nll": bs.metrics.predictive_nll(labels, probs),
+    }
 
 
 def _demo_data(args):
@@ -363,7 +387,12 @@ def _demo_anomaly(args: argparse.Namespace, out: Path, start: float) -> int:
         weights = bs.imbalance.class_weights(counts, method=method, normalize=True)
     bias = bs.imbalance.initial_bias(counts / counts.sum(), class_weights=weights)
     model = bs.models.bayesian_lstm_tagger(
-        1, units=(args.base_filters * 4,) * 2, estimator=args.estimator, output_bias=bias
+        1,
+        units=(args.base_filters * 4,) * 2,
+        estimator=args.estimator,
+        output_bias=bias,
+        posterior_scale_init=args.posterior_scale_init,
+        scale_multiplier=args.scale_multiplier,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=args.clipnorm),
@@ -453,6 +482,10 @@ def _demo(args: argparse.Namespace) -> int:
         args.class_weights = "balanced" if anomaly else "inverse_sqrt"
     if args.learning_rate is None:
         args.learning_rate = 3e-3 if anomaly else 1e-3
+    if args.scale_multiplier is None:
+        args.scale_multiplier = (
+            DEFAULT_RECURRENT_SCALE_MULTIPLIER if anomaly else DEFAULT_SCALE_MULTIPLIER
+        )
     if args.task == "anomaly":
         if args.num_classes is not None:
             raise ValueError("Argument --num-classes applies to --task multiclass only.")
@@ -575,7 +608,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
 def _print_demo_summary(report: dict, out: Path) -> None:
@@ -592,10 +625,19 @@ def _print_demo_summary(report: dict, out: Path) -> None:
             f"{c:>7}{row['dice']:>9.3f}{row['recall']:>9.3f}{row['precision']:>11.3f}"
             f"{row['support']:>10d}"
         )
+    calibrated = metrics.get("corrected_for_class_weights", metrics)
+    which = "class-weight corrected" if "corrected_for_class_weights" in metrics else "as trained"
     lines.append(
-        f"lesion-wise F1 {_fmt(metrics['lesion_f1']['f1'])}   foreground ECE "
-        f"{_fmt(metrics['foreground_ece'])}   predictive NLL {_fmt(metrics['predictive_nll'])}"
-        f"   uncertainty AUROC {_fmt(metrics['uncertainty_auroc'])}"
+        f"lesion-wise F1 {_fmt(metrics['lesion_f1']['f1'])}   uncertainty AUROC "
+        f"{_fmt(metrics['uncertainty_auroc'])}   epistemic share "
+        f"{_fmt(metrics['epistemic_share'])}"
+    )
+    lines.append(
+        f"{which}: foreground ECE {_fmt(calibrated['foreground_ece'])} "
+        f"(noise floor {_fmt(calibrated['foreground_ece_floor'])}, "
+        f"{calibrated['ece_region_pixels']} pixels)   adaptive ECE "
+        f"{_fmt(calibrated['adaptive_ece'])} (floor {_fmt(calibrated['adaptive_ece_floor'])})"
+        f"   predictive NLL {calibrated['predictive_nll']:.4f}"
     )
     if "comparison" in report:
         lines.append(f"{'lesion recall':<28}{'weighted ELBO':>15}{'plain BCE':>12}")
@@ -1085,6 +1127,27 @@ def _add_model_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
         default=None,
         help="Adam learning rate"
         + note("0.001; demo --task anomaly: 0.003" if defaults else 0.001),
+    )
+    parser.add_argument(
+        "--posterior-scale-init",
+        type=_positive_float,
+        default=default(DEFAULT_POSTERIOR_SCALE_INIT),
+        help="initial posterior standard deviation of every Bayesian weight"
+        + note(DEFAULT_POSTERIOR_SCALE_INIT),
+    )
+    parser.add_argument(
+        "--scale-multiplier",
+        type=_positive_float,
+        default=None,
+        help="posterior scale = softplus(multiplier * rho): how many times faster than "
+        "the learning rate the scales move under Adam; 1 gives the classic, "
+        "rate-limited parameterisation"
+        + note(
+            f"{DEFAULT_SCALE_MULTIPLIER:g}; demo --task anomaly: "
+            f"{DEFAULT_RECURRENT_SCALE_MULTIPLIER:g}"
+            if defaults
+            else f"{DEFAULT_SCALE_MULTIPLIER:g}"
+        ),
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

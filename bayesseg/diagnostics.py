@@ -51,11 +51,16 @@ def _group_of(layer, variable) -> str:
     return "deterministic"
 
 
+def _layer_label(layer) -> str:
+    return getattr(layer, "path", None) or layer.name
+
+
 def parameter_groups(model: keras.Model) -> list[tuple[str, str, list[int]]]:
     """Group the trainable variables of ``model`` by layer and parameter kind.
 
     Returns:
-        A list of ``(layer_name, group, indices)`` where ``indices`` point into
+        A list of ``(layer_path, group, indices)`` (the path, e.g.
+        ``"lstm0/lstm_cell"``, is the name for top-level layers) where ``indices`` point into
         ``model.trainable_variables`` and ``group`` is one of
         "posterior_loc", "posterior_scale" (the ``rho`` variables), "bias"
         (deterministic bias of a Bayesian layer) or "deterministic" (weights
@@ -79,7 +84,9 @@ def parameter_groups(model: keras.Model) -> list[tuple[str, str, list[int]]]:
             if key_id not in index_of or key_id in seen:
                 continue
             seen.add(key_id)
-            groups.setdefault((layer.name, _group_of(layer, variable)), []).append(index_of[key_id])
+            # The path tells apart same-named nested layers (each LSTM's "lstm_cell").
+            key = (_layer_label(layer), _group_of(layer, variable))
+            groups.setdefault(key, []).append(index_of[key_id])
     leftover = [i for v, i in index_of.items() if v not in seen]
     if leftover:
         groups.setdefault((model.name, "deterministic"), []).extend(leftover)
@@ -354,7 +361,7 @@ def posterior_scales(model: keras.layers.Layer) -> list[PosteriorScaleRow]:
             scale = np.asarray(layer.posterior_scale(name))
             rows.append(
                 PosteriorScaleRow(
-                    layer=layer.name,
+                    layer=_layer_label(layer),
                     weight=name,
                     num_weights=int(scale.size),
                     median_scale=float(np.median(scale)),
@@ -535,7 +542,7 @@ class GradientDiagnostics(keras.callbacks.Callback):
         from bayesseg.layers.base import bayesian_layers
 
         return {
-            (layer.name, name): np.array(getattr(layer, f"{name}_rho").numpy())
+            (_layer_label(layer), name): np.array(getattr(layer, f"{name}_rho").numpy())
             for layer in bayesian_layers(self.model)
             for name in layer.posterior_names
         }

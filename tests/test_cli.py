@@ -46,8 +46,15 @@ def test_demo_lesion_tiny(tmp_path, capsys):
     for row in metrics["per_class"].values():
         assert {"dice", "recall", "precision"} <= set(row)
         assert all(0.0 <= row[k] <= 1.0 for k in ("dice", "recall", "precision"))
-    for key in ("foreground_ece", "predictive_nll", "mean_epistemic"):
+    for key in ("foreground_ece", "predictive_nll", "mean_epistemic", "foreground_ece_floor"):
         assert math.isfinite(metrics[key]) and metrics[key] >= 0
+    corrected = metrics["corrected_for_class_weights"]
+    assert {"foreground_ece", "adaptive_ece", "adaptive_ece_floor", "ece_region_pixels"} <= set(
+        corrected
+    )
+    # An empty calibration region (possible after one epoch) is reported as null.
+    assert corrected["foreground_ece"] is None or 0 <= corrected["foreground_ece"] <= 1
+    assert metrics["epistemic_share"] is None or 0 <= metrics["epistemic_share"] <= 1
     assert 0.0 <= metrics["lesion_f1"]["f1"] <= 1.0
     assert set(report["comparison"]["lesion_recall_pixelwise"]) == {"weighted_elbo", "bce"}
     assert report["versions"]["keras"].startswith("3")
@@ -57,6 +64,7 @@ def test_demo_lesion_tiny(tmp_path, capsys):
         _assert_valid_png(tmp_path / name)
     out = capsys.readouterr().out
     assert "lesion recall" in out and "weighted ELBO" in out
+    assert "noise floor" in out and "epistemic share" in out
 
 
 @pytest.mark.slow

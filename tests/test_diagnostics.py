@@ -167,16 +167,16 @@ def test_posterior_scales_against_softplus_and_prior_closed_forms():
     # The mixture's standard deviation: sqrt(pi s1^2 + (1 - pi) s2^2).
     np.testing.assert_allclose(row.prior_scale, np.sqrt(0.25 + 0.75 * 1e-4), rtol=1e-5)
     assert rows[("second", "bias")].prior_scale == pytest.approx(0.5)
-    assert rows[("second", "kernel")].median_scale == pytest.approx(1e-3, rel=1e-4)
+    default = bs.layers.DenseFlipout(1).posterior_scale_init
+    assert rows[("second", "kernel")].median_scale == pytest.approx(default, rel=1e-4)
 
 
 def _fit_with_diagnostics(scale_multiplier, epochs, lr=1e-3):
     keras.utils.set_random_seed(3)
     inputs = keras.Input((5,))
-    h = bs.layers.DenseFlipout(
-        16, activation="tanh", seed=1, scale_multiplier=scale_multiplier, name="hidden"
-    )(inputs)
-    outputs = bs.layers.DenseFlipout(1, seed=2, scale_multiplier=scale_multiplier, name="out")(h)
+    scales = {"posterior_scale_init": 1e-3, "scale_multiplier": scale_multiplier}
+    h = bs.layers.DenseFlipout(16, activation="tanh", seed=1, name="hidden", **scales)(inputs)
+    outputs = bs.layers.DenseFlipout(1, seed=2, name="out", **scales)(h)
     model = bs.BayesianModel(inputs, outputs)
     x, y = _batch(64)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=_elbo(64))

@@ -29,7 +29,8 @@ def _hand_kl(model):
     for layer in bs.layers.bayesian_layers(model):
         for name in layer.posterior_names:
             loc = layer.posterior_loc(name).numpy()
-            scale = np.log1p(np.exp(getattr(layer, f"{name}_rho").numpy()))
+            rho = getattr(layer, f"{name}_rho").numpy().astype(np.float64)
+            scale = np.logaddexp(0.0, layer.scale_multiplier * rho).astype(np.float32)
             prior = layer.prior
             total += float(
                 tf.reduce_sum(

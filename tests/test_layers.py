@@ -38,6 +38,11 @@ def _rng(seed=0):
     return np.random.default_rng(seed)
 
 
+def _softplus(x):
+    """NumPy softplus in float64: the scale of a posterior, independent of TensorFlow."""
+    return np.logaddexp(0.0, np.asarray(x, np.float64))
+
+
 def _conv_input(rank, batch=3, size=7, channels=2, seed=0):
     return _rng(seed).normal(size=(batch,) + (size,) * rank + (channels,)).astype("float32")
 
@@ -145,11 +150,13 @@ def test_kl_equals_tfp_for_normal_prior(cls):
         posterior_scale_init=0.05,
     )
     layer(_input_for(cls))
-    layer.kernel_rho.assign(_rng(3).normal(-3, 0.5, size=layer.kernel_rho.shape))
+    scales = np.exp(_rng(3).normal(-3, 0.5, size=layer.kernel_rho.shape))  # varied scales
+    layer.kernel_rho.assign(layer.rho_for_scale(scales))
     expected = 0.0
     for name in ("kernel", "bias"):
         loc = layer.posterior_loc(name).numpy()
-        scale = np.log1p(np.exp(getattr(layer, f"{name}_rho").numpy()))
+        rho = getattr(layer, f"{name}_rho").numpy()
+        scale = _softplus(layer.scale_multiplier * rho).astype(np.float32)
         expected += float(
             tf.reduce_sum(tfd.kl_divergence(tfd.Normal(loc, scale), tfd.Normal(0.1, 0.5)))
         )
@@ -162,7 +169,7 @@ def test_kl_terms_closed_form_against_numpy():
     layer = L.DenseReparameterization(3, prior=2.0, posterior_scale_init=0.3)
     layer(np.ones((1, 2), "float32"))
     loc = layer.kernel_loc.numpy()
-    scale = np.log1p(np.exp(layer.kernel_rho.numpy()))
+    scale = _softplus(layer.scale_multiplier * layer.kernel_rho.numpy())
     entropy = np.sum(0.5 * np.log(2 * np.pi * np.e * scale**2))
     cross_entropy = np.sum(0.5 * np.log(2 * np.pi * 4.0) + (scale**2 + loc**2) / (2 * 4.0))
     ce, ent = layer.kl_terms()
@@ -174,7 +181,7 @@ def test_scale_mixture_kl_converges_to_high_sample_estimate():
     layer = L.DenseFlipout(3, prior=prior, posterior_scale_init=0.1, seed=5)
     layer(np.ones((1, 4), "float32"))
     loc = layer.kernel_loc.numpy().ravel()
-    scale = np.log1p(np.exp(layer.kernel_rho.numpy().ravel()))
+    scale = _softplus(layer.scale_multiplier * layer.kernel_rho.numpy().ravel())
     # Reference: 200k-sample NumPy/SciPy estimate of E_q[log q - log p].
     w = _rng(7).normal(loc, scale, size=(200_000, loc.size))
     log_q = stats.norm.logpdf(w, loc, scale)

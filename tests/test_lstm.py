@@ -129,7 +129,7 @@ def _replayed_draw(cell, step):
     seed = tf.constant([cell.seed, step], tf.int64)
 
     def delta(name, stream):
-        scale = tf.nn.softplus(getattr(cell, f"{name}_rho"))
+        scale = tf.nn.softplus(cell.scale_multiplier * getattr(cell, f"{name}_rho"))
         eps = tf.random.stateless_normal(scale.shape, base.fold_in(seed, stream))
         return (scale * eps).numpy()
 
@@ -142,7 +142,7 @@ def _replayed_draw(cell, step):
 def _large_noise(layer, scale=0.3):
     for name in ("kernel", "recurrent_kernel"):
         rho = getattr(layer, f"{name}_rho")
-        rho.assign(np.full(rho.shape, base.inverse_softplus(scale), "float32"))
+        rho.assign(np.full(rho.shape, layer.cell.rho_for_scale(scale), "float32"))
 
 
 def test_reparameterization_is_one_weight_draw_per_sequence():

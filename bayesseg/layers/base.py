@@ -32,6 +32,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from bayesseg import priors as priors_lib
+from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_SCALE_MULTIPLIER
 
 tfd = tfp.distributions
 
@@ -94,7 +95,7 @@ class BayesianLayer(keras.layers.Layer):
         prior: a ``bayesseg.priors.Prior`` or a positive float (the scale of a
             zero-mean Normal prior). Default ``Normal(1.0)``.
         posterior_scale_init: float > 0, the initial posterior standard
-            deviation of every Bayesian weight. Default 1e-3.
+            deviation of every Bayesian weight. Default 0.01.
         bayesian_bias: bool, whether the bias has a Normal posterior (True) or
             is a deterministic weight (False, default).
         sampling: "sample" (default) draws weights on every call, in ``fit``,
@@ -110,6 +111,16 @@ class BayesianLayer(keras.layers.Layer):
         seed: int, the layer's noise seed. Default: drawn from Python's
             ``random`` module (seeded by ``keras.utils.set_random_seed``) and
             stored in the config, so a reloaded model draws the same noise.
+        scale_multiplier: float > 0, ``c`` in ``scale = softplus(c * rho)``.
+            Adam-type optimizers move ``rho`` by at most about the learning
+            rate per step, and for small scales ``log(scale) ~ c * rho``, so
+            the scales can change by ``c`` times the learning rate per step
+            in log space: with ``c = 1`` a scale grows at most x1.27 in 240
+            steps at lr 1e-3, far from where the ELBO wants it. Default 20
+            (1 for LSTM cells, whose recurrent noise compounds over time; see
+            docs/uncertainty.md). Multiplying rho's *gradient* instead would
+            change nothing under Adam. Under plain SGD the effective learning
+            rate of ``rho`` is ``c**2`` times the optimizer's.
         **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``).
 
     Example:
@@ -124,12 +135,12 @@ class BayesianLayer(keras.layers.Layer):
     def __init__(
         self,
         prior=None,
-        posterior_scale_init: float = 1e-3,
+        posterior_scale_init: float = DEFAULT_POSTERIOR_SCALE_INIT,
         bayesian_bias: bool = False,
         sampling: str = "sample",
         kl_samples: int = 1,
         seed: int | None = None,
-        scale_multiplier: float = 1.0,
+        scale_multiplier: float = DEFAULT_SCALE_MULTIPLIER,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -26,6 +26,7 @@ from keras.src.backend.tensorflow.rnn import lstm as fused_lstm
 from keras.src.backend.tensorflow.rnn import rnn as backend_rnn
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_RECURRENT_SCALE_MULTIPLIER
 from bayesseg.layers import base
 from bayesseg.layers.base import BayesianLayer
 
@@ -120,6 +121,7 @@ class BaseLSTMCell(BayesianLayer, DropoutRNNCell):
         unit_forget_bias: bool = True,
         **kwargs,
     ):
+        kwargs.setdefault("scale_multiplier", DEFAULT_RECURRENT_SCALE_MULTIPLIER)
         super().__init__(**kwargs)
         self.units = base.check_positive_int("units", units)
         self.activation = keras.activations.get(activation)
@@ -407,12 +409,12 @@ class BaseLSTM(keras.layers.RNN):
         bias_initializer="zeros",
         unit_forget_bias: bool = True,
         prior=None,
-        posterior_scale_init: float = 1e-3,
+        posterior_scale_init: float = DEFAULT_POSTERIOR_SCALE_INIT,
         bayesian_bias: bool = False,
         sampling: str = "sample",
         kl_samples: int = 1,
         seed: int | None = None,
-        scale_multiplier: float = 1.0,
+        scale_multiplier: float = DEFAULT_RECURRENT_SCALE_MULTIPLIER,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
@@ -629,7 +631,10 @@ class LSTMFlipout(BaseLSTM):
         unit_forget_bias: bool, add 1 to the forget-gate bias at
             initialisation. Default True.
         prior: prior of the weights (see ``BayesianLayer``). Default Normal(1).
-        posterior_scale_init: float > 0, initial posterior scale. Default 1e-3.
+        posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
+        scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
+            ``BayesianLayer``). Default 1: fast scales inflate the recurrent
+            noise on small data sets (docs/uncertainty.md).
         bayesian_bias: bool, Normal posterior on the bias too. Default False.
         sampling: "sample" (default), "shared" or "mean".
         kl_samples: int, Monte Carlo samples for priors without closed form.
@@ -693,7 +698,10 @@ class LSTMReparameterization(BaseLSTM):
         unit_forget_bias: bool, add 1 to the forget-gate bias at
             initialisation. Default True.
         prior: prior of the weights (see ``BayesianLayer``). Default Normal(1).
-        posterior_scale_init: float > 0, initial posterior scale. Default 1e-3.
+        posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
+        scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
+            ``BayesianLayer``). Default 1: fast scales inflate the recurrent
+            noise on small data sets (docs/uncertainty.md).
         bayesian_bias: bool, Normal posterior on the bias too. Default False.
         sampling: "sample" (default), "shared" or "mean".
         kl_samples: int, Monte Carlo samples for priors without closed form.

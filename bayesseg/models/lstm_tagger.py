@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from bayesseg import layers as bl
+from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_RECURRENT_SCALE_MULTIPLIER
 from bayesseg.training import BayesianModel
 
 __all__ = ["bayesian_lstm_tagger"]
@@ -21,9 +22,9 @@ def bayesian_lstm_tagger(
     output_bias=None,
     timesteps: int | None = None,
     prior=None,
-    posterior_scale_init: float = 1e-3,
+    posterior_scale_init: float = DEFAULT_POSTERIOR_SCALE_INIT,
     mask_value: float | None = None,
-    scale_multiplier: float = 1.0,
+    scale_multiplier: float = DEFAULT_RECURRENT_SCALE_MULTIPLIER,
 ) -> BayesianModel:
     """Stacked Bayesian LSTMs with a Bayesian per-timestep logit head.
 
@@ -40,7 +41,11 @@ def bayesian_lstm_tagger(
             for the anomaly rate p (a float or a 1-element array).
         timesteps: int or None (variable-length sequences).
         prior: prior of every Bayesian layer (default ``Normal(1.0)``).
-        posterior_scale_init: float, initial posterior scale.
+        posterior_scale_init: float, initial posterior scale. Default 0.01.
+        scale_multiplier: float, ``scale = softplus(c * rho)`` for every layer
+            (see ``bs.layers.BayesianLayer``). Default 1, as for the LSTM
+            layers: on the anomaly demo, 20 let the KL inflate the recurrent
+            noise and the held-out F1 fell from 0.41 to 0.01.
         mask_value: optional float; timesteps whose features all equal it are
             masked (``keras.layers.Masking``), for padded variable-length
             batches.

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from bayesseg import layers as bl
+from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_SCALE_MULTIPLIER
 from bayesseg.training import BayesianModel
 
 __all__ = ["bayesian_unet", "unet"]
@@ -198,8 +199,8 @@ def bayesian_unet(
     normalization: str | None = None,
     output_bias=None,
     prior=None,
-    posterior_scale_init: float = 1e-3,
-    scale_multiplier: float = 1.0,
+    posterior_scale_init: float = DEFAULT_POSTERIOR_SCALE_INIT,
+    scale_multiplier: float = DEFAULT_SCALE_MULTIPLIER,
 ) -> BayesianModel:
     """A Bayesian U-Net (2D or 3D) returning a :class:`bayesseg.BayesianModel`.
 
@@ -226,7 +227,12 @@ def bayesian_unet(
         output_bias: initial logit bias, e.g.
             ``bs.imbalance.initial_bias(frequencies, class_weights=w)``.
         prior: prior of every Bayesian layer (default ``Normal(1.0)``).
-        posterior_scale_init: initial posterior scale. Default 1e-3.
+        posterior_scale_init: initial posterior scale. Default 0.01.
+        scale_multiplier: ``c`` in ``scale = softplus(c * rho)``: the scales
+            move up to ``c`` times the learning rate per step in log space
+            under Adam. Default 20, which lets them settle within a short
+            training run (see ``bs.layers.BayesianLayer`` and
+            docs/uncertainty.md); 1 is the classic parameterisation.
 
     Returns:
         A :class:`bayesseg.BayesianModel` mapping ``input_shape`` images to
