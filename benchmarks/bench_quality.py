@@ -1,24 +1,30 @@
-"""Segmentation quality: Bayesian U-Net vs deterministic vs MC-dropout U-Net.
+"""Segmentation quality and uncertainty: Bayesian U-Net vs deterministic vs MC dropout.
 
 Synthetic 2D lesions (64x64, ~1/60 lesion pixels), the same U-Net
-architecture, the same class-weighted likelihood and the same training
-budget for three variants, trained and evaluated in one run:
+architecture, the same class-weighted likelihood and the same number of
+optimizer updates for three variants, trained and evaluated over several
+seeds in one run:
 
-* bayesian:      bs.models.bayesian_unet (Flipout), ELBO with PerExample(N);
+* bayesian:      bs.models.bayesian_unet (Flipout) at the library's DEFAULT
+                 posterior settings, ELBO with PerExample(N);
 * deterministic: bs.models.unet trained with the likelihood alone;
 * mc_dropout:    bs.models.unet(dropout=...) trained with the likelihood,
-                 predicted with dropout on (training=True) as the baseline.
+                 predicted with dropout on (training=True).
 
-Reported on held-out images (probabilities corrected for the class weights,
-thresholded at 0.5): lesion Dice (pooled), lesion-wise detection F1,
-foreground ECE, predictive NLL, and the AUROC of per-pixel uncertainty
-(predictive entropy) for ranking pixel errors. Not a CI gate.
+Reported on held-out images, with probabilities corrected for the class
+weights (``correct_for_class_weights``) and thresholded at 0.5: lesion Dice
+(pooled), lesion-wise detection F1, predictive NLL, Brier score, the
+foreground ECE and the adaptive ECE each next to its noise floor (the
+median ECE of labels redrawn from the model's own probabilities), the
+AUROC of per-pixel predictive entropy for ranking pixel errors, the
+epistemic share (bs.uncertainty.epistemic_share) and training seconds.
+Each figure is the mean and standard deviation over the seeds. Not a CI gate.
 
-Defaults: 300 training and 100 held-out 64x64 images, U-Net depth 4 with 16
-base filters and batch normalisation, Adam 3e-3 (global_clipnorm=1), batch 8,
-25 epochs, posterior_scale_init 0.02, 16 Monte Carlo samples.
+Defaults: 3 seeds; 200 training and 100 held-out 64x64 images; U-Net depth 3
+with 16 base filters and batch normalisation; Adam 3e-3 (global_clipnorm=1),
+batch 8, 25 epochs (625 updates); 16 Monte Carlo samples.
 
-Run: python benchmarks/bench_quality.py [--train 300 --epochs 25 ...]
+Run: python benchmarks/bench_quality.py [--seeds 3 --train 200 --epochs 25 ...]
 """
 
 from __future__ import annotations
@@ -31,8 +37,24 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
+
+VARIANTS = ("bayesian", "deterministic", "mc_dropout")
+KEYS = (
+    "dice",
+    "lesion_f1",
+    "predictive_nll",
+    "brier",
+    "foreground_ece",
+    "foreground_ece_floor",
+    "adaptive_ece",
+    "adaptive_ece_floor",
+    "uncertainty_auroc",
+    "epistemic_share",
+    "train_seconds",
+)
 
 
 def _likelihood(weights):
@@ -57,23 +79,76 @@ def _evaluate(model, x, y, weights, num_samples, training=None) -> dict:
     return {
         "dice": float(dice.result()),
         "lesion_f1": bs.metrics.lesion_f1(truth, probs)["f1"],
-        "foreground_ece": bs.metrics.foreground_ece(truth, probs),
         "predictive_nll": bs.metrics.predictive_nll(truth, probs),
+        "brier": bs.metrics.brier_score(truth, probs),
+        "foreground_ece": bs.metrics.foreground_ece(truth, probs),
+        "foreground_ece_floor": bs.metrics.ece_noise_floor(probs),
+        "adaptive_ece": bs.metrics.adaptive_ece(truth, probs),
+        "adaptive_ece_floor": bs.metrics.ece_noise_floor(probs, bs.metrics.adaptive_ece),
         "uncertainty_auroc": bs.metrics.uncertainty_auroc(errors, pred.total),
-        "mean_epistemic": float(pred.epistemic.mean()),
+        "epistemic_share": bs.uncertainty.epistemic_share(pred),
     }
 
 
+def run_seed(args, seed: int) -> dict:
+    """Train the three variants on one seed's data; held-out metrics per variant."""
+    keras.utils.set_random_seed(seed)
+    shape = (args.size, args.size)
+    x_train, y_train = bs.data.synthetic_lesions(args.train, shape=shape, seed=seed)
+    x_test, y_test = bs.data.synthetic_lesions(args.test, shape=shape, seed=seed + 1000)
+    counts = bs.imbalance.count_classes(y_train, num_classes=2)
+    weights = bs.imbalance.class_weights(counts, method="inverse_sqrt", normalize=True)
+    bias = bs.imbalance.initial_bias(counts / counts.sum(), class_weights=weights)
+    input_shape = (*shape, 1)
+    common = {
+        "base_filters": args.base_filters,
+        "depth": args.depth,
+        "output_bias": bias,
+        "normalization": None if args.normalization == "none" else args.normalization,
+    }
+    posterior = {}
+    if args.posterior_scale is not None:
+        posterior["posterior_scale_init"] = args.posterior_scale
+    if args.scale_multiplier is not None:
+        posterior["scale_multiplier"] = args.scale_multiplier
+
+    def optimizer():
+        return keras.optimizers.Adam(args.lr, global_clipnorm=1.0)
+
+    models = {
+        "bayesian": bs.models.bayesian_unet(input_shape, 1, **common, **posterior),
+        "deterministic": bs.models.unet(input_shape, 1, **common),
+        "mc_dropout": bs.models.unet(input_shape, 1, dropout=args.dropout, **common),
+    }
+    models["bayesian"].compile(
+        optimizer=optimizer(),
+        loss=bs.ELBO(_likelihood(weights), bs.kl.PerExample(args.train)),
+    )
+    for name in ("deterministic", "mc_dropout"):
+        models[name].compile(optimizer=optimizer(), loss=_likelihood(weights))
+    results = {"lesion_fraction": float(counts[1] / counts.sum())}
+    for name, model in models.items():
+        start = time.perf_counter()
+        model.fit(x_train, y_train, batch_size=args.batch, epochs=args.epochs, verbose=0)
+        seconds = time.perf_counter() - start
+        samples = 1 if name == "deterministic" else args.samples
+        training = True if name == "mc_dropout" else None
+        results[name] = _evaluate(model, x_test, y_test, weights, samples, training)
+        results[name]["train_seconds"] = seconds
+    return results
+
+
 def main(argv=None) -> dict:
-    """Train the three variants and print their held-out metrics."""
+    """Train the variants over the seeds; print mean and spread of each figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=300)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--train", type=int, default=200)
     parser.add_argument("--test", type=int, default=100)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--base-filters", type=int, default=16)
-    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument(
         "--normalization",
@@ -86,83 +161,46 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--posterior-scale",
         type=float,
-        default=0.02,
-        help="posterior_scale_init of the Bayesian U-Net (default 0.02)",
+        default=None,
+        help="override posterior_scale_init of the Bayesian U-Net (default: the library's)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scale-multiplier",
+        type=float,
+        default=None,
+        help="override scale_multiplier of the Bayesian U-Net (default: the library's)",
+    )
+    parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
 
-    keras.utils.set_random_seed(args.seed)
-    shape = (args.size, args.size)
-    x_train, y_train = bs.data.synthetic_lesions(args.train, shape=shape, seed=args.seed)
-    x_test, y_test = bs.data.synthetic_lesions(args.test, shape=shape, seed=args.seed + 1000)
-    counts = bs.imbalance.count_classes(y_train, num_classes=2)
-    weights = bs.imbalance.class_weights(counts, method="inverse_sqrt", normalize=True)
-    bias = bs.imbalance.initial_bias(counts / counts.sum(), class_weights=weights)
-    input_shape = (*shape, 1)
-    common = {
-        "base_filters": args.base_filters,
-        "depth": args.depth,
-        "output_bias": bias,
-        "normalization": None if args.normalization == "none" else args.normalization,
-    }
-
-    def optimizer():
-        return keras.optimizers.Adam(args.lr, global_clipnorm=1.0)
-
-    variants = {
-        "bayesian": bs.models.bayesian_unet(
-            input_shape, 1, posterior_scale_init=args.posterior_scale, **common
-        ),
-        "deterministic": bs.models.unet(input_shape, 1, **common),
-        "mc_dropout": bs.models.unet(input_shape, 1, dropout=args.dropout, **common),
-    }
-    variants["bayesian"].compile(
-        optimizer=optimizer(),
-        loss=bs.ELBO(_likelihood(weights), bs.kl.PerExample(args.train)),
-    )
-    for name in ("deterministic", "mc_dropout"):
-        variants[name].compile(optimizer=optimizer(), loss=_likelihood(weights))
-
-    results = {
-        "config": vars(args),
-        "lesion_fraction": float(counts[1] / counts.sum()),
-        "class_weights": [float(w) for w in weights],
-    }
-    for name, model in variants.items():
-        start = time.perf_counter()
-        model.fit(x_train, y_train, batch_size=args.batch, epochs=args.epochs, verbose=0)
-        train_seconds = time.perf_counter() - start
-        if name == "deterministic":
-            metrics = _evaluate(model, x_test, y_test, weights, 1)
-        else:
-            metrics = _evaluate(
-                model,
-                x_test,
-                y_test,
-                weights,
-                args.samples,
-                training=True if name == "mc_dropout" else None,
+    runs = []
+    for seed in range(args.seeds):
+        runs.append(run_seed(args, seed))
+        print(f"seed {seed}: " + json.dumps({v: runs[-1][v] for v in VARIANTS}), flush=True)
+    summary = {
+        v: {
+            k: (
+                float(np.mean([r[v][k] for r in runs])),
+                float(np.std([r[v][k] for r in runs])),
             )
-        metrics["train_seconds"] = train_seconds
-        results[name] = metrics
-    keys = [
-        "dice",
-        "lesion_f1",
-        "foreground_ece",
-        "predictive_nll",
-        "uncertainty_auroc",
-        "mean_epistemic",
-        "train_seconds",
-    ]
-    print(f"{'':<18}" + "".join(f"{k:>18}" for k in ("bayesian", "deterministic", "mc_dropout")))
-    for key in keys:
-        row = "".join(
-            f"{results[v][key]:>18.4f}" for v in ("bayesian", "deterministic", "mc_dropout")
+            for k in KEYS
+        }
+        for v in VARIANTS
+    }
+    print(
+        f"\n{'mean +- std over ' + str(args.seeds) + ' seeds':<24}"
+        + "".join(f"{v:>22}" for v in VARIANTS)
+    )
+    for key in KEYS:
+        cells = "".join(
+            f"{summary[v][key][0]:>13.4f} +-{summary[v][key][1]:<7.4f}" for v in VARIANTS
         )
-        print(f"{key:<18}{row}")
-    print(json.dumps({"lesion_fraction": results["lesion_fraction"]}))
-    return results
+        print(f"{key:<24}{cells}")
+    result = {"config": vars(args), "runs": runs, "summary": summary}
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+    return result
 
 
 if __name__ == "__main__":
