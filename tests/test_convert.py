@@ -248,3 +248,20 @@ def test_finetuning_example_keeps_dice_and_adds_uncertainty():
     assert abs(metrics["dice_posterior_mean"] - metrics["dice_deterministic"]) <= 0.05
     assert metrics["epistemic_mean"] > 0
     assert np.isfinite(metrics["kl"])
+
+
+def test_default_conversion_keeps_accuracy_at_step_zero_under_sampling():
+    # The converted layers learn fast scales (scale_multiplier), but start at
+    # the converter's small explicit scale: sampled predictions of a fresh
+    # conversion agree with the original model's decisions.
+    model = _cnn()
+    x = _rng_input((512, 12, 12, 2), seed=5)
+    labels = model(x).numpy().argmax(-1)  # the original is right by construction
+    bayesian = convert.to_bayesian(model)
+    scales = bs.diagnostics.posterior_scales(bayesian)
+    for row in scales:
+        assert row.median_scale == pytest.approx(1e-3, rel=1e-4)
+        assert row.scale_multiplier == bs.layers.DenseFlipout(1).scale_multiplier
+    for _ in range(3):
+        accuracy = float(np.mean(bayesian(x).numpy().argmax(-1) == labels))
+        assert accuracy >= 0.99
