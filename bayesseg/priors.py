@@ -22,7 +22,7 @@ import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
-__all__ = ["Prior", "Normal", "ScaleMixture", "WeightCentered", "get"]
+__all__ = ["Prior", "Normal", "FanInNormal", "ScaleMixture", "WeightCentered", "fan_in", "get"]
 
 
 def _check_positive(name: str, value: Any) -> float:
@@ -120,6 +120,79 @@ class Normal(Prior):
 
     def get_config(self) -> dict:
         return {"scale": self.scale, "loc": self.loc}
+
+
+def fan_in(shape) -> int:
+    """Inputs feeding one output unit of a weight tensor, as Keras' initializers count them.
+
+    ``(in, out)`` kernels: ``in``; convolution kernels ``(*window, in, out)``:
+    ``prod(window) * in`` (a transposed convolution's kernel is
+    ``(*window, out, in)`` and counts like Keras' initializers count it).
+
+    Example:
+
+    >>> from bayesseg.priors import fan_in
+    >>> fan_in((3, 3, 16, 32)), fan_in((64, 256))
+    (144, 64)
+    """
+    shape = tuple(int(d) for d in shape)
+    if len(shape) < 2:
+        raise ValueError(f"A fan-in needs a kernel of rank >= 2. Received: shape={shape}")
+    receptive_field = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return max(1, shape[-2] * receptive_field)
+
+
+@keras.saving.register_keras_serializable(package="bayesseg")
+class FanInNormal(Prior):
+    """Zero-mean Normal prior whose scale follows the layer's width: ``gain / sqrt(fan_in)``.
+
+    The default prior of bayesseg's layers. A network whose weights are drawn
+    from it is scaled like one drawn from He initialisation (``gain =
+    sqrt(2)``): each unit's input has about unit variance whatever the
+    layer's width. A single prior scale cannot do that: ``Normal(1.0)`` is
+    ten to twenty times wider than the weights of a 3x3 convolution over 16
+    to 64 channels, so the KL pushes every weight the data does not pin down
+    to noise far larger than the weights themselves (measured on a
+    batch-normalised U-Net: Dice 0.75 against 0.89 with this prior, see
+    docs/uncertainty.md); while ``Normal(0.1)`` is too narrow for the input
+    kernel of an LSTM over one feature (fan-in 1), which needs large weights
+    to see a spike (anomaly demo F1 0.06 against 0.49).
+
+    Weights of rank < 2 (a Bayesian bias) get ``Normal(bias_scale)``.
+
+    Args:
+        gain: float > 0, the scale times ``sqrt(fan_in)``. Default
+            ``sqrt(2)`` (He).
+        bias_scale: float > 0, the scale of rank-1 weights. Default 1.0.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> prior = bs.priors.FanInNormal()
+    >>> round(float(prior.distribution((3, 3, 16, 32)).stddev()[0, 0, 0, 0]), 4)
+    0.1179
+    >>> round(float(prior.distribution((8,)).stddev()[0]), 1)
+    1.0
+    """
+
+    def __init__(self, gain: float = math.sqrt(2.0), bias_scale: float = 1.0):
+        self.gain = _check_positive("gain", gain)
+        self.bias_scale = _check_positive("bias_scale", bias_scale)
+
+    def scale(self, shape) -> float:
+        """The prior's standard deviation for a weight of this shape."""
+        shape = tuple(int(d) for d in shape)
+        if len(shape) < 2:
+            return self.bias_scale
+        return self.gain / math.sqrt(fan_in(shape))
+
+    def distribution(self, shape, dtype="float32") -> tfd.Distribution:
+        dtype = tf.as_dtype(dtype)
+        scale = tf.fill(tf.TensorShape(shape), tf.constant(self.scale(shape), dtype))
+        return tfd.Normal(tf.zeros_like(scale), scale)
+
+    def get_config(self) -> dict:
+        return {"gain": self.gain, "bias_scale": self.bias_scale}
 
 
 @keras.saving.register_keras_serializable(package="bayesseg")
@@ -248,7 +321,8 @@ def get(identifier: Prior | float | int | dict | None) -> Prior:
     Args:
         identifier: a ``Prior`` (returned as is), a positive number (the scale
             of a zero-mean :class:`Normal`), a serialised prior dict, or
-            ``None`` (``Normal(1.0)``).
+            ``None`` (``FanInNormal()``, the default prior; see
+            docs/uncertainty.md).
 
     Example:
 
@@ -257,7 +331,7 @@ def get(identifier: Prior | float | int | dict | None) -> Prior:
     Normal(scale=0.5, loc=0.0)
     """
     if identifier is None:
-        return Normal(1.0)
+        return FanInNormal()
     if isinstance(identifier, Prior):
         return identifier
     if isinstance(identifier, dict):

@@ -111,6 +111,8 @@ def run_seed(args, seed: int) -> dict:
         posterior["posterior_scale_init"] = args.posterior_scale
     if args.scale_multiplier is not None:
         posterior["scale_multiplier"] = args.scale_multiplier
+    if args.prior_scale is not None:
+        posterior["prior"] = bs.priors.Normal(args.prior_scale)
 
     def optimizer():
         return keras.optimizers.Adam(args.lr, global_clipnorm=1.0)
@@ -128,6 +130,8 @@ def run_seed(args, seed: int) -> dict:
         models[name].compile(optimizer=optimizer(), loss=_likelihood(weights))
     results = {"lesion_fraction": float(counts[1] / counts.sum())}
     for name, model in models.items():
+        if name not in args.variants.split(","):
+            continue
         start = time.perf_counter()
         model.fit(x_train, y_train, batch_size=args.batch, epochs=args.epochs, verbose=0)
         seconds = time.perf_counter() - start
@@ -170,13 +174,25 @@ def main(argv=None) -> dict:
         default=None,
         help="override scale_multiplier of the Bayesian U-Net (default: the library's)",
     )
+    parser.add_argument(
+        "--prior-scale",
+        type=float,
+        default=None,
+        help="override the Normal prior's scale of the Bayesian U-Net (default: the library's)",
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated subset of " + ",".join(VARIANTS),
+    )
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
 
+    variants = [v for v in VARIANTS if v in args.variants.split(",")]
     runs = []
     for seed in range(args.seeds):
         runs.append(run_seed(args, seed))
-        print(f"seed {seed}: " + json.dumps({v: runs[-1][v] for v in VARIANTS}), flush=True)
+        print(f"seed {seed}: " + json.dumps({v: runs[-1][v] for v in variants}), flush=True)
     summary = {
         v: {
             k: (
@@ -185,15 +201,15 @@ def main(argv=None) -> dict:
             )
             for k in KEYS
         }
-        for v in VARIANTS
+        for v in variants
     }
     print(
         f"\n{'mean +- std over ' + str(args.seeds) + ' seeds':<24}"
-        + "".join(f"{v:>22}" for v in VARIANTS)
+        + "".join(f"{v:>22}" for v in variants)
     )
     for key in KEYS:
         cells = "".join(
-            f"{summary[v][key][0]:>13.4f} +-{summary[v][key][1]:<7.4f}" for v in VARIANTS
+            f"{summary[v][key][0]:>13.4f} +-{summary[v][key][1]:<7.4f}" for v in variants
         )
         print(f"{key:<24}{cells}")
     result = {"config": vars(args), "runs": runs, "summary": summary}

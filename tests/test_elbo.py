@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from keras.src.initializers.random_initializers import compute_fans
 
 import bayesseg as bs
 
@@ -32,9 +33,19 @@ def _hand_kl(model):
             rho = getattr(layer, f"{name}_rho").numpy().astype(np.float64)
             scale = np.logaddexp(0.0, layer.scale_multiplier * rho).astype(np.float32)
             prior = layer.prior
+            if isinstance(prior, bs.priors.FanInNormal):
+                # The default prior: gain / sqrt(fan-in), fan-in as Keras' initializers count it.
+                fan_in = compute_fans(loc.shape)[0] if loc.ndim >= 2 else None
+                prior_loc = 0.0
+                prior_scale = prior.bias_scale if fan_in is None else prior.gain / np.sqrt(fan_in)
+            else:
+                prior_loc, prior_scale = prior.loc, prior.scale
             total += float(
                 tf.reduce_sum(
-                    tfd.kl_divergence(tfd.Normal(loc, scale), tfd.Normal(prior.loc, prior.scale))
+                    tfd.kl_divergence(
+                        tfd.Normal(loc, scale),
+                        tfd.Normal(np.float32(prior_loc), np.float32(prior_scale)),
+                    )
                 )
             )
     return total

@@ -26,7 +26,12 @@ from keras.src.backend.tensorflow.rnn import lstm as fused_lstm
 from keras.src.backend.tensorflow.rnn import rnn as backend_rnn
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
-from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_RECURRENT_SCALE_MULTIPLIER
+from bayesseg import priors
+from bayesseg._defaults import (
+    DEFAULT_POSTERIOR_SCALE_INIT,
+    DEFAULT_RECURRENT_PRIOR_SCALE,
+    DEFAULT_RECURRENT_SCALE_MULTIPLIER,
+)
 from bayesseg.layers import base
 from bayesseg.layers.base import BayesianLayer
 
@@ -122,6 +127,8 @@ class BaseLSTMCell(BayesianLayer, DropoutRNNCell):
         **kwargs,
     ):
         kwargs.setdefault("scale_multiplier", DEFAULT_RECURRENT_SCALE_MULTIPLIER)
+        if kwargs.get("prior") is None:
+            kwargs["prior"] = priors.Normal(DEFAULT_RECURRENT_PRIOR_SCALE)
         super().__init__(**kwargs)
         self.units = base.check_positive_int("units", units)
         self.activation = keras.activations.get(activation)
@@ -630,7 +637,9 @@ class LSTMFlipout(BaseLSTM):
         bias_initializer: initializer of the bias ``(4 * units,)``.
         unit_forget_bias: bool, add 1 to the forget-gate bias at
             initialisation. Default True.
-        prior: prior of the weights (see ``BayesianLayer``). Default Normal(1).
+        prior: prior of the weights (see ``BayesianLayer``). Default
+            ``Normal(1.0)`` (the dense and conv layers default to
+            ``FanInNormal()``; docs/uncertainty.md says why).
         posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
         scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
             ``BayesianLayer``). Default 1: fast scales inflate the recurrent
@@ -697,7 +706,9 @@ class LSTMReparameterization(BaseLSTM):
         bias_initializer: initializer of the bias ``(4 * units,)``.
         unit_forget_bias: bool, add 1 to the forget-gate bias at
             initialisation. Default True.
-        prior: prior of the weights (see ``BayesianLayer``). Default Normal(1).
+        prior: prior of the weights (see ``BayesianLayer``). Default
+            ``Normal(1.0)`` (the dense and conv layers default to
+            ``FanInNormal()``; docs/uncertainty.md says why).
         posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
         scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
             ``BayesianLayer``). Default 1: fast scales inflate the recurrent
