@@ -18,3 +18,8 @@ DEFAULT_RECURRENT_SCALE_MULTIPLIER = 1.0
 # (0.1, or gain / sqrt(fan_in)) shrink the recurrent weights the anomaly demo
 # needs (F1 0.06-0.34 against 0.49).
 DEFAULT_RECURRENT_PRIOR_SCALE = 1.0
+# Scale of the zero-mean Normal prior of dense and conv weights when none is
+# given: about the He standard deviation of a 3x3 convolution over 16-64
+# channels. A unit prior lets the KL turn every weight the data does not pin
+# down into noise ten times its size (docs/uncertainty.md).
+DEFAULT_PRIOR_SCALE = 0.1

@@ -449,7 +449,9 @@ def _demo_anomaly(args: argparse.Namespace, out: Path, start: float) -> int:
                 else None
             ),
             "mean_epistemic": float(pred.epistemic.mean()),
+            "epistemic_share": bs.uncertainty.epistemic_share(calibrated),
         },
+        "posterior_warnings": callback.warnings,
         "versions": _versions(),
     }
     bs.plots.plot_training(history, out / "training.png")
@@ -466,7 +468,8 @@ def _demo_anomaly(args: argparse.Namespace, out: Path, start: float) -> int:
         f"anomalous steps {100 * report['data']['anomaly_fraction']:.3f}%\n"
         f"  anomaly recall {_fmt(m['anomaly_recall'])}  precision "
         f"{_fmt(m['anomaly_precision'])}  F1 {_fmt(m['anomaly_f1'])}  "
-        f"uncertainty AUROC {_fmt(m['uncertainty_auroc'])}\n"
+        f"uncertainty AUROC {_fmt(m['uncertainty_auroc'])}  epistemic share "
+        f"{_fmt(m['epistemic_share'])}\n"
         f"wrote {out}/report.json, uncertainty.png, training.png, gradients.png "
         f"in {report['runtime_seconds']:.0f} s"
     )
@@ -573,6 +576,7 @@ def _demo(args: argparse.Namespace) -> int:
         "metrics": metrics,
     }
     diagnostics = callbacks[0]
+    report["posterior_warnings"] = diagnostics.warnings
     bs.plots.plot_training(history, out / "training.png")
     if diagnostics.records:
         bs.plots.plot_gradient_contributions(diagnostics.records, out / "gradients.png")

@@ -143,8 +143,9 @@ def test_group_rows_combine_the_layer_rows():
         assert group.num_params == sum(r.num_params for r in rows)
     scale = next(g for g in report.groups if g.group == "posterior_scale")
     loc = next(g for g in report.groups if g.group == "posterior_loc")
-    # With N = 1 the KL dominates the scales far more than the means.
-    assert scale.ratio > 10 * loc.ratio
+    # With N = 1 the KL dominates the scales more than the means (a ratio of
+    # about 2.6 with the default Normal(0.1) prior): two figures, not one.
+    assert scale.ratio > 2 * loc.ratio
     assert "all" in str(report) and report.to_dict()["groups"][1]["group"] == "posterior_scale"
 
 
@@ -210,7 +211,7 @@ def test_callback_flags_scales_dragged_at_the_optimizer_cap(caplog):
     np.testing.assert_allclose(row["drift"], expected, rtol=1e-4)
     assert row["drift"] > 0.5
     assert row["initial_scale"] == pytest.approx(1e-3)
-    assert row["prior_scale"] == pytest.approx(bs.priors.FanInNormal().scale((5, 16)))
+    assert row["prior_scale"] == pytest.approx(0.1)  # the default prior
     assert {
         "grad_kl_nll_ratio_loc",
         "grad_kl_nll_ratio_scale",

@@ -26,9 +26,10 @@ def test_fan_in_normal_scale_and_kl_against_tfp():
     assert prior.scale((3, 3, 16, 32)) == pytest.approx(math.sqrt(2 / 144))
     assert prior.scale((1, 256)) == pytest.approx(math.sqrt(2))  # an LSTM over one feature
     assert prior.scale((32,)) == 1.0
-    layer = L.Conv2DFlipout(8, 3, bayesian_bias=True, posterior_scale_init=0.05, seed=3)
+    layer = L.Conv2DFlipout(
+        8, 3, prior=bs.priors.FanInNormal(), bayesian_bias=True, posterior_scale_init=0.05, seed=3
+    )
     layer(np.zeros((1, 6, 6, 4), "float32"))
-    assert isinstance(layer.prior, bs.priors.FanInNormal)  # the default
     expected = 0.0
     for name, scale in (("kernel", math.sqrt(2 / 36)), ("bias", 1.0)):
         loc = layer.posterior_loc(name).numpy()
@@ -55,4 +56,12 @@ def test_layers_saved_with_a_unit_prior_keep_it():
     config = layer.get_config()
     again = L.DenseFlipout.from_config(config)
     assert again.prior == bs.priors.Normal(1.0)
-    assert bs.priors.get(None) == bs.priors.FanInNormal()
+
+
+def test_default_priors():
+    assert bs.priors.get(None) == bs.priors.Normal(0.1)
+    assert L.Conv2DFlipout(2, 3).prior == bs.priors.Normal(0.1)
+    assert L.DenseReparameterization(2).prior == bs.priors.Normal(0.1)
+    # Recurrent cells keep the unit prior (docs/uncertainty.md).
+    assert L.LSTMFlipout(2).cell.prior == bs.priors.Normal(1.0)
+    assert L.LSTMReparameterization(2, prior=0.3).cell.prior == bs.priors.Normal(0.3)

@@ -93,7 +93,8 @@ class BayesianLayer(keras.layers.Layer):
 
     Args:
         prior: a ``bayesseg.priors.Prior`` or a positive float (the scale of a
-            zero-mean Normal prior). Default ``Normal(1.0)``.
+            zero-mean Normal prior). Default ``FanInNormal()``: zero mean,
+            scale ``sqrt(2 / fan_in)`` (``bs.priors.FanInNormal``).
         posterior_scale_init: float > 0, the initial posterior standard
             deviation of every Bayesian weight. Default 0.01.
         bayesian_bias: bool, whether the bias has a Normal posterior (True) or

@@ -226,7 +226,8 @@ def bayesian_unet(
             inference mode while the weights are still sampled.
         output_bias: initial logit bias, e.g.
             ``bs.imbalance.initial_bias(frequencies, class_weights=w)``.
-        prior: prior of every Bayesian layer (default ``Normal(1.0)``).
+        prior: prior of every Bayesian layer (default ``FanInNormal()``,
+            scale ``sqrt(2 / fan_in)``).
         posterior_scale_init: initial posterior scale. Default 0.01.
         scale_multiplier: ``c`` in ``scale = softplus(c * rho)``: the scales
             move up to ``c`` times the learning rate per step in log space
