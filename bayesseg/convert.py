@@ -284,7 +284,7 @@ def to_bayesian(
             missing or unconvertible layer raises), or a callable
             ``layer -> bool`` (unconvertible selections are warned about).
         prior: prior of the Bayesian layers (``bs.priors.Prior`` or a Normal
-            scale). Default: each layer's own (``FanInNormal()``; LSTM cells
+            scale). Default: each layer's own (``Normal(0.1)``; LSTM cells
             ``Normal(1.0)``). A per-weight
             ``bs.priors.WeightCentered`` prior is centred on the trained
             weights. Exclusive with ``moped_prior``.

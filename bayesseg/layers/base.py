@@ -93,8 +93,7 @@ class BayesianLayer(keras.layers.Layer):
 
     Args:
         prior: a ``bayesseg.priors.Prior`` or a positive float (the scale of a
-            zero-mean Normal prior). Default ``FanInNormal()``: zero mean,
-            scale ``sqrt(2 / fan_in)`` (``bs.priors.FanInNormal``).
+            zero-mean Normal prior). Default ``Normal(0.1)``.
         posterior_scale_init: float > 0, the initial posterior standard
             deviation of every Bayesian weight. Default 0.01.
         bayesian_bias: bool, whether the bias has a Normal posterior (True) or

@@ -639,7 +639,7 @@ class LSTMFlipout(BaseLSTM):
             initialisation. Default True.
         prior: prior of the weights (see ``BayesianLayer``). Default
             ``Normal(1.0)`` (the dense and conv layers default to
-            ``FanInNormal()``; docs/uncertainty.md says why).
+            ``Normal(0.1)``; docs/uncertainty.md says why).
         posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
         scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
             ``BayesianLayer``). Default 1: fast scales inflate the recurrent
@@ -708,7 +708,7 @@ class LSTMReparameterization(BaseLSTM):
             initialisation. Default True.
         prior: prior of the weights (see ``BayesianLayer``). Default
             ``Normal(1.0)`` (the dense and conv layers default to
-            ``FanInNormal()``; docs/uncertainty.md says why).
+            ``Normal(0.1)``; docs/uncertainty.md says why).
         posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
         scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
             ``BayesianLayer``). Default 1: fast scales inflate the recurrent

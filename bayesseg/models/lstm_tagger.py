@@ -41,7 +41,7 @@ def bayesian_lstm_tagger(
             for the anomaly rate p (a float or a 1-element array).
         timesteps: int or None (variable-length sequences).
         prior: prior of every Bayesian layer (default: ``Normal(1.0)`` for
-            the LSTMs, ``FanInNormal()`` for the dense head).
+            the LSTMs, ``Normal(0.1)`` for the dense head).
         posterior_scale_init: float, initial posterior scale. Default 0.01.
         scale_multiplier: float, ``scale = softplus(c * rho)`` for every layer
             (see ``bs.layers.BayesianLayer``). Default 1, as for the LSTM

@@ -226,8 +226,7 @@ def bayesian_unet(
             inference mode while the weights are still sampled.
         output_bias: initial logit bias, e.g.
             ``bs.imbalance.initial_bias(frequencies, class_weights=w)``.
-        prior: prior of every Bayesian layer (default ``FanInNormal()``,
-            scale ``sqrt(2 / fan_in)``).
+        prior: prior of every Bayesian layer (default ``Normal(0.1)``).
         posterior_scale_init: initial posterior scale. Default 0.01.
         scale_multiplier: ``c`` in ``scale = softplus(c * rho)``: the scales
             move up to ``c`` times the learning rate per step in log space
