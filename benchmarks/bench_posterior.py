@@ -13,9 +13,10 @@ weights, Adam 1e-3 with global_clipnorm 1, ELBO with PerExample(N)) for
   optimum);
 * held-out Dice, predictive NLL and epistemic share at B and factor x B.
 
-``--posterior-scale-init`` and ``--scale-multiplier`` default to the
-library's defaults; ``--posterior-scale-init 1e-3 --scale-multiplier 1``
-is the classic parameterisation, for comparison. Not a CI gate.
+``--posterior-scale-init``, ``--scale-multiplier`` and ``--prior-scale``
+default to the library's defaults; ``--posterior-scale-init 1e-3
+--scale-multiplier 1 --prior-scale 1`` is the classic configuration, for
+comparison. Not a CI gate.
 
 Run: python benchmarks/bench_posterior.py [--factor 4] [--scale-multiplier 1 ...]
 """
@@ -76,6 +77,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posterior-scale-init", type=float, default=DEFAULT_POSTERIOR_SCALE_INIT)
     parser.add_argument("--scale-multiplier", type=float, default=DEFAULT_SCALE_MULTIPLIER)
+    parser.add_argument(
+        "--prior-scale",
+        type=float,
+        default=None,
+        help="Normal prior scale (default: the library's)",
+    )
     parser.add_argument("--epochs", type=int, default=12, help="the budget B (demo: 12)")
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -97,6 +104,7 @@ def main(argv=None) -> dict:
         output_bias=bias,
         posterior_scale_init=args.posterior_scale_init,
         scale_multiplier=args.scale_multiplier,
+        prior=args.prior_scale,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(args.lr, global_clipnorm=1.0),
@@ -126,7 +134,8 @@ def main(argv=None) -> dict:
     seconds = time.perf_counter() - start
     print(
         f"posterior_scale_init {args.posterior_scale_init:g}, scale_multiplier "
-        f"{args.scale_multiplier:g}, Adam {args.lr:g}: B = {budget} epochs "
+        f"{args.scale_multiplier:g}, prior {model.get_layer('logits').prior}, Adam {args.lr:g}: "
+        f"B = {budget} epochs "
         f"({budget * 20} updates), {args.factor}B in {seconds:.0f} s"
     )
     print(

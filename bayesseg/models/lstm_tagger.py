@@ -7,7 +7,12 @@ from collections.abc import Sequence
 import keras
 
 from bayesseg import layers as bl
-from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_RECURRENT_SCALE_MULTIPLIER
+from bayesseg import priors
+from bayesseg._defaults import (
+    DEFAULT_POSTERIOR_SCALE_INIT,
+    DEFAULT_RECURRENT_PRIOR_SCALE,
+    DEFAULT_RECURRENT_SCALE_MULTIPLIER,
+)
 from bayesseg.training import BayesianModel
 
 __all__ = ["bayesian_lstm_tagger"]
@@ -40,8 +45,10 @@ def bayesian_lstm_tagger(
         output_bias: initial logit bias, e.g. ``bs.imbalance.initial_bias(p)``
             for the anomaly rate p (a float or a 1-element array).
         timesteps: int or None (variable-length sequences).
-        prior: prior of every Bayesian layer (default: ``Normal(1.0)`` for
-            the LSTMs, ``Normal(0.1)`` for the dense head).
+        prior: prior of every Bayesian layer. Default ``Normal(1.0)``, the
+            recurrent default, for the dense head too: with the dense
+            default ``Normal(0.1)`` on the head the anomaly demo's F1 fell
+            to 0.13.
         posterior_scale_init: float, initial posterior scale. Default 0.01.
         scale_multiplier: float, ``scale = softplus(c * rho)`` for every layer
             (see ``bs.layers.BayesianLayer``). Default 1, as for the LSTM
@@ -102,6 +109,8 @@ def bayesian_lstm_tagger(
     suffix = _ESTIMATORS[estimator]
     lstm_cls = getattr(bl, f"LSTM{suffix}")
     dense_cls = getattr(bl, f"Dense{suffix}")
+    if prior is None:
+        prior = priors.Normal(DEFAULT_RECURRENT_PRIOR_SCALE)
     bayes = {
         "prior": prior,
         "posterior_scale_init": posterior_scale_init,
