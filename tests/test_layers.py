@@ -481,3 +481,16 @@ def test_wrong_input_rank_raises(cls, shape):
 def test_kl_before_build_raises():
     with pytest.raises(ValueError, match="no weights yet"):
         L.DenseFlipout(3).kl_divergence()
+
+
+@pytest.mark.parametrize("cls", [L.Conv2DFlipout, L.DenseReparameterization, L.LSTMFlipout])
+def test_configs_saved_before_the_scale_multiplier_keep_rho_meaning(cls):
+    # Older files hold rho itself (scale = softplus(rho)); they must load with c = 1.
+    layer = cls(4, 3) if cls is L.Conv2DFlipout else cls(4)
+    config = layer.get_config()
+    assert config["scale_multiplier"] == getattr(layer, "cell", layer).scale_multiplier
+    del config["scale_multiplier"]
+    old = cls.from_config(config)
+    owner = getattr(old, "cell", old)
+    assert owner.scale_multiplier == 1.0
+    assert owner.rho_for_scale(0.01) == pytest.approx(np.log(np.expm1(0.01)))
