@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bayesseg.layers.base import BayesianLayer
+from bayesseg.layers.base import BayesianLayer, check_positive_int
 from bayesseg.training import BayesianModel, TrainStepHook
 
 __all__ = [
@@ -492,28 +492,14 @@ class GradientDiagnostics(keras.callbacks.Callback):
         min_steps_for_warning: int = 100,
     ):
         super().__init__()
-        if (
-            isinstance(every_n_steps, bool)
-            or not isinstance(every_n_steps, int)
-            or every_n_steps < 1
+        check_positive_int("every_n_steps", every_n_steps)
+        check_positive_int("min_steps_for_warning", min_steps_for_warning)
+        if isinstance(drift_warning, bool) or not (
+            isinstance(drift_warning, int | float) and drift_warning > 0
         ):
-            raise ValueError(
-                "Argument `every_n_steps` must be an integer >= 1. "
-                f"Received: every_n_steps={every_n_steps!r}"
-            )
-        if not (isinstance(drift_warning, int | float) and drift_warning > 0):
             raise ValueError(
                 "Argument `drift_warning` must be a number > 0. "
                 f"Received: drift_warning={drift_warning!r}"
-            )
-        if (
-            isinstance(min_steps_for_warning, bool)
-            or not isinstance(min_steps_for_warning, int)
-            or min_steps_for_warning < 1
-        ):
-            raise ValueError(
-                "Argument `min_steps_for_warning` must be an integer >= 1. "
-                f"Received: min_steps_for_warning={min_steps_for_warning!r}"
             )
         self.every_n_steps = every_n_steps
         self.log_dir = log_dir

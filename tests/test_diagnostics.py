@@ -345,6 +345,12 @@ def test_spike_monitor_skip_update_keeps_weights():
     "make,argument",
     [
         (lambda: diagnostics.GradientDiagnostics(every_n_steps=0), "every_n_steps"),
+        (lambda: diagnostics.GradientDiagnostics(drift_warning=0), "drift_warning"),
+        (lambda: diagnostics.GradientDiagnostics(drift_warning=True), "drift_warning"),
+        (
+            lambda: diagnostics.GradientDiagnostics(min_steps_for_warning=1.5),
+            "min_steps_for_warning",
+        ),
         (lambda: diagnostics.LossSpikeMonitor(threshold=-1), "threshold"),
         (lambda: diagnostics.LossSpikeMonitor(window=1), "window"),
         (lambda: diagnostics.LossSpikeMonitor(on_spike="ignore"), "on_spike"),
