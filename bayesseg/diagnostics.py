@@ -439,7 +439,8 @@ class GradientDiagnostics(keras.callbacks.Callback):
     each epoch (``grad_norm_nll``, ``grad_norm_kl``, ``grad_kl_nll_ratio``,
     from the last measured step); per-group figures are kept in
     :attr:`records` and, with ``log_dir``, written as TensorBoard scalars and
-    to ``log_dir/gradients.csv``. Under a multi-replica strategy the figures
+    to ``log_dir/gradients.csv`` (the posterior figures below to
+    ``log_dir/posterior.csv``). Under a multi-replica strategy the figures
     are those of the first replica's local gradient. The NLL part is the
     total minus the KL part, so where the KL part dominates by a factor R
     the NLL figure loses about log10(R) of float32's 7 digits.
@@ -615,30 +616,33 @@ class GradientDiagnostics(keras.callbacks.Callback):
                     tag = f"gradients/{row['layer']}/{row['group']}"
                     tf.summary.scalar(f"{tag}/nll_norm", row["nll_norm"])
                     tf.summary.scalar(f"{tag}/kl_norm", row["kl_norm"])
+                for row in record["posterior"]:
+                    tag = f"posterior/{row['layer']}/{row['weight']}"
+                    tf.summary.scalar(f"{tag}/median_scale", row["median_scale"])
+                    tf.summary.scalar(f"{tag}/drift", row["drift"])
         if self.log_dir:
-            self._write_csv(record)
+            self._write_csv(
+                "gradients.csv",
+                ["layer", "group", "nll_norm", "kl_norm", "ratio", "cosine"],
+                record["step"],
+                record["rows"],
+            )
+            self._write_csv(
+                "posterior.csv",
+                ["layer", "weight", "median_scale", "initial_scale", "prior_scale", "drift"],
+                record["step"],
+                record["posterior"],
+            )
 
-    def _write_csv(self, record):
-        path = os.path.join(self.log_dir, "gradients.csv")
+    def _write_csv(self, name: str, columns: list[str], step: int, rows: list[dict]):
+        path = os.path.join(self.log_dir, name)
         new = not os.path.exists(path)
         with open(path, "a", newline="") as handle:
             writer = csv.writer(handle)
             if new:
-                writer.writerow(
-                    ["step", "layer", "group", "nll_norm", "kl_norm", "ratio", "cosine"]
-                )
-            for row in record["rows"]:
-                writer.writerow(
-                    [
-                        record["step"],
-                        row["layer"],
-                        row["group"],
-                        row["nll_norm"],
-                        row["kl_norm"],
-                        row["ratio"],
-                        row["cosine"],
-                    ]
-                )
+                writer.writerow(["step", *columns])
+            for row in rows:
+                writer.writerow([step, *(row[column] for column in columns)])
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self.records:

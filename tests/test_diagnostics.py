@@ -1,5 +1,6 @@
 """Gradient diagnostics and the loss-spike monitor."""
 
+import csv
 import json
 
 import keras
@@ -118,6 +119,14 @@ def test_callback_matches_the_function_and_writes_logs(tmp_path):
     assert csv_lines[0].startswith("step,layer,group") and len(csv_lines) == 1 + 3 * (
         len(report.rows) + 1
     )
+    # Two Bayesian layers with one Bayesian weight each, at three records.
+    with open(tmp_path / "posterior.csv") as handle:
+        posterior = list(csv.DictReader(handle))
+    assert len(posterior) == 3 * 2
+    last = {row["layer"]: row for row in posterior if row["step"] == "2"}
+    scales = {r.layer: r.median_scale for r in diagnostics.posterior_scales(model)}
+    for layer, row in last.items():
+        np.testing.assert_allclose(float(row["median_scale"]), scales[layer], rtol=1e-6)
     has_events = any(p.name.startswith("events.out") for p in tmp_path.iterdir())
     assert has_events == diagnostics._tensorboard_available()
 
