@@ -281,6 +281,116 @@ class LogitCalibrator(keras.layers.Layer):
     def _fit(self, z: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict:
         raise NotImplementedError
 
+    def fit_mean(
+        self,
+        draw_logits: Any,
+        labels: Any,
+        sample_weight: Any = None,
+        ignore_index: int | None = None,
+        max_elements: int = DEFAULT_MAX_ELEMENTS,
+        seed: int = 0,
+    ) -> LogitCalibrator:
+        """Fit so that the *mean over draws* of the calibrated probabilities is calibrated.
+
+        :meth:`fit` makes one calibrated draw as likely as possible; a
+        Monte Carlo prediction reports the mean of ``T`` draws, and the mean
+        of probabilities is not the probability of the mean logit. This fit
+        minimises the NLL of ``mean_t p(map(z_t))``, the quantity
+        ``predict_mc(..., calibration=self).mean`` returns, by L-BFGS-B in
+        float64 over the same parameters (the map is still applied to every
+        draw).
+
+        Args:
+            draw_logits: array ``(T, ..., channels)`` (binary: also
+                ``(T, ...)``): ``T`` draws of the logits of the same elements.
+            labels: labels of one draw's elements, as for :meth:`fit`.
+            sample_weight, ignore_index, seed: as for :meth:`fit`.
+            max_elements: int >= 1, logit values (elements x draws x channels)
+                used at most; above, a seeded subsample of the elements.
+
+        Returns:
+            ``self``, fitted; ``self.fit_result`` as for :meth:`fit` (NLL of
+            the mean prediction, nats per element).
+
+        Example:
+
+        >>> import bayesseg as bs, numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> m = rng.normal(-2, 2, size=3000)
+        >>> draws = m + rng.normal(size=(8, 3000))        # 8 draws per element
+        >>> y = (rng.random(3000) < (1 / (1 + np.exp(-draws))).mean(0)).astype(int)
+        >>> platt = bs.calibration.PlattScaling().fit_mean(2 * draws + 1, y)
+        >>> round(platt.slope_value, 1), round(platt.bias_value, 1)
+        (0.5, -0.5)
+        """
+        max_elements = _check_positive_int("max_elements", max_elements)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
+        draws = _as_numpy(draw_logits)
+        if draws.ndim < 2:
+            raise ValueError(
+                "Argument `draw_logits` must have a leading draws axis: (T, ..., channels). "
+                f"Received: draw_logits with shape {draws.shape}"
+            )
+        num_draws = draws.shape[0]
+        rows = [
+            _rows(draws[t], labels, self.num_channels, sample_weight, ignore_index)
+            for t in range(num_draws)
+        ]
+        z = np.stack([r[0] for r in rows])  # (T, n, C): the same elements in every draw
+        y, w = rows[0][1], rows[0][2]
+        cap = max(1, max_elements // (self.num_channels * num_draws))
+        n = len(y)
+        if n > cap:
+            index = np.sort(np.random.default_rng(int(seed)).choice(n, size=cap, replace=False))
+            z, y = z[:, index], y[index]
+            w = None if w is None else w[index]
+        w = np.ones(len(y)) if w is None else w
+        w = w / w.sum()
+        z = z.astype(np.float64)
+
+        def objective(theta):
+            u = self._map_np(theta, z)
+            if self.num_channels == 1:
+                log_p = np.where(y == 1, log_expit(u[..., 0]), log_expit(-u[..., 0]))
+            else:
+                log_p = (u - logsumexp(u, axis=-1, keepdims=True))[:, np.arange(len(y)), y]
+            log_mean = logsumexp(log_p, axis=0) - math.log(num_draws)
+            return -np.dot(w, log_mean)
+
+        start = self._theta_start()
+        before = objective(start)
+        result = minimize(
+            objective,
+            start,
+            method="L-BFGS-B",
+            bounds=self._theta_bounds(),
+            options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-9},
+        )
+        self._assign_theta(result.x)
+        self.fit_result = {
+            "num_elements": len(y),
+            "num_available": n,
+            "num_draws": num_draws,
+            "nll_before": float(before),
+            "nll_after": float(result.fun),
+            "converged": bool(result.success),
+        }
+        return self
+
+    # The parameters as one vector, for fit_mean.
+    def _theta_start(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _theta_bounds(self) -> list:
+        raise NotImplementedError
+
+    def _map_np(self, theta: np.ndarray, z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _assign_theta(self, theta: np.ndarray) -> None:
+        raise NotImplementedError
+
 
 @keras.saving.register_keras_serializable(package="bayesseg")
 class PlattScaling(LogitCalibrator):
@@ -422,6 +532,19 @@ class PlattScaling(LogitCalibrator):
         self.slope.assign(theta[0])
         self.bias.assign(theta[1])
         return {"nll_before": float(before), "nll_after": float(value), "converged": converged}
+
+    def _theta_start(self):
+        return np.array([1.0, 0.0])
+
+    def _theta_bounds(self):
+        return [(None, None), (None, None)]
+
+    def _map_np(self, theta, z):
+        return theta[0] * z + theta[1]
+
+    def _assign_theta(self, theta):
+        self.slope.assign(theta[0])
+        self.bias.assign(theta[1])
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -591,6 +714,24 @@ class TemperatureScaling(LogitCalibrator):
             "converged": bool(result.success),
         }
 
+    def _theta_start(self):
+        k = self.num_channels
+        return np.concatenate([[1.0], np.zeros(k)]) if self.fit_bias else np.array([1.0])
+
+    def _theta_bounds(self):
+        # 1/T > 0; the lower bound keeps T finite.
+        return [(1e-6, None)] + [(None, None)] * (len(self._theta_start()) - 1)
+
+    def _map_np(self, theta, z):
+        return theta[0] * z + (theta[1:] if self.fit_bias else 0.0)
+
+    def _assign_theta(self, theta):
+        self.temperature.assign(1.0 / theta[0])
+        if self.fit_bias:
+            self.bias.assign((theta[1:] - theta[1:].mean()).astype(np.float32))
+        else:
+            self.bias.assign(np.zeros(self.num_channels, np.float32))
+
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
@@ -639,17 +780,26 @@ def fit_calibration(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     seed: int = 0,
     fit_bias: bool = True,
+    target: str = "mean",
 ) -> LogitCalibrator:
     """Fit Platt or temperature scaling to a model's Monte Carlo logits on held-out data.
 
     Draws ``num_samples`` stochastic forward passes per batch, with the
     randomness :func:`bayesseg.uncertainty.predict_mc` uses (Bayesian layers
     under sampling mode ``sampling`` with ``training=False``; other models
-    with ``training=True`` and batch normalisation frozen), and fits on the
-    **pooled per-draw logits**: the fitted map minimises the mean NLL of a
-    single calibrated draw, and ``predict_mc(..., calibration=...)`` applies
-    it to every draw in the same way. One output channel gives a
-    :class:`PlattScaling`, ``K > 1`` a :class:`TemperatureScaling`. Use data
+    with ``training=True`` and batch normalisation frozen).
+    ``predict_mc(..., calibration=...)`` applies the fitted map to every
+    draw; ``target`` says what the fit makes calibrated:
+
+    * ``"mean"`` (default): the mean over draws of the calibrated
+      probabilities, i.e. what ``predict_mc`` reports
+      (:meth:`LogitCalibrator.fit_mean`);
+    * ``"draws"``: a single calibrated draw (:meth:`LogitCalibrator.fit` on
+      the pooled per-draw logits).
+
+    With one draw (``num_samples=1``, a deterministic model) the two agree.
+    One output channel gives a :class:`PlattScaling`, ``K > 1`` a
+    :class:`TemperatureScaling`. Use data
     disjoint from the test images (and ideally from the training images).
 
     Args:
@@ -673,6 +823,7 @@ def fit_calibration(
         seed: int, seed of the subsample. Default 0.
         fit_bias: bool, multi-class only: fit the per-class bias (default
             True) or the temperature alone.
+        target: "mean" (default) or "draws", see above.
 
     Returns:
         A fitted :class:`PlattScaling` or :class:`TemperatureScaling`.
@@ -706,6 +857,10 @@ def fit_calibration(
         )
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
+    if target not in ("mean", "draws"):
+        raise ValueError(
+            f"Argument `target` must be 'mean' or 'draws'. Received: target={target!r}"
+        )
     dataset = isinstance(x, tf.data.Dataset)
     if dataset:
         if y is not None or sample_weight is not None:
@@ -754,7 +909,7 @@ def fit_calibration(
                 # one, so the collected logits stay near the cap.
                 estimate = rows * num_samples * channels * (total_batches or 1)
                 keep_fraction = 1.0 if total_batches is None else min(1.0, max_elements / estimate)
-            z = np.concatenate([o.reshape(rows, channels) for o in outs])
+            per_draw = np.stack([o.reshape(rows, channels) for o in outs])  # (T, rows, C)
             yb = np.asarray(yb)
             if channels > 1 and yb.shape == outs[0].shape:
                 yb = yb.argmax(-1)  # one-hot labels
@@ -764,15 +919,27 @@ def fit_calibration(
                     f"Labels of shape {np.shape(yb)} do not match the model's logits of "
                     f"shape {outs[0].shape} (one label per element expected)."
                 )
-            yt = np.tile(yb, num_samples)
             if wb is not None:
                 wb = np.asarray(wb, dtype=np.float64)
                 per_example = wb.reshape(len(wb), -1)
                 if per_example.shape[1] == 1:
                     per_example = np.repeat(per_example, rows // len(wb), axis=1)
-                wt = np.tile(per_example.reshape(-1), num_samples)
+                wr = per_example.reshape(-1)
             else:
-                wt = None
+                wr = None
+            if target == "mean":
+                # Elements keep all their draws together.
+                if keep_fraction < 1.0:
+                    keep = rng.random(rows) < keep_fraction
+                    per_draw, yb = per_draw[:, keep], yb[keep]
+                    wr = None if wr is None else wr[keep]
+                logits.append(per_draw)
+                labels.append(yb)
+                weights.append(wr)
+                continue
+            z = per_draw.reshape(-1, channels)
+            yt = np.tile(yb, num_samples)
+            wt = None if wr is None else np.tile(wr, num_samples)
             if keep_fraction < 1.0:
                 keep = rng.random(len(yt)) < keep_fraction
                 z, yt = z[keep], yt[keep]
@@ -790,8 +957,9 @@ def fit_calibration(
     calibrator = (
         PlattScaling() if channels == 1 else TemperatureScaling(channels, fit_bias=fit_bias)
     )
-    return calibrator.fit(
-        np.concatenate(logits),
+    fit = calibrator.fit_mean if target == "mean" else calibrator.fit
+    return fit(
+        np.concatenate(logits, axis=1 if target == "mean" else 0),
         np.concatenate(labels),
         sample_weight=np.concatenate(weights) if has_weights else None,
         ignore_index=ignore_index,

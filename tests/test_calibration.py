@@ -229,7 +229,7 @@ def test_fit_calibration_fits_the_pooled_per_draw_logits(channels):
         y = np.argmax(z + rng.gumbel(size=z.shape), axis=-1).astype("int32")
     layers = bs.layers.bayesian_layers(model)
     start = [int(layer.noise_step.numpy()) for layer in layers]
-    fitted = fit_calibration(model, x, y, num_samples=3, batch_size=4)
+    fitted = fit_calibration(model, x, y, num_samples=3, batch_size=4, target="draws")
     # Reference: replay the same noise, collect each draw's logits, fit directly.
     for layer, step in zip(layers, start, strict=True):
         layer.noise_step.assign(step)
@@ -248,9 +248,80 @@ def test_fit_calibration_fits_the_pooled_per_draw_logits(channels):
     for layer, step in zip(layers, start, strict=True):
         layer.noise_step.assign(step)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
-    from_dataset = fit_calibration(model, dataset, num_samples=3)
+    from_dataset = fit_calibration(model, dataset, num_samples=3, target="draws")
     for a, b in zip(from_dataset.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The default target, the mean over draws: the same draws, grouped per element.
+    for layer, step in zip(layers, start, strict=True):
+        layer.noise_step.assign(step)
+    mean_fit = fit_calibration(model, x, y, num_samples=3, batch_size=4)
+    grouped = np.concatenate([np.stack(draws[0]), np.stack(draws[1])], axis=1)  # (3, 6, ...)
+    calibrator = PlattScaling() if channels == 1 else TemperatureScaling(3)
+    mean_reference = calibrator.fit_mean(grouped, y)
+    for a, b in zip(mean_fit.get_weights(), mean_reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _mean_nll(calibrator, draws, y):
+    """NLL of the mean over draws of the calibrated probabilities (independent NumPy)."""
+    u = calibrator(draws.astype("float32")).numpy().astype(np.float64)
+    if u.shape[-1] == 1:
+        p1 = expit(u[..., 0]).mean(0)
+        return -np.mean(np.where(y == 1, np.log(p1), np.log1p(-p1)))
+    p = np.exp(u - u.max(-1, keepdims=True))
+    p = (p / p.sum(-1, keepdims=True)).mean(0)
+    return -np.mean(np.log(p[np.arange(len(y)), y]))
+
+
+def test_fit_mean_recovers_the_map_that_calibrates_the_mean_of_draws():
+    # Elements whose draws spread around a centre; labels drawn from the MEAN
+    # of the draws' probabilities, then the logits distorted by 2z + 1.
+    rng = np.random.default_rng(21)
+    centre = rng.normal(-2.0, 2.0, size=20_000)
+    draws = centre + 1.5 * rng.normal(size=(8, 20_000))
+    y = (rng.random(20_000) < expit(draws).mean(0)).astype(int)
+    distorted = 2 * draws + 1
+    mean_fit = PlattScaling().fit_mean(distorted[..., None], y)
+    np.testing.assert_allclose([mean_fit.slope_value, mean_fit.bias_value], [0.5, -0.5], atol=0.03)
+    # Reference optimum: Nelder-Mead on the same objective, without gradients.
+    z = distorted.astype(np.float64)
+
+    def objective(theta):
+        p1 = expit(theta[0] * z + theta[1]).mean(0)
+        return -np.mean(np.where(y == 1, np.log(p1), np.log1p(-p1)))
+
+    reference = minimize(
+        objective,
+        [1.0, 0.0],
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000},
+    )
+    np.testing.assert_allclose([mean_fit.slope_value, mean_fit.bias_value], reference.x, atol=2e-3)
+    # Against the per-draw fit on the same logits: a lower NLL of the mean,
+    # and a mean whose foreground ECE is at the noise level.
+    draw_fit = PlattScaling().fit(distorted.reshape(-1), np.tile(y, 8))
+    assert _mean_nll(mean_fit, distorted[..., None], y) < _mean_nll(
+        draw_fit, distorted[..., None], y
+    )
+    mean_p = expit(mean_fit(distorted[..., None].astype("float32")).numpy()[..., 0]).mean(0)
+    assert bs.metrics.foreground_ece(y, mean_p) < 0.02
+
+
+def test_temperature_fit_mean_is_at_the_nll_minimum():
+    rng = np.random.default_rng(22)
+    centre = rng.normal(size=(6000, 3)) * 2
+    draws = centre + rng.normal(size=(6, 6000, 3))
+    p = np.exp(draws - draws.max(-1, keepdims=True))
+    p = (p / p.sum(-1, keepdims=True)).mean(0)
+    y = np.array([rng.choice(3, p=row) for row in p])
+    fitted = TemperatureScaling(3).fit_mean(3 * draws, y)
+    best = _mean_nll(fitted, 3 * draws, y)
+    for dt, db in [(0.05, 0), (-0.05, 0), (0, 0.05), (0, -0.05)]:
+        other = TemperatureScaling(
+            3, temperature=fitted.temperature_value + dt, bias=fitted.bias_value + [db, 0, -db]
+        )
+        assert _mean_nll(other, 3 * draws, y) > best
+    assert fitted.temperature_value == pytest.approx(3.0, rel=0.1)
 
 
 def test_fit_calibration_subsamples_while_collecting():
@@ -285,6 +356,8 @@ _Z, _L = np.arange(4.0), np.array([0, 1, 0, 1])
         (lambda: fit_calibration(_flipout_model(1), _X, None), "y"),
         (lambda: fit_calibration(_flipout_model(1), _X, _Y, num_samples=0), "num_samples"),
         (lambda: fit_calibration(_flipout_model(1), _X, _Y, sampling="median"), "sampling"),
+        (lambda: fit_calibration(_flipout_model(1), _X, _Y, target="median"), "target"),
+        (lambda: PlattScaling().fit_mean(_Z, _L), "draw_logits"),
     ],
 )
 def test_bad_arguments_name_the_argument(call, name):

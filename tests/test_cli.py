@@ -318,7 +318,8 @@ def test_train_calibration_split_fits_on_held_out_images_and_predict_applies_it(
     assert meta["class_counts"] == np.bincount(np.ravel(kept_masks), minlength=2).tolist()
     calibration = keras.saving.deserialize_keras_object(entry["config"], safe_mode=True)
     assert isinstance(calibration, bs.calibration.PlattScaling)
-    assert entry["fit"]["num_elements"] == 2 * 16 * 16 * 8  # pixels x draws
+    # The mean over 8 draws is calibrated: 512 pixels, each with its 8 draws.
+    assert entry["fit"]["num_elements"] == 2 * 16 * 16 and entry["fit"]["num_draws"] == 8
     assert entry["fit"]["nll_after"] <= entry["fit"]["nll_before"]
 
     # predict applies it: its maps equal predict_mc with the calibrator.
