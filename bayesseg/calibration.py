@@ -169,6 +169,21 @@ def _rows(
     return z, y.astype(np.int64), weights
 
 
+def _check_fit_arguments(max_elements: Any, seed: Any, ignore_index: Any) -> int:
+    """Validate the arguments every fit shares; returns ``max_elements``."""
+    max_elements = _check_positive_int("max_elements", max_elements)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
+    if ignore_index is not None and (
+        isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)
+    ):
+        raise ValueError(
+            f"Argument `ignore_index` must be None or an integer. "
+            f"Received: ignore_index={ignore_index!r}"
+        )
+    return max_elements
+
+
 def _subsample(arrays: tuple, cap: int, seed: int) -> tuple[tuple, int]:
     """A seeded uniform subsample of at most ``cap`` rows of every array."""
     n = len(arrays[0])
@@ -259,16 +274,7 @@ class LogitCalibrator(keras.layers.Layer):
         >>> round(platt.slope_value, 1), round(platt.bias_value, 1)
         (0.5, -0.5)
         """
-        max_elements = _check_positive_int("max_elements", max_elements)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
-        if ignore_index is not None and (
-            isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)
-        ):
-            raise ValueError(
-                f"Argument `ignore_index` must be None or an integer. "
-                f"Received: ignore_index={ignore_index!r}"
-            )
+        max_elements = _check_fit_arguments(max_elements, seed, ignore_index)
         z, y, w = _rows(logits, labels, self.num_channels, sample_weight, ignore_index)
         cap = max(1, max_elements // self.num_channels)
         (z, y, w), available = _subsample((z, y, w), cap, int(seed))
@@ -323,9 +329,7 @@ class LogitCalibrator(keras.layers.Layer):
         >>> round(platt.slope_value, 1), round(platt.bias_value, 1)
         (0.5, -0.5)
         """
-        max_elements = _check_positive_int("max_elements", max_elements)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
+        max_elements = _check_fit_arguments(max_elements, seed, ignore_index)
         draws = _as_numpy(draw_logits)
         if draws.ndim < 2:
             raise ValueError(
