@@ -78,24 +78,23 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _overlap(text: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
-    return value
+def _in_unit_interval(noun: str):
+    """An argument type for numbers in [0, 1); ``noun`` names them in the error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not 0.0 <= value < 1.0:
+            raise argparse.ArgumentTypeError(f"must be {noun} in [0, 1), got {text!r}")
+        return value
+
+    return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text!r}")
-    return value
+_overlap = _in_unit_interval("a number")
+_fraction = _in_unit_interval("a fraction")
 
 
 def _num_classes(text: str) -> int:
