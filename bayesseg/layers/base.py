@@ -22,7 +22,6 @@ owns, once for all ranks and estimators:
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 from collections.abc import Iterator
 
@@ -32,7 +31,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from bayesseg import priors as priors_lib
-from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_SCALE_MULTIPLIER
+from bayesseg._defaults import (
+    DEFAULT_POSTERIOR_SCALE_INIT,
+    DEFAULT_PRIOR_SCALE,
+    DEFAULT_SCALE_MULTIPLIER,
+)
 
 tfd = tfp.distributions
 
@@ -50,9 +53,11 @@ SAMPLING_MODES = ("sample", "mean", "shared")
 _STREAM_KERNEL, _STREAM_BIAS, _STREAM_SIGN_IN, _STREAM_SIGN_OUT, _STREAM_KL = range(5)
 
 
-def inverse_softplus(x: float) -> float:
-    """Return ``rho`` with ``softplus(rho) == x`` (x > 0), stable for tiny x."""
-    return x + math.log(-math.expm1(-x))
+def inverse_softplus(x):
+    """Return ``rho`` with ``softplus(rho) == x`` (x > 0, float or array), stable for tiny x."""
+    x = np.asarray(x, dtype="float64")
+    rho = x + np.log(-np.expm1(-x))
+    return float(rho) if rho.ndim == 0 else rho
 
 
 def check_sampling(sampling: str) -> str:
@@ -93,7 +98,8 @@ class BayesianLayer(keras.layers.Layer):
 
     Args:
         prior: a ``bayesseg.priors.Prior`` or a positive float (the scale of a
-            zero-mean Normal prior). Default ``Normal(0.1)``.
+            zero-mean Normal prior). Default (None): ``Normal(0.1)``, the
+            class attribute ``default_prior_scale`` (1.0 for LSTM cells).
         posterior_scale_init: float > 0, the initial posterior standard
             deviation of every Bayesian weight. Default 0.01.
         bayesian_bias: bool, whether the bias has a Normal posterior (True) or
@@ -116,8 +122,9 @@ class BayesianLayer(keras.layers.Layer):
             rate per step, and for small scales ``log(scale) ~ c * rho``, so
             the scales can change by ``c`` times the learning rate per step
             in log space: with ``c = 1`` a scale grows at most x1.27 in 240
-            steps at lr 1e-3, far from where the ELBO wants it. Default 20
-            (1 for LSTM cells, whose recurrent noise compounds over time; see
+            steps at lr 1e-3, far from where the ELBO wants it. Default
+            (None): 20, the class attribute ``default_scale_multiplier`` (1
+            for LSTM cells, whose recurrent noise compounds over time; see
             docs/uncertainty.md). Multiplying rho's *gradient* instead would
             change nothing under Adam. Under plain SGD the effective learning
             rate of ``rho`` is ``c**2`` times the optimizer's.
@@ -132,6 +139,10 @@ class BayesianLayer(keras.layers.Layer):
     True
     """
 
+    # The defaults a subclass may change (LSTM cells do; docs/uncertainty.md).
+    default_prior_scale: float = DEFAULT_PRIOR_SCALE
+    default_scale_multiplier: float = DEFAULT_SCALE_MULTIPLIER
+
     def __init__(
         self,
         prior=None,
@@ -140,14 +151,18 @@ class BayesianLayer(keras.layers.Layer):
         sampling: str = "sample",
         kl_samples: int = 1,
         seed: int | None = None,
-        scale_multiplier: float = DEFAULT_SCALE_MULTIPLIER,
+        scale_multiplier: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.prior = priors_lib.get(prior)
+        self.prior = (
+            priors_lib.Normal(self.default_prior_scale) if prior is None else priors_lib.get(prior)
+        )
         self.posterior_scale_init = priors_lib._check_positive(
             "posterior_scale_init", posterior_scale_init
         )
+        if scale_multiplier is None:
+            scale_multiplier = self.default_scale_multiplier
         self.scale_multiplier = priors_lib._check_positive("scale_multiplier", scale_multiplier)
         self.bayesian_bias = bool(bayesian_bias)
         self.sampling = check_sampling(sampling)
@@ -224,9 +239,7 @@ class BayesianLayer(keras.layers.Layer):
         >>> round(float(layer.rho_for_scale(0.01)), 4)
         -0.46
         """
-        scale = np.asarray(scale, dtype="float64")
-        rho = (scale + np.log(-np.expm1(-scale))) / self.scale_multiplier
-        return float(rho) if rho.ndim == 0 else rho
+        return inverse_softplus(scale) / self.scale_multiplier
 
     def posterior_scale(self, name: str) -> tf.Tensor:
         """The posterior standard deviation ``softplus(scale_multiplier * rho)`` of ``name``."""

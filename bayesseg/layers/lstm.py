@@ -26,7 +26,6 @@ from keras.src.backend.tensorflow.rnn import lstm as fused_lstm
 from keras.src.backend.tensorflow.rnn import rnn as backend_rnn
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
-from bayesseg import priors
 from bayesseg._defaults import (
     DEFAULT_POSTERIOR_SCALE_INIT,
     DEFAULT_RECURRENT_PRIOR_SCALE,
@@ -113,6 +112,10 @@ class BaseLSTMCell(BayesianLayer, DropoutRNNCell):
     """
 
     estimator: str = ""
+    # Recurrent noise compounds over the sequence: the unit prior and the
+    # classic, slow scales (docs/uncertainty.md).
+    default_prior_scale = DEFAULT_RECURRENT_PRIOR_SCALE
+    default_scale_multiplier = DEFAULT_RECURRENT_SCALE_MULTIPLIER
 
     def __init__(
         self,
@@ -126,9 +129,6 @@ class BaseLSTMCell(BayesianLayer, DropoutRNNCell):
         unit_forget_bias: bool = True,
         **kwargs,
     ):
-        kwargs.setdefault("scale_multiplier", DEFAULT_RECURRENT_SCALE_MULTIPLIER)
-        if kwargs.get("prior") is None:
-            kwargs["prior"] = priors.Normal(DEFAULT_RECURRENT_PRIOR_SCALE)
         super().__init__(**kwargs)
         self.units = base.check_positive_int("units", units)
         self.activation = keras.activations.get(activation)
