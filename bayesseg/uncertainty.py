@@ -30,11 +30,13 @@ from scipy.special import xlogy
 
 from bayesseg.imbalance import unweight_probabilities
 from bayesseg.layers.base import bayesian_layers, check_sampling, sampling_mode
+from bayesseg.metrics import FOREGROUND_THRESHOLD
 
 __all__ = ["EPISTEMIC_SHARE_THRESHOLD", "MCPrediction", "epistemic_share", "predict_mc"]
 
-# Foreground probability from which an element counts in the epistemic share.
-EPISTEMIC_SHARE_THRESHOLD = 0.02
+# Foreground probability from which an element counts in the epistemic share:
+# the same region as the foreground ECE's.
+EPISTEMIC_SHARE_THRESHOLD = FOREGROUND_THRESHOLD
 
 # Traced Monte Carlo functions per model, keyed by everything read at trace
 # time, so repeated calls (evaluation loops, benchmarks) do not retrace.
