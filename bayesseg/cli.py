@@ -739,8 +739,6 @@ def _calibration_split(options: dict, scan, num_classes: int):
     output bias) come from the training images only. Fails before training
     when the held-out images cannot support a fit.
     """
-    import dataclasses
-
     import numpy as np
 
     import bayesseg as bs
@@ -771,24 +769,8 @@ def _calibration_split(options: dict, scan, num_classes: int):
             f"pixel of class {missing[0]}, so Platt scaling cannot be fitted; use a larger "
             "fraction or another --seed."
         )
-
-    def subset(indices, class_counts):
-        def pick(values):
-            return [values[i] for i in indices] if values else values
-
-        return dataclasses.replace(
-            scan,
-            names=pick(scan.names),
-            image_paths=pick(scan.image_paths),
-            mask_paths=pick(scan.mask_paths),
-            shapes=pick(scan.shapes),
-            means=pick(scan.means),
-            stds=pick(scan.stds),
-            class_counts=class_counts,
-            _has_channels=pick(scan._has_channels),
-        )
-
-    return subset(kept, counts - held_counts), subset(held, held_counts), counts - held_counts
+    train_counts = counts - held_counts
+    return scan.subset(kept, train_counts), scan.subset(held, held_counts), train_counts
 
 
 def _fit_calibration(model, options: dict, held_scan, patch, num_classes: int, quiet: bool):

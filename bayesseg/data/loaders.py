@@ -549,6 +549,37 @@ class FolderScan:
     stds: list[float]
     _has_channels: list[bool] = dataclasses.field(default_factory=list, repr=False)
 
+    def subset(self, indices, class_counts: np.ndarray | None) -> FolderScan:
+        """The scan of the images at ``indices`` only (e.g. a held-out split).
+
+        Args:
+            indices: sequence of int, positions in ``names``.
+            class_counts: the subset's class counts (the scan keeps no
+                per-image counts, so the caller supplies them).
+
+        Example:
+            >>> import numpy as np
+            >>> scan = FolderScan(["a", "b"], ["a.npy", "b.npy"], [None, None], [(4, 4)] * 2,
+            ...                   2, 1, None, [0.0, 1.0], [1.0, 1.0], [False, False])
+            >>> scan.subset([1], None).names, scan.subset([1], None).means
+            (['b'], [1.0])
+        """
+
+        def pick(values):
+            return [values[i] for i in indices] if values else values
+
+        return dataclasses.replace(
+            self,
+            names=pick(self.names),
+            image_paths=pick(self.image_paths),
+            mask_paths=pick(self.mask_paths),
+            shapes=pick(self.shapes),
+            means=pick(self.means),
+            stds=pick(self.stds),
+            class_counts=class_counts,
+            _has_channels=pick(self._has_channels),
+        )
+
 
 def _pair(images_dir, masks_dir) -> tuple[list[Path], list[Path | None]]:
     images = list_images(images_dir, "images_dir")
