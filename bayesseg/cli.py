@@ -345,6 +345,8 @@ def _calibration(labels, probs) -> dict:
         "adaptive_ece": bs.metrics.adaptive_ece(labels, probs),
         "adaptive_ece_floor": bs.metrics.ece_noise_floor(probs, bs.metrics.adaptive_ece),
         "ece_region_pixels": details.region_size,
+        "region_mean_probability": details.region_mean_probability,
+        "region_foreground_rate": details.region_foreground_rate,
         "excluded_mean_probability": details.excluded_mean_probability,
         "excluded_foreground_rate": details.excluded_foreground_rate,
         "predictive_nll": bs.metrics.predictive_nll(labels, probs),

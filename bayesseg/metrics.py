@@ -695,6 +695,14 @@ class ForegroundCalibration:
         num_bins: int, the number of bins used.
         adaptive: bool, whether the bins were equal-mass (True) or
             equal-width (False).
+        region_mean_probability: float, mean ``p_fg`` over the region (NaN
+            when it is empty).
+        region_foreground_rate: float, observed foreground frequency over
+            the region (NaN when it is empty). Its difference from
+            ``region_mean_probability`` is the signed shift behind the ECE:
+            above it, the model under-predicts foreground where it sees
+            some; below it, it over-predicts. An ECE equal to the absolute
+            shift means every bin errs in the same direction.
 
     Example:
 
@@ -715,6 +723,8 @@ class ForegroundCalibration:
     threshold: float
     num_bins: int
     adaptive: bool
+    region_mean_probability: float = float("nan")
+    region_foreground_rate: float = float("nan")
 
     def as_dict(self) -> dict:
         """The fields as a plain dict (JSON-serialisable apart from NaN).
@@ -795,6 +805,8 @@ def foreground_calibration(
     (0.125, 6, 0.75)
     >>> round(r.excluded_mean_probability, 4), r.excluded_foreground_rate, r.missed_foreground
     (0.0055, 0.5, 1)
+    >>> round(r.region_mean_probability, 4), r.region_foreground_rate
+    (0.525, 0.5)
     """
     num_bins = _check_bins(num_bins)
     threshold = _check_threshold(threshold)
@@ -821,6 +833,8 @@ def foreground_calibration(
         threshold=threshold,
         num_bins=num_bins,
         adaptive=bool(adaptive),
+        region_mean_probability=float(p_fg[region].mean()) if region_size else float("nan"),
+        region_foreground_rate=float(truth[region].mean()) if region_size else float("nan"),
     )
 
 

@@ -327,6 +327,9 @@ def test_ece_hand_computed_binary():
     # Excluded: p 0.001 (foreground) and 0.01 (background).
     assert summary.excluded_mean_probability == pytest.approx(0.0055, abs=1e-15)
     assert summary.excluded_foreground_rate == 0.5
+    # Region p 0.05 0.3 0.35 0.6 0.9 0.95 (sum 3.15) holding 3 foreground.
+    assert summary.region_mean_probability == pytest.approx(3.15 / 6, abs=1e-15)
+    assert summary.region_foreground_rate == 0.5
     assert (summary.threshold, summary.num_bins, summary.adaptive) == (0.02, 2, False)
     assert summary.as_dict()["ece"] == summary.ece
     # Pixel-wise, one-vs-rest, 2 bins on all 8 elements. Foreground:
@@ -382,6 +385,7 @@ def test_foreground_region_empty_and_bad_threshold():
         assert np.isnan(metrics.foreground_ece(y, p))
         assert np.isnan(metrics.adaptive_ece(y, p))
     assert np.isnan(summary.ece)
+    assert np.isnan(summary.region_mean_probability) and np.isnan(summary.region_foreground_rate)
     assert (summary.region_size, summary.region_fraction, summary.excluded_size) == (0, 0.0, 4)
     assert summary.excluded_mean_probability == pytest.approx(0.021 / 4)
     assert summary.excluded_foreground_rate == 0.25 and summary.missed_foreground == 1
@@ -390,6 +394,8 @@ def test_foreground_region_empty_and_bad_threshold():
     assert (full.region_size, full.region_fraction, full.excluded_size) == (4, 1.0, 0)
     assert np.isnan(full.excluded_mean_probability) and np.isnan(full.excluded_foreground_rate)
     assert full.ece == pytest.approx(abs(0.021 - 1) / 4)
+    # One bin holds everything, so the ECE is the absolute region shift.
+    assert full.ece == pytest.approx(abs(full.region_mean_probability - full.region_foreground_rate))
     for bad in (1.0, -0.1, "0.1", True):
         with pytest.raises(ValueError, match="`threshold`"):
             metrics.foreground_ece(y, p, threshold=bad)
