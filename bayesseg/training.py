@@ -193,15 +193,17 @@ class BayesianModel(keras.Model):
         y_pred = self._forward(x, training)
         terms = self.elbo.compute(self, y, y_pred, sample_weight)
         step = self.optimizer.iterations if self.optimizer is not None else tf.constant(0)
-        tf.debugging.Assert(
-            tf.math.is_finite(terms.nll),
-            ["bayesseg: the NLL term is not finite at optimizer step", step, terms.nll],
-        )
-        tf.debugging.Assert(
-            tf.math.is_finite(terms.kl),
-            ["bayesseg: the KL term is not finite at optimizer step", step, terms.kl],
-        )
-        return y_pred, terms
+        checks = [
+            tf.debugging.Assert(
+                tf.math.is_finite(terms.nll),
+                ["bayesseg: the NLL term is not finite at optimizer step", step, terms.nll],
+            ),
+            tf.debugging.Assert(
+                tf.math.is_finite(terms.kl),
+                ["bayesseg: the KL term is not finite at optimizer step", step, terms.kl],
+            ),
+        ]
+        return y_pred, terms, [c for c in checks if c is not None]
 
     def _update_trackers(self, x, terms):
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
@@ -214,10 +216,41 @@ class BayesianModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
-            y_pred, terms = self._elbo_terms(x, y, sample_weight, training=True)
+            y_pred, terms, checks = self._elbo_terms(x, y, sample_weight, training=True)
             loss = keras_loss_module.scale_loss_for_distribution(terms.loss)
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # A loss scale optimizer skips non-finite steps by design; any other
+            # optimizer would write NaN into every variable (global clipping
+            # spreads one inf to all), and the next step's error would blame
+            # the loss terms instead of this step's gradient.
+            finite = [
+                tf.reduce_all(tf.math.is_finite(g.values if isinstance(g, tf.IndexedSlices) else g))
+                for g in gradients
+                if g is not None
+            ]
+            loss_finite = tf.math.is_finite(terms.nll) & tf.math.is_finite(terms.kl)
+            check = tf.debugging.Assert(
+                # A non-finite loss is named by its own check, not blamed on the gradient.
+                tf.reduce_all(finite) | ~loss_finite if finite else tf.constant(True),
+                [
+                    "bayesseg: a gradient is not finite at optimizer step",
+                    self.optimizer.iterations,
+                    "while the loss is (NLL, KL):",
+                    terms.nll,
+                    terms.kl,
+                    "Exploding gradients, often through long recurrences with wide "
+                    "posterior scales: lower the learning rate, `scale_multiplier` or "
+                    "the prior's scale (docs/uncertainty.md).",
+                ],
+            )
+            checks = checks + ([] if check is None else [check])
+        if checks:
+            # The update waits for every check (graph mode orders only data), so a
+            # failing step writes nothing.
+            with tf.control_dependencies(checks):
+                gradients = [tf.identity(g) if isinstance(g, tf.Tensor) else g for g in gradients]
         apply = None
         if self._train_step_hooks:
             context = StepContext(
@@ -256,7 +289,7 @@ class BayesianModel(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y_pred, terms = self._elbo_terms(x, y, sample_weight, training=False)
+        y_pred, terms, _ = self._elbo_terms(x, y, sample_weight, training=False)
         self._update_trackers(x, terms)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 

@@ -144,6 +144,25 @@ def test_non_finite_kl_names_the_term():
         model.fit(x, y, epochs=1, verbose=0)
 
 
+def test_non_finite_gradient_stops_before_the_update():
+    # sqrt(0 * |z|) is 0 forward, but its gradient is inf * 0 = NaN: the loss
+    # stays finite, so only a gradient check can name the step that broke.
+    inputs = keras.Input((3,))
+    z = bs.layers.DenseFlipout(1, name="head")(inputs)
+    outputs = keras.layers.Lambda(lambda v: v + keras.ops.sqrt(keras.ops.abs(v) * 0.0))(z)
+    model = bs.BayesianModel(inputs, outputs)
+    model.compile(
+        optimizer="adam",
+        loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=1.0), bs.kl.PerExample(8)),
+    )
+    x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
+    before = [v.numpy() for v in model.trainable_variables]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="gradient is not finite"):
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for b, v in zip(before, model.trainable_variables, strict=True):
+        np.testing.assert_array_equal(b, v.numpy())  # nothing was written
+
+
 def test_compile_requires_an_elbo():
     with pytest.raises(ValueError, match="bayesseg.ELBO"):
         _model().compile(optimizer="adam", loss="binary_crossentropy")

@@ -5,9 +5,11 @@ owns, once for all ranks and estimators:
 
 * the mean-field Normal posterior of each weight tensor: a ``loc`` variable
   (initialised like the matching Keras layer's weight) and an unconstrained
-  ``rho`` variable with ``scale = softplus(rho)``, initialised so that the
-  scale equals ``posterior_scale_init`` (1e-3 by default: a fresh Bayesian
-  network starts next to its deterministic twin);
+  ``rho`` variable with ``scale = softplus(scale_multiplier * rho)``,
+  initialised so that the scale equals ``posterior_scale_init`` (0.01 by
+  default: a fresh Bayesian network starts next to its deterministic twin,
+  and the multiplier lets the scales leave that start within a short
+  budget; docs/uncertainty.md);
 * the prior (``bayesseg.priors``) and the unscaled KL divergence, closed form
   when TensorFlow Probability registers one, a seeded Monte Carlo estimate
   otherwise;
