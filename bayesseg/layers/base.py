@@ -125,7 +125,7 @@ class BayesianLayer(keras.layers.Layer):
             the scales can change by ``c`` times the learning rate per step
             in log space: with ``c = 1`` a scale grows at most x1.27 in 240
             steps at lr 1e-3, far from where the ELBO wants it. Default
-            (None): 20, the class attribute ``default_scale_multiplier`` (1
+            (None): 20, the class attribute ``default_scale_multiplier`` (5
             for LSTM cells, whose recurrent noise compounds over time; see
             docs/uncertainty.md). Multiplying rho's *gradient* instead would
             change nothing under Adam. Under plain SGD the effective learning

@@ -642,8 +642,9 @@ class LSTMFlipout(BaseLSTM):
             ``Normal(0.1)``; docs/uncertainty.md says why).
         posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
         scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
-            ``BayesianLayer``). Default 1: fast scales inflate the recurrent
-            noise on small data sets (docs/uncertainty.md).
+            ``BayesianLayer``). Default 5, not the dense layers' 20: faster
+            scales widen the recurrent noise before the means have learned,
+            and it compounds over the sequence (docs/uncertainty.md).
         bayesian_bias: bool, Normal posterior on the bias too. Default False.
         sampling: "sample" (default), "shared" or "mean".
         kl_samples: int, Monte Carlo samples for priors without closed form.
@@ -711,8 +712,9 @@ class LSTMReparameterization(BaseLSTM):
             ``Normal(0.1)``; docs/uncertainty.md says why).
         posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
         scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
-            ``BayesianLayer``). Default 1: fast scales inflate the recurrent
-            noise on small data sets (docs/uncertainty.md).
+            ``BayesianLayer``). Default 5, not the dense layers' 20: faster
+            scales widen the recurrent noise before the means have learned,
+            and it compounds over the sequence (docs/uncertainty.md).
         bayesian_bias: bool, Normal posterior on the bias too. Default False.
         sampling: "sample" (default), "shared" or "mean".
         kl_samples: int, Monte Carlo samples for priors without closed form.
