@@ -131,8 +131,12 @@ def test_non_finite_nll_names_the_term():
     model.compile(optimizer="sgd", loss=_elbo(8))
     x = x.copy()
     x[0, 0, 0, 0] = np.nan
+    model.build(x.shape)
+    before = [v.numpy() for v in model.trainable_variables]
     with pytest.raises(tf.errors.InvalidArgumentError, match="NLL term is not finite"):
         model.fit(x, y, epochs=1, verbose=0)
+    for b, v in zip(before, model.trainable_variables, strict=True):
+        np.testing.assert_array_equal(b, v.numpy())  # the failing step wrote nothing
 
 
 def test_non_finite_kl_names_the_term():
