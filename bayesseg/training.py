@@ -221,28 +221,27 @@ class BayesianModel(keras.Model):
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            # A loss scale optimizer skips non-finite steps by design; any other
-            # optimizer would write NaN into every variable (global clipping
-            # spreads one inf to all), and the next step's error would blame
-            # the loss terms instead of this step's gradient.
-            finite = [
-                tf.reduce_all(tf.math.is_finite(g.values if isinstance(g, tf.IndexedSlices) else g))
-                for g in gradients
-                if g is not None
-            ]
+            # A loss scale optimizer skips non-finite steps by design. Any other
+            # optimizer would write NaN into every variable: clipping by the
+            # global norm turns an inf or NaN gradient, and finite gradients
+            # whose squared sum overflows float32 (a norm above ~1.8e19), into
+            # NaN for all of them; the next step's error would blame the KL.
+            present = [g for g in gradients if g is not None]
+            norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
             loss_finite = tf.math.is_finite(terms.nll) & tf.math.is_finite(terms.kl)
             check = tf.debugging.Assert(
                 # A non-finite loss is named by its own check, not blamed on the gradient.
-                tf.reduce_all(finite) | ~loss_finite if finite else tf.constant(True),
+                tf.math.is_finite(norm) | ~loss_finite,
                 [
-                    "bayesseg: a gradient is not finite at optimizer step",
+                    "bayesseg: the gradient is not finite (NaN, inf, or a global norm that "
+                    "overflows float32) at optimizer step",
                     self.optimizer.iterations,
                     "while the loss is (NLL, KL):",
                     terms.nll,
                     terms.kl,
                     "Exploding gradients, often through long recurrences with wide "
                     "posterior scales: lower the learning rate, `scale_multiplier` or "
-                    "the prior's scale (docs/uncertainty.md).",
+                    "the prior's scale (docs/diagnostics.md).",
                 ],
             )
             checks = checks + ([] if check is None else [check])

@@ -167,6 +167,25 @@ def test_non_finite_gradient_stops_before_the_update():
         np.testing.assert_array_equal(b, v.numpy())  # nothing was written
 
 
+def test_gradient_whose_norm_overflows_stops_before_the_update():
+    # Every gradient element is finite (1e20 * x), but their squared sum is
+    # not: Keras' clipping by the global norm would turn all of them into NaN.
+    inputs = keras.Input((3,))
+    z = bs.layers.DenseFlipout(1, name="head")(inputs)
+    outputs = keras.layers.Lambda(lambda v: v * 1e20 - keras.ops.stop_gradient(v * 1e20 - v))(z)
+    model = bs.BayesianModel(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(global_clipnorm=1.0),
+        loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=1.0), bs.kl.PerExample(8)),
+    )
+    x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
+    before = [v.numpy() for v in model.trainable_variables]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="global norm that overflows"):
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for b, v in zip(before, model.trainable_variables, strict=True):
+        np.testing.assert_array_equal(b, v.numpy())
+
+
 def test_compile_requires_an_elbo():
     with pytest.raises(ValueError, match="bayesseg.ELBO"):
         _model().compile(optimizer="adam", loss="binary_crossentropy")
