@@ -402,3 +402,33 @@ def test_cudnn_path_equals_loop(sampling):
     loop.set_weights(fused.get_weights())
     mask = np.any(x != 0.0, axis=-1)
     np.testing.assert_allclose(fused(x, mask=mask), loop(x, mask=mask), atol=1e-4)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_default_prior_is_fan_in_per_weight_tensor(cls):
+    # The recurrent kernel's prior is as wide as He initialisation of its
+    # fan-in (the units), the input kernel's of the features: the closed-form
+    # KL per tensor against TFP's, with those two scales.
+    layer = cls(4, scale_multiplier=5.0)
+    layer(np.zeros((2, 5, 3), "float32"))
+    cell = layer.cell
+    assert isinstance(cell.prior, bs.priors.FanInNormal)
+    assert cell.scale_multiplier == 5.0
+    expected = 0.0
+    for name, fan_in in (("kernel", 3), ("recurrent_kernel", 4)):
+        q = tfp.distributions.Normal(
+            getattr(cell, f"{name}_loc"), tf.nn.softplus(5.0 * getattr(cell, f"{name}_rho"))
+        )
+        p = tfp.distributions.Normal(0.0, np.float32(np.sqrt(2.0 / fan_in)))
+        expected += float(tf.reduce_sum(tfp.distributions.kl_divergence(q, p)))
+    assert float(cell.kl_divergence()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_tagger_head_keeps_the_unit_prior():
+    model = bs.models.bayesian_lstm_tagger(1, units=(4,))
+    assert isinstance(model.get_layer("lstm0").cell.prior, bs.priors.FanInNormal)
+    assert model.get_layer("logits").prior.scale == 1.0
+    assert model.get_layer("logits").scale_multiplier == 5.0
+    given = bs.models.bayesian_lstm_tagger(1, units=(4,), prior=bs.priors.Normal(0.5))
+    assert given.get_layer("lstm0").cell.prior.scale == 0.5
+    assert given.get_layer("logits").prior.scale == 0.5

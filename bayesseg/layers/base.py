@@ -100,8 +100,8 @@ class BayesianLayer(keras.layers.Layer):
 
     Args:
         prior: a ``bayesseg.priors.Prior`` or a positive float (the scale of a
-            zero-mean Normal prior). Default (None): ``Normal(0.1)``, the
-            class attribute ``default_prior_scale`` (1.0 for LSTM cells).
+            zero-mean Normal prior). Default (None): :meth:`default_prior`,
+            ``Normal(0.1)`` (``FanInNormal()`` for LSTM cells).
         posterior_scale_init: float > 0, the initial posterior standard
             deviation of every Bayesian weight. Default 0.01.
         bayesian_bias: bool, whether the bias has a Normal posterior (True) or
@@ -142,8 +142,20 @@ class BayesianLayer(keras.layers.Layer):
     """
 
     # The defaults a subclass may change (LSTM cells do; docs/uncertainty.md).
-    default_prior_scale: float = DEFAULT_PRIOR_SCALE
     default_scale_multiplier: float = DEFAULT_SCALE_MULTIPLIER
+
+    def default_prior(self) -> priors_lib.Prior:
+        """The prior used when none is given: ``Normal(0.1)`` here.
+
+        Subclasses override it (LSTM cells return ``FanInNormal()``).
+
+        Example:
+
+        >>> import bayesseg as bs
+        >>> bs.layers.DenseFlipout(2).prior
+        Normal(scale=0.1, loc=0.0)
+        """
+        return priors_lib.Normal(DEFAULT_PRIOR_SCALE)
 
     def __init__(
         self,
@@ -157,9 +169,7 @@ class BayesianLayer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.prior = (
-            priors_lib.Normal(self.default_prior_scale) if prior is None else priors_lib.get(prior)
-        )
+        self.prior = self.default_prior() if prior is None else priors_lib.get(prior)
         self.posterior_scale_init = priors_lib._check_positive(
             "posterior_scale_init", posterior_scale_init
         )

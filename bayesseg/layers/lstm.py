@@ -26,9 +26,9 @@ from keras.src.backend.tensorflow.rnn import lstm as fused_lstm
 from keras.src.backend.tensorflow.rnn import rnn as backend_rnn
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from bayesseg import priors as priors_lib
 from bayesseg._defaults import (
     DEFAULT_POSTERIOR_SCALE_INIT,
-    DEFAULT_RECURRENT_PRIOR_SCALE,
     DEFAULT_RECURRENT_SCALE_MULTIPLIER,
 )
 from bayesseg.layers import base
@@ -112,10 +112,15 @@ class BaseLSTMCell(BayesianLayer, DropoutRNNCell):
     """
 
     estimator: str = ""
-    # Recurrent noise compounds over the sequence: the unit prior and the
-    # classic, slow scales (docs/uncertainty.md).
-    default_prior_scale = DEFAULT_RECURRENT_PRIOR_SCALE
+    # Recurrent noise compounds over the sequence: scales that move 5x (not
+    # 20x) the learning rate, and a prior as wide as He initialisation per
+    # weight tensor, so the recurrent kernel's noise stays bounded while the
+    # input kernel over few features may stay large (docs/uncertainty.md).
     default_scale_multiplier = DEFAULT_RECURRENT_SCALE_MULTIPLIER
+
+    def default_prior(self):
+        """``FanInNormal()``: ``sqrt(2 / fan_in)`` per weight tensor."""
+        return priors_lib.FanInNormal()
 
     def __init__(
         self,
@@ -638,7 +643,9 @@ class LSTMFlipout(BaseLSTM):
         unit_forget_bias: bool, add 1 to the forget-gate bias at
             initialisation. Default True.
         prior: prior of the weights (see ``BayesianLayer``). Default
-            ``Normal(1.0)`` (the dense and conv layers default to
+            ``FanInNormal()``, ``sqrt(2 / fan_in)`` per weight tensor: 0.18
+            for the recurrent kernel of 64 units, 1.41 for the input kernel
+            over one feature (the dense and conv layers default to
             ``Normal(0.1)``; docs/uncertainty.md says why).
         posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
         scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
@@ -708,7 +715,9 @@ class LSTMReparameterization(BaseLSTM):
         unit_forget_bias: bool, add 1 to the forget-gate bias at
             initialisation. Default True.
         prior: prior of the weights (see ``BayesianLayer``). Default
-            ``Normal(1.0)`` (the dense and conv layers default to
+            ``FanInNormal()``, ``sqrt(2 / fan_in)`` per weight tensor: 0.18
+            for the recurrent kernel of 64 units, 1.41 for the input kernel
+            over one feature (the dense and conv layers default to
             ``Normal(0.1)``; docs/uncertainty.md says why).
         posterior_scale_init: float > 0, initial posterior scale. Default 0.01.
         scale_multiplier: float > 0, ``scale = softplus(c * rho)`` (see
