@@ -23,7 +23,8 @@ fitted on separate validation images instead of the class-weight correction.
 Next to the held-out foreground ECE: its signed shift (observed foreground
 rate minus mean p_fg on the region; > 0 under-predicts foreground) and the
 same ECE, floor and shift on training images, to tell a correction that is
-inexact from a model that does not generalise. Each figure is the mean and standard deviation over the seeds. Not a CI gate.
+inexact from a model that does not generalise. Each figure is the mean and
+standard deviation over the seeds. Not a CI gate.
 
 Defaults: 3 seeds; 200 training and 100 held-out 64x64 images; U-Net depth 3
 with 16 base filters and batch normalisation; Adam 3e-3 (global_clipnorm=1),

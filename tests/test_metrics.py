@@ -395,7 +395,8 @@ def test_foreground_region_empty_and_bad_threshold():
     assert np.isnan(full.excluded_mean_probability) and np.isnan(full.excluded_foreground_rate)
     assert full.ece == pytest.approx(abs(0.021 - 1) / 4)
     # One bin holds everything, so the ECE is the absolute region shift.
-    assert full.ece == pytest.approx(abs(full.region_mean_probability - full.region_foreground_rate))
+    shift = full.region_foreground_rate - full.region_mean_probability
+    assert full.ece == pytest.approx(abs(shift))
     for bad in (1.0, -0.1, "0.1", True):
         with pytest.raises(ValueError, match="`threshold`"):
             metrics.foreground_ece(y, p, threshold=bad)
