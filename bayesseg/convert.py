@@ -285,7 +285,7 @@ def to_bayesian(
             ``layer -> bool`` (unconvertible selections are warned about).
         prior: prior of the Bayesian layers (``bs.priors.Prior`` or a Normal
             scale). Default: each layer's own (``Normal(0.1)``; LSTM cells
-            ``Normal(1.0)``). A per-weight
+            ``FanInNormal()``). A per-weight
             ``bs.priors.WeightCentered`` prior is centred on the trained
             weights. Exclusive with ``moped_prior``.
         posterior_scale_init: float > 0, posterior scale without MOPED.
