@@ -14,8 +14,8 @@ DEFAULT_SCALE_MULTIPLIER = 20.0
 # on the anomaly demo (640 series of 512 steps) 20 let the KL widen the
 # recurrent noise faster than the means learned (held-out F1 0.55 against 0.66
 # with 1), and 1 left the scales dragged at the optimizer's cap (epistemic
-# share 0.003); 5 learns a posterior (share 0.05) at the same average
-# precision and NLL (docs/uncertainty.md).
+# share 0.003); 5, with the LSTMs' fan-in prior, learns a posterior (share
+# 0.02-0.03) at the same average precision and NLL (docs/uncertainty.md).
 DEFAULT_RECURRENT_SCALE_MULTIPLIER = 5.0
 # Their default prior is FanInNormal() (layers/lstm.py): a unit prior let
 # the recurrent scales widen towards 1 in long runs until the gradients

@@ -165,6 +165,12 @@ def _anomaly(args):
     return model, x, y, weights, evaluate
 
 
+def _priors(model) -> str:
+    """The distinct priors of the model's Bayesian layers, in order."""
+    names = [str(layer.prior) for layer in bs.layers.bayesian_layers(model)]
+    return " / ".join(dict.fromkeys(names))
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("lesion", "anomaly"), default="lesion")
@@ -219,7 +225,7 @@ def main(argv=None) -> dict:
     updates = budget * int(np.ceil(len(x) / 8))
     print(
         f"{args.task}: posterior_scale_init {args.posterior_scale_init:g}, scale_multiplier "
-        f"{args.scale_multiplier:g}, prior {bs.layers.bayesian_layers(model)[-1].prior}, "
+        f"{args.scale_multiplier:g}, priors {_priors(model)}, "
         f"Adam {args.lr:g}: B = {budget} epochs ({updates} updates), "
         f"{args.factor}B in {seconds:.0f} s"
     )
