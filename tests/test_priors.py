@@ -62,6 +62,6 @@ def test_default_priors():
     assert bs.priors.get(None) == bs.priors.Normal(0.1)
     assert L.Conv2DFlipout(2, 3).prior == bs.priors.Normal(0.1)
     assert L.DenseReparameterization(2).prior == bs.priors.Normal(0.1)
-    # Recurrent cells keep the unit prior (docs/uncertainty.md).
-    assert L.LSTMFlipout(2).cell.prior == bs.priors.Normal(1.0)
+    # Recurrent cells bound each tensor's noise by its fan-in (docs/uncertainty.md).
+    assert L.LSTMFlipout(2).cell.prior == bs.priors.FanInNormal()
     assert L.LSTMReparameterization(2, prior=0.3).cell.prior == bs.priors.Normal(0.3)
