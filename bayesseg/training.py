@@ -228,22 +228,23 @@ class BayesianModel(keras.Model):
             # NaN for all of them; the next step's error would blame the KL.
             present = [g for g in gradients if g is not None]
             norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
-            loss_finite = tf.math.is_finite(terms.nll) & tf.math.is_finite(terms.kl)
-            check = tf.debugging.Assert(
-                # A non-finite loss is named by its own check, not blamed on the gradient.
-                tf.math.is_finite(norm) | ~loss_finite,
-                [
-                    "bayesseg: the gradient is not finite (NaN, inf, or a global norm that "
-                    "overflows float32) at optimizer step",
-                    self.optimizer.iterations,
-                    "while the loss is (NLL, KL):",
-                    terms.nll,
-                    terms.kl,
-                    "Exploding gradients, often through long recurrences with wide "
-                    "posterior scales: lower the learning rate, `scale_multiplier` or "
-                    "the prior's scale (docs/diagnostics.md).",
-                ],
-            )
+            # After the loss checks: a non-finite loss is named by its own check
+            # and never reaches this one.
+            with tf.control_dependencies(checks):
+                check = tf.debugging.Assert(
+                    tf.math.is_finite(norm),
+                    [
+                        "bayesseg: the gradient is not finite (NaN, inf, or a global norm "
+                        "that overflows float32) at optimizer step",
+                        self.optimizer.iterations,
+                        "while the loss is (NLL, KL):",
+                        terms.nll,
+                        terms.kl,
+                        "Exploding gradients, often through long recurrences with wide "
+                        "posterior scales: lower the learning rate, `scale_multiplier` or "
+                        "the prior's scale (docs/diagnostics.md).",
+                    ],
+                )
             checks = checks + ([] if check is None else [check])
         if checks:
             # The update waits for every check (graph mode orders only data), so a
