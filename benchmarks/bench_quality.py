@@ -74,8 +74,9 @@ def _likelihood(weights):
     return bs.losses.WeightedBinaryCrossentropy(class_weights=weights)
 
 
-def _evaluate(model, x, y, weights, num_samples, training=None, calibration=None) -> dict:
-    pred = bs.uncertainty.predict_mc(
+def _predict(model, x, weights, num_samples, training=None, calibration=None):
+    """MC prediction, corrected for the class weights unless a calibration is given."""
+    return bs.uncertainty.predict_mc(
         model,
         x,
         num_samples=num_samples,
@@ -85,21 +86,32 @@ def _evaluate(model, x, y, weights, num_samples, training=None, calibration=None
         correct_for_class_weights=None if calibration is not None else weights,
         calibration=calibration,
     )
+
+
+def _calibration(truth, probs) -> dict:
+    """NLL, foreground ECE with its floor, and the ECE's signed shift."""
+    region = bs.metrics.foreground_calibration(truth, probs)
+    return {
+        "predictive_nll": bs.metrics.predictive_nll(truth, probs),
+        "foreground_ece": region.ece,
+        "foreground_ece_floor": bs.metrics.ece_noise_floor(probs),
+        # observed foreground rate minus mean p_fg on the region: > 0 under-predicts
+        "foreground_shift": region.region_foreground_rate - region.region_mean_probability,
+    }
+
+
+def _evaluate(model, x, y, weights, num_samples, training=None) -> dict:
+    pred = _predict(model, x, weights, num_samples, training)
     probs = pred.mean[..., 0]
     truth = y[..., 0]
     dice = bs.metrics.Dice(class_id=1, from_logits=False)
     dice.update_state(y, pred.mean)
     errors = (probs >= 0.5) != (truth >= 0.5)
-    region = bs.metrics.foreground_calibration(truth, probs)
     return {
         "dice": float(dice.result()),
         "lesion_f1": bs.metrics.lesion_f1(truth, probs)["f1"],
-        "predictive_nll": bs.metrics.predictive_nll(truth, probs),
         "brier": bs.metrics.brier_score(truth, probs),
-        "foreground_ece": region.ece,
-        "foreground_ece_floor": bs.metrics.ece_noise_floor(probs),
-        # observed foreground rate minus mean p_fg on the region: > 0 under-predicts
-        "foreground_shift": region.region_foreground_rate - region.region_mean_probability,
+        **_calibration(truth, probs),
         "adaptive_ece": bs.metrics.adaptive_ece(truth, probs),
         "adaptive_ece_floor": bs.metrics.ece_noise_floor(probs, bs.metrics.adaptive_ece),
         "uncertainty_auroc": bs.metrics.uncertainty_auroc(errors, pred.total),
@@ -159,16 +171,16 @@ def run_seed(args, seed: int) -> dict:
         # The same correction on images the model was fitted to: calibrated
         # there but not on held-out images means the gap is generalisation,
         # not the correction.
-        fitted = _evaluate(
-            model, x_train[: args.test], y_train[: args.test], weights, samples, training
-        )
+        pred = _predict(model, x_train[: args.test], weights, samples, training)
+        fitted = _calibration(y_train[: args.test, ..., 0], pred.mean[..., 0])
         for key in ("foreground_ece", "foreground_ece_floor", "foreground_shift"):
             results[name][f"train_{key}"] = fitted[key]
         # Platt scaling fitted on held-out validation images (not the test set).
         platt = bs.calibration.fit_calibration(
             model, x_val, y_val, num_samples=samples, training=training
         )
-        calibrated = _evaluate(model, x_test, y_test, None, samples, training, platt)
+        pred = _predict(model, x_test, None, samples, training, calibration=platt)
+        calibrated = _calibration(y_test[..., 0], pred.mean[..., 0])
         for key in ("predictive_nll", "foreground_ece", "foreground_ece_floor"):
             results[name][f"platt_{key}"] = calibrated[key]
         results[name]["train_seconds"] = seconds
