@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras.src.losses import loss as keras_loss_module
 
 from bayesseg.elbo import ELBO
+from bayesseg.layers.base import bayesian_layers
 
 __all__ = [
     "BayesianModel",
@@ -178,10 +179,14 @@ class BayesianModel(keras.Model):
             self._swap_train_function([h for h in self._train_step_hooks if h is not hook])
 
     def _swap_train_function(self, hooks: list[TrainStepHook]) -> None:
+        # A traced train function bakes in the hooks and every Bayesian
+        # layer's sampling mode, so it is cached under both: a mode changed
+        # by ``set_sampling`` since it was traced makes it a miss.
+        modes = tuple(layer.sampling for layer in bayesian_layers(self))
         cache = self.__dict__.setdefault("_train_functions_by_hooks", {})
-        cache[tuple(map(id, self._train_step_hooks))] = self.train_function
+        cache[(tuple(map(id, self._train_step_hooks)), modes)] = self.train_function
         self._train_step_hooks = hooks
-        self.train_function = cache.get(tuple(map(id, hooks)))
+        self.train_function = cache.get((tuple(map(id, hooks)), modes))
 
     # ------------------------------------------------------------------ steps
     def _forward(self, x, training):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -53,6 +54,14 @@ SAMPLING_MODES = ("sample", "mean", "shared")
 # Distinct streams derived from one call's seed: weight noise, bias noise,
 # Flipout input signs, Flipout output signs, Monte Carlo KL.
 _STREAM_KERNEL, _STREAM_BIAS, _STREAM_SIGN_IN, _STREAM_SIGN_OUT, _STREAM_KL = range(5)
+
+
+class PosteriorVariables(NamedTuple):
+    """The variables of one Bayesian weight: posterior mean, ``rho``, prior centre."""
+
+    loc: keras.Variable
+    rho: keras.Variable
+    prior_loc: keras.Variable | None
 
 
 def inverse_softplus(x):
@@ -238,6 +247,33 @@ class BayesianLayer(keras.layers.Layer):
     def posterior_loc(self, name: str):
         """The posterior mean variable of weight ``name``."""
         return getattr(self, f"{name}_loc")
+
+    def posterior_variables(self) -> dict[str, PosteriorVariables]:
+        """Each Bayesian weight's variables, by weight name; the only way in.
+
+        Code outside the layer (conversion, diagnostics) asks here instead of
+        parsing variable names.
+
+        Returns:
+            ``{name: PosteriorVariables(loc, rho, prior_loc)}`` in build order;
+            ``prior_loc`` is None unless the prior is per-weight.
+
+        Example:
+
+        >>> import bayesseg as bs
+        >>> layer = bs.layers.DenseFlipout(2, bayesian_bias=True)
+        >>> layer.build((None, 3))
+        >>> {k: tuple(v.rho.shape) for k, v in layer.posterior_variables().items()}
+        {'kernel': (3, 2), 'bias': (2,)}
+        """
+        return {
+            name: PosteriorVariables(
+                loc=getattr(self, f"{name}_loc"),
+                rho=getattr(self, f"{name}_rho"),
+                prior_loc=getattr(self, f"{name}_prior_loc", None),
+            )
+            for name in self._posterior_names
+        }
 
     def rho_for_scale(self, scale):
         """The ``rho`` value whose posterior scale is ``scale`` (float or array > 0).
@@ -490,15 +526,10 @@ def _reset_compiled_functions(model) -> None:
     for attr in _COMPILED_FUNCTIONS:
         if hasattr(model, attr):
             setattr(model, attr, None)
-    # BayesianModel caches train functions per set of train-step hooks.
-    model.__dict__.pop("_train_functions_by_hooks", None)
 
 
 def _saved_compiled_functions(model) -> dict:
-    saved = {attr: getattr(model, attr) for attr in _COMPILED_FUNCTIONS if hasattr(model, attr)}
-    if "_train_functions_by_hooks" in model.__dict__:
-        saved["_train_functions_by_hooks"] = model.__dict__["_train_functions_by_hooks"]
-    return saved
+    return {attr: getattr(model, attr) for attr in _COMPILED_FUNCTIONS if hasattr(model, attr)}
 
 
 def set_sampling(model: keras.layers.Layer, mode: str) -> None:
@@ -550,8 +581,5 @@ def sampling_mode(model: keras.layers.Layer, mode: str) -> Iterator[None]:
         for layer, old in zip(layers, previous, strict=True):
             layer.sampling = old
         _reset_compiled_functions(model)
-        hooks = saved.pop("_train_functions_by_hooks", None)
         for attr, value in saved.items():
             setattr(model, attr, value)
-        if hooks is not None:
-            model.__dict__["_train_functions_by_hooks"] = hooks
