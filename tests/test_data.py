@@ -180,3 +180,40 @@ def test_anomaly_dataset_streams_same_series():
 def test_bad_arguments_name_the_argument(fn, kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         fn(**kwargs)
+
+
+# --------------------------------------------------------------------------
+# Tiling (bayesseg._tiling): one owner of patch sizes and window origins
+# --------------------------------------------------------------------------
+def test_check_patch_size_int_tuple_and_errors():
+    from bayesseg._tiling import check_patch_size
+
+    assert check_patch_size(None, 2) is None
+    assert check_patch_size(np.int64(8), 3) == (8, 8, 8)
+    assert check_patch_size([4, 6], 2) == (4, 6)
+    for bad in (0, True, (4,), (4, 0), (4.0, 4), "8"):
+        with pytest.raises(ValueError, match="Argument `patch_size` must be an integer >= 1"):
+            check_patch_size(bad, 2)
+    with pytest.raises(ValueError, match="Argument `--patch-size`"):
+        check_patch_size((1, 2, 3), 2, name="--patch-size")
+
+
+@pytest.mark.parametrize("size,patch,stride", [(10, 4, 4), (10, 4, 3), (8, 4, 4), (3, 4, 2)])
+def test_window_starts_cover_the_axis_and_end_flush(size, patch, stride):
+    from bayesseg._tiling import window_starts
+
+    starts = window_starts(size, patch, stride)
+    covered = np.zeros(max(size, patch), bool)
+    for s in starts:
+        covered[s : s + patch] = True
+    assert covered[:size].all()
+    assert starts[0] == 0 and starts[-1] == max(size - patch, 0)
+    assert all(b - a <= stride for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_grid_patch_origins_are_windows_with_stride_patch():
+    from bayesseg._tiling import window_origins
+    from bayesseg.data import grid_patch_origins
+
+    assert grid_patch_origins((10, 7, 3), (4, 4, 4)) == window_origins((10, 7, 3), (4, 4, 4))
+    assert window_origins((10, 7), (4, 4)) == window_origins((10, 7), (4, 4), strides=(4, 4))

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from bayesseg._tiling import check_patch_size, window_origins
+
 __all__ = [
     "FolderScan",
     "SUFFIXES",
@@ -803,26 +805,6 @@ def load_folder(
 # --------------------------------------------------------------------------
 # Patches and the streamed data set
 # --------------------------------------------------------------------------
-def _check_patch(patch_size: Any, rank: int) -> tuple[int, ...] | None:
-    if patch_size is None:
-        return None
-    sizes = (patch_size,) * rank if isinstance(patch_size, int | np.integer) else patch_size
-    try:
-        sizes = tuple(sizes)
-    except TypeError:
-        sizes = ()
-    if (
-        len(sizes) != rank
-        or any(isinstance(s, bool) or not isinstance(s, int | np.integer) for s in sizes)
-        or any(s < 1 for s in sizes)
-    ):
-        raise ValueError(
-            f"Argument `patch_size` must be a positive int or {rank} positive ints "
-            f"(one per spatial axis). Received: patch_size={patch_size!r}"
-        )
-    return tuple(int(s) for s in sizes)
-
-
 def grid_patch_origins(shape: Sequence[int], patch_size: Sequence[int]) -> list[tuple[int, ...]]:
     """Origins of non-overlapping patches that tile ``shape``; the last is flush with the end.
 
@@ -844,17 +826,7 @@ def grid_patch_origins(shape: Sequence[int], patch_size: Sequence[int]) -> list[
     >>> grid_patch_origins((10, 4), (4, 4))
     [(0, 0), (4, 0), (6, 0)]
     """
-    axes = []
-    for n, p in zip(shape, patch_size, strict=True):
-        if n <= p:
-            axes.append([0])
-            continue
-        starts = list(range(0, n - p + 1, p))
-        if starts[-1] != n - p:
-            starts.append(n - p)
-        axes.append(starts)
-    grids = np.meshgrid(*[np.asarray(a) for a in axes], indexing="ij")
-    return [tuple(int(v) for v in o) for o in np.stack([g.ravel() for g in grids], -1)]
+    return window_origins(shape, patch_size)
 
 
 def _padded(array: np.ndarray, target: tuple[int, ...]) -> np.ndarray:
@@ -936,7 +908,7 @@ def folder_dataset(
     if scan is None:
         scan = scan_folder(images_dir, masks_dir, num_classes, spatial_rank, statistics=normalize)
     rank = scan.spatial_rank
-    patch = _check_patch(patch_size, rank)
+    patch = check_patch_size(patch_size, rank)
     if patch is None:
         for name, shape in zip(scan.names, scan.shapes, strict=True):
             if shape != scan.shapes[0]:
