@@ -15,7 +15,9 @@ scale (see ``docs/kl_scaling.md``): the NLL is averaged over the batch, so
   the i-th minibatch of an epoch (Blundell et al. 2015, eq. 9);
 * ``Constant(w)`` gives ``w``.
 
-``Warmup`` and ``Cyclical`` multiply any of them by a ramp in ``[0, 1]``.
+``Warmup`` and ``Cyclical`` multiply any of them by a ramp in ``[0, 1]``;
+:func:`ramp` is that ramp, shared with the learning-rate warm-up
+(``bayesseg.training.WarmupSchedule``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import math
 
 import keras
 import tensorflow as tf
+
+from bayesseg._validation import argument_error, check_choice, check_float, check_int
 
 __all__ = [
     "KLScaling",
@@ -34,31 +38,48 @@ __all__ = [
     "Warmup",
     "Cyclical",
     "get",
+    "ramp",
 ]
 
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
-
-
-def _non_negative(name: str, value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"Argument `{name}` must be a finite number >= 0. Received: {name}={value!r}"
-        )
-    return value
+_SHAPES = ("linear", "cosine")
 
 
 def _as_float(x) -> tf.Tensor:
     return tf.cast(x, tf.float32)
+
+
+def ramp(step, steps, start=0.0, end=1.0, shape: str = "linear") -> tf.Tensor:
+    """A warm-up ramp from ``start`` (at step 0) to ``end`` (from ``steps`` on).
+
+    ``start + (end - start) * r(min(step / steps, 1))`` with ``r(t) = t``
+    ("linear") or ``(1 - cos(pi t)) / 2`` ("cosine"), in float32. The one
+    ramp behind the KL warm-up (:class:`Warmup`), cyclical annealing
+    (:class:`Cyclical`) and the learning-rate warm-up
+    (``bayesseg.training.WarmupSchedule``); it runs inside traced steps, so
+    ``step`` may be a tensor. Arguments are not checked here: the callers do.
+
+    Args:
+        step: updates so far (int, float or scalar tensor).
+        steps: number > 0, updates until ``end`` is reached.
+        start: value at step 0. Default 0.
+        end: value from ``steps`` on. Default 1.
+        shape: "linear" (default) or "cosine".
+
+    Returns:
+        A float32 scalar tensor.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> [float(bs.kl.ramp(k, 4)) for k in (0, 1, 4, 9)]
+    [0.0, 0.25, 1.0, 1.0]
+    >>> round(float(bs.kl.ramp(2, 4, start=0.1, end=0.3)), 6)
+    0.2
+    """
+    t = tf.minimum(_as_float(step) / steps, 1.0)
+    if shape == "cosine":
+        t = 0.5 * (1.0 - tf.cos(math.pi * t))
+    return start + (end - start) * t
 
 
 @keras.saving.register_keras_serializable(package="bayesseg")
@@ -110,7 +131,7 @@ class PerExample(KLScaling):
     """
 
     def __init__(self, num_examples: int):
-        self.num_examples = _positive_int("num_examples", num_examples)
+        self.num_examples = check_int("num_examples", num_examples)
 
     def __call__(self, step, batch_size):
         return tf.constant(1.0 / self.num_examples, tf.float32)
@@ -139,7 +160,7 @@ class PerBatch(KLScaling):
     """
 
     def __init__(self, num_batches: int):
-        self.num_batches = _positive_int("num_batches", num_batches)
+        self.num_batches = check_int("num_batches", num_batches)
 
     def __call__(self, step, batch_size):
         return 1.0 / (self.num_batches * _as_float(batch_size))
@@ -170,7 +191,7 @@ class Blundell(KLScaling):
     """
 
     def __init__(self, num_batches: int):
-        self.num_batches = _positive_int("num_batches", num_batches)
+        self.num_batches = check_int("num_batches", num_batches)
 
     def pi(self, step) -> tf.Tensor:
         """``pi_i`` for the update ``step`` (0-based over all epochs)."""
@@ -202,7 +223,7 @@ class Constant(KLScaling):
     """
 
     def __init__(self, weight: float):
-        self.weight = _non_negative("weight", weight)
+        self.weight = check_float("weight", weight, minimum=0)
 
     def __call__(self, step, batch_size):
         return tf.constant(self.weight, tf.float32)
@@ -235,22 +256,13 @@ class Warmup(KLScaling):
 
     def __init__(self, scaling, steps: int, shape: str = "linear", start: float = 0.0):
         self.scaling = get(scaling)
-        self.steps = _positive_int("steps", steps)
-        if shape not in ("linear", "cosine"):
-            raise ValueError(
-                f"Argument `shape` must be 'linear' or 'cosine'. Received: shape={shape!r}"
-            )
-        self.shape = shape
-        self.start = _non_negative("start", start)
-        if self.start > 1:
-            raise ValueError(f"Argument `start` must lie in [0, 1]. Received: start={start!r}")
+        self.steps = check_int("steps", steps)
+        self.shape = check_choice("shape", shape, _SHAPES)
+        self.start = check_float("start", start, minimum=0, maximum=1)
 
     def ramp(self, step) -> tf.Tensor:
         """The multiplier in [start, 1] at update ``step``."""
-        t = tf.minimum(_as_float(step) / self.steps, 1.0)
-        if self.shape == "cosine":
-            t = 0.5 * (1.0 - tf.cos(math.pi * t))
-        return self.start + (1.0 - self.start) * t
+        return ramp(step, self.steps, start=self.start, shape=self.shape)
 
     def __call__(self, step, batch_size):
         return self.ramp(step) * self.scaling(step, batch_size)
@@ -286,19 +298,15 @@ class Cyclical(KLScaling):
 
     def __init__(self, scaling, cycle_steps: int, ramp_fraction: float = 0.5):
         self.scaling = get(scaling)
-        self.cycle_steps = _positive_int("cycle_steps", cycle_steps)
-        ramp_fraction = _non_negative("ramp_fraction", ramp_fraction)
-        if not 0 < ramp_fraction <= 1:
-            raise ValueError(
-                "Argument `ramp_fraction` must lie in (0, 1]. "
-                f"Received: ramp_fraction={ramp_fraction!r}"
-            )
-        self.ramp_fraction = ramp_fraction
+        self.cycle_steps = check_int("cycle_steps", cycle_steps)
+        self.ramp_fraction = check_float(
+            "ramp_fraction", ramp_fraction, minimum=0, maximum=1, strict_minimum=True
+        )
 
     def ramp(self, step) -> tf.Tensor:
         """The multiplier in [0, 1] at update ``step``."""
-        position = tf.cast(tf.math.floormod(tf.cast(step, tf.int64), self.cycle_steps), tf.float32)
-        return tf.minimum(position / (self.cycle_steps * self.ramp_fraction), 1.0)
+        position = tf.math.floormod(tf.cast(step, tf.int64), self.cycle_steps)
+        return ramp(position, self.cycle_steps * self.ramp_fraction)
 
     def __call__(self, step, batch_size):
         return self.ramp(step) * self.scaling(step, batch_size)
@@ -323,8 +331,9 @@ def get(identifier) -> KLScaling:
     if isinstance(identifier, dict):
         identifier = keras.saving.deserialize_keras_object(identifier)
     if not isinstance(identifier, KLScaling):
-        raise ValueError(
-            "Argument `kl_scaling` must be a bayesseg.kl.KLScaling such as "
-            f"bs.kl.PerExample(num_examples). Received: kl_scaling={identifier!r}"
+        raise argument_error(
+            "kl_scaling",
+            "be a bayesseg.kl.KLScaling such as bs.kl.PerExample(num_examples)",
+            identifier,
         )
     return identifier
