@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from bayesseg._defaults import DEFAULT_PRIOR_SCALE
+from bayesseg._validation import argument_error, check_float, is_number
 
 tfd = tfp.distributions
 
@@ -28,17 +29,8 @@ __all__ = ["Prior", "Normal", "FanInNormal", "ScaleMixture", "WeightCentered", "
 
 
 def _check_positive(name: str, value: Any) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Argument `{name}` must be a positive number. Received: {name}={value!r}"
-        ) from None
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(
-            f"Argument `{name}` must be a positive finite number. Received: {name}={value!r}"
-        )
-    return value
+    # A finite number > 0; layers/base.py checks its posterior scale arguments with it.
+    return check_float(name, value, minimum=0, strict_minimum=True)
 
 
 @keras.saving.register_keras_serializable(package="bayesseg")
@@ -111,10 +103,7 @@ class Normal(Prior):
 
     def __init__(self, scale: float = 1.0, loc: float = 0.0):
         self.scale = _check_positive("scale", scale)
-        loc = float(loc)
-        if not math.isfinite(loc):
-            raise ValueError(f"Argument `loc` must be finite. Received: loc={loc!r}")
-        self.loc = loc
+        self.loc = check_float("loc", loc)
 
     def distribution(self, shape, dtype="float32") -> tfd.Distribution:
         dtype = tf.as_dtype(dtype)
@@ -139,7 +128,7 @@ def fan_in(shape) -> int:
     """
     shape = tuple(int(d) for d in shape)
     if len(shape) < 2:
-        raise ValueError(f"A fan-in needs a kernel of rank >= 2. Received: shape={shape}")
+        raise argument_error("shape", "be a kernel shape of rank >= 2 (to have a fan-in)", shape)
     receptive_field = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
     return max(1, shape[-2] * receptive_field)
 
@@ -219,12 +208,7 @@ class ScaleMixture(Prior):
     """
 
     def __init__(self, pi: float = 0.5, scale1: float = 1.0, scale2: float = math.exp(-6.0)):
-        pi = float(pi)
-        if not 0.0 < pi < 1.0:
-            raise ValueError(
-                f"Argument `pi` must lie strictly between 0 and 1. Received: pi={pi!r}"
-            )
-        self.pi = pi
+        self.pi = check_float("pi", pi, 0, 1, strict_minimum=True, strict_maximum=True)
         self.scale1 = _check_positive("scale1", scale1)
         self.scale2 = _check_positive("scale2", scale2)
 
@@ -276,16 +260,7 @@ class WeightCentered(Prior):
     per_weight = True
 
     def __init__(self, relative_scale: float = 0.1, scale_floor: float = 1e-2):
-        try:
-            relative_scale = float(relative_scale)
-        except (TypeError, ValueError):
-            relative_scale = float("nan")
-        if not math.isfinite(relative_scale) or relative_scale < 0.0:
-            raise ValueError(
-                "Argument `relative_scale` must be a finite number >= 0. "
-                f"Received: relative_scale={relative_scale!r}"
-            )
-        self.relative_scale = relative_scale
+        self.relative_scale = check_float("relative_scale", relative_scale, minimum=0)
         self.scale_floor = _check_positive("scale_floor", scale_floor)
 
     def scale(self, loc):
@@ -303,10 +278,12 @@ class WeightCentered(Prior):
             ValueError: without ``loc`` (the centres live in the layer).
         """
         if loc is None:
-            raise ValueError(
-                "WeightCentered is a per-weight prior: its centres are stored in the "
-                "layer (`{name}_prior_loc`); call `layer.prior_distribution(name, shape)`. "
-                "Received: loc=None"
+            raise argument_error(
+                "loc",
+                "be the weights' prior centres: WeightCentered is a per-weight prior whose "
+                "centres are stored in the layer (`{name}_prior_loc`); call "
+                "`layer.prior_distribution(name, shape)`",
+                loc,
             )
         loc = tf.cast(loc, tf.as_dtype(dtype))
         return tfd.Normal(loc, self.scale(loc))
@@ -337,16 +314,10 @@ def get(identifier: Prior | float | int | dict | None) -> Prior:
     if isinstance(identifier, dict):
         prior = keras.saving.deserialize_keras_object(identifier)
         if not isinstance(prior, Prior):
-            raise ValueError(
-                "Argument `prior` did not deserialise to a bayesseg Prior. "
-                f"Received: prior={identifier!r}"
-            )
+            raise argument_error("prior", "deserialise to a bayesseg Prior", identifier)
         return prior
-    if isinstance(identifier, (int, float, np.floating, np.integer)) and not isinstance(
-        identifier, bool
-    ):
+    if is_number(identifier):
         return Normal(scale=float(identifier))
-    raise ValueError(
-        "Argument `prior` must be a bayesseg.priors.Prior, a positive number "
-        f"(Normal scale) or None. Received: prior={identifier!r}"
+    raise argument_error(
+        "prior", "be a bayesseg.priors.Prior, a positive number (Normal scale) or None", identifier
     )
