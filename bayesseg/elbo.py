@@ -23,8 +23,6 @@ scale, on which ``kl_scaling`` is defined). See ``docs/kl_scaling.md``.
 
 from __future__ import annotations
 
-import math
-import numbers
 import weakref
 from typing import NamedTuple
 
@@ -32,7 +30,8 @@ import keras
 import tensorflow as tf
 
 from bayesseg import kl as kl_lib
-from bayesseg.layers.base import bayesian_layers
+from bayesseg._validation import argument_error, check_choice, check_float
+from bayesseg.layers.base import bayesian_layers, kl_divergence
 
 __all__ = ["ELBO", "ELBOTerms"]
 
@@ -125,49 +124,24 @@ class ELBO(keras.losses.Loss):
         if isinstance(likelihood, dict):
             likelihood = keras.saving.deserialize_keras_object(likelihood)
         if not isinstance(likelihood, keras.losses.Loss):
-            raise ValueError(
-                "Argument `likelihood` must be a keras.losses.Loss instance (e.g. "
-                "bs.losses.WeightedBinaryCrossentropy(...)). "
-                f"Received: likelihood={likelihood!r}"
+            raise argument_error(
+                "likelihood",
+                "be a keras.losses.Loss instance (e.g. bs.losses.WeightedBinaryCrossentropy(...))",
+                likelihood,
             )
         self.likelihood = likelihood
         self.kl_scaling = kl_lib.get(kl_scaling)
-        try:
-            temperature = float(temperature)
-        except (TypeError, ValueError):
-            temperature = float("nan")
-        if not math.isfinite(temperature) or temperature <= 0:
-            raise ValueError(
-                "Argument `temperature` must be a finite number > 0. "
-                f"Received: temperature={temperature!r}"
-            )
-        self.temperature = temperature
-        if tempering not in _TEMPERINGS:
-            raise ValueError(
-                f"Argument `tempering` must be one of {_TEMPERINGS}. "
-                f"Received: tempering={tempering!r}"
-            )
-        self.tempering = tempering
-        if scale not in _SCALES:
-            raise ValueError(
-                f"Argument `scale` must be one of {_SCALES}. Received: scale={scale!r}"
-            )
-        self.scale = scale
-        if elements_per_example is not None:
-            value = elements_per_example
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Real)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise ValueError(
-                    "Argument `elements_per_example` must be None or a finite number > 0 "
-                    "(the elements each example's likelihood value stands for, e.g. H*W). "
-                    f"Received: elements_per_example={elements_per_example!r}"
-                )
-            elements_per_example = float(value)
-        self.elements_per_example = elements_per_example
+        self.temperature = check_float("temperature", temperature, minimum=0, strict_minimum=True)
+        self.tempering = check_choice("tempering", tempering, _TEMPERINGS)
+        self.scale = check_choice("scale", scale, _SCALES)
+        # The elements each example's likelihood value stands for, e.g. H*W.
+        self.elements_per_example = check_float(
+            "elements_per_example",
+            elements_per_example,
+            minimum=0,
+            strict_minimum=True,
+            allow_none=True,
+        )
         # A weak reference: the model holds the ELBO as its loss, and Keras'
         # saving walks attributes, so a strong back-reference would cycle.
         self._model_ref = None
@@ -180,10 +154,11 @@ class ELBO(keras.losses.Loss):
             ValueError: if ``model`` has no Bayesian layers.
         """
         if not bayesian_layers(model):
-            raise ValueError(
-                f"Model {model.name!r} has no Bayesian layers, so the ELBO has no "
-                "KL term to scale. Build it from bayesseg.layers (or "
-                "bs.convert.to_bayesian), or train it with the likelihood alone."
+            raise argument_error(
+                "model",
+                "have Bayesian layers (the ELBO scales their KL): build it from "
+                "bayesseg.layers or bs.convert.to_bayesian, or train it with the likelihood alone",
+                model,
             )
         self._model_ref = weakref.ref(model)
         return self
@@ -275,12 +250,11 @@ class ELBO(keras.losses.Loss):
     def kl_parts(self, model=None):
         """The raw KL and its split ``(kl, cross_entropy, entropy)`` of the model."""
         model = model if model is not None else self._require_model()
+        if self.tempering == "kl":
+            return kl_divergence(model), None, None
         layers = bayesian_layers(model)
         if not layers:
             raise ValueError(f"Model {model.name!r} has no Bayesian layers.")
-        if self.tempering == "kl":
-            kl = tf.add_n([layer.kl_divergence() for layer in layers])
-            return kl, None, None
         terms = [layer.kl_terms() for layer in layers]
         cross_entropy = tf.add_n([ce for ce, _ in terms])
         entropy = tf.add_n([h for _, h in terms])
@@ -339,12 +313,8 @@ class ELBO(keras.losses.Loss):
         if global_batch_size is None:
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             global_batch_size = tf.shape(per_example)[0] * replicas
-        kl, cross_entropy, entropy = self.kl_parts(model)
         kl_weight = tf.cast(self.kl_scaling(step, global_batch_size), tf.float32) / divisor
-        if self.tempering == "kl":
-            penalty = kl_weight * self.temperature * kl
-        else:
-            penalty = kl_weight * (cross_entropy - self.temperature * entropy)
+        kl, penalty = self.kl_penalty(model, kl_weight)
         return ELBOTerms(
             loss=nll + penalty,
             nll=nll,

@@ -187,7 +187,7 @@ def test_bad_arguments(make, argument):
 def test_model_without_bayesian_layers_is_rejected():
     plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     elbo = bs.ELBO(keras.losses.MeanSquaredError(), bs.kl.PerExample(10))
-    with pytest.raises(ValueError, match="no Bayesian layers"):
+    with pytest.raises(ValueError, match="`model` must have Bayesian layers"):
         elbo.bind(plain)
     with pytest.raises(ValueError, match="not bound"):
         elbo(np.ones((2, 1)), np.ones((2, 1)))
