@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from bayesseg import metrics
+from bayesseg.metrics import _arrays
 from bayesseg.uncertainty import MCPrediction
 
 __all__ = [
@@ -193,7 +194,7 @@ def plot_reliability(
     True
     """
     summary = metrics.foreground_calibration(y_true, probs, threshold, num_bins)
-    p_fg, truth = metrics._foreground(y_true, probs)
+    p_fg, truth = _arrays.foreground(y_true, probs)
     region = p_fg >= summary.threshold
     confidence, accuracy, counts = metrics.reliability_curve(
         truth[region], p_fg[region], summary.num_bins

@@ -549,8 +549,18 @@ def test_ece_noise_floor():
 
 
 def test_docstring_examples():
-    result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 20 and result.failed == 0
+    attempted = 0
+    for module in (
+        metrics,
+        metrics.calibration,
+        metrics.confusion,
+        metrics.detection,
+        metrics.scores,
+    ):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0
+        attempted += result.attempted
+    assert attempted > 20
 
 
 def test_reliability_curve():

@@ -1,0 +1,67 @@
+"""Segmentation metrics for imbalanced data: overlap, detection, calibration.
+
+* :mod:`~bayesseg.metrics.confusion`: Keras metrics (:class:`Dice`,
+  :class:`F1`, :class:`IoU`, :class:`Recall`, :class:`Precision`) for one
+  class, pooled over the whole evaluation set: true positives, false
+  positives and false negatives are summed over every batch and the score is
+  computed once from the totals (a micro average over elements, not a mean of
+  per-batch or per-image scores).
+* :mod:`~bayesseg.metrics.detection`: :func:`lesion_f1`, lesion-wise
+  detection scores from connected components.
+* :mod:`~bayesseg.metrics.calibration`: NumPy calibration metrics,
+  :func:`foreground_calibration` (:class:`ForegroundCalibration`),
+  :func:`foreground_ece`, :func:`adaptive_ece`, :func:`classwise_ece`,
+  :func:`top_label_ece`, :func:`ece_noise_floor`, :func:`reliability_curve`.
+  Foreground ECEs select elements by the prediction only (``p_fg >=
+  threshold``), never by the true label, so a calibrated predictor scores
+  near its noise floor.
+* :mod:`~bayesseg.metrics.scores`: :func:`brier_score`,
+  :func:`predictive_nll` and :func:`uncertainty_auroc`.
+
+Probability arrays follow one convention: ``probs`` of shape ``(..., C)``
+(C >= 2, softmax probabilities) with integer labels ``y_true`` of shape
+``(...)`` or ``(..., 1)``; or binary foreground probabilities of shape
+``(..., 1)`` or ``(...)``, the same shape as ``y_true`` holding 0/1.
+
+Example:
+    >>> import numpy as np
+    >>> from bayesseg.metrics import brier_score
+    >>> brier_score(np.array([1.0, 0.0]), np.array([0.9, 0.2]))
+    0.025
+"""
+
+from bayesseg.metrics.calibration import (
+    FOREGROUND_THRESHOLD,
+    ForegroundCalibration,
+    adaptive_ece,
+    classwise_ece,
+    ece_noise_floor,
+    foreground_calibration,
+    foreground_ece,
+    reliability_curve,
+    top_label_ece,
+)
+from bayesseg.metrics.confusion import F1, Dice, IoU, Precision, Recall
+from bayesseg.metrics.detection import lesion_f1
+from bayesseg.metrics.scores import brier_score, predictive_nll, uncertainty_auroc
+
+__all__ = [
+    "Dice",
+    "F1",
+    "FOREGROUND_THRESHOLD",
+    "ForegroundCalibration",
+    "IoU",
+    "Precision",
+    "Recall",
+    "adaptive_ece",
+    "brier_score",
+    "classwise_ece",
+    "ece_noise_floor",
+    "foreground_calibration",
+    "foreground_ece",
+    "lesion_f1",
+    "predictive_nll",
+    "reliability_curve",
+    "top_label_ece",
+    "uncertainty_auroc",
+]
