@@ -149,7 +149,7 @@ def test_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="images_dir"):
         scan_folder(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no image files"):
+    with pytest.raises(ValueError, match="must be a folder holding image files"):
         list_images(tmp_path / "empty")
     np.save(tmp_path / "x.npy", np.zeros((4, 4)))
     np.savez(tmp_path / "x.npz", np.zeros((4, 4)))
@@ -251,3 +251,40 @@ def test_bad_arguments(tmp_path):
         scan_folder(tmp_path, num_classes=1)
     with pytest.raises(ValueError, match="path"):
         write_image(tmp_path / "x.jpg", np.zeros((4, 4)))
+
+
+# --------------------------------------------------------------------------
+# The per-image z-score: one owner for training and prediction
+# --------------------------------------------------------------------------
+def test_standardize_image_matches_numpy_reference():
+    from bayesseg.data import standardize_image
+
+    rng = np.random.default_rng(0)
+    image = (100.0 + 7.0 * rng.normal(size=(12, 9, 2))).astype(np.float32)
+    reference = (image.astype(np.float64) - image.mean(dtype=np.float64)) / image.std(
+        dtype=np.float64
+    )
+    z = standardize_image(image)
+    assert z.dtype == np.float32 and z.shape == image.shape
+    np.testing.assert_allclose(z, reference, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(standardize_image(np.full((3, 3), 4.0)), np.zeros((3, 3)))
+    np.testing.assert_array_equal(standardize_image(image, 100.0, 0.0), image - 100.0)
+    with pytest.raises(ValueError, match="Argument `std` must"):
+        standardize_image(image, mean=1.0)
+    with pytest.raises(ValueError, match="Argument `std` must be a finite number >= 0"):
+        standardize_image(image, 1.0, -1.0)
+
+
+def test_folder_z_score_equals_standardize_image_of_the_file(tmp_path):
+    from bayesseg.data import standardize_image
+
+    images, masks = _folders(tmp_path)
+    rng = np.random.default_rng(1)
+    image, mask = _pair(rng, (10, 10))
+    np.save(images / "a.npy", 3.0 + 2.0 * image)
+    np.save(masks / "a.npy", mask)
+    expected = standardize_image(read_image(images / "a.npy"))
+    loaded, _, _ = load_folder(images, masks, normalize=True)
+    np.testing.assert_array_equal(loaded[0], expected)
+    streamed = next(iter(folder_dataset(images, masks)))[0].numpy()
+    np.testing.assert_array_equal(streamed, expected)

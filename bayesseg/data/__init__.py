@@ -1,33 +1,25 @@
-"""Data sets: the synthetic imbalanced data bayesseg embeds as its default.
+"""Data: the embedded synthetic data sets and folders of images on disk.
 
-See :mod:`bayesseg.data.synthetic`.
+* :mod:`bayesseg.data.synthetic`: the synthetic imbalanced data sets;
+* :mod:`bayesseg.data.io`: reading and writing npy/npz, PNG/TIFF and NIfTI files;
+* :mod:`bayesseg.data.folders`: listing, pairing, checking and loading folders;
+* :mod:`bayesseg.data.datasets`: folders (or their patches) streamed into ``tf.data``;
+* :mod:`bayesseg.data.zscore`: the per-image z-score of every input image.
+
+(:mod:`bayesseg.data.loaders` re-exports the names of io, folders and datasets.)
 """
 
+from bayesseg.data.datasets import folder_dataset, grid_patch_origins
+from bayesseg.data.folders import FolderScan, list_images, load_folder, scan_folder
+from bayesseg.data.io import read_image, read_mask, write_image
 from bayesseg.data.synthetic import (
     synthetic_anomaly_series,
     synthetic_lesions,
     synthetic_multiclass_masks,
 )
+from bayesseg.data.zscore import standardize_image
 
 __all__ = [
-    "synthetic_anomaly_series",
-    "synthetic_lesions",
-    "synthetic_multiclass_masks",
-]
-
-from bayesseg.data.loaders import (  # noqa: E402
-    FolderScan,
-    folder_dataset,
-    grid_patch_origins,
-    list_images,
-    load_folder,
-    read_image,
-    read_mask,
-    scan_folder,
-    write_image,
-)
-
-__all__ += [
     "FolderScan",
     "folder_dataset",
     "grid_patch_origins",
@@ -36,5 +28,9 @@ __all__ += [
     "read_image",
     "read_mask",
     "scan_folder",
+    "standardize_image",
+    "synthetic_anomaly_series",
+    "synthetic_lesions",
+    "synthetic_multiclass_masks",
     "write_image",
 ]

@@ -1,0 +1,327 @@
+"""Folders of images and masks: listing, pairing by stem, checking and loading.
+
+Images and masks are paired by file stem (``case07.nii.gz`` with
+``case07.png`` is fine, formats may differ). :func:`scan_folder` checks a
+folder without keeping voxels (masks are read slab by slab);
+:func:`load_folder` stacks a small folder in memory. File formats are those
+of :mod:`bayesseg.data.io`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bayesseg._validation import argument_error, check_int
+from bayesseg.data.io import (
+    SUFFIXES,
+    _as_image,
+    _as_mask,
+    _channel_layout,
+    _mask_channels,
+    _mask_shape,
+    _Source,
+    _stem,
+    _suffix,
+    read_mask,
+)
+from bayesseg.data.zscore import _statistics, standardize_image
+
+__all__ = ["FolderScan", "list_images", "load_folder", "scan_folder"]
+
+
+def list_images(folder: str | os.PathLike, argument: str = "folder") -> list[Path]:
+    """The supported image files of a folder, sorted by name.
+
+    Hidden files and files of other types are skipped. Two files with the
+    same stem (``a.png`` and ``a.npy``) are an error: pairing would be
+    ambiguous.
+
+    Args:
+        folder: a directory.
+        argument: the argument name used in error messages. Default "folder".
+
+    Returns:
+        Sorted list of paths.
+
+    Raises:
+        ValueError: if ``folder`` is not a directory, holds no supported file,
+            or holds two files with one stem.
+
+    Example:
+
+    >>> import tempfile, numpy as np, pathlib
+    >>> from bayesseg.data import list_images
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> np.save(d / "b.npy", np.zeros((4, 4))); np.save(d / "a.npy", np.zeros((4, 4)))
+    >>> [p.name for p in list_images(d)]
+    ['a.npy', 'b.npy']
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise argument_error(argument, "be an existing directory", os.fspath(folder))
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and not p.name.startswith(".") and _suffix(p) in SUFFIXES
+    )
+    if not files:
+        raise argument_error(
+            argument, f"be a folder holding image files ({', '.join(SUFFIXES)})", os.fspath(folder)
+        )
+    seen: dict[str, Path] = {}
+    for p in files:
+        if _stem(p) in seen:
+            raise ValueError(
+                f"Files {seen[_stem(p)].name!r} and {p.name!r} in {os.fspath(folder)!r} "
+                "share one stem; keep one of them."
+            )
+        seen[_stem(p)] = p
+    return files
+
+
+# --------------------------------------------------------------------------
+# Scanning a folder
+# --------------------------------------------------------------------------
+@dataclasses.dataclass
+class FolderScan:
+    """What :func:`scan_folder` learned about a folder, without keeping voxels.
+
+    Attributes:
+        names: file stems, sorted.
+        image_paths: image files, aligned with ``names``.
+        mask_paths: mask files (None entries without a masks folder).
+        shapes: spatial shape of each image.
+        spatial_rank: 2 or 3.
+        channels: channels per image (the same for all).
+        class_counts: int64 counts per class over all masks: ``num_classes``
+            entries, or ``max label + 1`` when it is None (None without masks).
+        means, stds: per-image intensity mean and standard deviation (over
+            all voxels and channels), for z-score normalisation.
+    """
+
+    names: list[str]
+    image_paths: list[Path]
+    mask_paths: list[Path | None]
+    shapes: list[tuple[int, ...]]
+    spatial_rank: int
+    channels: int
+    class_counts: np.ndarray | None
+    means: list[float]
+    stds: list[float]
+    _has_channels: list[bool] = dataclasses.field(default_factory=list, repr=False)
+
+    def subset(self, indices, class_counts: np.ndarray | None) -> FolderScan:
+        """The scan of the images at ``indices`` only (e.g. a held-out split).
+
+        Args:
+            indices: sequence of int, positions in ``names``.
+            class_counts: the subset's class counts (the scan keeps no
+                per-image counts, so the caller supplies them).
+
+        Example:
+            >>> import numpy as np
+            >>> scan = FolderScan(["a", "b"], ["a.npy", "b.npy"], [None, None], [(4, 4)] * 2,
+            ...                   2, 1, None, [0.0, 1.0], [1.0, 1.0], [False, False])
+            >>> scan.subset([1], None).names, scan.subset([1], None).means
+            (['b'], [1.0])
+        """
+
+        def pick(values):
+            return [values[i] for i in indices] if values else values
+
+        return dataclasses.replace(
+            self,
+            names=pick(self.names),
+            image_paths=pick(self.image_paths),
+            mask_paths=pick(self.mask_paths),
+            shapes=pick(self.shapes),
+            means=pick(self.means),
+            stds=pick(self.stds),
+            class_counts=class_counts,
+            _has_channels=pick(self._has_channels),
+        )
+
+
+def _pair(images_dir, masks_dir) -> tuple[list[Path], list[Path | None]]:
+    images = list_images(images_dir, "images_dir")
+    if masks_dir is None:
+        return images, [None] * len(images)
+    masks = {_stem(p): p for p in list_images(masks_dir, "masks_dir")}
+    paired = []
+    for image in images:
+        mask = masks.get(_stem(image))
+        if mask is None:
+            raise ValueError(
+                f"Image {image.name!r} has no mask in {os.fspath(masks_dir)!r} "
+                f"(expected a file named {_stem(image)}.<ext>)."
+            )
+        paired.append(mask)
+    return images, paired
+
+
+def scan_folder(
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    spatial_rank: int | None = None,
+    statistics: bool = True,
+) -> FolderScan:
+    """Pair images with masks and check them, reading masks slab by slab.
+
+    Every image must have a mask with the same stem and the image's spatial
+    shape; with ``num_classes``, every label must lie in
+    ``[0, num_classes)``. The class counts are returned either way (one per
+    label up to the largest without ``num_classes``). Errors name the
+    offending file.
+
+    Args:
+        images_dir: folder of images.
+        masks_dir: folder of masks, or None.
+        num_classes: int >= 2 or None: check labels and count classes.
+        spatial_rank: None, 2 or 3 (see :func:`read_image`); with masks the
+            mask's shape decides.
+        statistics: compute per-image mean and std (reads every image once,
+            slab by slab). Default True.
+
+    Returns:
+        A :class:`FolderScan`.
+
+    Raises:
+        ValueError: missing folders, an image without a mask, shape or
+            channel mismatches, labels outside the declared classes.
+
+    Example:
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> from bayesseg.data import scan_folder
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "img").mkdir(); (root / "msk").mkdir()
+    >>> np.save(root / "img" / "a.npy", np.ones((8, 8)))
+    >>> np.save(root / "msk" / "a.npy", np.eye(8, dtype="uint8"))
+    >>> scan_folder(root / "img", root / "msk", num_classes=2).class_counts.tolist()
+    [56, 8]
+    """
+    num_classes = check_int("num_classes", num_classes, minimum=2, allow_none=True)
+    spatial_rank = check_int("spatial_rank", spatial_rank, 2, 3, allow_none=True)
+    images, masks = _pair(images_dir, masks_dir)
+    shapes, has_channels, channels, means, stds = [], [], set(), [], []
+    counts = np.zeros(num_classes or 1, np.int64) if masks_dir is not None else None
+    rank = None
+    for image_path, mask_path in zip(images, masks, strict=True):
+        source = _Source(image_path)
+        mask_shape = None
+        if mask_path is not None:
+            mask_source = _Source(mask_path)
+            mask_shape = _mask_shape(mask_source)
+        r, has_c = _channel_layout(source, spatial_rank, mask_shape)
+        if rank is not None and r != rank:
+            raise ValueError(f"Image {image_path.name!r} is {r}D while earlier images are {rank}D.")
+        rank = r
+        shape = source.shape[:r]
+        channels.add(source.shape[-1] if has_c else 1)
+        if len(channels) > 1:
+            raise ValueError(
+                f"Image {image_path.name!r} has {source.shape[-1] if has_c else 1} channel(s) "
+                f"while earlier images have {sorted(channels - {source.shape[-1]})}."
+            )
+        shapes.append(shape)
+        has_channels.append(has_c)
+        if statistics:
+            mean, std = _statistics(source.slabs())
+            means.append(mean)
+            stds.append(std)
+        if mask_path is not None:
+            for slab in mask_source.slabs():
+                labels = _as_mask(_mask_channels(mask_source, slab), mask_path.name)
+                if num_classes is not None and labels.size and labels.max() >= num_classes:
+                    bad = np.unique(labels[labels >= num_classes])[:5].tolist()
+                    raise ValueError(
+                        f"Mask {mask_path.name!r} holds labels {bad} outside the declared "
+                        f"classes [0, {num_classes}) (num_classes={num_classes})."
+                    )
+                found = np.bincount(labels.ravel(), minlength=num_classes or 1)
+                if found.size > counts.size:
+                    counts = np.pad(counts, (0, found.size - counts.size))
+                counts[: found.size] += found
+    return FolderScan(
+        names=[_stem(p) for p in images],
+        image_paths=images,
+        mask_paths=masks,
+        shapes=shapes,
+        spatial_rank=int(rank),
+        channels=int(channels.pop()),
+        class_counts=counts,
+        means=means,
+        stds=stds,
+        _has_channels=has_channels,
+    )
+
+
+def _check_one_shape(scan: FolderScan, advice: str) -> tuple[int, ...]:
+    """The spatial shape all images of ``scan`` share; else a ValueError ending in ``advice``."""
+    for name, shape in zip(scan.names, scan.shapes, strict=True):
+        if shape != scan.shapes[0]:
+            raise ValueError(
+                f"Image {name!r} has spatial shape {shape}, unlike {scan.shapes[0]} of "
+                f"{scan.names[0]!r}; {advice}."
+            )
+    return scan.shapes[0]
+
+
+def load_folder(
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    spatial_rank: int | None = None,
+    normalize: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Load a small folder (and its masks) into memory as stacked arrays.
+
+    Args:
+        images_dir: folder of images.
+        masks_dir: folder of masks paired by stem, or None.
+        num_classes: int >= 2 or None: check that labels lie in
+            ``[0, num_classes)``.
+        spatial_rank: None, 2 or 3 (see :func:`read_image`).
+        normalize: bool, z-score each image (its mean and std over all
+            voxels). Default False.
+
+    Returns:
+        ``(images, masks, names)``: float32 ``(N, *spatial, C)``, int32
+        ``(N, *spatial)`` (None without ``masks_dir``) and the file stems.
+
+    Raises:
+        ValueError: see :func:`scan_folder`; also when images differ in
+            shape (use :func:`folder_dataset` with ``patch_size``).
+
+    Example:
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> from bayesseg.data import load_folder
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     np.save(d / f"{name}.npy", np.zeros((8, 8)))
+    >>> images, masks, names = load_folder(d)
+    >>> images.shape, masks, names
+    ((2, 8, 8, 1), None, ['a', 'b'])
+    """
+    scan = scan_folder(images_dir, masks_dir, num_classes, spatial_rank, statistics=normalize)
+    _check_one_shape(
+        scan,
+        "stack-able folders need one shape (use folder_dataset(..., patch_size=...) "
+        "for mixed sizes)",
+    )
+    images, masks = [], []
+    for i, path in enumerate(scan.image_paths):
+        image = _as_image(_Source(path).read(), scan._has_channels[i])
+        if normalize:
+            image = standardize_image(image, scan.means[i], scan.stds[i])
+        images.append(image)
+        if scan.mask_paths[i] is not None:
+            masks.append(read_mask(scan.mask_paths[i]))
+    stacked_masks = np.stack(masks) if masks else None
+    return np.stack(images), stacked_masks, scan.names
