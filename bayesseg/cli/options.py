@@ -1,0 +1,126 @@
+"""The command line's vocabulary: option types, choices, `train` options, usage errors.
+
+Every option type parses its text and checks the value with the package's
+shared checks (``bayesseg._validation``); a bad value becomes argparse's
+one-line usage error ``argument --x: must be ..., got '...'`` (exit code 2).
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_SCALE_MULTIPLIER
+from bayesseg._validation import check_choice, check_float, check_int
+
+EXIT_USAGE = 2
+
+_CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
+_ESTIMATORS = ("flipout", "reparameterization")
+_NORMALIZATIONS = ("none", "batch", "group")
+_KL_SCALINGS = ("per-example", "per-batch", "blundell")
+
+
+class _UsageError(Exception):
+    """A command-line mistake: reported in one line, exit code 2."""
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------
+# Argument types
+# --------------------------------------------------------------------------
+def _option_type(parse: Callable[[str], Any], check: Callable[[Any], Any], expectation: str):
+    """An argparse type: ``check(parse(text))``, else "must be <expectation>, got <text>"."""
+
+    def convert(text: str) -> Any:
+        try:
+            return check(parse(text))
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {expectation}, got {text!r}") from None
+
+    return convert
+
+
+def _canonical_int(text: str) -> int:
+    """``int(text)`` for a plain decimal integer (sign, spaces allowed; not ``08``, ``1e3``)."""
+    value = int(text)
+    if str(text).strip().lstrip("+") != str(value):
+        raise ValueError(text)
+    return value
+
+
+_positive_int = _option_type(
+    _canonical_int, lambda v: check_int("value", v, minimum=1), "a positive integer"
+)
+_int = _option_type(int, lambda v: check_int("value", v, minimum=None), "an integer")
+_positive_float = _option_type(
+    float,
+    lambda v: check_float("value", v, minimum=0, strict_minimum=True),
+    "a finite number > 0",
+)
+
+
+def _in_unit_interval(noun: str):
+    """An argument type for numbers in [0, 1); ``noun`` names them in the error."""
+    return _option_type(
+        float,
+        lambda v: check_float("value", v, minimum=0, maximum=1, strict_maximum=True),
+        f"{noun} in [0, 1)",
+    )
+
+
+_overlap = _in_unit_interval("a number")
+_fraction = _in_unit_interval("a fraction")
+
+
+def _num_classes(text: str) -> int:
+    value = _positive_int(text)
+    try:
+        return check_int("num_classes", value, minimum=2)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be >= 2 (background included; 2 means binary), got {text!r}"
+        ) from None
+
+
+def _choice(choices: tuple[str, ...]):
+    parse = _option_type(
+        str, lambda v: check_choice("value", v, choices), f"one of {', '.join(choices)}"
+    )
+    parse.__name__ = "choice"
+    return parse
+
+
+def _text(text: str) -> str:
+    return str(text)
+
+
+# Options of `train` that a TOML config may set: name -> (type, default).
+_TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "images": (_text, None),
+    "masks": (_text, None),
+    "out": (_text, "bayesseg-run"),
+    "epochs": (_positive_int, 20),
+    "batch_size": (_positive_int, 4),
+    "patch_size": (_positive_int, None),
+    "patches_per_image": (_positive_int, 4),
+    "num_classes": (_num_classes, None),
+    "estimator": (_choice(_ESTIMATORS), "flipout"),
+    "base_filters": (_positive_int, 16),
+    "depth": (_positive_int, 4),
+    "normalization": (_choice(_NORMALIZATIONS), "none"),
+    "learning_rate": (_positive_float, 1e-3),
+    "clipnorm": (_positive_float, 1.0),
+    "class_weights": (_choice(_CLASS_WEIGHTS), "balanced"),
+    "kl_scaling": (_choice(_KL_SCALINGS), "per-example"),
+    "posterior_scale_init": (_positive_float, DEFAULT_POSTERIOR_SCALE_INIT),
+    "scale_multiplier": (_positive_float, DEFAULT_SCALE_MULTIPLIER),
+    "calibration_split": (_fraction, 0.0),
+    "seed": (_int, 0),
+}

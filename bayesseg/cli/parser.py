@@ -1,0 +1,363 @@
+"""The ``bayesseg`` argument parser: one builder per command, one-line usage errors.
+
+Building it imports no TensorFlow: the command functions it dispatches to
+import TensorFlow themselves, once the arguments are valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bayesseg._defaults import (
+    DEFAULT_POSTERIOR_SCALE_INIT,
+    DEFAULT_RECURRENT_SCALE_MULTIPLIER,
+    DEFAULT_SCALE_MULTIPLIER,
+)
+from bayesseg._version import __version__
+from bayesseg.cli.demo import _demo
+from bayesseg.cli.options import (
+    _CLASS_WEIGHTS,
+    _ESTIMATORS,
+    _KL_SCALINGS,
+    _NORMALIZATIONS,
+    _choice,
+    _fraction,
+    _int,
+    _num_classes,
+    _overlap,
+    _positive_float,
+    _positive_int,
+    _UsageError,
+)
+from bayesseg.cli.predict import _predict
+from bayesseg.cli.train import _train
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (no usage dump)."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def _note(value) -> str:
+    return f" (default: {value})"
+
+
+def _add_network_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--batch-size, --estimator, --base-filters, --depth (demo's defaults or None)."""
+
+    def default(value):
+        return value if defaults else None
+
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=default(8),
+        help="examples per optimizer step" + _note(8 if defaults else 4),
+    )
+    parser.add_argument(
+        "--estimator",
+        type=_choice(_ESTIMATORS),
+        default=default("flipout"),
+        help="gradient estimator of the Bayesian layers: flipout or reparameterization"
+        + _note("flipout"),
+    )
+    parser.add_argument(
+        "--base-filters",
+        type=_positive_int,
+        default=default(8),
+        help="filters of the first U-Net level, doubled per level" + _note(8 if defaults else 16),
+    )
+    parser.add_argument(
+        "--depth",
+        type=_positive_int,
+        default=default(3),
+        help="U-Net resolution levels; spatial sizes must be divisible by 2**(depth-1)"
+        + _note(3 if defaults else 4),
+    )
+
+
+def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """Class weights, Adam, the posterior's start and speed, --quiet."""
+
+    def default(value):
+        return value if defaults else None
+
+    parser.add_argument(
+        "--class-weights",
+        type=_choice(_CLASS_WEIGHTS),
+        default=None,
+        help="how class weights are computed from the training masks: balanced "
+        "(N / (C * n_c)), inverse_sqrt (sqrt of balanced: recall without wrecking "
+        "precision), effective_number or none"
+        + _note("inverse_sqrt; demo --task anomaly: balanced" if defaults else "balanced"),
+    )
+    parser.add_argument(
+        "--clipnorm",
+        type=_positive_float,
+        default=default(1.0),
+        help="Adam's global_clipnorm" + _note(1.0),
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        default=None,
+        help="Adam learning rate"
+        + _note("0.001; demo --task anomaly: 0.003" if defaults else 0.001),
+    )
+    parser.add_argument(
+        "--posterior-scale-init",
+        type=_positive_float,
+        default=default(DEFAULT_POSTERIOR_SCALE_INIT),
+        help="initial posterior standard deviation of every Bayesian weight"
+        + _note(DEFAULT_POSTERIOR_SCALE_INIT),
+    )
+    parser.add_argument(
+        "--scale-multiplier",
+        type=_positive_float,
+        default=None,
+        help="posterior scale = softplus(multiplier * rho): how many times faster than "
+        "the learning rate the scales move under Adam; 1 gives the classic, "
+        "rate-limited parameterisation"
+        + _note(
+            f"{DEFAULT_SCALE_MULTIPLIER:g}; demo --task anomaly: "
+            f"{DEFAULT_RECURRENT_SCALE_MULTIPLIER:g}"
+            if defaults
+            else f"{DEFAULT_SCALE_MULTIPLIER:g}"
+        ),
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """Options shared by demo (with its defaults) and train (None: resolved later)."""
+    _add_network_options(parser, defaults)
+    _add_optimizer_options(parser, defaults)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``bayesseg`` command.
+
+    Returns:
+        An ``argparse.ArgumentParser`` with the sub-commands ``demo``,
+        ``train`` and ``predict``. Its ``error`` raises instead of exiting;
+        :func:`main` turns that into a one-line message and exit code 2.
+
+    Example:
+
+    >>> from bayesseg.cli import build_parser
+    >>> args = build_parser().parse_args(["demo", "--epochs", "2"])
+    >>> args.task, args.epochs
+    ('lesion', 2)
+    """
+    parser = _Parser(
+        prog="bayesseg",
+        description="Bayesian segmentation on imbalanced data (Keras 3, TensorFlow "
+        "Probability): train a Bayesian U-Net with a class-weighted ELBO and write "
+        "probability and uncertainty maps. Exit codes: 0 success, 2 bad arguments or "
+        "input data (one-line message on stderr).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_demo(sub)
+    _add_train(sub)
+    _add_predict(sub)
+    return parser
+
+
+def _add_demo(sub) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="train on the embedded synthetic data and write a report",
+        description="Train a Bayesian U-Net on synthetic imbalanced data (CPU, a few "
+        "minutes), evaluate it on held-out synthetic images and write report.json, "
+        "uncertainty.png, training.png and gradients.png to --out. The lesion task also "
+        "trains the same model with plain, unweighted BCE and compares lesion recall.",
+    )
+    demo.add_argument(
+        "--task",
+        choices=("lesion", "multiclass", "anomaly"),
+        default="lesion",
+        help="lesion: binary masks, ~1 lesion pixel per 60; multiclass: "
+        "--num-classes classes, mostly background; anomaly: per-timestep "
+        "anomalies (2 steps in 20%% of the series) in series of --length steps, "
+        "Bayesian LSTM tagger (default: lesion)",
+    )
+    demo.add_argument(
+        "--length",
+        type=_positive_int,
+        default=512,
+        help="anomaly task: steps per series; --num-images series are generated (default: 512)",
+    )
+    demo.add_argument(
+        "--epochs", type=_positive_int, default=12, help="training epochs (default: 12)"
+    )
+    demo.add_argument(
+        "--out", default="bayesseg-demo", help="output folder (default: bayesseg-demo)"
+    )
+    demo.add_argument("--seed", type=_int, default=0, help="random seed (default: 0)")
+    demo.add_argument(
+        "--num-images",
+        type=_positive_int,
+        default=None,
+        help="training images (series for --task anomaly); a quarter as many (at least 4, "
+        "8 series) are held out (default: 160; --task anomaly: 640)",
+    )
+    demo.add_argument(
+        "--size", type=_positive_int, default=64, help="image side in pixels (default: 64)"
+    )
+    demo.add_argument(
+        "--num-classes",
+        type=_num_classes,
+        default=None,
+        help="classes of the multiclass task, background included (default: 8)",
+    )
+    demo.add_argument(
+        "--background-fraction",
+        type=_overlap,
+        default=0.97,
+        help="background share of the multiclass task (default: 0.97)",
+    )
+    demo.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=16,
+        help="Monte Carlo draws per held-out image (default: 16)",
+    )
+    _add_model_options(demo, defaults=True)
+    demo.set_defaults(func=_demo)
+
+
+def _add_train_data_options(train: argparse.ArgumentParser) -> None:
+    """--config, --epochs, --patch-size, --patches-per-image, --out."""
+    train.add_argument(
+        "--config",
+        default=None,
+        help="TOML file with any of these options (snake_case or dashes, top level or "
+        "under [train]); command-line flags override it",
+    )
+    train.add_argument(
+        "--epochs", type=_positive_int, default=None, help="training epochs (default: 20)"
+    )
+    train.add_argument(
+        "--patch-size",
+        type=_positive_int,
+        nargs="+",
+        default=None,
+        help="train on random patches of this size (1 value or one per spatial axis); "
+        "needed when images differ in shape (default: whole images)",
+    )
+    train.add_argument(
+        "--patches-per-image",
+        type=_positive_int,
+        default=None,
+        help="random patches per image and epoch (default: 4)",
+    )
+    train.add_argument("--out", default=None, help="output folder (default: bayesseg-run)")
+
+
+def _add_train(sub) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train on folders of images and masks",
+        description="Train a Bayesian U-Net on --images and --masks (paired by file stem; "
+        ".npy, .npz, .png, .tif/.tiff, .nii/.nii.gz). Class weights and the output bias "
+        "come from the mask counts, the KL is scaled per example. Writes "
+        "out/model.keras (checkpointed every epoch; rerun the same command to resume an "
+        "interrupted run), out/model.json, out/training.csv, training.png, "
+        "gradients.png and TensorBoard logs when tensorboard is installed. Options may "
+        "come from --config (TOML; flags override it).",
+    )
+    train.add_argument("--images", default=None, help="folder of images (required)")
+    train.add_argument("--masks", default=None, help="folder of integer masks (required)")
+    _add_train_data_options(train)
+    train.add_argument(
+        "--num-classes",
+        type=_num_classes,
+        default=None,
+        help="classes including background; 2 trains one sigmoid output, more a softmax. "
+        "Labels outside [0, num-classes) are an error (default: largest label + 1)",
+    )
+    train.add_argument(
+        "--normalization",
+        type=_choice(_NORMALIZATIONS),
+        default=None,
+        help="normalisation in the U-Net blocks: none, batch or group (default: none)",
+    )
+    train.add_argument(
+        "--kl-scaling",
+        type=_choice(_KL_SCALINGS),
+        default=None,
+        help="KL weight: per-example (1/N, N examples per epoch), per-batch (1/(M*B)) or "
+        "blundell (pi_i/B) (default: per-example)",
+    )
+    train.add_argument(
+        "--calibration-split",
+        type=_fraction,
+        default=None,
+        metavar="FRACTION",
+        help="hold out this fraction of the images (seeded, disjoint from training), fit "
+        "Platt scaling (binary) or temperature scaling with class biases on the model's "
+        "Monte Carlo logits there after training, and save it in model.json; predict "
+        "applies it. 0 = off (default: 0)",
+    )
+    train.add_argument("--seed", type=_int, default=None, help="random seed (default: 0)")
+    _add_model_options(train, defaults=False)
+    train.set_defaults(func=_train)
+
+
+def _add_predict(sub) -> None:
+    predict = sub.add_parser(
+        "predict",
+        help="write probability and uncertainty maps",
+        description="Monte Carlo prediction with a trained model on every image of "
+        "--images. Writes, per image, <stem>_prob, <stem>_labels, <stem>_epistemic and "
+        "<stem>_aleatoric in the input's format (PNG: 16-bit, see predictions.json for "
+        "the scaling; TIFF: float; NIfTI: with the input's affine and header). Images "
+        "larger than the training patches are predicted with sliding windows.",
+    )
+    predict.add_argument("--model", required=True, help="a model.keras written by train")
+    predict.add_argument("--images", required=True, help="folder of images")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=16,
+        help="Monte Carlo draws per image (default: 16)",
+    )
+    predict.add_argument(
+        "--patch-size",
+        type=_positive_int,
+        nargs="+",
+        default=None,
+        help="sliding-window size (1 value or one per spatial axis) (default: the "
+        "training patch size for larger images, else the whole image)",
+    )
+    predict.add_argument(
+        "--overlap",
+        type=_overlap,
+        default=0.5,
+        help="overlap of neighbouring windows, in [0, 1) (default: 0.5)",
+    )
+    predict.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=8,
+        help="windows per forward pass (default: 8)",
+    )
+    predict.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="undo the class weights' shift of the probabilities (weights from model.json); "
+        "an alternative to a calibration fitted by train --calibration-split, which is "
+        "applied by default",
+    )
+    predict.add_argument(
+        "--ignore-calibration",
+        action="store_true",
+        help="do not apply the calibration fitted by train --calibration-split",
+    )
+    predict.add_argument("--quiet", action="store_true", help="less output")
+    predict.set_defaults(func=_predict)

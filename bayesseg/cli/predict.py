@@ -1,0 +1,200 @@
+"""``bayesseg predict``: Monte Carlo probability, label and uncertainty maps of a
+trained model, written in each input's format, with predictions.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from bayesseg.cli.options import _one_line
+from bayesseg.cli.training import _check_unet_shape, _expand_patch, _unet_divisor
+
+
+def _output_suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _load_model(args: argparse.Namespace, model_path: Path):
+    import keras
+
+    try:
+        return keras.saving.load_model(os.fspath(model_path), compile=False)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"Cannot load model {args.model!r}: {_one_line(err)}") from err
+
+
+def _load_calibration(args: argparse.Namespace, metadata: dict, metadata_path: Path):
+    """The calibrator fitted by train --calibration-split, unless ignored (or None)."""
+    import keras
+
+    import bayesseg as bs
+
+    entry = metadata.get("calibration")
+    if not entry or args.ignore_calibration:
+        return None
+    if args.calibrate:
+        raise ValueError(
+            f"--calibrate undoes the class weights, but {metadata_path.name!r} holds a "
+            "fitted calibration, applied by default, whose bias already absorbs their "
+            "shift; drop --calibrate, or pass --ignore-calibration to use --calibrate "
+            "instead."
+        )
+    calibration = keras.saving.deserialize_keras_object(entry["config"], safe_mode=True)
+    if not isinstance(calibration, bs.calibration.LogitCalibrator):
+        raise ValueError(
+            f"The calibration in {metadata_path.name!r} is not a bayesseg calibrator: "
+            f"{type(calibration).__name__}."
+        )
+    return calibration
+
+
+def _class_weights(args: argparse.Namespace, metadata: dict, metadata_path: Path):
+    """The class weights whose shift --calibrate undoes (None without --calibrate)."""
+    weights = metadata.get("class_weights") if args.calibrate else None
+    if args.calibrate and weights is None:
+        raise ValueError(
+            "--calibrate needs the class weights that bayesseg train saves in "
+            f"{metadata_path.name!r}."
+        )
+    return weights
+
+
+def _window(args, spatial: tuple[int, ...], model, train_patch, depth) -> tuple[int, ...]:
+    """The sliding-window size for an image of ``spatial`` shape."""
+    rank = len(spatial)
+    if args.patch_size:
+        patch = _expand_patch(args.patch_size, rank)
+        if patch is None:
+            raise ValueError(
+                f"Argument --patch-size needs 1 or {rank} values. Received: {args.patch_size}"
+            )
+    elif train_patch and any(s > p for s, p in zip(spatial, train_patch, strict=True)):
+        patch = tuple(train_patch)
+    elif model.input_shape[1:-1] != (None,) * rank:
+        patch = tuple(model.input_shape[1:-1])
+    else:
+        # One window covering the image, zero-padded to a size the U-Net accepts.
+        divisor = _unet_divisor(depth)
+        patch = tuple(math.ceil(s / divisor) * divisor for s in spatial)
+    _check_unet_shape(
+        patch,
+        depth,
+        lambda divisor: (
+            f"Patch size {patch} must be divisible by 2**(depth-1) = {divisor} for this model."
+        ),
+    )
+    return patch
+
+
+def _maps(pred, num_classes: int, suffix: str) -> dict[str, tuple[Any, float | None]]:
+    """The maps written per image: name -> (array, top of its value range or None)."""
+    import numpy as np
+
+    entropy_max = math.log(num_classes)
+    mean = pred.mean[0]
+    labels = (mean[..., 0] >= 0.5) if num_classes == 2 else mean.argmax(-1)
+    labels = labels.astype(np.uint8 if num_classes <= 256 else np.uint16)
+    maps = {"labels": (labels, None), "epistemic": (pred.epistemic[0], entropy_max)}
+    maps["aleatoric"] = (pred.aleatoric[0], entropy_max)
+    if num_classes == 2 or suffix not in (".png", ".tif", ".tiff"):
+        maps["prob"] = (mean[..., 0] if num_classes == 2 else mean, 1.0)
+    else:
+        for c in range(num_classes):
+            maps[f"prob_class{c}"] = (mean[..., c], 1.0)
+    return maps
+
+
+def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]:
+    """Predict one image and write its maps; returns the file names written."""
+    import bayesseg as bs
+
+    image = bs.data.read_image(path, spatial_rank=setup["rank"])
+    if image.shape[-1] != setup["channels"]:
+        raise ValueError(
+            f"Image {path.name!r} has {image.shape[-1]} channel(s); the model "
+            f"expects {setup['channels']}."
+        )
+    spatial = image.shape[:-1]
+    image = (image - image.mean()) / (image.std() or 1.0)
+    patch = _window(args, spatial, model, setup["train_patch"], setup["depth"])
+    pred = bs.uncertainty.predict_mc(
+        model,
+        image[None],
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        patch_size=patch,
+        overlap=args.overlap,
+        correct_for_class_weights=setup["weights"],
+        calibration=setup["calibration"],
+        verbose=0,
+    )
+    suffix = _output_suffix(path)
+    stem = path.name[: len(path.name) - len(suffix)]
+    written = []
+    for kind, (array, top) in _maps(pred, setup["num_classes"], suffix).items():
+        target = out / f"{stem}_{kind}{suffix}"
+        value_range = None if top is None else (0.0, top)
+        bs.data.write_image(target, array, like=path, value_range=value_range)
+        written.append(target.name)
+    if not args.quiet:
+        print(f"{path.name}: mean epistemic {pred.epistemic.mean():.4g} nats, windows of {patch}")
+    return written
+
+
+def _manifest(args, model_path: Path, calibration, num_classes: int, written: list[str]) -> dict:
+    """predictions.json: the model, the calibration applied, the PNG scaling, the files."""
+    return {
+        "model": os.fspath(model_path),
+        "num_samples": args.num_samples,
+        "calibrated": bool(args.calibrate) or calibration is not None,
+        "calibration": (
+            type(calibration).__name__
+            if calibration is not None
+            else ("class_weights" if args.calibrate else None)
+        ),
+        "png_scaling": {
+            "prob": "value * 65535 (16-bit)",
+            "epistemic, aleatoric": f"value / log({num_classes}) * 65535 (16-bit)",
+        },
+        "files": written,
+    }
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise ValueError(
+            f"Argument --model must be an existing .keras file. Received: {args.model!r}"
+        )
+    import bayesseg as bs
+
+    files = bs.data.list_images(args.images, "--images")
+    metadata_path = model_path.with_suffix(".json")
+    metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+    model = _load_model(args, model_path)
+    outputs = model.output_shape[-1]
+    setup = {
+        "rank": len(model.input_shape) - 2,
+        "channels": model.input_shape[-1],
+        "num_classes": 2 if outputs == 1 else outputs,
+        "depth": metadata.get("config", {}).get("depth"),
+        "train_patch": metadata.get("patch_size"),
+        "calibration": _load_calibration(args, metadata, metadata_path),
+        "weights": _class_weights(args, metadata, metadata_path),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in files:
+        written += _predict_image(args, path, model, setup, out)
+    manifest = _manifest(args, model_path, setup["calibration"], setup["num_classes"], written)
+    with open(out / "predictions.json", "w") as f:
+        json.dump(manifest, f, indent=2)
+    print(f"bayesseg predict: wrote {len(written)} maps for {len(files)} images to {out}")
+    return 0

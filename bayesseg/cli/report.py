@@ -1,0 +1,221 @@
+"""The report the commands write: held-out evaluation, per-class scores,
+calibration figures, JSON-safe numbers, ``report.json``, the printed demo
+summary and the library versions. TensorFlow is imported inside the
+functions only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+# The lesion-wise detection figures a report keeps.
+_LESION_KEYS = ("precision", "recall", "f1", "true_lesions", "pred_lesions")
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    import bayesseg
+
+    return {
+        "bayesseg": bayesseg.__version__,
+        "tensorflow": tf.__version__,
+        "tensorflow_probability": tfp.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def _final_logs(history) -> dict[str, float]:
+    return {key: float(values[-1]) for key, values in history.history.items() if values}
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe numbers: NaN/inf become None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _finite(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_json(path: Path, content: Any) -> None:
+    """``content`` as indented JSON, NaN/inf written as null."""
+    with open(path, "w") as f:
+        json.dump(_finite(content), f, indent=2)
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------
+def _per_class(labels, probs, num_classes: int) -> dict[str, dict[str, float]]:
+    """Pooled Dice / recall / precision per class with bayesseg's Keras metrics."""
+    import bayesseg as bs
+
+    scores = {}
+    y_pred = probs[..., None] if num_classes == 2 else probs
+    for c in range(num_classes):
+        row = {}
+        for name, cls in (
+            ("dice", bs.metrics.Dice),
+            ("recall", bs.metrics.Recall),
+            ("precision", bs.metrics.Precision),
+        ):
+            metric = cls(class_id=c, from_logits=False)
+            metric.update_state(labels, y_pred)
+            row[name] = float(metric.result())
+        row["support"] = int((labels == c).sum())
+        scores[str(c)] = row
+    return scores
+
+
+def _mean_probs(pred, num_classes: int):
+    """The Monte Carlo mean probabilities: foreground (binary) or every class."""
+    return pred.mean[..., 0] if num_classes == 2 else pred.mean
+
+
+def _uncertainty_auroc(errors, uncertainty) -> float | None:
+    import bayesseg as bs
+
+    try:
+        return bs.metrics.uncertainty_auroc(errors, uncertainty)
+    except ValueError:
+        return None  # no errors (or only errors): the AUROC is undefined
+
+
+def _evaluate(model, images, labels, num_classes: int, weights, num_samples: int) -> dict:
+    """Held-out metrics of one model from Monte Carlo predictions (and the prediction)."""
+    import numpy as np
+
+    import bayesseg as bs
+
+    pred = bs.uncertainty.predict_mc(model, images, num_samples=num_samples, verbose=0)
+    probs = _mean_probs(pred, num_classes)
+    if num_classes == 2:
+        hard, foreground = (probs >= 0.5).astype(np.int32), probs
+    else:
+        hard, foreground = probs.argmax(-1), 1.0 - probs[..., 0]
+    lesions = bs.metrics.lesion_f1(labels > 0, foreground)
+    result = {
+        "per_class": _per_class(labels, probs, num_classes),
+        "lesion_f1": {k: v for k, v in lesions.items() if k in _LESION_KEYS},
+        "uncertainty_auroc": _uncertainty_auroc(hard != labels, pred.total),
+        "mean_epistemic": float(pred.epistemic.mean()),
+        "mean_aleatoric": float(pred.aleatoric.mean()),
+        **_calibration(labels, probs),
+    }
+    calibrated = pred
+    if weights is not None:
+        # The weighted likelihood shifts probabilities towards rare classes;
+        # undoing that shift gives calibrated probabilities.
+        calibrated = bs.uncertainty.predict_mc(
+            model,
+            images,
+            num_samples=num_samples,
+            verbose=0,
+            correct_for_class_weights=weights,
+        )
+        result["corrected_for_class_weights"] = _calibration(
+            labels, _mean_probs(calibrated, num_classes)
+        )
+    result["epistemic_share"] = bs.uncertainty.epistemic_share(calibrated)
+    return result, pred
+
+
+def _calibration(labels, probs) -> dict:
+    """Foreground and adaptive ECE next to their noise floors, the region, the NLL."""
+    import bayesseg as bs
+
+    details = bs.metrics.foreground_calibration(labels, probs)
+    return {
+        "foreground_ece": details.ece,
+        "foreground_ece_floor": bs.metrics.ece_noise_floor(probs),
+        "adaptive_ece": bs.metrics.adaptive_ece(labels, probs),
+        "adaptive_ece_floor": bs.metrics.ece_noise_floor(probs, bs.metrics.adaptive_ece),
+        "ece_region_pixels": details.region_size,
+        "region_mean_probability": details.region_mean_probability,
+        "region_foreground_rate": details.region_foreground_rate,
+        "excluded_mean_probability": details.excluded_mean_probability,
+        "excluded_foreground_rate": details.excluded_foreground_rate,
+        "predictive_nll": bs.metrics.predictive_nll(labels, probs),
+    }
+
+
+def _plot_training(history, diagnostics, out: Path) -> None:
+    """training.png, and gradients.png when the diagnostics recorded anything."""
+    import bayesseg as bs
+
+    bs.plots.plot_training(history, out / "training.png")
+    if diagnostics.records:
+        bs.plots.plot_gradient_contributions(diagnostics.records, out / "gradients.png")
+
+
+# --------------------------------------------------------------------------
+# The printed summary
+# --------------------------------------------------------------------------
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def _per_class_lines(report: dict) -> list[str]:
+    data = report["data"]
+    lines = [
+        "",
+        f"bayesseg demo ({report['task']}): {data['train_images']} training, "
+        f"{data['test_images']} held-out images, "
+        f"foreground {100 * data['foreground_fraction']:.2f}% of pixels",
+        f"{'class':>7}{'dice':>9}{'recall':>9}{'precision':>11}{'support':>10}",
+    ]
+    for c, row in report["metrics"]["per_class"].items():
+        lines.append(
+            f"{c:>7}{row['dice']:>9.3f}{row['recall']:>9.3f}{row['precision']:>11.3f}"
+            f"{row['support']:>10d}"
+        )
+    return lines
+
+
+def _quality_lines(metrics: dict) -> list[str]:
+    calibrated = metrics.get("corrected_for_class_weights", metrics)
+    which = "class-weight corrected" if "corrected_for_class_weights" in metrics else "as trained"
+    return [
+        f"lesion-wise F1 {_fmt(metrics['lesion_f1']['f1'])}   uncertainty AUROC "
+        f"{_fmt(metrics['uncertainty_auroc'])}   epistemic share "
+        f"{_fmt(metrics['epistemic_share'])}",
+        f"{which}: foreground ECE {_fmt(calibrated['foreground_ece'])} "
+        f"(noise floor {_fmt(calibrated['foreground_ece_floor'])}, "
+        f"{calibrated['ece_region_pixels']} pixels)   adaptive ECE "
+        f"{_fmt(calibrated['adaptive_ece'])} (floor {_fmt(calibrated['adaptive_ece_floor'])})"
+        f"   predictive NLL {calibrated['predictive_nll']:.4f}",
+    ]
+
+
+def _comparison_lines(comparison: dict) -> list[str]:
+    lines = [f"{'lesion recall':<28}{'weighted ELBO':>15}{'plain BCE':>12}"]
+    for key, pair in comparison.items():
+        lines.append(
+            f"{key.replace('_', ' '):<28}{_fmt(pair['weighted_elbo']):>15}{_fmt(pair['bce']):>12}"
+        )
+    return lines
+
+
+def _print_demo_summary(report: dict, out: Path) -> None:
+    lines = _per_class_lines(report) + _quality_lines(report["metrics"])
+    if "comparison" in report:
+        lines += _comparison_lines(report["comparison"])
+    lines.append(
+        f"wrote {out / 'report.json'}, uncertainty.png, training.png, gradients.png "
+        f"in {report['runtime_seconds']:.0f} s"
+    )
+    print("\n".join(lines))

@@ -1,0 +1,346 @@
+"""``bayesseg train``: the options (flags over a TOML config), the checks that
+run before training, the seeded calibration split, training with checkpoints
+and the calibration fitted on the held-out images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from bayesseg.cli.options import _TRAIN_OPTIONS, _UsageError
+from bayesseg.cli.report import _final_logs, _finite, _versions, _write_json
+from bayesseg.cli.training import (
+    _build_model,
+    _check_unet_shape,
+    _expand_patch,
+    _gradient_callback,
+)
+
+# Monte Carlo draws per held-out batch when `train --calibration-split` fits
+# the calibration (pooled per-draw logits, as predict_mc applies it).
+_CALIBRATION_SAMPLES = 8
+
+
+# --------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------
+def _parse_config_value(name: str, value: Any) -> Any:
+    parse = _TRAIN_OPTIONS[name][0]
+    if name == "patch_size":
+        values = value if isinstance(value, list) else [value]
+        return [parse(str(v)) for v in values]
+    return parse(str(value))
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"Config file {path!r} is not valid TOML: {err}") from err
+    if isinstance(raw.get("train"), dict):
+        raw = {**{k: v for k, v in raw.items() if k != "train"}, **raw["train"]}
+    config = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in _TRAIN_OPTIONS:
+            raise ValueError(
+                f"Config file {path!r} has an unknown key {key!r}; known keys: "
+                f"{', '.join(sorted(_TRAIN_OPTIONS))}."
+            )
+        try:
+            config[name] = _parse_config_value(name, value)
+        except argparse.ArgumentTypeError as err:
+            raise ValueError(f"Config file {path!r}: {key} {err}") from err
+    return config
+
+
+def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
+    config = _load_config(args.config) if args.config else {}
+    options = {}
+    for name, (_, default) in _TRAIN_OPTIONS.items():
+        value = getattr(args, name)
+        options[name] = value if value is not None else config.get(name, default)
+    for name in ("images", "masks"):
+        if options[name] is None:
+            raise _UsageError(
+                f"bayesseg train: error: --{name} is required (on the command line or in "
+                "the config file) (see bayesseg train --help)"
+            )
+    return options
+
+
+# --------------------------------------------------------------------------
+# Checks before training
+# --------------------------------------------------------------------------
+def _check_patch(options: dict, scan) -> tuple[int, ...] | None:
+    rank = scan.spatial_rank
+    patch = options["patch_size"]
+    if patch is not None:
+        expanded = _expand_patch(patch, rank)
+        if expanded is None:
+            raise ValueError(
+                f"Argument --patch-size needs 1 or {rank} values for {rank}D images. "
+                f"Received: {patch}"
+            )
+        shape, what = expanded, "--patch-size"
+    else:
+        for name, shape in zip(scan.names, scan.shapes, strict=True):
+            if shape != scan.shapes[0]:
+                raise ValueError(
+                    f"Image {name!r} has shape {shape}, unlike {scan.shapes[0]} of "
+                    f"{scan.names[0]!r}: pass --patch-size to train on mixed sizes."
+                )
+        shape, what = scan.shapes[0], "the image shape (no --patch-size)"
+    _check_unet_shape(
+        shape,
+        options["depth"],
+        lambda divisor: (
+            f"{what} {tuple(shape)} must be divisible by 2**(depth-1) = {divisor} for "
+            f"--depth {options['depth']}; choose another --patch-size or --depth."
+        ),
+    )
+    return None if patch is None else shape
+
+
+def _held_out_counts(scan, held: list[int], num_classes: int):
+    import numpy as np
+
+    import bayesseg as bs
+
+    counts = np.zeros(num_classes, np.int64)
+    for i in held:
+        labels = bs.data.read_mask(scan.mask_paths[i])
+        counts += np.bincount(labels.ravel(), minlength=num_classes)[:num_classes]
+    return counts
+
+
+def _calibration_split(options: dict, scan, num_classes: int):
+    """Seeded, disjoint split of the images into training and calibration sets.
+
+    Returns ``(train_scan, held_out_scan, train_counts)``; ``held_out_scan``
+    is None without a split. The class counts (hence the class weights and the
+    output bias) come from the training images only. Fails before training
+    when the held-out images cannot support a fit.
+    """
+    import numpy as np
+
+    counts = np.zeros(num_classes, np.int64)
+    found = np.asarray(scan.class_counts, np.int64)
+    counts[: len(found)] += found
+    fraction = options["calibration_split"]
+    if not fraction:
+        return scan, None, counts
+    n = len(scan.names)
+    n_held = max(1, round(fraction * n))
+    if n_held >= n:
+        raise ValueError(
+            f"Argument --calibration-split {fraction} holds out {n_held} of {n} image(s), "
+            "leaving none to train on; use a smaller fraction or more images."
+        )
+    order = np.random.default_rng(options["seed"]).permutation(n)
+    held, kept = sorted(order[:n_held].tolist()), sorted(order[n_held:].tolist())
+    held_counts = _held_out_counts(scan, held, num_classes)
+    missing = np.flatnonzero(held_counts == 0).tolist()
+    if num_classes == 2 and missing:
+        raise ValueError(
+            f"The {n_held} image(s) held out by --calibration-split {fraction} hold no "
+            f"pixel of class {missing[0]}, so Platt scaling cannot be fitted; use a larger "
+            "fraction or another --seed."
+        )
+    train_counts = counts - held_counts
+    return scan.subset(kept, train_counts), scan.subset(held, held_counts), train_counts
+
+
+# --------------------------------------------------------------------------
+# The calibration fitted after training
+# --------------------------------------------------------------------------
+def _fit_calibration(model, options: dict, held_scan, patch, num_classes: int, quiet: bool):
+    """Fit Platt / temperature scaling on the held-out images; its model.json entry."""
+    import keras
+    import numpy as np
+
+    import bayesseg as bs
+
+    dataset = bs.data.folder_dataset(
+        options["images"],
+        options["masks"],
+        patch_size=patch,
+        batch_size=options["batch_size"],
+        shuffle=False,
+        patches="grid",  # every held-out voxel once (whole images without a patch)
+        scan=held_scan,
+    )
+    # A class absent from the held-out masks has an unbounded bias: fit the
+    # temperature alone then, rather than fail after training.
+    fit_bias = bool(np.all(np.asarray(held_scan.class_counts)[:num_classes] > 0))
+    calibration = bs.calibration.fit_calibration(
+        model, dataset, num_samples=_CALIBRATION_SAMPLES, seed=options["seed"], fit_bias=fit_bias
+    )
+    result = dict(calibration.fit_result)
+    if not quiet:
+        print(
+            f"bayesseg train: fitted {type(calibration).__name__} on "
+            f"{len(held_scan.names)} held-out image(s): NLL {result['nll_before']:.4g} -> "
+            f"{result['nll_after']:.4g} nats per pixel"
+            + ("" if fit_bias else " (temperature only: a class is absent from them)")
+        )
+    return {
+        "kind": type(calibration).__name__,
+        "config": keras.saving.serialize_keras_object(calibration),
+        "held_out_images": list(held_scan.names),
+        "num_samples": _CALIBRATION_SAMPLES,
+        "fit": result,
+    }
+
+
+# --------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------
+def _tensorboard_installed() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _callbacks(out: Path, diagnostics) -> list:
+    """Checkpoint, resume, CSV log, the diagnostics and TensorBoard when installed."""
+    import keras
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.fspath(out / "backup")),
+        keras.callbacks.ModelCheckpoint(os.fspath(out / "model.keras")),
+        keras.callbacks.CSVLogger(os.fspath(out / "training.csv"), append=True),
+        diagnostics,
+    ]
+    if _tensorboard_installed():
+        callbacks.append(keras.callbacks.TensorBoard(os.fspath(out / "logs")))
+    return callbacks
+
+
+def _training_dataset(options: dict, patch, train_scan):
+    import bayesseg as bs
+
+    return bs.data.folder_dataset(
+        options["images"],
+        options["masks"],
+        patch_size=patch,
+        batch_size=options["batch_size"],
+        shuffle=True,
+        seed=options["seed"],
+        patches_per_image=options["patches_per_image"],
+        scan=train_scan,
+    )
+
+
+def _metadata(options, scans, patch, counts, num_examples: int, outputs) -> dict[str, Any]:
+    """model.json: what predict needs besides the weights (calibration filled in later)."""
+    import numpy as np
+
+    scan, train_scan, held_scan = scans
+    num_classes, weights, bias = outputs
+    return {
+        "num_classes": num_classes,
+        "spatial_rank": scan.spatial_rank,
+        "channels": scan.channels,
+        "patch_size": None if patch is None else list(patch),
+        "normalize": "zscore per image",
+        "class_counts": [int(c) for c in counts],
+        "class_weights": None if weights is None else [float(w) for w in weights],
+        "output_bias": np.asarray(bias).tolist(),
+        "num_examples_per_epoch": num_examples,
+        "train_images": None if held_scan is None else list(train_scan.names),
+        "calibration": None,
+        "config": options,
+        "versions": _versions(),
+    }
+
+
+def _write_metadata(out: Path, metadata: dict) -> None:
+    with open(out / "model.json", "w") as f:
+        json.dump(metadata, f, indent=2)
+
+
+def _print_start(scan, train_scan, held_scan, num_classes: int, counts, steps: int) -> None:
+    held = "" if held_scan is None else f" ({len(held_scan.names)} held out for calibration)"
+    print(
+        f"bayesseg train: {len(train_scan.names)} training images{held} ({scan.spatial_rank}D, "
+        f"{scan.channels} channel(s)), {num_classes} classes, class counts "
+        f"{[int(c) for c in counts]}, {steps} steps per epoch"
+    )
+
+
+def _save_history(history, diagnostics, out: Path) -> None:
+    """training.png and history.json (when epochs ran), gradients.png (when recorded)."""
+    import bayesseg as bs
+
+    if history.history:
+        bs.plots.plot_training(history, out / "training.png")
+        _write_json(out / "history.json", history.history)
+    if diagnostics.records:
+        bs.plots.plot_gradient_contributions(diagnostics.records, out / "gradients.png")
+
+
+def _train(args: argparse.Namespace) -> int:
+    options = _resolve_train_options(args)
+    start = time.perf_counter()
+    import bayesseg as bs
+
+    scan = bs.data.scan_folder(options["images"], options["masks"], options["num_classes"])
+    num_classes = options["num_classes"] or max(2, len(scan.class_counts))
+    patch = _check_patch(options, scan)
+    train_scan, held_scan, counts = _calibration_split(options, scan, num_classes)
+    out = Path(options["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(options["seed"])
+    dataset = _training_dataset(options, patch, train_scan)
+    num_examples = len(train_scan.names) * (1 if patch is None else options["patches_per_image"])
+    steps = math.ceil(num_examples / options["batch_size"])
+    input_shape = (None,) * scan.spatial_rank + (scan.channels,)
+    model, weights, bias = _build_model(
+        input_shape, num_classes, np.asarray(counts), num_examples, steps, options
+    )
+    diagnostics = _gradient_callback(steps * options["epochs"])
+    callbacks = _callbacks(out, diagnostics)
+    metadata = _metadata(
+        options,
+        (scan, train_scan, held_scan),
+        patch,
+        counts,
+        num_examples,
+        (num_classes, weights, bias),
+    )
+    _write_metadata(out, metadata)
+    if not args.quiet:
+        _print_start(scan, train_scan, held_scan, num_classes, counts, steps)
+    history = model.fit(
+        dataset,
+        epochs=options["epochs"],
+        shuffle=False,  # the data set shuffles files and patches itself, seeded
+        verbose=0 if args.quiet else 1,
+        callbacks=callbacks,
+    )
+    _save_history(history, diagnostics, out)
+    if held_scan is not None:
+        metadata["calibration"] = _finite(
+            _fit_calibration(model, options, held_scan, patch, num_classes, args.quiet)
+        )
+        _write_metadata(out, metadata)
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in _final_logs(history).items())
+    print(
+        f"bayesseg train: wrote {out / 'model.keras'} after "
+        f"{time.perf_counter() - start:.0f} s ({summary or 'resumed: nothing left to train'})"
+    )
+    return 0

@@ -1,0 +1,112 @@
+"""The training pipeline shared by ``demo`` and ``train``: the U-Net's size rule,
+class weights and output bias, the compiled Bayesian U-Net, the gradient
+diagnostics callback. TensorFlow is imported inside the functions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def _unet_divisor(depth: int | None) -> int:
+    """``2**(depth-1)``, what a U-Net of ``depth`` levels needs every spatial size
+    divisible by (1 when the depth is unknown)."""
+    return 2 ** (depth - 1) if depth else 1
+
+
+def _check_unet_shape(shape: Sequence[int], depth: int | None, message: Callable[[int], str]):
+    """Raise ``ValueError(message(divisor))`` unless every size in ``shape`` is
+    divisible by ``2**(depth-1)``; returns the divisor."""
+    divisor = _unet_divisor(depth)
+    if any(int(s) % divisor for s in shape):
+        raise ValueError(message(divisor))
+    return divisor
+
+
+def _imbalance(counts, num_classes: int, method: str):
+    """Class weights and output bias from the training label counts.
+
+    A class absent from the training masks gets a pseudo-count of 1, so its
+    weight and bias stay finite (its weight never multiplies a label).
+    """
+    import numpy as np
+
+    import bayesseg as bs
+
+    counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    weights = None if method == "none" else bs.imbalance.class_weights(counts, method=method)
+    if num_classes == 2:
+        bias = bs.imbalance.initial_bias(counts, "sigmoid", class_weights=weights)
+    else:
+        bias = bs.imbalance.initial_bias(counts, "softmax", class_weights=weights)
+    return weights, bias
+
+
+def _likelihood(num_classes: int, weights):
+    """The weighted likelihood and the Keras metrics compiled with it."""
+    import bayesseg as bs
+
+    if num_classes == 2:
+        likelihood = bs.losses.WeightedBinaryCrossentropy(class_weights=weights)
+        return likelihood, [bs.metrics.Dice(class_id=1), bs.metrics.Recall(class_id=1)]
+    return bs.losses.WeightedCategoricalCrossentropy(class_weights=weights), []
+
+
+def _kl_scaling(name: str, num_examples: int, steps_per_epoch: int):
+    import bayesseg as bs
+
+    if name == "per-example":
+        return bs.kl.PerExample(num_examples)
+    if name == "per-batch":
+        return bs.kl.PerBatch(steps_per_epoch)
+    return bs.kl.Blundell(steps_per_epoch)
+
+
+def _build_model(
+    input_shape: tuple,
+    num_classes: int,
+    counts,
+    num_examples: int,
+    steps_per_epoch: int,
+    options: dict[str, Any],
+):
+    """A compiled Bayesian U-Net with a class-weighted ELBO (and its weights, bias)."""
+    import keras
+
+    import bayesseg as bs
+
+    weights, bias = _imbalance(counts, num_classes, options["class_weights"])
+    model = bs.models.bayesian_unet(
+        input_shape,
+        1 if num_classes == 2 else num_classes,
+        base_filters=options["base_filters"],
+        depth=options["depth"],
+        estimator=options["estimator"],
+        posterior_scale_init=options["posterior_scale_init"],
+        scale_multiplier=options["scale_multiplier"],
+        normalization=None if options["normalization"] == "none" else options["normalization"],
+        output_bias=bias,
+    )
+    likelihood, metrics = _likelihood(num_classes, weights)
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            options["learning_rate"], global_clipnorm=options["clipnorm"]
+        ),
+        loss=bs.ELBO(likelihood, _kl_scaling(options["kl_scaling"], num_examples, steps_per_epoch)),
+        metrics=metrics,
+    )
+    return model, weights, bias
+
+
+def _gradient_callback(steps: int):
+    """GradientDiagnostics recording about 20 times over ``steps`` training steps."""
+    import bayesseg as bs
+
+    return bs.diagnostics.GradientDiagnostics(every_n_steps=max(1, steps // 20))
+
+
+def _expand_patch(values: Sequence[int], rank: int) -> tuple[int, ...] | None:
+    """A patch size from 1 value (every axis) or ``rank`` values; None for another count."""
+    patch = tuple(values) * rank if len(values) == 1 else tuple(values)
+    return patch if len(patch) == rank else None
