@@ -157,9 +157,9 @@ def test_reparameterization_is_one_weight_draw_per_sequence():
     ref = _keras_twin(layer, return_sequences=True)
     ref.set_weights(
         [
-            layer.kernel_loc.numpy() + delta("kernel", base._STREAM_KERNEL),
+            layer.kernel_loc.numpy() + delta("kernel", base.STREAM_KERNEL),
             layer.recurrent_kernel_loc.numpy()
-            + delta("recurrent_kernel", L._STREAM_RECURRENT_KERNEL),
+            + delta("recurrent_kernel", base.STREAM_RECURRENT_KERNEL),
             layer.bias.numpy(),
         ]
     )
@@ -177,13 +177,13 @@ def test_flipout_is_one_perturbation_per_sequence():
     _randomise_bias(layer)
     y = layer(x).numpy()
     _, delta, signs = _replayed_draw(layer.cell, 0)
-    d_kernel = delta("kernel", base._STREAM_KERNEL)
-    d_recurrent = delta("recurrent_kernel", L._STREAM_RECURRENT_KERNEL)
+    d_kernel = delta("kernel", base.STREAM_KERNEL)
+    d_recurrent = delta("recurrent_kernel", base.STREAM_RECURRENT_KERNEL)
     four = 4 * UNITS
-    s_in = signs((batch, features), base._STREAM_SIGN_IN)
-    s_out = signs((batch, four), base._STREAM_SIGN_OUT)
-    r_in = signs((batch, UNITS), L._STREAM_RECURRENT_SIGN_IN)
-    r_out = signs((batch, four), L._STREAM_RECURRENT_SIGN_OUT)
+    s_in = signs((batch, features), base.STREAM_SIGN_IN)
+    s_out = signs((batch, four), base.STREAM_SIGN_OUT)
+    r_in = signs((batch, UNITS), base.STREAM_RECURRENT_SIGN_IN)
+    r_out = signs((batch, four), base.STREAM_RECURRENT_SIGN_OUT)
     ref = _keras_twin(layer, return_sequences=True)
     for b in range(batch):
         ref.set_weights(

@@ -23,9 +23,7 @@ owns, once for all ranks and estimators:
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import keras
@@ -39,6 +37,7 @@ from bayesseg._defaults import (
     DEFAULT_PRIOR_SCALE,
     DEFAULT_SCALE_MULTIPLIER,
 )
+from bayesseg._validation import argument_error, check_choice, check_float, check_int
 
 tfd = tfp.distributions
 
@@ -51,9 +50,24 @@ __all__ = [
 ]
 
 SAMPLING_MODES = ("sample", "mean", "shared")
-# Distinct streams derived from one call's seed: weight noise, bias noise,
-# Flipout input signs, Flipout output signs, Monte Carlo KL.
-_STREAM_KERNEL, _STREAM_BIAS, _STREAM_SIGN_IN, _STREAM_SIGN_OUT, _STREAM_KL = range(5)
+
+# Noise streams: distinct stateless seeds folded from one call's seed, owned
+# here for every layer of the package (public to the package, not in
+# ``__all__``). Weight noise, bias noise, Flipout input and output signs and
+# the Monte Carlo KL; then the recurrent kernel's noise and signs (LSTM
+# cells), and the stream folded into the seed of a layer that reads its
+# sequence backwards, so the two directions of a ``Bidirectional`` wrapper
+# (same config, same seed) draw different noise. Changing a number changes
+# the noise every saved model draws.
+STREAM_KERNEL = 0
+STREAM_BIAS = 1
+STREAM_SIGN_IN = 2
+STREAM_SIGN_OUT = 3
+STREAM_KL = 4
+STREAM_RECURRENT_KERNEL = 5
+STREAM_RECURRENT_SIGN_IN = 6
+STREAM_RECURRENT_SIGN_OUT = 7
+STREAM_BACKWARD = 8
 
 
 class PosteriorVariables(NamedTuple):
@@ -72,19 +86,24 @@ def inverse_softplus(x):
 
 
 def check_sampling(sampling: str) -> str:
-    if sampling not in SAMPLING_MODES:
-        raise ValueError(
-            f"Argument `sampling` must be one of {SAMPLING_MODES}. Received: sampling={sampling!r}"
-        )
-    return sampling
+    """A sampling mode, one of ``SAMPLING_MODES`` (the shared ``check_choice``)."""
+    return check_choice("sampling", sampling, SAMPLING_MODES)
 
 
 def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
+    """``check_int(name, value)``, kept for the modules that import this name."""
+    return check_int(name, value)
+
+
+def check_unsupported(layer: str, **arguments) -> None:
+    """Refuse Keras arguments a Bayesian layer takes for positional compatibility only.
+
+    Each keyword is ``name=(value, default)``; a value other than its default
+    raises in the package's argument style.
+    """
+    for name, (value, default) in arguments.items():
+        if value is not default and value != default:
+            raise argument_error(name, f"be {default!r}: {layer} does not support it", value)
 
 
 def fold_in(seed: tf.Tensor, stream: int) -> tf.Tensor:
@@ -168,6 +187,7 @@ class BayesianLayer(keras.layers.Layer):
 
     def __init__(
         self,
+        *,
         prior=None,
         posterior_scale_init: float = DEFAULT_POSTERIOR_SCALE_INIT,
         bayesian_bias: bool = False,
@@ -179,20 +199,20 @@ class BayesianLayer(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.prior = self.default_prior() if prior is None else priors_lib.get(prior)
-        self.posterior_scale_init = priors_lib._check_positive(
-            "posterior_scale_init", posterior_scale_init
+        self.posterior_scale_init = check_float(
+            "posterior_scale_init", posterior_scale_init, minimum=0, strict_minimum=True
         )
         if scale_multiplier is None:
             scale_multiplier = self.default_scale_multiplier
-        self.scale_multiplier = priors_lib._check_positive("scale_multiplier", scale_multiplier)
+        self.scale_multiplier = check_float(
+            "scale_multiplier", scale_multiplier, minimum=0, strict_minimum=True
+        )
         self.bayesian_bias = bool(bayesian_bias)
         self.sampling = check_sampling(sampling)
-        self.kl_samples = check_positive_int("kl_samples", kl_samples)
+        self.kl_samples = check_int("kl_samples", kl_samples)
         if seed is None:
             seed = random.randrange(2**31 - 1)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
-        self.seed = seed
+        self.seed = check_int("seed", seed, minimum=None)
         self._posterior_names: list[str] = []
 
     # ------------------------------------------------------------------ weights
@@ -351,7 +371,7 @@ class BayesianLayer(keras.layers.Layer):
             return tf.cast(self.bias, dtype)
         if seed is None:
             return tf.cast(self.posterior_loc("bias"), dtype)
-        return self.sample_weight("bias", seed, _STREAM_BIAS, dtype)
+        return self.sample_weight("bias", seed, STREAM_BIAS, dtype)
 
     # ----------------------------------------------------------------------- KL
     def kl_terms(self, num_samples: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
@@ -418,7 +438,7 @@ class BayesianLayer(keras.layers.Layer):
             return tf.reduce_sum(q.cross_entropy(p))
         except NotImplementedError:
             pass
-        num_samples = check_positive_int(
+        num_samples = check_int(
             "num_samples", self.kl_samples if num_samples is None else num_samples
         )
         seed = tf.stack(
@@ -427,7 +447,7 @@ class BayesianLayer(keras.layers.Layer):
                 tf.cast(tf.convert_to_tensor(self.noise_step.value), tf.int64),
             ]
         )
-        seed = fold_in(fold_in(seed, _STREAM_KL), self._posterior_names.index(name))
+        seed = fold_in(fold_in(seed, STREAM_KL), self._posterior_names.index(name))
         w = q.sample(num_samples, seed=seed)
         return -tf.reduce_sum(p.log_prob(w)) / num_samples
 
@@ -460,126 +480,11 @@ class BayesianLayer(keras.layers.Layer):
         return super().from_config({"scale_multiplier": 1.0, **config})
 
 
-def bayesian_layers(model: keras.layers.Layer) -> list[BayesianLayer]:
-    """All Bayesian layers inside ``model`` (nested models and RNN cells too).
-
-    Args:
-        model: a Keras model or layer.
-
-    Returns:
-        A list of :class:`BayesianLayer`, each once, in tracking order.
-
-    Example:
-
-    >>> import bayesseg as bs, keras
-    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
-    >>> [type(l).__name__ for l in bs.layers.bayesian_layers(model)]
-    ['DenseFlipout']
-    """
-    if not isinstance(model, keras.layers.Layer):
-        raise ValueError(f"Argument `model` must be a Keras model or layer. Received: {model!r}")
-    found, seen = [], set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        if isinstance(layer, BayesianLayer) and id(layer) not in seen:
-            seen.add(id(layer))
-            found.append(layer)
-    return found
-
-
-def kl_divergence(model: keras.layers.Layer, num_samples: int | None = None) -> tf.Tensor:
-    """Sum of the unscaled KL divergences of every Bayesian layer in ``model``.
-
-    This is the quantity the ELBO scales; it does not rely on
-    ``model.losses`` (bayesseg layers add no losses).
-
-    Args:
-        model: a built Keras model or layer.
-        num_samples: Monte Carlo samples for priors without closed-form KL.
-
-    Returns:
-        A float32 scalar tensor.
-
-    Raises:
-        ValueError: if ``model`` holds no Bayesian layer.
-
-    Example:
-
-    >>> import bayesseg as bs, keras
-    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
-    >>> kl = bs.kl_divergence(model)
-    """
-    layers = bayesian_layers(model)
-    if not layers:
-        raise ValueError(
-            f"Model {model.name!r} has no Bayesian layers, so it has no KL "
-            "divergence. Build it from bayesseg.layers (or convert it)."
-        )
-    return tf.add_n([layer.kl_divergence(num_samples) for layer in layers])
-
-
-_COMPILED_FUNCTIONS = ("train_function", "test_function", "predict_function")
-
-
-def _reset_compiled_functions(model) -> None:
-    # Keras caches traced train/test/predict functions; the sampling switch is
-    # read when they are traced, so they must be traced again.
-    for attr in _COMPILED_FUNCTIONS:
-        if hasattr(model, attr):
-            setattr(model, attr, None)
-
-
-def _saved_compiled_functions(model) -> dict:
-    return {attr: getattr(model, attr) for attr in _COMPILED_FUNCTIONS if hasattr(model, attr)}
-
-
-def set_sampling(model: keras.layers.Layer, mode: str) -> None:
-    """Set the sampling mode of every Bayesian layer in ``model``.
-
-    Args:
-        model: a Keras model or layer.
-        mode: "sample" (draw with the layer's estimator), "shared" (one
-            weight draw shared by the batch) or "mean" (posterior mean).
-
-    Keras' cached ``fit``/``evaluate``/``predict`` functions are reset so the
-    new mode takes effect on the next call. Functions you wrapped in
-    ``tf.function`` yourself keep the mode they were traced with.
-
-    Example:
-
-    >>> import bayesseg as bs, keras
-    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
-    >>> bs.layers.set_sampling(model, "mean")
-    """
-    mode = check_sampling(mode)
-    for layer in bayesian_layers(model):
-        layer.sampling = mode
-    _reset_compiled_functions(model)
-
-
-@contextlib.contextmanager
-def sampling_mode(model: keras.layers.Layer, mode: str) -> Iterator[None]:
-    """Context manager: temporarily set the sampling mode of ``model``.
-
-    Example:
-
-    >>> import bayesseg as bs, keras, numpy as np
-    >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
-    >>> with bs.layers.sampling_mode(model, "mean"):
-    ...     y = model.predict(np.ones((4, 3)), verbose=0)
-    """
-    mode = check_sampling(mode)
-    layers = bayesian_layers(model)
-    previous = [layer.sampling for layer in layers]
-    # Functions traced before the block saw the previous modes, so they are
-    # valid again once the modes are restored: putting them back keeps a
-    # ``fit`` that called this (e.g. ``predict_mc`` in a callback) running.
-    saved = _saved_compiled_functions(model)
-    set_sampling(model, mode)
-    try:
-        yield
-    finally:
-        for layer, old in zip(layers, previous, strict=True):
-            layer.sampling = old
-        _reset_compiled_functions(model)
-        for attr, value in saved.items():
-            setattr(model, attr, value)
+# The functions over a whole model live in ``model_functions.py`` (they need
+# this module's BayesianLayer); re-exported here, where they were released.
+from bayesseg.layers.model_functions import (  # noqa: E402
+    bayesian_layers,
+    kl_divergence,
+    sampling_mode,
+    set_sampling,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from bayesseg._validation import check_int
 from bayesseg.layers import base
 from bayesseg.layers.base import BayesianLayer
 
@@ -19,6 +20,12 @@ class BaseDense(BayesianLayer):
     Inputs of shape ``(batch, ..., input_dim)`` give outputs of shape
     ``(batch, ..., units)``, as ``keras.layers.Dense``. The posterior mean
     ``kernel_loc`` has Keras' kernel shape ``(input_dim, units)``.
+
+    The positional parameters are ``keras.layers.Dense``'s, in its order;
+    those a Bayesian layer does not support (regularizers and constraints of
+    the weights, LoRA, quantization) must keep their default and raise
+    ``ValueError`` otherwise. ``activity_regularizer`` goes to
+    ``keras.layers.Layer``. The Bayesian arguments are keyword-only.
     """
 
     estimator: str = ""
@@ -30,10 +37,28 @@ class BaseDense(BayesianLayer):
         use_bias: bool = True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        lora_rank=None,
+        lora_alpha=None,
+        quantization_config=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.units = base.check_positive_int("units", units)
+        base.check_unsupported(
+            type(self).__name__,
+            kernel_regularizer=(kernel_regularizer, None),
+            bias_regularizer=(bias_regularizer, None),
+            kernel_constraint=(kernel_constraint, None),
+            bias_constraint=(bias_constraint, None),
+            lora_rank=(lora_rank, None),
+            lora_alpha=(lora_alpha, None),
+            quantization_config=(quantization_config, None),
+        )
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.units = check_int("units", units)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -139,7 +164,7 @@ class DenseReparameterization(BaseDense):
     estimator = "reparameterization"
 
     def _sampled_outputs(self, x, loc, seed):
-        kernel = loc + self.sample_weight_noise("kernel", seed, base._STREAM_KERNEL, x.dtype)
+        kernel = loc + self.sample_weight_noise("kernel", seed, base.STREAM_KERNEL, x.dtype)
         return tf.matmul(x, kernel) if x.shape.rank == 2 else _dense(x, kernel)
 
 
@@ -175,15 +200,15 @@ class DenseFlipout(BaseDense):
     estimator = "flipout"
 
     def _sampled_outputs(self, x, loc, seed):
-        delta = self.sample_weight_noise("kernel", seed, base._STREAM_KERNEL, x.dtype)
+        delta = self.sample_weight_noise("kernel", seed, base.STREAM_KERNEL, x.dtype)
         sign_in = base.random_signs(
             _signs_shape(x, x.shape[-1]),
-            base.fold_in(seed, base._STREAM_SIGN_IN),
+            base.fold_in(seed, base.STREAM_SIGN_IN),
             x.dtype,
         )
         sign_out = base.random_signs(
             _signs_shape(x, self.units),
-            base.fold_in(seed, base._STREAM_SIGN_OUT),
+            base.fold_in(seed, base.STREAM_SIGN_OUT),
             x.dtype,
         )
         if x.shape.rank == 2:
@@ -229,7 +254,7 @@ class DenseLocalReparameterization(BaseDense):
         else:
             mean, var = _dense(x, loc), _dense(tf.square(x), tf.square(scale))
         eps = tf.random.stateless_normal(
-            tf.shape(mean), base.fold_in(seed, base._STREAM_KERNEL), dtype=x.dtype
+            tf.shape(mean), base.fold_in(seed, base.STREAM_KERNEL), dtype=x.dtype
         )
         # The square root runs in float32 with a floor at the smallest normal
         # number, so an all-zero input row has a finite gradient (not 0 * inf).
