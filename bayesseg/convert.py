@@ -15,17 +15,21 @@ weights. The result is a :class:`bayesseg.BayesianModel` ready for
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 import numpy as np
+
+# Keras exports no public class for functional models (keras.Model(inputs,
+# outputs) returns this subclass); clone_model needs one, so does the check.
 from keras.src.models.functional import Functional
 
 from bayesseg import layers as bl
 from bayesseg import priors as priors_lib
+from bayesseg._validation import argument_error, check_choice, check_float, check_int
+from bayesseg.layers.lstm import BaseLSTM
 from bayesseg.training import BayesianModel
 
 __all__ = ["to_bayesian"]
@@ -104,26 +108,8 @@ _KEPT_BY_DESIGN = tuple(
 )
 
 
-def _lstm_module():
-    try:
-        from bayesseg.layers import lstm
-    except ImportError:
-        return None
-    return lstm
-
-
 def _is_bayesian(layer: keras.layers.Layer) -> bool:
-    lstm = _lstm_module()
-    return isinstance(layer, bl.BayesianLayer) or (
-        lstm is not None and isinstance(layer, lstm.BaseLSTM)
-    )
-
-
-def _twin_class(stem: str, suffix: str):
-    if stem == "LSTM":
-        lstm = _lstm_module()
-        return None if lstm is None else getattr(lstm, f"LSTM{suffix}", None)
-    return getattr(bl, f"{stem}{suffix}", None)
+    return isinstance(layer, (bl.BayesianLayer, BaseLSTM))
 
 
 def _accepted_arguments(cls) -> set[str]:
@@ -153,9 +139,7 @@ def _plan(layer: keras.layers.Layer, suffix: str) -> tuple[type | None, dict | s
     stem = _TWINS.get(type(source))
     if stem is None:
         return None, "no Bayesian twin for this layer type"
-    cls = _twin_class(stem, suffix)
-    if cls is None:
-        return None, f"Bayesian {stem}{suffix} is not available in this version"
+    cls = getattr(bl, f"{stem}{suffix}")
     config = source.get_config()
     accepted = _accepted_arguments(cls)
     kwargs: dict[str, Any] = {}
@@ -190,20 +174,6 @@ def _graph_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
-def _check_float(name: str, value: Any, minimum: float = 0.0, strict: bool = True) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    ok = math.isfinite(number) and (number > minimum if strict else number >= minimum)
-    if isinstance(value, bool) or not ok:
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(
-            f"Argument `{name}` must be a finite number {bound}. Received: {name}={value!r}"
-        )
-    return number
-
-
 def _select(model, graph, layers) -> tuple[set[int], set[int]]:
     """Ids of the layers chosen by ``layers``, and of those named directly."""
     if isinstance(layers, str) and layers == "all":
@@ -218,9 +188,8 @@ def _select(model, graph, layers) -> tuple[set[int], set[int]]:
         return chosen, set()
     names = [layers] if isinstance(layers, str) else layers
     if not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
-        raise ValueError(
-            "Argument `layers` must be 'all', a callable `layer -> bool` or a list of "
-            f"layer names. Received: layers={layers!r}"
+        raise argument_error(
+            "layers", "be 'all', a callable `layer -> bool` or a list of layer names", layers
         )
     by_name: dict[str, keras.layers.Layer] = {}
     for layer in graph:
@@ -228,9 +197,8 @@ def _select(model, graph, layers) -> tuple[set[int], set[int]]:
     chosen, named = set(), set()
     for name in names:
         if name not in by_name:
-            raise ValueError(
-                f"Argument `layers` names a layer that model {model.name!r} does not "
-                f"have: {name!r}. Received: layers={layers!r}"
+            raise argument_error(
+                "layers", f"name layers of model {model.name!r}, which has no {name!r}", layers
             )
         layer = by_name[name]
         if isinstance(layer, (Functional, keras.Sequential)):
@@ -330,9 +298,10 @@ def to_bayesian(
     True
     """
     if not isinstance(model, (Functional, keras.Sequential)):
-        raise ValueError(
-            "Argument `model` must be a functional or Sequential keras.Model "
-            f"(subclassed models cannot be cloned). Received: model={model!r}"
+        raise argument_error(
+            "model",
+            "be a functional or Sequential keras.Model (subclassed models cannot be cloned)",
+            model,
         )
     try:
         model.inputs  # noqa: B018 - raises for an unbuilt Sequential model
@@ -344,18 +313,13 @@ def to_bayesian(
             f"Argument `model` must be built with a `keras.Input`. Received: model={model.name!r} "
             "without defined inputs"
         )
-    if estimator not in _ESTIMATORS:
-        raise ValueError(
-            f"Argument `estimator` must be one of {tuple(_ESTIMATORS)}. "
-            f"Received: estimator={estimator!r}"
-        )
-    posterior_scale_init = _check_float("posterior_scale_init", posterior_scale_init)
-    if moped_delta is not None:
-        moped_delta = _check_float("moped_delta", moped_delta)
-    moped_scale_floor = _check_float("moped_scale_floor", moped_scale_floor)
-    moped_prior_floor = _check_float("moped_prior_floor", moped_prior_floor)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"Argument `seed` must be an integer or None. Received: seed={seed!r}")
+    estimator = check_choice("estimator", estimator, tuple(_ESTIMATORS))
+    positive = {"minimum": 0, "strict_minimum": True}
+    posterior_scale_init = check_float("posterior_scale_init", posterior_scale_init, **positive)
+    moped_delta = check_float("moped_delta", moped_delta, allow_none=True, **positive)
+    moped_scale_floor = check_float("moped_scale_floor", moped_scale_floor, **positive)
+    moped_prior_floor = check_float("moped_prior_floor", moped_prior_floor, **positive)
+    seed = check_int("seed", seed, minimum=None, allow_none=True)
     if moped_prior:
         if prior is not None:
             raise ValueError(
@@ -369,7 +333,7 @@ def to_bayesian(
                     "`moped_delta`. Received: moped_prior_scale=None, moped_delta=None"
                 )
             moped_prior_scale = moped_delta
-        moped_prior_scale = _check_float("moped_prior_scale", moped_prior_scale, strict=False)
+        moped_prior_scale = check_float("moped_prior_scale", moped_prior_scale, minimum=0)
         prior = priors_lib.WeightCentered(moped_prior_scale, moped_prior_floor)
     prior = priors_lib.get(prior)
 
@@ -452,35 +416,34 @@ def to_bayesian(
 
 
 def _copy_to_bayesian(old, new, moped_delta, floor, posterior_scale_init) -> None:
-    """Posterior means (and prior centres) from the trained weights; MOPED scales."""
+    """Posterior means (and prior centres) from the trained weights; MOPED scales.
+
+    The Bayesian layer (an LSTM's cell) names its posterior variables through
+    ``posterior_variables()``; every other weight of ``new`` (a deterministic
+    bias) has the name of the trained weight it copies.
+    """
     source = {variable.name: variable.numpy() for variable in old.weights}
     if len(source) != len(old.weights):
         raise ValueError(f"Layer {old.name!r} has weights with duplicate names.")
-    used = set()
-    for variable in new.weights:
-        name = variable.name
-        if name == "noise_step":
-            continue
-        if name.endswith("_prior_loc"):
-            base = name[: -len("_prior_loc")]
-            variable.assign(source[base])
-        elif name.endswith("_loc"):
-            base = name[: -len("_loc")]
-            variable.assign(source[base])
-        elif name.endswith("_rho"):
-            base = name[: -len("_rho")]
-            w = source[base]
-            if moped_delta is None:
-                scale = np.full(w.shape, posterior_scale_init)
-            else:
-                scale = np.maximum(moped_delta * np.abs(w), floor)
-            # An LSTM's posteriors live in its cell, which owns the parameterisation.
-            owner = getattr(new, "cell", new)
-            variable.assign(np.asarray(owner.rho_for_scale(scale), variable.dtype))
+    # An LSTM's posteriors live in its cell, which owns the parameterisation.
+    owner = getattr(new, "cell", new)
+    used, placed = set(), {id(owner.noise_step)}
+    for name, variables in owner.posterior_variables().items():
+        w = source[name]
+        variables.loc.assign(w)
+        if variables.prior_loc is not None:
+            variables.prior_loc.assign(w)
+        if moped_delta is None:
+            scale = np.full(w.shape, posterior_scale_init)
         else:
-            base = name
-            variable.assign(source[base])
-        used.add(base)
+            scale = np.maximum(moped_delta * np.abs(w), floor)
+        variables.rho.assign(np.asarray(owner.rho_for_scale(scale), variables.rho.dtype))
+        used.add(name)
+        placed.update(id(v) for v in variables if v is not None)
+    for variable in new.weights:
+        if id(variable) not in placed:
+            variable.assign(source[variable.name])
+            used.add(variable.name)
     missing = set(source) - used
     if missing:
         raise ValueError(

@@ -1,6 +1,5 @@
 """Tests of bayesseg.convert: deterministic Keras models to Bayesian models."""
 
-import importlib.util
 import pathlib
 import warnings
 
@@ -13,7 +12,6 @@ import bayesseg as bs
 from bayesseg import convert
 
 tfd = tfp.distributions
-HAS_LSTM = importlib.util.find_spec("bayesseg.layers.lstm") is not None
 
 
 def _rng_input(shape, seed=0):
@@ -78,7 +76,6 @@ def test_unet_with_batchnorm_after_training_reproduces_outputs():
     np.testing.assert_allclose(bayesian(images).numpy(), model(images).numpy(), atol=1e-5)
 
 
-@pytest.mark.skipif(not HAS_LSTM, reason="bayesseg.layers.lstm is not available")
 @pytest.mark.parametrize("estimator", ["flipout", "reparameterization"])
 def test_stacked_lstm_tagger_reproduces_outputs(estimator):
     inputs = keras.Input((None, 3))
