@@ -8,6 +8,7 @@ probability, and there are two classes (background 0, foreground 1).
 here, so no other module branches on ``shape[-1] == 1``:
 
 * :func:`num_classes`: classes of a ``K``-channel output (2 for ``K = 1``);
+* :func:`activation`: its activation's name, "sigmoid" or "softmax";
 * :func:`probabilities` (NumPy) and :func:`probabilities_tf` (TensorFlow):
   logits -> per-channel probabilities (sigmoid or softmax);
 * :func:`hard_labels` / :func:`hard_labels_tf`: outputs -> integer labels
@@ -36,6 +37,7 @@ import tensorflow as tf
 from scipy.special import expit, softmax, xlogy
 
 __all__ = [
+    "activation",
     "entropy",
     "entropy_from_logits_tf",
     "entropy_tf",
@@ -57,6 +59,16 @@ def num_classes(channels: int) -> int:
         (2, 4)
     """
     return 2 if channels == 1 else int(channels)
+
+
+def activation(channels: int) -> str:
+    """The activation of a ``channels``-channel output: "sigmoid" for 1, else "softmax".
+
+    Example:
+        >>> activation(1), activation(3)
+        ('sigmoid', 'softmax')
+    """
+    return "sigmoid" if channels == 1 else "softmax"
 
 
 def _logit(threshold: float) -> float:

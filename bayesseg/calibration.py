@@ -847,7 +847,7 @@ def fit_calibration(
     >>> type(platt).__name__
     'PlattScaling'
     """
-    from bayesseg.uncertainty import _batch_norm_in_inference
+    from bayesseg.uncertainty._sampling import batch_norm_in_inference as _batch_norm_in_inference
 
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(f"Argument `model` must be a Keras model. Received: model={model!r}")

@@ -319,7 +319,7 @@ def test_traced_function_is_reused_and_does_not_keep_the_model_alive():
     x = np.zeros((3, 8, 8, 2), "float32")
     predict_mc(model, x, num_samples=2, batch_size=2, verbose=0)
     predict_mc(model, x, num_samples=2, batch_size=2, verbose=0)
-    (run,) = uncertainty._FUNCTION_CACHE[model].values()
+    (run,) = uncertainty.monte_carlo._FUNCTION_CACHE[model].values()
     assert run.experimental_get_tracing_count() == 1
     ref = weakref.ref(model)
     del model, run
