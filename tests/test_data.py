@@ -178,7 +178,7 @@ def test_anomaly_dataset_streams_same_series():
     ],
 )
 def test_bad_arguments_name_the_argument(fn, kwargs, name):
-    with pytest.raises(ValueError, match=f"`{name}`"):
+    with pytest.raises(ValueError, match=f"^Argument `{name}` must .*Received: {name}="):
         fn(**kwargs)
 
 

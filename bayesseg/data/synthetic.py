@@ -25,6 +25,9 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
+from bayesseg._validation import argument_error, check_float, check_int, is_integer
+from bayesseg.data.zscore import standardize_image
+
 __all__ = [
     "synthetic_anomaly_series",
     "synthetic_lesions",
@@ -35,48 +38,23 @@ __all__ = [
 # --------------------------------------------------------------------------
 # Argument checks
 # --------------------------------------------------------------------------
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
 def _check_fraction(name: str, value: Any) -> float:
-    try:
-        value_f = float(value)
-    except (TypeError, ValueError):
-        value_f = math.nan
-    if not 0.0 < value_f < 1.0:
-        raise ValueError(
-            f"Argument `{name}` must be a number strictly between 0 and 1. "
-            f"Received: {name}={value!r}"
-        )
-    return value_f
+    return check_float(name, value, 0.0, 1.0, strict_minimum=True, strict_maximum=True)
 
 
 def _check_shape(shape: Any, min_size: int = 8) -> tuple[int, ...]:
+    """A 2D or 3D shape: ``check_int_tuple`` needs a fixed length, so this one stays local."""
     try:
         dims = tuple(shape)
     except TypeError:
         dims = ()
-    if (
-        len(dims) not in (2, 3)
-        or any(isinstance(d, bool) or not isinstance(d, int | np.integer) for d in dims)
-        or any(d < min_size for d in dims)
-    ):
-        raise ValueError(
-            "Argument `shape` must be a tuple of 2 or 3 integers >= "
-            f"{min_size} (a 2D image or a 3D volume). Received: shape={shape!r}"
+    if len(dims) not in (2, 3) or not all(is_integer(d) and d >= min_size for d in dims):
+        raise argument_error(
+            "shape",
+            f"be a tuple of 2 or 3 integers >= {min_size} (a 2D image or a 3D volume)",
+            shape,
         )
     return tuple(int(d) for d in dims)
-
-
-def _check_batch_size(batch_size: Any) -> int | None:
-    if batch_size is None:
-        return None
-    return _check_positive_int("batch_size", batch_size)
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:
@@ -165,10 +143,6 @@ def _ball_volume(radius: float, ndim: int) -> float:
     return 4.0 / 3.0 * math.pi * radius**3
 
 
-def _normalise(image: np.ndarray) -> np.ndarray:
-    return ((image - image.mean()) / (image.std() + 1e-12)).astype(np.float32)
-
-
 def _batched(dataset: tf.data.Dataset, batch_size: int | None) -> tf.data.Dataset:
     return dataset if batch_size is None else dataset.batch(batch_size)
 
@@ -198,7 +172,7 @@ def _lesion_example(
     # Soft edges, as partial-volume effects blur lesion borders.
     lesions = ndimage.gaussian_filter(lesions, 0.6)
     image = image + lesions * image.std()
-    return _normalise(image)[..., None], mask.astype(np.float32)[..., None]
+    return standardize_image(image)[..., None], mask.astype(np.float32)[..., None]
 
 
 def synthetic_lesions(
@@ -247,10 +221,10 @@ def synthetic_lesions(
     >>> images.shape, masks.shape
     ((4, 32, 32, 1), (4, 32, 32, 1))
     """
-    n = _check_positive_int("n", n)
+    n = check_int("n", n)
     shape = _check_shape(shape)
     lesion_fraction = _check_fraction("lesion_fraction", lesion_fraction)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_int("batch_size", batch_size, allow_none=True)
     if as_dataset:
 
         def generate():
@@ -350,16 +324,11 @@ def synthetic_multiclass_masks(
     >>> images.shape, masks.shape, int(masks.max()) < 5
     ((2, 32, 32, 1), (2, 32, 32), True)
     """
-    n = _check_positive_int("n", n)
+    n = check_int("n", n)
     shape = _check_shape(shape)
-    num_classes = _check_positive_int("num_classes", num_classes)
-    if num_classes < 2:
-        raise ValueError(
-            "Argument `num_classes` must be >= 2 (background and at least one "
-            f"class). Received: num_classes={num_classes}"
-        )
+    num_classes = check_int("num_classes", num_classes, minimum=2)
     background_fraction = _check_fraction("background_fraction", background_fraction)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_int("batch_size", batch_size, allow_none=True)
     args = (shape, num_classes, background_fraction)
     if as_dataset:
 
@@ -471,17 +440,16 @@ def synthetic_anomaly_series(
     >>> x.shape, y.shape, int(y.sum())
     ((10, 128, 1), (10, 128), 4)
     """
-    n = _check_positive_int("n", n)
-    length = _check_positive_int("length", length)
-    num_features = _check_positive_int("num_features", num_features)
+    n = check_int("n", n)
+    length = check_int("length", length)
+    num_features = check_int("num_features", num_features)
     fraction = _check_fraction("anomalous_series_fraction", anomalous_series_fraction)
-    anomalies_per_series = _check_positive_int("anomalies_per_series", anomalies_per_series)
+    anomalies_per_series = check_int("anomalies_per_series", anomalies_per_series)
     if anomalies_per_series > length - 1:
-        raise ValueError(
-            "Argument `anomalies_per_series` must be at most length - 1 = "
-            f"{length - 1}. Received: anomalies_per_series={anomalies_per_series}"
+        raise argument_error(
+            "anomalies_per_series", f"be at most length - 1 = {length - 1}", anomalies_per_series
         )
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_int("batch_size", batch_size, allow_none=True)
     num_anomalous = int(round(fraction * n))
     anomalous = np.zeros(n, dtype=bool)
     # A stream apart from the per-series ones, which are seeded by (seed, i).
