@@ -20,6 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bayesseg._validation import argument_error, check_choice, check_float, check_int
+from bayesseg.losses._inputs import check_ignore_index, class_vector, optional_bool
+
 __all__ = [
     "PriorBias",
     "class_weights",
@@ -40,17 +43,26 @@ def _label_part(element: Any) -> Any:
     if isinstance(element, tuple | list):
         if len(element) < 2:
             raise ValueError(
-                "Invalid `labels`: data set elements must be `y` or tuples "
-                f"`(x, y[, sample_weight])`. Received a tuple of length {len(element)}"
+                "Argument `labels` must be a data set whose elements are `y` or tuples "
+                "`(x, y[, sample_weight])`. Received: labels with elements of length "
+                f"{len(element)}"
             )
         return element[1]
     if isinstance(element, dict):
         raise ValueError(
-            "Invalid `labels`: data set elements must be `y` or tuples "
-            "`(x, y[, sample_weight])`, not dicts. Map the data set to its labels "
-            "first, e.g. `ds.map(lambda d: d['mask'])`."
+            "Argument `labels` must be a data set whose elements are `y` or tuples "
+            "`(x, y[, sample_weight])`, not dicts; map the data set to its labels "
+            "first, e.g. `ds.map(lambda d: d['mask'])`. Received: labels with dict "
+            f"elements of keys {sorted(element)}"
         )
     return element
+
+
+def _labels_error(expectation: str, bad: np.ndarray) -> ValueError:
+    return ValueError(
+        f"Argument `labels` must {expectation}. "
+        f"Received: labels with values such as {np.unique(bad)[:5].tolist()}"
+    )
 
 
 def _is_one_hot(array: np.ndarray, num_classes: int) -> bool:
@@ -68,15 +80,13 @@ def _count_batch(
     if one_hot:
         if array.shape[-1] != num_classes:
             raise ValueError(
-                "Invalid `labels`: one_hot=True needs a last axis of size "
-                f"num_classes={num_classes}. Received labels of shape {array.shape}"
+                "Argument `labels` must have a last axis of size "
+                f"num_classes={num_classes} with one_hot=True. "
+                f"Received: labels.shape={array.shape}"
             )
         bad = array[~((array == 0) | (array == 1))]
         if bad.size:
-            raise ValueError(
-                "Invalid `labels`: one-hot labels must be 0 or 1. Received values "
-                f"such as {np.unique(bad)[:5].tolist()}"
-            )
+            raise _labels_error("hold one-hot labels of 0 or 1", bad)
         return array.reshape(-1, num_classes).sum(0).astype(np.float64)
     values = array.reshape(-1)
     if ignore_index is not None:
@@ -84,21 +94,18 @@ def _count_batch(
     if values.dtype.kind == "f":
         bad = values[~np.isfinite(values) | (values != np.round(values))]
         if bad.size:
-            raise ValueError(
-                "Invalid `labels`: sparse labels must be integers. Received "
-                f"values such as {np.unique(bad)[:5].tolist()}"
-            )
+            raise _labels_error("hold sparse labels that are integers", bad)
     if values.dtype.kind not in "biuf":
         raise ValueError(
-            f"Invalid `labels`: expected numeric labels. Received dtype {values.dtype}"
+            f"Argument `labels` must be numeric. Received: labels.dtype={values.dtype}"
         )
     values = values.astype(np.int64)
     bad = values[(values < 0) | (values >= bins)]
     if bad.size:
-        raise ValueError(
-            f"Invalid `labels`: values must lie in [0, {bins}) for "
-            f"num_classes={num_classes} (or equal ignore_index={ignore_index}). "
-            f"Received values such as {np.unique(bad)[:5].tolist()}"
+        raise _labels_error(
+            f"hold values in [0, {bins}) for num_classes={num_classes} "
+            f"(or equal ignore_index={ignore_index})",
+            bad,
         )
     return np.bincount(values, minlength=bins).astype(np.float64)
 
@@ -141,20 +148,9 @@ def count_classes(
         ...               ignore_index=255).tolist()
         [2.0, 2.0, 1.0]
     """
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, int | np.integer)
-        or num_classes < 1
-    ):
-        raise ValueError(
-            "Invalid `num_classes`: expected an integer >= 1. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    if one_hot not in (None, True, False):
-        raise ValueError(
-            f"Invalid `one_hot`: expected None, True or False. Received: one_hot={one_hot!r}"
-        )
-    num_classes = int(num_classes)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    one_hot = optional_bool("one_hot", one_hot)
+    ignore_index = check_ignore_index(ignore_index)
     if num_classes == 1:
         one_hot = False
     if isinstance(labels, tf.data.Dataset):
@@ -171,7 +167,7 @@ def count_classes(
         total += _count_batch(array, num_classes, ignore_index, decided)
         seen = True
     if not seen:
-        raise ValueError("Invalid `labels`: the data set is empty.")
+        raise argument_error("labels", "not be an empty data set", labels)
     return total
 
 
@@ -179,25 +175,11 @@ def count_classes(
 # Class weights
 # --------------------------------------------------------------------------
 def _check_counts(counts: Any, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(counts, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"Invalid `{name}`: expected a 1-D array of class counts. Received: {name}={counts!r}"
-        ) from err
-    if arr.ndim != 1 or arr.size < 2:
-        raise ValueError(
-            f"Invalid `{name}`: expected a 1-D array of at least 2 class counts "
-            f"(pass num_classes= to count labels). Received shape {arr.shape}: "
-            f"{name}={counts!r}"
-        )
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(
-            f"Invalid `{name}`: counts must be finite and non-negative. "
-            f"Received: {name}={arr.tolist()}"
-        )
+    arr = class_vector(
+        name, counts, min_size=2, hint="class counts; pass num_classes= to count labels"
+    )
     if arr.sum() <= 0:
-        raise ValueError(f"Invalid `{name}`: all counts are zero. Received: {name}={arr.tolist()}")
+        raise argument_error(name, "hold at least one nonzero class count", arr.tolist())
     return arr
 
 
@@ -249,14 +231,8 @@ def class_weights(
         >>> np.round(class_weights([370, 977, 795]), 4).tolist()
         [1.9297, 0.7308, 0.8981]
     """
-    if method not in _METHODS:
-        raise ValueError(
-            f"Invalid `method`: expected one of {_METHODS}. Received: method={method!r}"
-        )
-    if zero_count not in ("warn", "raise"):
-        raise ValueError(
-            f"Invalid `zero_count`: expected 'warn' or 'raise'. Received: zero_count={zero_count!r}"
-        )
+    method = check_choice("method", method, _METHODS)
+    zero_count = check_choice("zero_count", zero_count, ("warn", "raise"))
     if num_classes is None:
         counts = _check_counts(counts_or_labels, "counts_or_labels")
     else:
@@ -268,9 +244,11 @@ def class_weights(
     if not np.all(present):
         missing = np.flatnonzero(~present).tolist()
         if zero_count == "raise":
-            raise ValueError(
-                f"Invalid `counts_or_labels`: classes {missing} have zero count, so "
-                f"their weight is undefined. Received counts {counts.tolist()}"
+            raise argument_error(
+                "counts_or_labels",
+                f"count every class with zero_count='raise': classes {missing} have zero "
+                "count, so their weight is undefined",
+                counts.tolist(),
             )
         warnings.warn(
             f"Classes {missing} have zero count; their weight is set to 0.",
@@ -284,8 +262,7 @@ def class_weights(
     elif method == "inverse_sqrt":
         weights = np.sqrt(total / (num * safe))
     else:
-        if not isinstance(beta, int | float) or not 0.0 <= beta < 1.0:
-            raise ValueError(f"Invalid `beta`: expected a float in [0, 1). Received: beta={beta!r}")
+        beta = check_float("beta", beta, minimum=0, maximum=1, strict_maximum=True)
         # -expm1(n log beta) = 1 - beta**n without cancellation for beta near 1.
         weights = (
             (1.0 - beta) / -np.expm1(safe * np.log(beta)) if beta > 0 else (np.ones_like(safe))
@@ -305,23 +282,22 @@ def _binary_frequency(frequencies: Any) -> float:
     if arr.size == 1:
         p = float(arr.reshape(()))
     elif arr.shape == (2,):
-        if np.any(arr < 0) or arr.sum() <= 0:
-            raise ValueError(
-                "Invalid `frequencies`: [neg, pos] must be non-negative with a "
-                f"positive sum. Received: frequencies={arr.tolist()}"
-            )
+        class_vector("frequencies", arr, size=2, hint="[neg, pos] counts or frequencies")
+        if arr.sum() <= 0:
+            raise argument_error("frequencies", "have a positive sum", arr.tolist())
         p = float(arr[1] / arr.sum())
     else:
-        raise ValueError(
-            "Invalid `frequencies`: for activation='sigmoid' pass the positive "
-            "fraction p or the pair [neg, pos] (counts or frequencies). "
-            f"Received shape {arr.shape}: frequencies={frequencies!r}"
+        raise argument_error(
+            "frequencies",
+            "be the positive fraction p or the pair [neg, pos] (counts or frequencies) "
+            "for activation='sigmoid'",
+            frequencies,
         )
     if not 0.0 < p < 1.0:
         raise ValueError(
-            "Invalid `frequencies`: the positive fraction must lie strictly in "
-            f"(0, 1); an all-negative or all-positive prior needs an infinite bias. "
-            f"Received: p={p}"
+            "Argument `frequencies` must give a positive fraction strictly in (0, 1); an "
+            "all-negative or all-positive prior needs an infinite bias. "
+            f"Received: frequencies={arr.tolist()} (p={p})"
         )
     return p
 
@@ -329,18 +305,9 @@ def _binary_frequency(frequencies: Any) -> float:
 def _checked_weights(weights: Any, num: int) -> np.ndarray | None:
     if weights is None:
         return None
-    arr = np.asarray(weights, dtype=np.float64)
-    if arr.shape != (num,):
-        raise ValueError(
-            f"Invalid `class_weights`: expected {num} weights, one per class. "
-            f"Received: class_weights={np.asarray(weights).tolist()}"
-        )
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(
-            "Invalid `class_weights`: weights must be finite and > 0 for a finite "
-            f"bias. Received: class_weights={arr.tolist()}"
-        )
-    return arr
+    return class_vector(
+        "class_weights", weights, size=num, positive=True, hint="one per class, for a finite bias"
+    )
 
 
 def initial_bias(
@@ -377,28 +344,20 @@ def initial_bias(
         >>> initial_bias([59, 1], class_weights=[1.0, 59.0]).tolist()
         [0.0]
     """
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"Invalid `activation`: expected one of {_ACTIVATIONS}. "
-            f"Received: activation={activation!r}"
-        )
+    activation = check_choice("activation", activation, _ACTIVATIONS)
     if activation == "sigmoid":
         p = _binary_frequency(frequencies)
         weights = _checked_weights(class_weights, 2)
         w0, w1 = (1.0, 1.0) if weights is None else weights
         return np.array([math.log(w1 * p) - math.log(w0 * (1.0 - p))], np.float64)
-    arr = np.asarray(frequencies, dtype=np.float64)
-    if arr.ndim != 1 or arr.size < 2:
-        raise ValueError(
-            "Invalid `frequencies`: for activation='softmax' pass one frequency "
-            f"(or count) per class, at least 2. Received: frequencies={frequencies!r}"
-        )
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(
-            "Invalid `frequencies`: every class frequency must be finite and > 0 "
-            "(a zero frequency needs an infinite negative bias). "
-            f"Received: frequencies={arr.tolist()}"
-        )
+    arr = class_vector(
+        "frequencies",
+        frequencies,
+        min_size=2,
+        positive=True,
+        hint="one frequency or count per class for activation='softmax'; "
+        "a zero frequency needs an infinite negative bias",
+    )
     weights = _checked_weights(class_weights, arr.size)
     logits = np.log(arr / arr.sum())
     if weights is not None:
@@ -443,10 +402,11 @@ class PriorBias(keras.initializers.Initializer):
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
         shape = tuple(shape)
         if shape != self._bias.shape:
-            raise ValueError(
-                f"Invalid `shape`: PriorBias holds a bias of shape {self._bias.shape} "
-                f"({self.activation}); the layer asked for shape={shape}. Use "
-                "units=1 for sigmoid outputs and units=C for softmax outputs."
+            raise argument_error(
+                "shape",
+                f"be {self._bias.shape}, the shape of this PriorBias ({self.activation}); "
+                "use units=1 for sigmoid outputs and units=C for softmax outputs",
+                shape,
             )
         return keras.ops.convert_to_tensor(self._bias, dtype=dtype or keras.backend.floatx())
 
@@ -490,22 +450,10 @@ def unweight_probabilities(
         >>> unweight_probabilities(np.array([0.5]), [1.0, 59.0]).round(4).tolist()
         [0.0167]
     """
-    if activation not in (None, *_ACTIVATIONS):
-        raise ValueError(
-            f"Invalid `activation`: expected None or one of {_ACTIVATIONS}. "
-            f"Received: activation={activation!r}"
-        )
-    weights = np.asarray(class_weights, dtype=np.float64)
-    if weights.ndim != 1 or weights.size < 2:
-        raise ValueError(
-            "Invalid `class_weights`: expected one weight per class (at least 2). "
-            f"Received: class_weights={np.asarray(class_weights).tolist()}"
-        )
-    if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
-        raise ValueError(
-            "Invalid `class_weights`: weights must be finite and > 0. "
-            f"Received: class_weights={weights.tolist()}"
-        )
+    activation = check_choice("activation", activation, _ACTIVATIONS, allow_none=True)
+    weights = class_vector(
+        "class_weights", class_weights, min_size=2, positive=True, hint="one per class"
+    )
     is_tensor = tf.is_tensor(p)
     if is_tensor:
         p = tf.convert_to_tensor(p)
@@ -519,17 +467,19 @@ def unweight_probabilities(
         activation = "softmax" if weights.size > 2 or last == 2 else "sigmoid"
     if activation == "sigmoid":
         if weights.size != 2:
-            raise ValueError(
-                "Invalid `class_weights`: sigmoid outputs need the two weights "
-                f"(w0, w1). Received: class_weights={weights.tolist()}"
+            raise argument_error(
+                "class_weights",
+                "hold the two weights (w0, w1) for sigmoid outputs",
+                weights.tolist(),
             )
         w0, w1 = float(weights[0]), float(weights[1])
         pos = p / w1
         return pos / (pos + (1.0 - p) / w0)
     if last != weights.size:
-        raise ValueError(
-            "Invalid `class_weights`: expected one weight per class on the last "
-            f"axis of p (size {last}). Received: class_weights={weights.tolist()}"
+        raise argument_error(
+            "class_weights",
+            f"hold one weight per class on the last axis of p (size {last})",
+            weights.tolist(),
         )
     if is_tensor:
         scaled = p / tf.constant(weights, p.dtype)

@@ -65,6 +65,16 @@ def test_count_classes_bad_labels():
         imbalance.count_classes(np.array([0]), num_classes=0)
     with pytest.raises(ValueError, match=r"labels.*one-hot.*0.5"):
         imbalance.count_classes(np.full((2, 3), 0.5), num_classes=3, one_hot=True)
+    with pytest.raises(ValueError, match=r"`one_hot` must be True, False or None"):
+        imbalance.count_classes(np.zeros(2), num_classes=2, one_hot=1)
+    with pytest.raises(ValueError) as info:
+        imbalance.count_classes(np.array([0]), num_classes=0)
+    assert (
+        str(info.value) == "Argument `num_classes` must be an integer >= 1. Received: num_classes=0"
+    )
+    with pytest.raises(ValueError) as info:
+        imbalance.count_classes(np.array([0, 3, 7, 1]), num_classes=3)
+    assert str(info.value).startswith("Argument `labels` must hold values in [0, 3)")
 
 
 # --------------------------------------------------------------------------
@@ -191,7 +201,9 @@ def test_prior_bias_initializer_and_serialisation():
 def test_initial_bias_bad_input():
     with pytest.raises(ValueError, match=r"class_weights.*nan"):
         imbalance.initial_bias(0.2, class_weights=[1.0, np.nan])
-    with pytest.raises(ValueError, match=r"class_weights.*5 weights.*\[1\.0, 2\.0\]"):
+    with pytest.raises(
+        ValueError, match=r"`class_weights` must .*5 finite numbers.*\[1\.0, 2\.0\]"
+    ):
         imbalance.initial_bias(FREQUENCIES, "softmax", class_weights=[1.0, 2.0])
     with pytest.raises(ValueError, match=r"frequencies.*0\.0"):
         imbalance.initial_bias([0.5, 0.0, 0.5], "softmax")

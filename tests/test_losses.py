@@ -471,6 +471,45 @@ def test_get_config_round_trips(loss):
     assert type(restored) is type(loss) and restored.get_config() == config
 
 
+_RELEASED_CONFIG_KEYS = {
+    "WeightedBinaryCrossentropy": ["from_logits", "ignore_index", "pos_weight", "class_weights"],
+    "WeightedCategoricalCrossentropy": ["from_logits", "ignore_index", "sparse", "class_weights"],
+    "BinaryFocalLoss": ["from_logits", "ignore_index", "gamma", "alpha"],
+    "CategoricalFocalLoss": ["from_logits", "ignore_index", "sparse", "gamma", "alpha"],
+    "HardNegativeMining": [
+        "base_loss",
+        "neg_pos_ratio",
+        "min_negatives",
+        "per_example",
+        "background_class",
+    ],
+    "DiceLoss": [
+        "smooth",
+        "alpha",
+        "beta",
+        "include_background",
+        "background_class",
+        "aggregation",
+        "from_logits",
+        "sparse",
+        "ignore_index",
+        "ce_loss",
+        "ce_weight",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_RELEASED_CONFIG_KEYS))
+def test_config_keys_and_registered_names_are_the_released_ones(name):
+    cls = getattr(losses, name)
+    loss = cls(losses.WeightedBinaryCrossentropy()) if name == "HardNegativeMining" else cls()
+    assert list(loss.get_config()) == ["name", "reduction", *_RELEASED_CONFIG_KEYS[name]]
+    assert keras.saving.get_registered_name(cls) == f"bayesseg>{name}"
+    # Each configured argument is an attribute of the same name.
+    for key in _RELEASED_CONFIG_KEYS[name]:
+        assert hasattr(loss, key)
+
+
 def test_model_with_loss_saves_and_loads(tmp_path):
     inputs = keras.Input((4, 4, 1))
     model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs))
@@ -518,6 +557,38 @@ def test_bad_input_raises_value_error_naming_the_argument():
         losses.HardNegativeMining(keras.losses.BinaryCrossentropy())
     with pytest.raises(ValueError, match=r"aggregation.*'image'"):
         losses.DiceLoss(aggregation="image")
+    with pytest.raises(ValueError, match=r"`sparse` must be True, False or None"):
+        losses.CategoricalFocalLoss(sparse="yes")
+    with pytest.raises(ValueError, match=r"`ignore_index` must be an integer or None"):
+        losses.WeightedBinaryCrossentropy(ignore_index=2.5)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: losses.BinaryFocalLoss(gamma=-1.0),
+            "Argument `gamma` must be a finite number >= 0. Received: gamma=-1.0",
+        ),
+        (
+            lambda: losses.BinaryFocalLoss(alpha=1.5),
+            "Argument `alpha` must be a finite number >= 0 and <= 1 or None. Received: alpha=1.5",
+        ),
+        (
+            lambda: losses.HardNegativeMining(losses.BinaryFocalLoss(), min_negatives=-1),
+            "Argument `min_negatives` must be an integer >= 0. Received: min_negatives=-1",
+        ),
+        (
+            lambda: losses.WeightedCategoricalCrossentropy([1.0, -1.0]),
+            "Argument `class_weights` must be a non-empty 1-D sequence of finite numbers >= 0. "
+            "Received: class_weights=[1.0, -1.0]",
+        ),
+    ],
+)
+def test_argument_errors_use_the_package_message_style(make, message):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value) == message
 
 
 def test_docstring_examples_run():
