@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from bayesseg import kl as kl_lib
 from bayesseg._validation import argument_error, check_choice, check_float
-from bayesseg.layers.base import bayesian_layers, kl_divergence
+from bayesseg.layers import bayesian_layers, kl_divergence
 
 __all__ = ["ELBO", "ELBOTerms"]
 

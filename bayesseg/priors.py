@@ -13,7 +13,6 @@ Write your own family by subclassing :class:`Prior`, implementing
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import keras
 import numpy as np
@@ -26,11 +25,6 @@ from bayesseg._validation import argument_error, check_float, is_number
 tfd = tfp.distributions
 
 __all__ = ["Prior", "Normal", "FanInNormal", "ScaleMixture", "WeightCentered", "fan_in", "get"]
-
-
-def _check_positive(name: str, value: Any) -> float:
-    # A finite number > 0; layers/base.py checks its posterior scale arguments with it.
-    return check_float(name, value, minimum=0, strict_minimum=True)
 
 
 @keras.saving.register_keras_serializable(package="bayesseg")
@@ -102,7 +96,7 @@ class Normal(Prior):
     """
 
     def __init__(self, scale: float = 1.0, loc: float = 0.0):
-        self.scale = _check_positive("scale", scale)
+        self.scale = check_float("scale", scale, minimum=0, strict_minimum=True)
         self.loc = check_float("loc", loc)
 
     def distribution(self, shape, dtype="float32") -> tfd.Distribution:
@@ -165,8 +159,8 @@ class FanInNormal(Prior):
     """
 
     def __init__(self, gain: float = math.sqrt(2.0), bias_scale: float = 1.0):
-        self.gain = _check_positive("gain", gain)
-        self.bias_scale = _check_positive("bias_scale", bias_scale)
+        self.gain = check_float("gain", gain, minimum=0, strict_minimum=True)
+        self.bias_scale = check_float("bias_scale", bias_scale, minimum=0, strict_minimum=True)
 
     def scale(self, shape) -> float:
         """The prior's standard deviation for a weight of this shape."""
@@ -209,8 +203,8 @@ class ScaleMixture(Prior):
 
     def __init__(self, pi: float = 0.5, scale1: float = 1.0, scale2: float = math.exp(-6.0)):
         self.pi = check_float("pi", pi, 0, 1, strict_minimum=True, strict_maximum=True)
-        self.scale1 = _check_positive("scale1", scale1)
-        self.scale2 = _check_positive("scale2", scale2)
+        self.scale1 = check_float("scale1", scale1, minimum=0, strict_minimum=True)
+        self.scale2 = check_float("scale2", scale2, minimum=0, strict_minimum=True)
 
     def distribution(self, shape, dtype="float32") -> tfd.Distribution:
         dtype = tf.as_dtype(dtype)
@@ -261,7 +255,7 @@ class WeightCentered(Prior):
 
     def __init__(self, relative_scale: float = 0.1, scale_floor: float = 1e-2):
         self.relative_scale = check_float("relative_scale", relative_scale, minimum=0)
-        self.scale_floor = _check_positive("scale_floor", scale_floor)
+        self.scale_floor = check_float("scale_floor", scale_floor, minimum=0, strict_minimum=True)
 
     def scale(self, loc):
         """The prior scale ``max(relative_scale * |loc|, scale_floor)`` (NumPy or tensor)."""

@@ -47,7 +47,7 @@ def test_import_and_cli_help_do_not_import_tensorflow():
     [
         ("ELBO", "bayesseg.elbo"),
         ("ELBOTerms", "bayesseg.elbo"),
-        ("BayesianModel", "bayesseg.training"),
+        ("BayesianModel", "bayesseg.training.model"),
         ("kl_divergence", "bayesseg.layers.base"),
     ],
 )
