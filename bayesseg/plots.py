@@ -16,7 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from bayesseg import metrics
+from bayesseg import _probability, metrics
+from bayesseg._validation import check_int
 from bayesseg.metrics import _arrays
 from bayesseg.uncertainty import MCPrediction
 
@@ -55,7 +56,8 @@ def _to_2d(name: str, array: np.ndarray, spatial_rank: int, slice_index) -> np.n
     """One 2D view of a single example's map: drop channels, slice 3D volumes."""
     a = np.asarray(array, dtype=np.float64)
     if a.ndim == spatial_rank + 1:
-        a = a[..., 0] if a.shape[-1] == 1 else a.argmax(-1).astype(np.float64)
+        # A size-1 channel is the map itself; C channels show the labels.
+        a = a[..., 0] if a.shape[-1] == 1 else _probability.hard_labels(a).astype(np.float64)
     if a.ndim != spatial_rank:
         raise ValueError(
             f"Argument `{name}` has shape {np.shape(array)} for one example; "
@@ -117,15 +119,7 @@ def plot_uncertainty(
             "Argument `image` must be (N, H, W, channels) or (N, D, H, W, "
             f"channels). Received: image with shape {image.shape}"
         )
-    if (
-        isinstance(index, bool)
-        or not isinstance(index, int | np.integer)
-        or not (-image.shape[0] <= index < image.shape[0])
-    ):
-        raise ValueError(
-            f"Argument `index` must be an integer in [0, {image.shape[0]}). "
-            f"Received: index={index!r}"
-        )
+    index = check_int("index", index, minimum=-image.shape[0], maximum=image.shape[0] - 1)
     rank = image.ndim - 2
     mean, epistemic, aleatoric = _prediction_maps(prediction)
     panels = [

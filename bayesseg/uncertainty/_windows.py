@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
@@ -10,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bayesseg._tiling import window_origins
 from bayesseg.uncertainty.decomposition import MCPrediction, decompose
 
 
@@ -19,16 +19,6 @@ def resolve_verbose(verbose: Any, steps: int) -> int:
     if verbose in (0, 1, 2) and not isinstance(verbose, bool):
         return int(verbose)
     raise ValueError(f"Argument `verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
-
-
-def _window_starts(size: int, patch: int, stride: int) -> list[int]:
-    """Window origins covering ``[0, size)``; the last one is flush with the end."""
-    if size <= patch:
-        return [0]
-    starts = list(range(0, size - patch + 1, stride))
-    if starts[-1] != size - patch:
-        starts.append(size - patch)
-    return starts
 
 
 def _gaussian_weights(patch: tuple[int, ...]) -> np.ndarray:
@@ -77,14 +67,7 @@ def predict_windows(run, x, num_samples, batch_size, patch, overlap, verbose) ->
         pad = [(0, 0)] + [(0, p - s) for s, p in zip(spatial, padded_shape, strict=True)]
         x = np.pad(x, pad + [(0, 0)])
     strides = [max(1, int(round(p * (1.0 - overlap)))) for p in patch]
-    origins = list(
-        itertools.product(
-            *[
-                _window_starts(s, p, st)
-                for s, p, st in zip(padded_shape, patch, strides, strict=True)
-            ]
-        )
-    )
+    origins = window_origins(padded_shape, patch, strides)
     windows = [(i, o) for i in range(n) for o in origins]
     weights = _gaussian_weights(patch)
     steps = math.ceil(len(windows) / batch_size)

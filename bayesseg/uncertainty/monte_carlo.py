@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from bayesseg import _probability
-from bayesseg._validation import argument_error, check_float, check_int, check_int_tuple
+from bayesseg._tiling import check_patch_size
+from bayesseg._validation import argument_error, check_float, check_int
 from bayesseg.imbalance import unweight_probabilities
 from bayesseg.layers.base import bayesian_layers, check_sampling
 from bayesseg.uncertainty import _windows
@@ -275,7 +276,7 @@ def predict_mc(
             "Argument `x` must have a batch axis and a channel axis, "
             f"(N, ..., channels). Received: x with shape {x.shape}"
         )
-    patch = None if patch_size is None else check_int_tuple("patch_size", patch_size, x.ndim - 2)
+    patch = check_patch_size(patch_size, x.ndim - 2)
     if patch is not None and x.ndim < 3:
         raise ValueError(
             "Argument `patch_size` needs an `x` with spatial axes "
