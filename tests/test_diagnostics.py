@@ -75,7 +75,7 @@ def test_totals_add_up_to_the_elbo_gradient():
 
 def test_cosine_of_a_gradient_with_itself_is_one():
     g = tf.constant(np.random.default_rng(1).normal(size=50).astype("float32"))
-    row = diagnostics._row("layer", "group", g, g, float(tf.reduce_sum((2 * g) ** 2)))
+    row = diagnostics.gradients._row("layer", "group", g, g, float(tf.reduce_sum((2 * g) ** 2)))
     assert row.cosine == pytest.approx(1.0, abs=1e-6)
     assert row.ratio == pytest.approx(1.0) and row.share == pytest.approx(1.0)
 
@@ -128,7 +128,7 @@ def test_callback_matches_the_function_and_writes_logs(tmp_path):
     for layer, row in last.items():
         np.testing.assert_allclose(float(row["median_scale"]), scales[layer], rtol=1e-6)
     has_events = any(p.name.startswith("events.out") for p in tmp_path.iterdir())
-    assert has_events == diagnostics._tensorboard_available()
+    assert has_events == diagnostics.gradient_monitor._tensorboard_available()
 
 
 def test_group_rows_combine_the_layer_rows():

@@ -1,0 +1,296 @@
+"""LossSpikeMonitor: catch a step whose loss jumps and record what caused it.
+
+The monitor's train-step hook scores every step's loss against a window of
+recent losses and, for a spike, copies the batch into a :class:`SpikeState`
+(and may veto the update); the monitor reads the state after the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bayesseg._validation import check_choice, check_float, check_int
+from bayesseg.diagnostics._common import require_bayesian_model
+from bayesseg.training import TrainStepHook
+
+__all__ = ["LossSpikeMonitor", "SpikeState"]
+
+logger = logging.getLogger("bayesseg.diagnostics")
+
+_ON_SPIKE = ("log", "skip_update", "stop")
+
+
+@dataclasses.dataclass
+class SpikeState:
+    """What the spike hook writes inside the train step; the monitor reads it after.
+
+    Attributes:
+        buffer: (window,) the last non-spike losses (a ring).
+        count: non-spike steps seen so far.
+        last: the step's ``[loss, median, z, gradient_norm, spike, step]``.
+        batch_x, batch_y, batch_pred: the last spike's batch (first input),
+            targets and predictions.
+        batch_elements: the last spike's per-element losses.
+        batch_examples: the last spike's per-example NLL.
+    """
+
+    buffer: tf.Variable
+    count: tf.Variable
+    last: tf.Variable
+    batch_x: tf.Variable
+    batch_y: tf.Variable
+    batch_pred: tf.Variable
+    batch_elements: tf.Variable
+    batch_examples: tf.Variable
+
+    @classmethod
+    def create(cls, window: int) -> SpikeState:
+        def any_shape():
+            return tf.Variable(tf.zeros([0]), shape=tf.TensorShape(None), trainable=False)
+
+        return cls(
+            buffer=tf.Variable(tf.zeros([window]), trainable=False),
+            count=tf.Variable(0, trainable=False),
+            last=tf.Variable(tf.zeros([6]), trainable=False),
+            batch_x=any_shape(),
+            batch_y=any_shape(),
+            batch_pred=any_shape(),
+            batch_elements=any_shape(),
+            batch_examples=any_shape(),
+        )
+
+
+class _SpikeHook(TrainStepHook):
+    """Scores each step's loss against the window; records a spike's batch; may veto it."""
+
+    def __init__(self, threshold: float, window: int, veto: bool):
+        self.threshold = threshold
+        self.window = window
+        self.veto = veto
+        self.model = None
+        self.state: SpikeState | None = None
+
+    def bind(self, model) -> bool:
+        """Attach to ``model``; False if already attached (its loss window is kept)."""
+        # The state is created once per model: a train function traced in an
+        # earlier fit (and cached by the model) keeps writing to its variables.
+        if self.model is model:
+            return False
+        self.model = model
+        self.state = SpikeState.create(self.window)
+        return True
+
+    def before_update(self, context):
+        state = self.state
+        loss = tf.cast(context.loss, tf.float32)
+        buffer = state.buffer
+        filled = state.count >= self.window
+        median = _median(buffer)
+        mad = _median(tf.abs(buffer - median))
+        z = (loss - median) / (1.4826 * mad + 1e-12 + 1e-3 * tf.abs(median))
+        spike = tf.logical_and(filled, z > self.threshold)
+
+        def record():
+            # Only a spike pays for the per-element losses and the gradient norm.
+            per_element = self.model.elbo.likelihood.call(context.y, context.y_pred)
+            grads = [
+                tf.cast(g, tf.float32) / tf.cast(context.gradient_scale, tf.float32)
+                for g in context.gradients
+                if g is not None
+            ]
+            state.batch_x.assign(tf.cast(tf.nest.flatten(context.x)[0], tf.float32))
+            state.batch_y.assign(tf.cast(context.y, tf.float32))
+            state.batch_pred.assign(tf.cast(context.y_pred, tf.float32))
+            state.batch_elements.assign(tf.cast(per_element, tf.float32))
+            state.batch_examples.assign(tf.cast(context.per_example_nll, tf.float32))
+            return tf.linalg.global_norm(grads)
+
+        grad_norm = tf.cond(spike, record, lambda: tf.constant(0.0))
+        state.last.assign(
+            tf.stack(
+                [
+                    loss,
+                    median,
+                    z,
+                    grad_norm,
+                    tf.cast(spike, tf.float32),
+                    tf.cast(context.step, tf.float32),
+                ]
+            )
+        )
+        # A spike does not enter the window: the baseline stays clean.
+        position = tf.math.floormod(state.count, self.window)
+        new_buffer = tf.tensor_scatter_nd_update(buffer, [[position]], [loss])
+        state.buffer.assign(tf.where(spike, buffer, new_buffer))
+        state.count.assign_add(tf.where(spike, 0, 1))
+        if self.veto:
+            return tf.logical_not(spike)
+        return None
+
+
+def _median(values):
+    sorted_values = tf.sort(values)
+    n = tf.shape(values)[0]
+    return 0.5 * (sorted_values[(n - 1) // 2] + sorted_values[n // 2])
+
+
+class LossSpikeMonitor(keras.callbacks.Callback):
+    """Flag loss spikes and record what caused them (built on the train-step hook).
+
+    At every step, the loss is compared with the median of the last
+    ``window`` non-spike losses by a robust z-score, ``(loss - median) /
+    (1.4826 * MAD)``; above ``threshold`` the step is a spike. For a spike
+    the monitor records the step, the loss, the baseline median, the
+    gradient norm, the per-example losses, the top contributing examples,
+    elements (timesteps/pixels: their index, label, predicted probability,
+    weight and loss) and classes, in :attr:`spikes`; with ``save_dir`` it
+    also saves the batch and the record (``spike_<step>.npz`` and ``.json``)
+    for replay. Because it runs inside the train step (before the update),
+    ``on_spike="skip_update"`` really skips the update and ``"stop"`` skips
+    it and stops training; ``"log"`` only records.
+
+    Args:
+        threshold: float > 0, robust z-score above which a step spikes.
+            Default 6.
+        window: int >= 3, non-spike steps in the baseline. Default 50.
+        save_dir: optional directory for ``.npz``/``.json`` records.
+        on_spike: "log" (default), "skip_update" or "stop".
+        top_k: int, how many examples/elements to list. Default 10.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> monitor = bs.diagnostics.LossSpikeMonitor(threshold=6.0, window=50)
+    >>> # model.fit(x, y, callbacks=[monitor]); monitor.spikes
+    """
+
+    def __init__(
+        self,
+        threshold: float = 6.0,
+        window: int = 50,
+        save_dir: str | None = None,
+        on_spike: str = "log",
+        top_k: int = 10,
+    ):
+        super().__init__()
+        self.threshold = check_float("threshold", threshold, minimum=0, strict_minimum=True)
+        self.window = check_int("window", window, minimum=3)
+        self.save_dir = save_dir
+        self.on_spike = check_choice("on_spike", on_spike, _ON_SPIKE)
+        self.top_k = check_int("top_k", top_k)
+        self.spikes: list[dict] = []
+        self._hook = _SpikeHook(
+            self.threshold, self.window, veto=self.on_spike in ("skip_update", "stop")
+        )
+
+    def set_model(self, model):
+        super().set_model(model)
+        # A later fit on the same model keeps the loss window.
+        self._hook.bind(require_bayesian_model(model, "LossSpikeMonitor"))
+        model.add_train_step_hook(self._hook)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss, median, z, grad_norm, spike, step = (float(v) for v in self._hook.state.last.numpy())
+        if self.spikes and self.spikes[-1].get("loss_after") is None:
+            self.spikes[-1]["loss_after"] = loss
+        if not spike:
+            return
+        record = self._record(int(step), loss, median, z, grad_norm)
+        self.spikes.append(record)
+        logger.warning(
+            "Loss spike at step %d: loss %.4g vs median %.4g (z=%.1f); top elements: %s",
+            record["step"],
+            loss,
+            median,
+            z,
+            record["top_elements"][:3],
+        )
+        if self.save_dir:
+            self._save(record)
+        if self.on_spike == "stop":
+            self.model.stop_training = True
+
+    def _element_weights(self, labels):
+        likelihood = self.model.elbo.likelihood
+        pos_weight = getattr(likelihood, "pos_weight", None)
+        class_weights = getattr(likelihood, "class_weights", None)
+        if class_weights is not None:
+            weights = np.asarray(class_weights, dtype="float64")
+            if weights.size == 2 or labels.max() < weights.size:
+                return weights[np.clip(labels.astype(int), 0, weights.size - 1)]
+        if pos_weight is not None:
+            return np.where(labels > 0.5, float(pos_weight), 1.0)
+        return None
+
+    def _record(self, step, loss, median, z, grad_norm) -> dict:
+        state = self._hook.state
+        elements = state.batch_elements.numpy()
+        per_example = state.batch_examples.numpy()
+        labels = state.batch_y.numpy().reshape(elements.shape + (-1,))
+        label_values = labels[..., 0] if labels.shape[-1] == 1 else labels.argmax(-1)
+        preds = state.batch_pred.numpy()
+        if preds.size == elements.size:  # one logit per element: sigmoid
+            p_positive = 1.0 / (1.0 + np.exp(-preds.reshape(elements.shape)))
+            p_label = np.where(label_values > 0.5, p_positive, 1.0 - p_positive)
+        else:  # softmax logits over the last axis
+            shifted = preds - preds.max(axis=-1, keepdims=True)
+            probs = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+            safe = np.clip(label_values.astype(int), 0, probs.shape[-1] - 1)
+            p_label = np.take_along_axis(probs, safe[..., None], axis=-1)[..., 0]
+        weights = self._element_weights(label_values)
+        top_elements = []
+        for flat in np.argsort(elements, axis=None)[::-1][: self.top_k]:
+            index = np.unravel_index(flat, elements.shape)
+            top_elements.append(
+                {
+                    "index": [int(i) for i in index],
+                    "label": float(label_values[index]),
+                    "probability_of_label": float(p_label[index]),
+                    "weight": None if weights is None else float(weights[index]),
+                    "loss": float(elements[index]),
+                }
+            )
+        total = float(elements.sum()) or 1.0
+        classes = {}
+        for value in np.unique(label_values):
+            share = float(elements[label_values == value].sum()) / total
+            classes[str(int(value))] = share
+        example_order = np.argsort(per_example)[::-1][: self.top_k]
+        return {
+            "step": step,
+            "loss": loss,
+            "loss_median_before": median,
+            "loss_after": None,
+            "z_score": z,
+            "gradient_norm": grad_norm,
+            "per_example_loss": per_example.tolist(),
+            "top_examples": [
+                {"example": int(i), "loss": float(per_example[i])} for i in example_order
+            ],
+            "top_elements": top_elements,
+            "class_loss_share": classes,
+        }
+
+    def _save(self, record):
+        os.makedirs(self.save_dir, exist_ok=True)
+        state = self._hook.state
+        stem = os.path.join(self.save_dir, f"spike_{record['step']}")
+        np.savez_compressed(
+            stem + ".npz",
+            x=state.batch_x.numpy(),
+            y=state.batch_y.numpy(),
+            y_pred=state.batch_pred.numpy(),
+            element_loss=state.batch_elements.numpy(),
+        )
+        with open(stem + ".json", "w") as handle:
+            json.dump(record, handle, indent=2)
+
+    def on_train_end(self, logs=None):
+        self.model.remove_train_step_hook(self._hook)
