@@ -8,6 +8,7 @@ probability, and there are two classes (background 0, foreground 1).
 here, so no other module branches on ``shape[-1] == 1``:
 
 * :func:`num_classes`: classes of a ``K``-channel output (2 for ``K = 1``);
+* :func:`output_channels`: the inverse, channels of a ``C``-class output;
 * :func:`activation`: its activation's name, "sigmoid" or "softmax";
 * :func:`probabilities` (NumPy) and :func:`probabilities_tf` (TensorFlow):
   logits -> per-channel probabilities (sigmoid or softmax);
@@ -46,6 +47,7 @@ __all__ = [
     "hard_labels_tf",
     "label_probability",
     "num_classes",
+    "output_channels",
     "probabilities",
     "probabilities_tf",
 ]
@@ -59,6 +61,16 @@ def num_classes(channels: int) -> int:
         (2, 4)
     """
     return 2 if channels == 1 else int(channels)
+
+
+def output_channels(num_classes: int) -> int:
+    """Output channels of a ``num_classes``-class model: 1 (a sigmoid) for 2, else C.
+
+    Example:
+        >>> output_channels(2), output_channels(4)
+        (1, 4)
+    """
+    return 1 if num_classes == 2 else int(num_classes)
 
 
 def activation(channels: int) -> str:
