@@ -90,11 +90,6 @@ def check_sampling(sampling: str) -> str:
     return check_choice("sampling", sampling, SAMPLING_MODES)
 
 
-def check_positive_int(name: str, value) -> int:
-    """``check_int(name, value)``, kept for the modules that import this name."""
-    return check_int(name, value)
-
-
 def check_unsupported(layer: str, **arguments) -> None:
     """Refuse Keras arguments a Bayesian layer takes for positional compatibility only.
 
