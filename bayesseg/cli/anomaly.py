@@ -54,7 +54,7 @@ def _anomaly_model(args: argparse.Namespace, counts, num_train: int):
     return model, weights, bias
 
 
-def _detection_scores(labels, probs) -> dict[str, float]:
+def _detection_scores(labels, outputs) -> dict[str, float]:
     """Per-step anomaly recall, precision and F1 of the decision ``p >= 0.5``."""
     import bayesseg as bs
 
@@ -65,7 +65,7 @@ def _detection_scores(labels, probs) -> dict[str, float]:
         ("anomaly_f1", bs.metrics.F1),
     ):
         metric = cls(class_id=1, from_logits=False, dtype="float64")
-        metric.update_state(labels, probs[..., None])
+        metric.update_state(labels, outputs)
         scores[name] = float(metric.result())
     return scores
 
@@ -73,6 +73,7 @@ def _detection_scores(labels, probs) -> dict[str, float]:
 def _anomaly_metrics(args, model, xt, yt, weights):
     """Held-out metrics (and the Monte Carlo prediction)."""
     import bayesseg as bs
+    from bayesseg import _probability
 
     # Decisions use the weighted model's own probabilities (its threshold 0.5 is
     # the weighted decision rule); calibration is reported after undoing the
@@ -80,10 +81,9 @@ def _anomaly_metrics(args, model, xt, yt, weights):
     mc = {"num_samples": args.num_samples, "batch_size": args.batch_size, "verbose": 0}
     pred = bs.uncertainty.predict_mc(model, xt, **mc)
     calibrated = bs.uncertainty.predict_mc(model, xt, correct_for_class_weights=weights, **mc)
-    probs = pred.mean[..., 0]
-    errors = (probs >= 0.5) != (yt > 0.5)
+    errors = _probability.hard_labels(pred.mean) != (yt > 0.5)
     metrics = {
-        **_detection_scores(yt, probs),
+        **_detection_scores(yt, pred.mean),
         "predictive_nll": bs.metrics.predictive_nll(yt, calibrated.mean[..., 0]),
         "uncertainty_auroc": (
             bs.metrics.uncertainty_auroc(errors, pred.total)

@@ -96,10 +96,11 @@ def _maps(pred, num_classes: int, suffix: str) -> dict[str, tuple[Any, float | N
     """The maps written per image: name -> (array, top of its value range or None)."""
     import numpy as np
 
+    from bayesseg import _probability
+
     entropy_max = math.log(num_classes)
     mean = pred.mean[0]
-    labels = (mean[..., 0] >= 0.5) if num_classes == 2 else mean.argmax(-1)
-    labels = labels.astype(np.uint8 if num_classes <= 256 else np.uint16)
+    labels = _probability.hard_labels(mean).astype(np.uint8 if num_classes <= 256 else np.uint16)
     maps = {"labels": (labels, None), "epistemic": (pred.epistemic[0], entropy_max)}
     maps["aleatoric"] = (pred.aleatoric[0], entropy_max)
     if num_classes == 2 or suffix not in (".png", ".tif", ".tiff"):
@@ -121,7 +122,7 @@ def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]
             f"expects {setup['channels']}."
         )
     spatial = image.shape[:-1]
-    image = (image - image.mean()) / (image.std() or 1.0)
+    image = bs.data.standardize_image(image)
     patch = _window(args, spatial, model, setup["train_patch"], setup["depth"])
     pred = bs.uncertainty.predict_mc(
         model,
@@ -173,16 +174,16 @@ def _predict(args: argparse.Namespace) -> int:
             f"Argument --model must be an existing .keras file. Received: {args.model!r}"
         )
     import bayesseg as bs
+    from bayesseg import _probability
 
     files = bs.data.list_images(args.images, "--images")
     metadata_path = model_path.with_suffix(".json")
     metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
     model = _load_model(args, model_path)
-    outputs = model.output_shape[-1]
     setup = {
         "rank": len(model.input_shape) - 2,
         "channels": model.input_shape[-1],
-        "num_classes": 2 if outputs == 1 else outputs,
+        "num_classes": _probability.num_classes(model.output_shape[-1]),
         "depth": metadata.get("config", {}).get("depth"),
         "train_patch": metadata.get("patch_size"),
         "calibration": _load_calibration(args, metadata, metadata_path),

@@ -60,12 +60,14 @@ def _write_json(path: Path, content: Any) -> None:
 # --------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------
-def _per_class(labels, probs, num_classes: int) -> dict[str, dict[str, float]]:
-    """Pooled Dice / recall / precision per class with bayesseg's Keras metrics."""
+def _per_class(labels, outputs, num_classes: int) -> dict[str, dict[str, float]]:
+    """Pooled Dice / recall / precision per class with bayesseg's Keras metrics.
+
+    ``outputs``: the mean probabilities ``(..., K)``, one channel for 2 classes.
+    """
     import bayesseg as bs
 
     scores = {}
-    y_pred = probs[..., None] if num_classes == 2 else probs
     for c in range(num_classes):
         row = {}
         for name, cls in (
@@ -74,7 +76,7 @@ def _per_class(labels, probs, num_classes: int) -> dict[str, dict[str, float]]:
             ("precision", bs.metrics.Precision),
         ):
             metric = cls(class_id=c, from_logits=False)
-            metric.update_state(labels, y_pred)
+            metric.update_state(labels, outputs)
             row[name] = float(metric.result())
         row["support"] = int((labels == c).sum())
         scores[str(c)] = row
@@ -97,19 +99,16 @@ def _uncertainty_auroc(errors, uncertainty) -> float | None:
 
 def _evaluate(model, images, labels, num_classes: int, weights, num_samples: int) -> dict:
     """Held-out metrics of one model from Monte Carlo predictions (and the prediction)."""
-    import numpy as np
-
     import bayesseg as bs
+    from bayesseg import _probability
 
     pred = bs.uncertainty.predict_mc(model, images, num_samples=num_samples, verbose=0)
     probs = _mean_probs(pred, num_classes)
-    if num_classes == 2:
-        hard, foreground = (probs >= 0.5).astype(np.int32), probs
-    else:
-        hard, foreground = probs.argmax(-1), 1.0 - probs[..., 0]
+    hard = _probability.hard_labels(pred.mean)
+    foreground = _probability.foreground_probability(pred.mean)
     lesions = bs.metrics.lesion_f1(labels > 0, foreground)
     result = {
-        "per_class": _per_class(labels, probs, num_classes),
+        "per_class": _per_class(labels, pred.mean, num_classes),
         "lesion_f1": {k: v for k, v in lesions.items() if k in _LESION_KEYS},
         "uncertainty_auroc": _uncertainty_auroc(hard != labels, pred.total),
         "mean_epistemic": float(pred.epistemic.mean()),

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bayesseg._tiling import check_patch_size
+
 
 def _unet_divisor(depth: int | None) -> int:
     """``2**(depth-1)``, what a U-Net of ``depth`` levels needs every spatial size
@@ -24,6 +26,12 @@ def _check_unet_shape(shape: Sequence[int], depth: int | None, message: Callable
     return divisor
 
 
+def _output_channels(num_classes: int) -> int:
+    """Output channels of a ``num_classes`` model: 1 (a sigmoid) for 2 classes, else C
+    (the inverse of ``bayesseg._probability.num_classes``)."""
+    return 1 if num_classes == 2 else num_classes
+
+
 def _imbalance(counts, num_classes: int, method: str):
     """Class weights and output bias from the training label counts.
 
@@ -33,13 +41,12 @@ def _imbalance(counts, num_classes: int, method: str):
     import numpy as np
 
     import bayesseg as bs
+    from bayesseg import _probability
 
     counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
     weights = None if method == "none" else bs.imbalance.class_weights(counts, method=method)
-    if num_classes == 2:
-        bias = bs.imbalance.initial_bias(counts, "sigmoid", class_weights=weights)
-    else:
-        bias = bs.imbalance.initial_bias(counts, "softmax", class_weights=weights)
+    activation = _probability.activation(_output_channels(num_classes))
+    bias = bs.imbalance.initial_bias(counts, activation, class_weights=weights)
     return weights, bias
 
 
@@ -79,7 +86,7 @@ def _build_model(
     weights, bias = _imbalance(counts, num_classes, options["class_weights"])
     model = bs.models.bayesian_unet(
         input_shape,
-        1 if num_classes == 2 else num_classes,
+        _output_channels(num_classes),
         base_filters=options["base_filters"],
         depth=options["depth"],
         estimator=options["estimator"],
@@ -108,5 +115,7 @@ def _gradient_callback(steps: int):
 
 def _expand_patch(values: Sequence[int], rank: int) -> tuple[int, ...] | None:
     """A patch size from 1 value (every axis) or ``rank`` values; None for another count."""
-    patch = tuple(values) * rank if len(values) == 1 else tuple(values)
-    return patch if len(patch) == rank else None
+    try:
+        return check_patch_size(values[0] if len(values) == 1 else tuple(values), rank)
+    except ValueError:
+        return None
