@@ -394,3 +394,70 @@ def test_calibration_split_multiclass_fits_the_temperature_when_a_class_is_missi
     assert isinstance(calibration, bs.calibration.TemperatureScaling)
     assert not calibration.fit_bias and np.all(calibration.bias_value == 0)
     assert calibration.temperature_value > 0
+
+
+# ------------------------------------------------------------- option types and checks
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("_positive_int", "+3", 3),
+        ("_positive_int", " 3 ", 3),
+        ("_positive_int", "08", "must be a positive integer, got '08'"),
+        ("_positive_int", "0", "must be a positive integer, got '0'"),
+        ("_int", "-4", -4),
+        ("_int", "1.5", "must be an integer, got '1.5'"),
+        ("_positive_float", "0.5", 0.5),
+        ("_positive_float", "inf", "must be a finite number > 0, got 'inf'"),
+        ("_overlap", "0", 0.0),
+        ("_overlap", "1", "must be a number in [0, 1), got '1'"),
+        ("_fraction", "nan", "must be a fraction in [0, 1), got 'nan'"),
+        ("_num_classes", "2", 2),
+        ("_num_classes", "+1", "must be >= 2 (background included; 2 means binary), got '+1'"),
+        ("_num_classes", "x", "must be a positive integer, got 'x'"),
+    ],
+)
+def test_option_types_parse_or_give_argparse_errors(name, text, expected):
+    import argparse
+
+    from bayesseg.cli import options
+
+    parse = getattr(options, name)
+    if isinstance(expected, str):
+        with pytest.raises(argparse.ArgumentTypeError) as info:
+            parse(text)
+        assert str(info.value) == expected
+    else:
+        assert parse(text) == expected and type(parse(text)) is type(expected)
+
+
+def test_choice_type_and_patch_and_unet_size_helpers():
+    import argparse
+
+    from bayesseg.cli.options import _choice
+    from bayesseg.cli.training import _check_unet_shape, _expand_patch, _unet_divisor
+
+    parse = _choice(("flipout", "reparameterization"))
+    assert parse("flipout") == "flipout" and parse.__name__ == "choice"
+    with pytest.raises(argparse.ArgumentTypeError, match="one of flipout, reparam"):
+        parse("Flipout")
+    assert _expand_patch([8], 3) == (8, 8, 8) and _expand_patch([8, 4], 2) == (8, 4)
+    assert _expand_patch([8, 4], 3) is None
+    assert _unet_divisor(4) == 8 and _unet_divisor(None) == 1
+    assert _check_unet_shape((16, 24), 4, str) == 8
+    with pytest.raises(ValueError, match="^4$"):
+        _check_unet_shape((16, 18), 3, str)
+
+
+def test_python_m_bayesseg_cli_runs_the_command():
+    import subprocess
+    import sys
+
+    import bayesseg
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bayesseg.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"bayesseg {bayesseg.__version__}"
