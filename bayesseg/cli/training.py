@@ -26,12 +26,6 @@ def _check_unet_shape(shape: Sequence[int], depth: int | None, message: Callable
     return divisor
 
 
-def _output_channels(num_classes: int) -> int:
-    """Output channels of a ``num_classes`` model: 1 (a sigmoid) for 2 classes, else C
-    (the inverse of ``bayesseg._probability.num_classes``)."""
-    return 1 if num_classes == 2 else num_classes
-
-
 def _imbalance(counts, num_classes: int, method: str):
     """Class weights and output bias from the training label counts.
 
@@ -45,7 +39,7 @@ def _imbalance(counts, num_classes: int, method: str):
 
     counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
     weights = None if method == "none" else bs.imbalance.class_weights(counts, method=method)
-    activation = _probability.activation(_output_channels(num_classes))
+    activation = _probability.activation(_probability.output_channels(num_classes))
     bias = bs.imbalance.initial_bias(counts, activation, class_weights=weights)
     return weights, bias
 
@@ -82,11 +76,12 @@ def _build_model(
     import keras
 
     import bayesseg as bs
+    from bayesseg import _probability
 
     weights, bias = _imbalance(counts, num_classes, options["class_weights"])
     model = bs.models.bayesian_unet(
         input_shape,
-        _output_channels(num_classes),
+        _probability.output_channels(num_classes),
         base_filters=options["base_filters"],
         depth=options["depth"],
         estimator=options["estimator"],
