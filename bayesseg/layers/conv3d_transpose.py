@@ -13,8 +13,60 @@ from bayesseg.layers.base_conv import BaseConv
 __all__ = ["Conv3DTransposeFlipout", "Conv3DTransposeReparameterization"]
 
 
+class _Conv3DTranspose(BaseConv):
+    """The signature of ``keras.layers.Conv3DTranspose`` over :class:`BaseConv`.
+
+    The public subclasses fix the estimator.
+    """
+
+    estimator: str = ""
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1, 1),
+        padding="valid",
+        data_format=None,
+        output_padding=None,
+        dilation_rate=(1, 1, 1),
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(
+            rank=3,
+            filters=filters,
+            kernel_size=kernel_size,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            output_padding=output_padding,
+            dilation_rate=dilation_rate,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            estimator=self.estimator,
+            transpose=True,
+            **kwargs,
+        )
+
+
 @keras.saving.register_keras_serializable(package="bayesseg")
-class Conv3DTransposeFlipout(BaseConv):
+class Conv3DTransposeFlipout(_Conv3DTranspose):
     """Bayesian 3D transposed convolution, Flipout estimator.
 
     Flipout estimator (Wen et al. 2018): one kernel perturbation per call,
@@ -61,52 +113,11 @@ class Conv3DTransposeFlipout(BaseConv):
     TensorShape([1, 16, 16, 16, 4])
     """
 
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        strides=(1, 1, 1),
-        padding="valid",
-        data_format=None,
-        output_padding=None,
-        dilation_rate=(1, 1, 1),
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        **kwargs,
-    ):
-        super().__init__(
-            rank=3,
-            filters=filters,
-            kernel_size=kernel_size,
-            strides=strides,
-            padding=padding,
-            data_format=data_format,
-            output_padding=output_padding,
-            dilation_rate=dilation_rate,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-            estimator="flipout",
-            transpose=True,
-            **kwargs,
-        )
+    estimator = "flipout"
 
 
 @keras.saving.register_keras_serializable(package="bayesseg")
-class Conv3DTransposeReparameterization(BaseConv):
+class Conv3DTransposeReparameterization(_Conv3DTranspose):
     """Bayesian 3D transposed convolution, reparameterization estimator.
 
     Reparameterization estimator: one kernel sample ``loc + scale * eps``
@@ -151,45 +162,4 @@ class Conv3DTransposeReparameterization(BaseConv):
     TensorShape([1, 16, 16, 16, 4])
     """
 
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        strides=(1, 1, 1),
-        padding="valid",
-        data_format=None,
-        output_padding=None,
-        dilation_rate=(1, 1, 1),
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        **kwargs,
-    ):
-        super().__init__(
-            rank=3,
-            filters=filters,
-            kernel_size=kernel_size,
-            strides=strides,
-            padding=padding,
-            data_format=data_format,
-            output_padding=output_padding,
-            dilation_rate=dilation_rate,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-            estimator="reparameterization",
-            transpose=True,
-            **kwargs,
-        )
+    estimator = "reparameterization"
