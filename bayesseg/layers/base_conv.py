@@ -302,3 +302,57 @@ class BaseConv(BayesianLayer):
         if self.transpose:
             config["output_padding"] = self.output_padding
         return config
+
+
+class _KerasConv(BaseConv):
+    """The signature of ``keras.layers.Conv1D``/``Conv2D``/``Conv3D`` over :class:`BaseConv`.
+
+    The public classes (``conv1d.py``, ``conv2d.py``, ``conv3d.py``) set
+    ``rank`` and ``estimator``; an int stands for the same value on every
+    axis, as in Keras.
+    """
+
+    rank: int = 0
+    estimator: str = ""
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        groups=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(
+            self.rank,
+            filters,
+            kernel_size,
+            strides,
+            padding,
+            data_format,
+            dilation_rate,
+            groups,
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            activity_regularizer,
+            kernel_constraint,
+            bias_constraint,
+            estimator=self.estimator,
+            **kwargs,
+        )

@@ -8,64 +8,13 @@ from __future__ import annotations
 
 import keras
 
-from bayesseg.layers.base_conv import BaseConv
+from bayesseg.layers.base_conv import _KerasConv
 
 __all__ = ["Conv1DFlipout", "Conv1DReparameterization"]
 
 
-class _Conv1D(BaseConv):
-    """The signature of ``keras.layers.Conv1D`` over :class:`BaseConv`.
-
-    The public subclasses fix the estimator.
-    """
-
-    estimator: str = ""
-
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        strides=1,
-        padding="valid",
-        data_format=None,
-        dilation_rate=1,
-        groups=1,
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        **kwargs,
-    ):
-        super().__init__(
-            rank=1,
-            filters=filters,
-            kernel_size=kernel_size,
-            strides=strides,
-            padding=padding,
-            data_format=data_format,
-            dilation_rate=dilation_rate,
-            groups=groups,
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint,
-            bias_constraint=bias_constraint,
-            estimator=self.estimator,
-            **kwargs,
-        )
-
-
 @keras.saving.register_keras_serializable(package="bayesseg")
-class Conv1DFlipout(_Conv1D):
+class Conv1DFlipout(_KerasConv):
     """Bayesian 1D convolution, Flipout estimator.
 
     Flipout estimator (Wen et al. 2018): one kernel perturbation per call,
@@ -112,11 +61,12 @@ class Conv1DFlipout(_Conv1D):
     TensorShape([1, 6, 4])
     """
 
+    rank = 1
     estimator = "flipout"
 
 
 @keras.saving.register_keras_serializable(package="bayesseg")
-class Conv1DReparameterization(_Conv1D):
+class Conv1DReparameterization(_KerasConv):
     """Bayesian 1D convolution, reparameterization estimator.
 
     Reparameterization estimator: one kernel sample ``loc + scale * eps``
@@ -161,4 +111,5 @@ class Conv1DReparameterization(_Conv1D):
     TensorShape([1, 6, 4])
     """
 
+    rank = 1
     estimator = "reparameterization"
