@@ -27,3 +27,7 @@ DEFAULT_TAGGER_HEAD_PRIOR_SCALE = 1.0
 # channels. A unit prior lets the KL turn every weight the data does not pin
 # down into noise ten times its size (docs/uncertainty.md).
 DEFAULT_PRIOR_SCALE = 0.1
+# The weight-noise estimators every family of Bayesian layers comes in; a
+# class name is the Keras twin's name plus the estimator's suffix
+# (Conv2D + "flipout" -> Conv2DFlipout; layers/twins.py).
+ESTIMATORS = ("flipout", "reparameterization")

@@ -1,7 +1,7 @@
 """Patches and tiles: one owner for patch-size parsing and window origins.
 
 Training on patches (:func:`bayesseg.data.folder_dataset`), sliding-window
-prediction (:func:`bayesseg.predict_with_uncertainty`) and the CLI all speak
+prediction (:func:`bayesseg.uncertainty.predict_mc`) and the CLI all speak
 of a *patch size* (an int, or one int per spatial axis) and of *window
 origins* along a spatial shape. Both are defined here, once:
 
@@ -10,7 +10,10 @@ origins* along a spatial shape. Both are defined here, once:
   stride (the last window is flush with the end);
 * :func:`window_origins` combines them over every axis; non-overlapping
   tiles (:func:`bayesseg.data.grid_patch_origins`) are windows whose stride
-  is the patch.
+  is the patch;
+* :func:`unet_divisor` and :func:`check_unet_shape` hold the U-Net's size
+  rule (every spatial size divisible by ``2**(depth-1)``), for the model
+  builder and for the CLI's patches and windows.
 
 Example:
     >>> from bayesseg._tiling import check_patch_size, window_origins
@@ -121,3 +124,43 @@ def window_origins(
         window_starts(int(n), int(p), int(s)) for n, p, s in zip(shape, patch, strides, strict=True)
     ]
     return list(itertools.product(*axes))
+
+
+def unet_divisor(depth: int | None) -> int:
+    """``2**(depth-1)``: what a U-Net of ``depth`` levels needs every spatial size divisible by.
+
+    Each of the ``depth - 1`` poolings halves the sizes, and the decoder's
+    transposed convolutions must land back on the skip connections' sizes.
+    An unknown depth (None) asks nothing (1).
+
+    Example:
+        >>> unet_divisor(4), unet_divisor(None)
+        (8, 1)
+    """
+    return 2 ** (depth - 1) if depth else 1
+
+
+def check_unet_shape(shape: Sequence[int | None], depth: int | None, message) -> int:
+    """Raise ``ValueError(message(divisor))`` unless every known size in ``shape`` is divisible.
+
+    Args:
+        shape: spatial sizes (None entries, unknown sizes, pass).
+        depth: U-Net depth, or None when unknown.
+        message: callable mapping the divisor to the error message, so each
+            caller names its own argument (``input_shape``, ``--size``...).
+
+    Returns:
+        The divisor, ``unet_divisor(depth)``.
+
+    Example:
+        >>> check_unet_shape((64, 48), 4, lambda d: f"not divisible by {d}")
+        8
+        >>> check_unet_shape((60,), 4, lambda d: f"not divisible by {d}")
+        Traceback (most recent call last):
+        ...
+        ValueError: not divisible by 8
+    """
+    divisor = unet_divisor(depth)
+    if any(size is not None and int(size) % divisor for size in shape):
+        raise ValueError(message(divisor))
+    return divisor

@@ -28,13 +28,12 @@ from keras.src.models.functional import Functional
 
 from bayesseg import layers as bl
 from bayesseg import priors as priors_lib
+from bayesseg._defaults import ESTIMATORS
 from bayesseg._validation import argument_error, check_choice, check_float, check_int
 from bayesseg.layers.lstm import BaseLSTM
 from bayesseg.training import BayesianModel
 
 __all__ = ["to_bayesian"]
-
-_ESTIMATORS = {"flipout": "Flipout", "reparameterization": "Reparameterization"}
 
 # Keras class -> stem of its Bayesian twin (exact types: a subclass may
 # override ``call``, so it is not assumed to compute the same function).
@@ -124,7 +123,7 @@ def _accepted_arguments(cls) -> set[str]:
     return names
 
 
-def _plan(layer: keras.layers.Layer, suffix: str) -> tuple[type | None, dict | str]:
+def _plan(layer: keras.layers.Layer, estimator: str) -> tuple[type | None, dict | str]:
     """The Bayesian twin of ``layer`` and its arguments, or ``(None, reason)``."""
     source = layer
     if type(layer) is keras.layers.TimeDistributed:
@@ -139,7 +138,7 @@ def _plan(layer: keras.layers.Layer, suffix: str) -> tuple[type | None, dict | s
     stem = _TWINS.get(type(source))
     if stem is None:
         return None, "no Bayesian twin for this layer type"
-    cls = getattr(bl, f"{stem}{suffix}")
+    cls = bl.bayesian_twin(stem, estimator)
     config = source.get_config()
     accepted = _accepted_arguments(cls)
     kwargs: dict[str, Any] = {}
@@ -313,7 +312,7 @@ def to_bayesian(
             f"Argument `model` must be built with a `keras.Input`. Received: model={model.name!r} "
             "without defined inputs"
         )
-    estimator = check_choice("estimator", estimator, tuple(_ESTIMATORS))
+    estimator = check_choice("estimator", estimator, ESTIMATORS)
     positive = {"minimum": 0, "strict_minimum": True}
     posterior_scale_init = check_float("posterior_scale_init", posterior_scale_init, **positive)
     moped_delta = check_float("moped_delta", moped_delta, allow_none=True, **positive)
@@ -339,7 +338,6 @@ def to_bayesian(
 
     graph = _graph_layers(model)
     chosen, named = _select(model, graph, layers)
-    suffix = _ESTIMATORS[estimator]
     plans: dict[int, tuple[type, dict]] = {}
     kept: list[str] = []
     for layer in graph:
@@ -351,7 +349,7 @@ def to_bayesian(
         if isinstance(layer, _KEPT_BY_DESIGN) or not layer.weights:
             cls, kwargs = None, "no Bayesian twin for this layer type"
         else:
-            cls, kwargs = _plan(layer, suffix)
+            cls, kwargs = _plan(layer, estimator)
         if cls is None:
             if strict:
                 raise ValueError(

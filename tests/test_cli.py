@@ -434,7 +434,8 @@ def test_choice_type_and_patch_and_unet_size_helpers():
     import argparse
 
     from bayesseg.cli.options import _choice
-    from bayesseg.cli.training import _check_unet_shape, _expand_patch, _unet_divisor
+    from bayesseg._tiling import check_unet_shape, unet_divisor
+    from bayesseg.cli.training import _expand_patch
 
     parse = _choice(("flipout", "reparameterization"))
     assert parse("flipout") == "flipout" and parse.__name__ == "choice"
@@ -442,10 +443,10 @@ def test_choice_type_and_patch_and_unet_size_helpers():
         parse("Flipout")
     assert _expand_patch([8], 3) == (8, 8, 8) and _expand_patch([8, 4], 2) == (8, 4)
     assert _expand_patch([8, 4], 3) is None
-    assert _unet_divisor(4) == 8 and _unet_divisor(None) == 1
-    assert _check_unet_shape((16, 24), 4, str) == 8
+    assert unet_divisor(4) == 8 and unet_divisor(None) == 1
+    assert check_unet_shape((16, 24), 4, str) == 8
     with pytest.raises(ValueError, match="^4$"):
-        _check_unet_shape((16, 18), 3, str)
+        check_unet_shape((16, 18), 3, str)
 
 
 def test_python_m_bayesseg_cli_runs_the_command():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bayesseg._defaults import DEFAULT_RECURRENT_SCALE_MULTIPLIER, DEFAULT_SCALE_MULTIPLIER
+from bayesseg._tiling import check_unet_shape, unet_divisor
 from bayesseg.cli.report import (
     _evaluate,
     _final_logs,
@@ -25,9 +26,7 @@ from bayesseg.cli.report import (
 )
 from bayesseg.cli.training import (
     _build_model,
-    _check_unet_shape,
     _gradient_callback,
-    _unet_divisor,
 )
 
 # report["comparison"] rows of the lesion task: name -> where in the metrics.
@@ -70,8 +69,8 @@ def _check_size(args: argparse.Namespace) -> None:
         )
 
     if args.size < 8:
-        raise ValueError(message(_unet_divisor(args.depth)))
-    _check_unet_shape((args.size,), args.depth, message)
+        raise ValueError(message(unet_divisor(args.depth)))
+    check_unet_shape((args.size,), args.depth, message)
 
 
 def _demo_data(args):

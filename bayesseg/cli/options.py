@@ -12,13 +12,16 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_SCALE_MULTIPLIER
+from bayesseg._defaults import (
+    DEFAULT_POSTERIOR_SCALE_INIT,
+    DEFAULT_SCALE_MULTIPLIER,
+    ESTIMATORS,
+)
 from bayesseg._validation import check_choice, check_float, check_int
 
 EXIT_USAGE = 2
 
 _CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
-_ESTIMATORS = ("flipout", "reparameterization")
 _NORMALIZATIONS = ("none", "batch", "group")
 _KL_SCALINGS = ("per-example", "per-batch", "blundell")
 
@@ -111,7 +114,7 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "patch_size": (_positive_int, None),
     "patches_per_image": (_positive_int, 4),
     "num_classes": (_num_classes, None),
-    "estimator": (_choice(_ESTIMATORS), "flipout"),
+    "estimator": (_choice(ESTIMATORS), "flipout"),
     "base_filters": (_positive_int, 16),
     "depth": (_positive_int, 4),
     "normalization": (_choice(_NORMALIZATIONS), "none"),

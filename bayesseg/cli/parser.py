@@ -12,12 +12,12 @@ from bayesseg._defaults import (
     DEFAULT_POSTERIOR_SCALE_INIT,
     DEFAULT_RECURRENT_SCALE_MULTIPLIER,
     DEFAULT_SCALE_MULTIPLIER,
+    ESTIMATORS,
 )
 from bayesseg._version import __version__
 from bayesseg.cli.demo import _demo
 from bayesseg.cli.options import (
     _CLASS_WEIGHTS,
-    _ESTIMATORS,
     _KL_SCALINGS,
     _NORMALIZATIONS,
     _choice,
@@ -58,7 +58,7 @@ def _add_network_options(parser: argparse.ArgumentParser, defaults: bool) -> Non
     )
     parser.add_argument(
         "--estimator",
-        type=_choice(_ESTIMATORS),
+        type=_choice(ESTIMATORS),
         default=default("flipout"),
         help="gradient estimator of the Bayesian layers: flipout or reparameterization"
         + _note("flipout"),

@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bayesseg._tiling import check_unet_shape, unet_divisor
 from bayesseg.cli.options import _one_line
-from bayesseg.cli.training import _check_unet_shape, _expand_patch, _unet_divisor
+from bayesseg.cli.training import _expand_patch
 
 
 def _output_suffix(path: Path) -> str:
@@ -80,9 +81,9 @@ def _window(args, spatial: tuple[int, ...], model, train_patch, depth) -> tuple[
         patch = tuple(model.input_shape[1:-1])
     else:
         # One window covering the image, zero-padded to a size the U-Net accepts.
-        divisor = _unet_divisor(depth)
+        divisor = unet_divisor(depth)
         patch = tuple(math.ceil(s / divisor) * divisor for s in spatial)
-    _check_unet_shape(
+    check_unet_shape(
         patch,
         depth,
         lambda divisor: (

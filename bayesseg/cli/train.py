@@ -14,11 +14,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from bayesseg._tiling import check_unet_shape
 from bayesseg.cli.options import _TRAIN_OPTIONS, _UsageError
 from bayesseg.cli.report import _final_logs, _finite, _versions, _write_json
 from bayesseg.cli.training import (
     _build_model,
-    _check_unet_shape,
     _expand_patch,
     _gradient_callback,
 )
@@ -99,7 +99,7 @@ def _check_patch(options: dict, scan) -> tuple[int, ...] | None:
                     f"{scan.names[0]!r}: pass --patch-size to train on mixed sizes."
                 )
         shape, what = scan.shapes[0], "the image shape (no --patch-size)"
-    _check_unet_shape(
+    check_unet_shape(
         shape,
         options["depth"],
         lambda divisor: (

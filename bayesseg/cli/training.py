@@ -5,25 +5,10 @@ diagnostics callback. TensorFlow is imported inside the functions only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from bayesseg._tiling import check_patch_size
-
-
-def _unet_divisor(depth: int | None) -> int:
-    """``2**(depth-1)``, what a U-Net of ``depth`` levels needs every spatial size
-    divisible by (1 when the depth is unknown)."""
-    return 2 ** (depth - 1) if depth else 1
-
-
-def _check_unet_shape(shape: Sequence[int], depth: int | None, message: Callable[[int], str]):
-    """Raise ``ValueError(message(divisor))`` unless every size in ``shape`` is
-    divisible by ``2**(depth-1)``; returns the divisor."""
-    divisor = _unet_divisor(depth)
-    if any(int(s) % divisor for s in shape):
-        raise ValueError(message(divisor))
-    return divisor
 
 
 def _imbalance(counts, num_classes: int, method: str):

@@ -37,12 +37,14 @@ from bayesseg.layers.lstm import (
     LSTMFlipout,
     LSTMReparameterization,
 )
+from bayesseg.layers.twins import bayesian_twin
 
 __all__ = [
     "BayesianLayer",
     "BaseConv",
     "BaseDense",
     "bayesian_layers",
+    "bayesian_twin",
     "kl_divergence",
     "sampling_mode",
     "set_sampling",

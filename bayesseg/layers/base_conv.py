@@ -13,13 +13,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from bayesseg._defaults import ESTIMATORS
 from bayesseg._validation import argument_error, check_choice, check_int, check_int_tuple
 from bayesseg.layers import base
 from bayesseg.layers.base import BayesianLayer
 
 __all__ = ["BaseConv"]
-
-ESTIMATORS = ("flipout", "reparameterization")
 
 
 def _conv_length(length, kernel, stride, padding, dilation):

@@ -12,12 +12,12 @@ from bayesseg._defaults import (
     DEFAULT_POSTERIOR_SCALE_INIT,
     DEFAULT_RECURRENT_SCALE_MULTIPLIER,
     DEFAULT_TAGGER_HEAD_PRIOR_SCALE,
+    ESTIMATORS,
 )
+from bayesseg._validation import argument_error, check_choice, check_int, is_integer
 from bayesseg.training import BayesianModel
 
 __all__ = ["bayesian_lstm_tagger"]
-
-_ESTIMATORS = {"flipout": "Flipout", "reparameterization": "Reparameterization"}
 
 
 def bayesian_lstm_tagger(
@@ -70,32 +70,15 @@ def bayesian_lstm_tagger(
     >>> model.output_shape
     (None, None, 1)
     """
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-        raise ValueError(
-            "Argument `num_features` must be a positive integer. "
-            f"Received: num_features={num_features!r}"
-        )
+    check_int("num_features", num_features)
     try:
         units = tuple(units)
     except TypeError:
         units = (units,)
-    if not units or any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units):
-        raise ValueError(
-            "Argument `units` must be a non-empty sequence of positive integers. "
-            f"Received: units={units!r}"
-        )
-    if estimator not in _ESTIMATORS:
-        raise ValueError(
-            f"Argument `estimator` must be one of {tuple(_ESTIMATORS)}. "
-            f"Received: estimator={estimator!r}"
-        )
-    if timesteps is not None and (
-        isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1
-    ):
-        raise ValueError(
-            "Argument `timesteps` must be a positive integer or None. "
-            f"Received: timesteps={timesteps!r}"
-        )
+    if not units or not all(is_integer(u) and u >= 1 for u in units):
+        raise argument_error("units", "be a non-empty sequence of integers >= 1", units)
+    estimator = check_choice("estimator", estimator, ESTIMATORS)
+    check_int("timesteps", timesteps, allow_none=True)
     bias_initializer = "zeros"
     if output_bias is not None:
         import numpy as np
@@ -107,9 +90,8 @@ def bayesian_lstm_tagger(
                 f"Received: output_bias={output_bias!r}"
             )
         bias_initializer = keras.initializers.Constant(float(bias[0]))
-    suffix = _ESTIMATORS[estimator]
-    lstm_cls = getattr(bl, f"LSTM{suffix}")
-    dense_cls = getattr(bl, f"Dense{suffix}")
+    lstm_cls = bl.bayesian_twin("LSTM", estimator)
+    dense_cls = bl.bayesian_twin("Dense", estimator)
     bayes = {
         "posterior_scale_init": posterior_scale_init,
         "scale_multiplier": scale_multiplier,

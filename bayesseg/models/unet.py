@@ -8,12 +8,13 @@ import keras
 import numpy as np
 
 from bayesseg import layers as bl
-from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_SCALE_MULTIPLIER
+from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_SCALE_MULTIPLIER, ESTIMATORS
+from bayesseg._tiling import check_unet_shape
+from bayesseg._validation import argument_error, check_choice, check_float, check_int
 from bayesseg.training import BayesianModel
 
 __all__ = ["bayesian_unet", "unet"]
 
-_ESTIMATORS = ("flipout", "reparameterization")
 _BLOCKS = ("all", "decoder", "last")
 _NORMALIZATIONS = (None, "batch", "group")
 
@@ -24,33 +25,28 @@ def _check_common(input_shape, num_classes, base_filters, depth, normalization, 
     except TypeError:
         input_shape = ()
     if len(input_shape) not in (3, 4) or input_shape[-1] is None:
-        raise ValueError(
-            "Argument `input_shape` must be (height, width, channels) or (depth, "
-            "height, width, channels) with a known channel count. "
-            f"Received: input_shape={input_shape!r}"
+        raise argument_error(
+            "input_shape",
+            "be (height, width, channels) or (depth, height, width, channels) with a known "
+            "channel count",
+            input_shape,
         )
-    for name, value in (("num_classes", num_classes), ("base_filters", base_filters)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
+    check_int("num_classes", num_classes)
+    check_int("base_filters", base_filters)
+    check_int("depth", depth)
+    check_unet_shape(
+        input_shape[:-1],
+        depth,
+        lambda divisor: str(
+            argument_error(
+                "input_shape",
+                f"have spatial sizes divisible by 2**(depth-1) = {divisor} for depth={depth}",
+                input_shape,
             )
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"Argument `depth` must be an integer >= 1. Received: depth={depth!r}")
-    factor = 2 ** (depth - 1)
-    for size in input_shape[:-1]:
-        if size is not None and size % factor:
-            raise ValueError(
-                f"Argument `input_shape` must have spatial sizes divisible by "
-                f"2**(depth-1) = {factor} for depth={depth}. "
-                f"Received: input_shape={input_shape}"
-            )
-    if normalization not in _NORMALIZATIONS:
-        raise ValueError(
-            f"Argument `normalization` must be one of {_NORMALIZATIONS}. "
-            f"Received: normalization={normalization!r}"
-        )
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"Argument `dropout` must lie in [0, 1). Received: dropout={dropout!r}")
+        ),
+    )
+    check_choice("normalization", normalization, _NORMALIZATIONS)
+    check_float("dropout", dropout, minimum=0, maximum=1, strict_maximum=True)
     return input_shape
 
 
@@ -248,19 +244,11 @@ def bayesian_unet(
     >>> volume_model = bs.models.bayesian_unet((16, 32, 32, 1), num_classes=3, depth=2)
     """
     input_shape = _check_common(input_shape, num_classes, base_filters, depth, normalization, 0)
-    if estimator not in _ESTIMATORS:
-        raise ValueError(
-            f"Argument `estimator` must be one of {_ESTIMATORS}. Received: estimator={estimator!r}"
-        )
-    if bayesian_blocks not in _BLOCKS:
-        raise ValueError(
-            f"Argument `bayesian_blocks` must be one of {_BLOCKS}. "
-            f"Received: bayesian_blocks={bayesian_blocks!r}"
-        )
+    estimator = check_choice("estimator", estimator, ESTIMATORS)
+    check_choice("bayesian_blocks", bayesian_blocks, _BLOCKS)
     rank = len(input_shape) - 1
-    suffix = "Flipout" if estimator == "flipout" else "Reparameterization"
-    bayes_conv = getattr(bl, f"Conv{rank}D{suffix}")
-    bayes_up = getattr(bl, f"Conv{rank}DTranspose{suffix}")
+    bayes_conv = bl.bayesian_twin(f"Conv{rank}D", estimator)
+    bayes_up = bl.bayesian_twin(f"Conv{rank}DTranspose", estimator)
     plain_conv = keras.layers.Conv2D if rank == 2 else keras.layers.Conv3D
     plain_up = keras.layers.Conv2DTranspose if rank == 2 else keras.layers.Conv3DTranspose
     bayes_kwargs = {
