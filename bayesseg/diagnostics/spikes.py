@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bayesseg import _probability
 from bayesseg._validation import check_choice, check_float, check_int
 from bayesseg.diagnostics._common import require_bayesian_model
 from bayesseg.training import TrainStepHook
@@ -235,15 +236,9 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         per_example = state.batch_examples.numpy()
         labels = state.batch_y.numpy().reshape(elements.shape + (-1,))
         label_values = labels[..., 0] if labels.shape[-1] == 1 else labels.argmax(-1)
-        preds = state.batch_pred.numpy()
-        if preds.size == elements.size:  # one logit per element: sigmoid
-            p_positive = 1.0 / (1.0 + np.exp(-preds.reshape(elements.shape)))
-            p_label = np.where(label_values > 0.5, p_positive, 1.0 - p_positive)
-        else:  # softmax logits over the last axis
-            shifted = preds - preds.max(axis=-1, keepdims=True)
-            probs = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
-            safe = np.clip(label_values.astype(int), 0, probs.shape[-1] - 1)
-            p_label = np.take_along_axis(probs, safe[..., None], axis=-1)[..., 0]
+        # Logits (..., K): one channel is a sigmoid, more a softmax.
+        logits = state.batch_pred.numpy().reshape(elements.shape + (-1,))
+        p_label = _probability.label_probability(_probability.probabilities(logits), label_values)
         weights = self._element_weights(label_values)
         top_elements = []
         for flat in np.argsort(elements, axis=None)[::-1][: self.top_k]:
