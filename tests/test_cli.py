@@ -205,7 +205,7 @@ def _bad_folders(tmp_path, case):
         ("no_mask", [], "'orphan.npy' has no mask"),
         ("shape", [], "'a.npy' has shape (16, 16) but its mask has shape (16, 12)"),
         ("labels", ["--num-classes", "3"], "'a.npy' holds labels [5] outside"),
-        ("ok", ["--epochs", "-3"], "--epochs: must be a positive integer, got '-3'"),
+        ("ok", ["--epochs", "-3"], "--epochs: must be a positive integer. Received: '-3'"),
         ("ok", ["--patch-size", "0"], "--patch-size: must be a positive integer"),
         ("ok", ["--patch-size", "5", *TINY], "must be divisible by 2**(depth-1) = 2"),
         ("ok", ["--estimator", "mcmc"], "--estimator: must be one of flipout"),
@@ -402,18 +402,22 @@ def test_calibration_split_multiclass_fits_the_temperature_when_a_class_is_missi
     [
         ("_positive_int", "+3", 3),
         ("_positive_int", " 3 ", 3),
-        ("_positive_int", "08", "must be a positive integer, got '08'"),
-        ("_positive_int", "0", "must be a positive integer, got '0'"),
+        ("_positive_int", "08", "must be a positive integer. Received: '08'"),
+        ("_positive_int", "0", "must be a positive integer. Received: '0'"),
         ("_int", "-4", -4),
-        ("_int", "1.5", "must be an integer, got '1.5'"),
+        ("_int", "1.5", "must be an integer. Received: '1.5'"),
         ("_positive_float", "0.5", 0.5),
-        ("_positive_float", "inf", "must be a finite number > 0, got 'inf'"),
+        ("_positive_float", "inf", "must be a finite number > 0. Received: 'inf'"),
         ("_overlap", "0", 0.0),
-        ("_overlap", "1", "must be a number in [0, 1), got '1'"),
-        ("_fraction", "nan", "must be a fraction in [0, 1), got 'nan'"),
+        ("_overlap", "1", "must be a number in [0, 1). Received: '1'"),
+        ("_fraction", "nan", "must be a fraction in [0, 1). Received: 'nan'"),
         ("_num_classes", "2", 2),
-        ("_num_classes", "+1", "must be >= 2 (background included; 2 means binary), got '+1'"),
-        ("_num_classes", "x", "must be a positive integer, got 'x'"),
+        (
+            "_num_classes",
+            "+1",
+            "must be >= 2 (background included; 2 means binary). Received: '+1'",
+        ),
+        ("_num_classes", "x", "must be a positive integer. Received: 'x'"),
     ],
 )
 def test_option_types_parse_or_give_argparse_errors(name, text, expected):
@@ -433,8 +437,8 @@ def test_option_types_parse_or_give_argparse_errors(name, text, expected):
 def test_choice_type_and_patch_and_unet_size_helpers():
     import argparse
 
-    from bayesseg.cli.options import _choice
     from bayesseg._tiling import check_unet_shape, unet_divisor
+    from bayesseg.cli.options import _choice
     from bayesseg.cli.training import _expand_patch
 
     parse = _choice(("flipout", "reparameterization"))

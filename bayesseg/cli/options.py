@@ -2,7 +2,8 @@
 
 Every option type parses its text and checks the value with the package's
 shared checks (``bayesseg._validation``); a bad value becomes argparse's
-one-line usage error ``argument --x: must be ..., got '...'`` (exit code 2).
+one-line usage error in the package's style, ``argument --x: must be ... Received: '...'``
+(argparse names the option; exit code 2).
 Nothing here imports TensorFlow.
 """
 
@@ -39,13 +40,13 @@ def _one_line(error: BaseException) -> str:
 # Argument types
 # --------------------------------------------------------------------------
 def _option_type(parse: Callable[[str], Any], check: Callable[[Any], Any], expectation: str):
-    """An argparse type: ``check(parse(text))``, else "must be <expectation>, got <text>"."""
+    """An argparse type: ``check(parse(text))``, else "must be <expectation>. Received: <text>"."""
 
     def convert(text: str) -> Any:
         try:
             return check(parse(text))
         except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"must be {expectation}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {expectation}. Received: {text!r}") from None
 
     return convert
 
@@ -88,7 +89,7 @@ def _num_classes(text: str) -> int:
         return check_int("num_classes", value, minimum=2)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be >= 2 (background included; 2 means binary), got {text!r}"
+            f"must be >= 2 (background included; 2 means binary). Received: {text!r}"
         ) from None
 
 
