@@ -115,8 +115,8 @@ def test_inverse_sqrt_effective_number_and_normalisation():
 
 
 def test_zero_count_policy():
-    with pytest.warns(UserWarning, match=r"Classes \[1\]"):
-        w = imbalance.class_weights([10.0, 0.0, 30.0])
+    with pytest.warns(UserWarning, match=r"Classes \[1\].*weight is set to 0"):
+        w = imbalance.class_weights([10.0, 0.0, 30.0], zero_count="warn")
     np.testing.assert_allclose(w, [40 / 30, 0.0, 40 / 90])
     with pytest.raises(ValueError, match=r"counts_or_labels.*\[1\].*zero"):
         imbalance.class_weights([10.0, 0.0, 30.0], zero_count="raise")
@@ -126,6 +126,84 @@ def test_zero_count_policy():
         imbalance.class_weights([10.0, np.nan])
     with pytest.raises(ValueError, match=r"method.*'focal'"):
         imbalance.class_weights([1.0, 2.0], method="focal")
+    with pytest.raises(ValueError, match=r"zero_count.*'ignore'"):
+        imbalance.class_weights([1.0, 2.0], zero_count="ignore")
+
+
+def test_pseudo_count_by_hand_for_an_absent_class():
+    # Counts [10, 0, 30]: the absent class counts 1, so N' = 41 and C = 3.
+    # balanced: w = N' / (C n'): [41/30, 41/3, 41/90] = [1.3667, 13.6667, 0.4556].
+    with pytest.warns(UserWarning, match=r"Classes \[1\].*pseudo-count of 1"):
+        w = imbalance.class_weights([10.0, 0.0, 30.0])
+    np.testing.assert_allclose(w, [41 / 30, 41 / 3, 41 / 90], rtol=1e-12)
+    assert np.all(w > 0)
+    # The same as scikit-learn on the labels plus one element of the absent class.
+    labels = np.repeat([0, 1, 2], [10, 1, 30])
+    reference = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+    np.testing.assert_allclose(w, reference, rtol=1e-12)
+    # The other methods and normalize read the same pseudo-counts [10, 1, 30].
+    with pytest.warns(UserWarning):
+        root = imbalance.class_weights([10, 0, 30], "inverse_sqrt", normalize=True)
+    raw = np.sqrt([41 / 30, 41 / 3, 41 / 90])
+    np.testing.assert_allclose(root, raw / (np.array([10, 1, 30]) / 41 @ raw), rtol=1e-12)
+    # From labels, streamed: class 2 of 3 never occurs.
+    masks = np.array([0] * 6 + [1] * 2).reshape(4, 2)
+    dataset = tf.data.Dataset.from_tensor_slices(masks).batch(3)
+    with pytest.warns(UserWarning, match=r"Classes \[2\]"):
+        w = imbalance.class_weights(dataset, num_classes=3)
+    np.testing.assert_allclose(w, [9 / 18, 9 / 6, 9 / 3], rtol=1e-12)
+    # Frequencies cannot say what one element is: a zero among them raises.
+    with pytest.raises(ValueError, match=r"`counts_or_labels` must hold class counts"):
+        imbalance.class_weights([0.25, 0.0, 0.75])
+
+
+def test_pseudo_count_bias_matches_the_weights():
+    counts = np.array([10.0, 0.0, 30.0])
+    with pytest.warns(UserWarning):
+        weights = imbalance.class_weights(counts)
+    # Balanced weights on pseudo-counts make w_c n'_c equal: the bias is 0.
+    bias = imbalance.initial_bias(counts, "softmax", class_weights=weights)
+    np.testing.assert_allclose(bias, np.zeros(3), atol=1e-12)
+    # Unweighted: softmax(b) = n' / N' = [10, 1, 30] / 41.
+    bias = imbalance.initial_bias(counts, "softmax")
+    np.testing.assert_allclose(tf.nn.softmax(bias).numpy(), [10 / 41, 1 / 41, 30 / 41])
+    # Sigmoid, all negatives: [1000, 0] counts as [1000, 1], b = log(1 / 1000).
+    np.testing.assert_allclose(imbalance.initial_bias([1000, 0]), [np.log(1 / 1000)])
+    with pytest.warns(UserWarning):
+        weights = imbalance.class_weights([1000, 0])
+    np.testing.assert_allclose(weights, [1001 / 2000, 1001 / 2], rtol=1e-12)
+    np.testing.assert_allclose(
+        imbalance.initial_bias([1000, 0], class_weights=weights), [0.0], atol=1e-12
+    )
+    init = imbalance.PriorBias([1000, 0])
+    assert init.get_config()["zero_count"] == "pseudo"
+    np.testing.assert_allclose(init((1,)).numpy(), [np.log(1 / 1000)], rtol=1e-6)
+    # The other options: "raise" keeps the old refusal; weight 0 is refused.
+    with pytest.raises(ValueError, match=r"frequencies.*> 0"):
+        imbalance.initial_bias(counts, "softmax", zero_count="raise")
+    with pytest.raises(ValueError, match=r"frequencies.*p=0\.0"):
+        imbalance.initial_bias([1000, 0], zero_count="raise")
+    with pytest.raises(ValueError, match=r"class_weights.*zero_count='pseudo'"):
+        imbalance.initial_bias(counts, "softmax", class_weights=[1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match=r"zero_count.*'warn'"):
+        imbalance.initial_bias(counts, "softmax", zero_count="warn")
+    with pytest.raises(ValueError, match=r"frequencies.*counts.*p=0\.0"):
+        imbalance.initial_bias(0.0)
+
+
+def test_the_cli_rule_and_the_api_rule_agree():
+    # bayesseg train raises counts to at least 1 before both computations.
+    counts = np.array([5000.0, 0.0, 120.0, 0.0])
+    raised = np.maximum(counts, 1.0)
+    for method in ("balanced", "inverse_sqrt", "effective_number"):
+        with pytest.warns(UserWarning):
+            ours = imbalance.class_weights(counts, method)
+        np.testing.assert_allclose(ours, imbalance.class_weights(raised, method), rtol=1e-12)
+        np.testing.assert_allclose(
+            imbalance.initial_bias(counts, "softmax", class_weights=ours),
+            imbalance.initial_bias(raised, "softmax", class_weights=ours),
+            rtol=1e-12,
+        )
 
 
 # --------------------------------------------------------------------------
@@ -248,8 +326,12 @@ def test_unweight_probabilities_undoes_the_weighted_optimum():
 # Docs and the example
 # --------------------------------------------------------------------------
 def test_docstring_examples_run():
-    result = doctest.testmod(imbalance, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 5 and result.failed == 0
+    attempted = 0
+    for module in (imbalance, imbalance.counting, imbalance.weights, imbalance.bias):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0
+        attempted += result.attempted
+    assert attempted > 5
 
 
 @pytest.mark.slow
