@@ -288,3 +288,144 @@ def test_folder_z_score_equals_standardize_image_of_the_file(tmp_path):
     np.testing.assert_array_equal(loaded[0], expected)
     streamed = next(iter(folder_dataset(images, masks)))[0].numpy()
     np.testing.assert_array_equal(streamed, expected)
+
+
+# --------------------------------------------------------------------------
+# NaN and infinite values: nan_policy
+# --------------------------------------------------------------------------
+def _nan_volume(rng, shape=(6, 7, 8), nan=5, inf=2):
+    """A float32 volume with ``nan`` NaN and ``inf`` infinite voxels at random places."""
+    image = rng.normal(3.0, 2.0, size=shape).astype(np.float32)
+    flat = image.reshape(-1)
+    where = rng.choice(flat.size, nan + inf, replace=False)
+    flat[where[:nan]] = np.nan
+    flat[where[nan:]] = np.inf * np.where(np.arange(inf) % 2, -1, 1)
+    return image
+
+
+def _nan_folder(tmp_path, rng, suffix=".nii.gz"):
+    images_dir, masks_dir = _folders(tmp_path)
+    clean = rng.normal(size=(6, 7, 8)).astype(np.float32)
+    bad = _nan_volume(rng)
+    mask = rng.integers(0, 2, size=(6, 7, 8)).astype(np.uint8)
+    for name, image in (("case01", clean), ("case07", bad)):
+        if suffix == ".nii.gz":
+            nib.save(nib.Nifti1Image(image, np.eye(4)), images_dir / f"{name}{suffix}")
+        else:
+            np.save(images_dir / f"{name}.npy", image)
+        np.save(masks_dir / f"{name}.npy", mask)
+    return images_dir, masks_dir, clean, bad
+
+
+NAN_ERROR = (
+    "Image 'case07.nii.gz' holds 5 NaN values and 2 infinite values; pass "
+    "nan_policy='zero' to replace them by 0 before the z-score, or fix the file."
+)
+
+
+def test_nan_in_an_image_is_one_line_naming_the_file(tmp_path):
+    images_dir, masks_dir, _, _ = _nan_folder(tmp_path, np.random.default_rng(0))
+    for call in (
+        lambda: scan_folder(images_dir, masks_dir),
+        lambda: scan_folder(images_dir, masks_dir, statistics=False),
+        lambda: load_folder(images_dir, masks_dir),
+        lambda: load_folder(images_dir, masks_dir, normalize=True),
+        lambda: folder_dataset(images_dir, masks_dir, patch_size=4),
+        lambda: folder_dataset(images_dir, masks_dir, normalize=False),
+        lambda: read_image(images_dir / "case07.nii.gz"),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == NAN_ERROR
+
+
+def test_nan_error_counts_every_slab(tmp_path, monkeypatch):
+    # The scan reads volumes slab by slab; the count is over the whole file.
+    import bayesseg.data.io as io
+
+    monkeypatch.setattr(io, "_SLAB_VOXELS", 7 * 8)  # one slice per slab
+    images_dir, masks_dir, _, bad = _nan_folder(tmp_path, np.random.default_rng(1), ".npy")
+    with pytest.raises(ValueError, match=r"^Image 'case07.npy' holds 5 NaN values and 2 inf"):
+        scan_folder(images_dir, masks_dir)
+
+
+def test_nan_policy_zero_fills_before_the_z_score(tmp_path):
+    images_dir, masks_dir, clean, bad = _nan_folder(tmp_path, np.random.default_rng(2))
+    filled = np.where(np.isfinite(bad), bad, 0.0).astype(np.float64)
+    reference = (filled - filled.mean()) / filled.std()  # NumPy, independent of the scan
+    scan = scan_folder(images_dir, masks_dir, nan_policy="zero")
+    assert scan.nan_policy == "zero" and scan.nonfinite == [(0, 0), (5, 2)]
+    assert scan.means[1] == pytest.approx(filled.mean(), rel=1e-6)
+    assert scan.stds[1] == pytest.approx(filled.std(), rel=1e-6)
+    images, _, names = load_folder(images_dir, masks_dir, normalize=True, nan_policy="zero")
+    assert names == ["case01", "case07"]
+    np.testing.assert_allclose(images[1, ..., 0], reference, rtol=1e-5, atol=1e-5)
+    raw, _, _ = load_folder(images_dir, masks_dir, nan_policy="zero")
+    np.testing.assert_array_equal(raw[1, ..., 0], filled.astype(np.float32))
+    np.testing.assert_array_equal(raw[0, ..., 0], clean)  # a clean file is untouched
+    ds = folder_dataset(images_dir, masks_dir, patch_size=5, patches="grid", nan_policy="zero")
+    assert all(np.isfinite(image.numpy()).all() for image, _ in ds)
+    ds = folder_dataset(images_dir, masks_dir, nan_policy="zero")
+    streamed = [image.numpy() for image, _ in ds]
+    assert all(np.isfinite(image).all() for image in streamed)
+    np.testing.assert_allclose(streamed[1][..., 0], reference, rtol=1e-5, atol=1e-5)
+    zeroed = read_image(images_dir / "case07.nii.gz", nan_policy="zero")
+    np.testing.assert_array_equal(zeroed[..., 0], filled.astype(np.float32))
+
+
+def test_folder_dataset_takes_the_policy_of_its_scan(tmp_path):
+    images_dir, masks_dir, _, _ = _nan_folder(tmp_path, np.random.default_rng(3))
+    scan = scan_folder(images_dir, masks_dir, nan_policy="zero")
+    with pytest.raises(ValueError) as info:
+        folder_dataset(images_dir, masks_dir, patch_size=4, scan=scan)
+    assert str(info.value) == (
+        "Argument `nan_policy` must be the policy of the `scan` it comes with, 'zero' (the "
+        "scan's statistics were computed under it). Received: nan_policy='error'"
+    )
+    ds = folder_dataset(images_dir, masks_dir, patch_size=4, scan=scan, nan_policy="zero")
+    assert all(np.isfinite(image.numpy()).all() for image, _ in ds)
+
+
+def test_a_file_changed_after_the_scan_is_not_streamed_as_nan(tmp_path):
+    images_dir, masks_dir = _folders(tmp_path)
+    np.save(images_dir / "a.npy", np.ones((8, 8), np.float32))
+    np.save(masks_dir / "a.npy", np.zeros((8, 8), np.uint8))
+    ds = folder_dataset(images_dir, masks_dir, normalize=False)
+    broken = np.ones((8, 8), np.float32)
+    broken[2, 3] = np.nan
+    np.save(images_dir / "a.npy", broken)
+    with pytest.raises(Exception, match="Image 'a.npy' holds 1 NaN value; pass nan_policy"):
+        list(ds)
+
+
+def test_nan_in_a_mask_is_always_an_error(tmp_path):
+    images_dir, masks_dir = _folders(tmp_path)
+    np.save(images_dir / "m.npy", np.ones((6, 6), np.float32))
+    mask = np.zeros((6, 6), np.float32)
+    mask[0, :3] = np.nan
+    mask[1, 0] = np.inf
+    np.save(masks_dir / "m.npy", mask)
+    expected = (
+        "Mask 'm.npy' holds 3 NaN values and 1 infinite value; masks must hold integer "
+        "class labels (nan_policy applies to images only)."
+    )
+    for call in (
+        lambda: scan_folder(images_dir, masks_dir),
+        lambda: scan_folder(images_dir, masks_dir, nan_policy="zero"),
+        lambda: load_folder(images_dir, masks_dir, nan_policy="zero"),
+        lambda: read_mask(masks_dir / "m.npy"),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == expected
+
+
+def test_integer_images_and_bad_policy(tmp_path):
+    images_dir, _ = _folders(tmp_path)
+    np.save(images_dir / "i.npy", np.arange(16, dtype=np.int16).reshape(4, 4))
+    scan = scan_folder(images_dir, statistics=False)
+    assert scan.nonfinite == [(0, 0)]
+    with pytest.raises(ValueError) as info:
+        scan_folder(images_dir, nan_policy="omit")
+    assert str(info.value).startswith("Argument `nan_policy` must be one of")
+    assert str(info.value).endswith("Received: nan_policy='omit'")

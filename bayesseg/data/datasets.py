@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from bayesseg._tiling import check_patch_size, window_origins
-from bayesseg._validation import check_choice, check_int
+from bayesseg._validation import argument_error, check_choice, check_int
+from bayesseg.data._finite import apply_policy, check_nan_policy
 from bayesseg.data.folders import FolderScan, _check_one_shape, scan_folder
 from bayesseg.data.io import _as_image, _as_mask, _mask_read, _Source
 from bayesseg.data.zscore import standardize_image
@@ -69,13 +70,15 @@ def folder_dataset(
     normalize: bool = True,
     spatial_rank: int | None = None,
     scan: FolderScan | None = None,
+    nan_policy: str = "error",
 ) -> tf.data.Dataset:
     """Stream images (and masks) or their patches from a folder into ``tf.data``.
 
     Files are opened one at a time by a Python generator; with
     ``patch_size`` only the patch is read (``.npy`` memory maps, NIfTI
     ``dataobj`` slicing), so volumes larger than memory train fine. Images
-    and masks are checked first (see :func:`scan_folder`).
+    and masks are checked first (see :func:`scan_folder`), NaN and infinite
+    values included, so a bad file fails here, before any training.
 
     Args:
         images_dir: folder of images.
@@ -96,6 +99,10 @@ def folder_dataset(
             Default True.
         spatial_rank: None, 2 or 3 (see :func:`read_image`).
         scan: a :class:`FolderScan` of the same folders, to skip rescanning.
+        nan_policy: "error" (default) or "zero": NaN and infinite image
+            values raise a ValueError naming the file (at the scan), or are
+            replaced by 0 before the z-score. With ``scan`` it must be the
+            scan's own policy (its statistics were computed under it).
 
     Returns:
         ``tf.data.Dataset`` of ``(image, mask)`` pairs, image float32
@@ -120,8 +127,16 @@ def folder_dataset(
     patches = check_choice("patches", patches, ("random", "grid"))
     patches_per_image = check_int("patches_per_image", patches_per_image)
     batch_size = check_int("batch_size", batch_size, allow_none=True)
+    nan_policy = check_nan_policy(nan_policy)
     if scan is None:
-        scan = scan_folder(images_dir, masks_dir, num_classes, spatial_rank, statistics=normalize)
+        scan = scan_folder(images_dir, masks_dir, num_classes, spatial_rank, normalize, nan_policy)
+    elif scan.nan_policy != nan_policy:
+        raise argument_error(
+            "nan_policy",
+            f"be the policy of the `scan` it comes with, {scan.nan_policy!r} (the scan's "
+            "statistics were computed under it)",
+            nan_policy,
+        )
     rank = scan.spatial_rank
     patch = check_patch_size(patch_size, rank)
     if patch is None:
@@ -166,6 +181,9 @@ def folder_dataset(
                     slice(o, min(o + w, n)) for o, w, n in zip(origin, window, shape, strict=True)
                 )
                 image = _as_image(source.read(index), scan._has_channels[i])
+                # Already checked by the scan; this pass (on one patch) also
+                # catches a file changed since, rather than training on NaN.
+                image = apply_policy(image, source.path.name, nan_policy)
                 if normalize:
                     image = standardize_image(image, scan.means[i], scan.stds[i])
                 image = _padded(image, item_shape)

@@ -16,6 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from bayesseg._validation import argument_error, check_int
+from bayesseg.data._finite import (
+    apply_policy,
+    check_nan_policy,
+    checked_slabs,
+    count_nonfinite,
+    mask_error,
+)
 from bayesseg.data.io import (
     SUFFIXES,
     _as_image,
@@ -100,7 +107,13 @@ class FolderScan:
         class_counts: int64 counts per class over all masks: ``num_classes``
             entries, or ``max label + 1`` when it is None (None without masks).
         means, stds: per-image intensity mean and standard deviation (over
-            all voxels and channels), for z-score normalisation.
+            all voxels and channels), for z-score normalisation; under
+            ``nan_policy="zero"`` those of the zero-filled image.
+        nan_policy: "error" or "zero", the policy the scan applied; readers
+            of the scanned files (:func:`folder_dataset`) apply the same.
+        nonfinite: per image, ``(NaN count, infinite count)`` found by the
+            scan (all zero under "error", which raises otherwise; empty when
+            the scan did not read the images).
     """
 
     names: list[str]
@@ -113,6 +126,8 @@ class FolderScan:
     means: list[float]
     stds: list[float]
     _has_channels: list[bool] = dataclasses.field(default_factory=list, repr=False)
+    nan_policy: str = "error"
+    nonfinite: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
     def subset(self, indices, class_counts: np.ndarray | None) -> FolderScan:
         """The scan of the images at ``indices`` only (e.g. a held-out split).
@@ -141,6 +156,7 @@ class FolderScan:
             shapes=pick(self.shapes),
             means=pick(self.means),
             stds=pick(self.stds),
+            nonfinite=pick(self.nonfinite),
             class_counts=class_counts,
             _has_channels=pick(self._has_channels),
         )
@@ -169,14 +185,17 @@ def scan_folder(
     num_classes: int | None = None,
     spatial_rank: int | None = None,
     statistics: bool = True,
+    nan_policy: str = "error",
 ) -> FolderScan:
-    """Pair images with masks and check them, reading masks slab by slab.
+    """Pair images with masks and check them, reading files slab by slab.
 
     Every image must have a mask with the same stem and the image's spatial
     shape; with ``num_classes``, every label must lie in
     ``[0, num_classes)``. The class counts are returned either way (one per
-    label up to the largest without ``num_classes``). Errors name the
-    offending file.
+    label up to the largest without ``num_classes``). Every floating-point
+    image is read once (with the statistics when they are asked for) and
+    checked for NaN and infinite values; a mask holding one is always an
+    error. Errors are one line naming the offending file.
 
     Args:
         images_dir: folder of images.
@@ -186,13 +205,18 @@ def scan_folder(
             mask's shape decides.
         statistics: compute per-image mean and std (reads every image once,
             slab by slab). Default True.
+        nan_policy: "error" (default: a NaN or infinite value in an image
+            raises a ValueError naming the file and the count) or "zero"
+            (they are replaced by 0 before the statistics, so the z-score is
+            that of the zero-filled image).
 
     Returns:
         A :class:`FolderScan`.
 
     Raises:
         ValueError: missing folders, an image without a mask, shape or
-            channel mismatches, labels outside the declared classes.
+            channel mismatches, labels outside the declared classes,
+            non-finite values (see ``nan_policy``).
 
     Example:
 
@@ -205,10 +229,22 @@ def scan_folder(
     >>> scan_folder(root / "img", root / "msk", num_classes=2).class_counts.tolist()
     [56, 8]
     """
+    return _scan(images_dir, masks_dir, num_classes, spatial_rank, statistics, nan_policy, True)
+
+
+def _scan(
+    images_dir, masks_dir, num_classes, spatial_rank, statistics, nan_policy, check_values
+) -> FolderScan:
+    """:func:`scan_folder`; without ``check_values`` images are read only for statistics.
+
+    (:func:`load_folder` checks values as it loads, so its scan need not read
+    the images a second time.)
+    """
     num_classes = check_int("num_classes", num_classes, minimum=2, allow_none=True)
     spatial_rank = check_int("spatial_rank", spatial_rank, 2, 3, allow_none=True)
+    nan_policy = check_nan_policy(nan_policy)
     images, masks = _pair(images_dir, masks_dir)
-    shapes, has_channels, channels, means, stds = [], [], set(), [], []
+    shapes, has_channels, channels, means, stds, nonfinite = [], [], set(), [], [], []
     counts = np.zeros(num_classes or 1, np.int64) if masks_dir is not None else None
     rank = None
     for image_path, mask_path in zip(images, masks, strict=True):
@@ -230,12 +266,24 @@ def scan_folder(
             )
         shapes.append(shape)
         has_channels.append(has_c)
+        image_bad: list[int] = []
+        slabs = checked_slabs(source.slabs(), image_path.name, nan_policy, image_bad)
         if statistics:
-            mean, std = _statistics(source.slabs())
+            mean, std = _statistics(slabs)
             means.append(mean)
             stds.append(std)
+        elif check_values and source.dtype.kind in "fc":
+            for _ in slabs:
+                pass
+        if check_values or statistics:
+            nonfinite.append(tuple(image_bad) if image_bad else (0, 0))
         if mask_path is not None:
+            bad = [0, 0]
             for slab in mask_source.slabs():
+                slab_bad = count_nonfinite(slab)
+                bad = [bad[0] + slab_bad[0], bad[1] + slab_bad[1]]
+                if bad[0] or bad[1]:
+                    continue  # counted over the whole mask, then raised below
                 labels = _as_mask(_mask_channels(mask_source, slab), mask_path.name)
                 if num_classes is not None and labels.size and labels.max() >= num_classes:
                     bad = np.unique(labels[labels >= num_classes])[:5].tolist()
@@ -247,6 +295,8 @@ def scan_folder(
                 if found.size > counts.size:
                     counts = np.pad(counts, (0, found.size - counts.size))
                 counts[: found.size] += found
+            if bad[0] or bad[1]:
+                raise mask_error(mask_path.name, *bad)
     return FolderScan(
         names=[_stem(p) for p in images],
         image_paths=images,
@@ -258,6 +308,8 @@ def scan_folder(
         means=means,
         stds=stds,
         _has_channels=has_channels,
+        nan_policy=nan_policy,
+        nonfinite=nonfinite,
     )
 
 
@@ -278,6 +330,7 @@ def load_folder(
     num_classes: int | None = None,
     spatial_rank: int | None = None,
     normalize: bool = False,
+    nan_policy: str = "error",
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Load a small folder (and its masks) into memory as stacked arrays.
 
@@ -289,6 +342,9 @@ def load_folder(
         spatial_rank: None, 2 or 3 (see :func:`read_image`).
         normalize: bool, z-score each image (its mean and std over all
             voxels). Default False.
+        nan_policy: "error" (default) or "zero": NaN and infinite image
+            values raise a ValueError naming the file, or are replaced by 0
+            before the z-score. Each file is read once either way.
 
     Returns:
         ``(images, masks, names)``: float32 ``(N, *spatial, C)``, int32
@@ -309,7 +365,7 @@ def load_folder(
     >>> images.shape, masks, names
     ((2, 8, 8, 1), None, ['a', 'b'])
     """
-    scan = scan_folder(images_dir, masks_dir, num_classes, spatial_rank, statistics=normalize)
+    scan = _scan(images_dir, masks_dir, num_classes, spatial_rank, normalize, nan_policy, False)
     _check_one_shape(
         scan,
         "stack-able folders need one shape (use folder_dataset(..., patch_size=...) "
@@ -318,6 +374,7 @@ def load_folder(
     images, masks = [], []
     for i, path in enumerate(scan.image_paths):
         image = _as_image(_Source(path).read(), scan._has_channels[i])
+        image = apply_policy(image, path.name, scan.nan_policy)
         if normalize:
             image = standardize_image(image, scan.means[i], scan.stds[i])
         images.append(image)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bayesseg._validation import argument_error, check_int
+from bayesseg.data._finite import apply_policy, check_nan_policy, count_nonfinite, mask_error
 
 __all__ = ["SUFFIXES", "read_image", "read_mask", "write_image"]
 
@@ -217,7 +218,10 @@ def _as_mask(raw: np.ndarray, name: str) -> np.ndarray:
     if raw.dtype.kind == "b":
         return raw.astype(np.int32)
     if raw.dtype.kind == "f":
-        if not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
+        nan, inf = count_nonfinite(raw)
+        if nan or inf:
+            raise mask_error(name, nan, inf)
+        if np.any(raw != np.round(raw)):
             raise ValueError(
                 f"Mask {name!r} holds non-integer values; masks must hold integer class labels."
             )
@@ -257,9 +261,17 @@ def _mask_channels(source: _Source, raw: np.ndarray) -> np.ndarray:
 # Reading and writing single files
 # --------------------------------------------------------------------------
 def read_image(
-    path: str | os.PathLike, spatial_rank: int | None = None, key: str | None = None
+    path: str | os.PathLike,
+    spatial_rank: int | None = None,
+    key: str | None = None,
+    nan_policy: str = "error",
 ) -> np.ndarray:
     """Read one image or volume as float32 with a trailing channel axis.
+
+    NaN and infinite values (NIfTI volumes often hold NaN outside the
+    body) raise a ``ValueError`` naming the file and their count, or with
+    ``nan_policy="zero"`` are replaced by 0 (before any z-score the caller
+    applies).
 
     Args:
         path: a ``.npy``, ``.npz``, ``.png``, ``.tif``/``.tiff``, ``.nii`` or
@@ -268,12 +280,15 @@ def read_image(
             :mod:`bayesseg.data.io`), 2 or 3: the number of spatial axes;
             a file with one more axis holds channels last.
         key: the array of a ``.npz`` file holding several. Default None.
+        nan_policy: "error" (default) or "zero": what to do with NaN and
+            infinite values.
 
     Returns:
-        float32 array ``(*spatial, C)``.
+        float32 array ``(*spatial, C)``, every value finite.
 
     Raises:
-        ValueError: for an unsupported suffix or a shape that does not fit.
+        ValueError: for an unsupported suffix, a shape that does not fit, or
+            (``nan_policy="error"``) non-finite values.
         OSError: for a missing or unreadable file.
         ImportError: for NIfTI files without nibabel installed.
 
@@ -285,11 +300,19 @@ def read_image(
     >>> np.save(path, np.zeros((8, 8)))
     >>> read_image(path).shape
     (8, 8, 1)
+    >>> np.save(path, np.array([[1.0, np.nan], [np.inf, 2.0]]))
+    >>> read_image(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Image 'x.npy' holds 1 NaN value and 1 infinite value; pass nan_policy='zero' ...
+    >>> read_image(path, nan_policy="zero")[..., 0].tolist()
+    [[1.0, 0.0], [0.0, 2.0]]
     """
     spatial_rank = check_int("spatial_rank", spatial_rank, 2, 3, allow_none=True)
+    nan_policy = check_nan_policy(nan_policy)
     source = _Source(_existing(path), key)
     _, has_channels = _channel_layout(source, spatial_rank, None)
-    return _as_image(source.read(), has_channels)
+    return apply_policy(_as_image(source.read(), has_channels), source.path.name, nan_policy)
 
 
 def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
@@ -307,7 +330,8 @@ def read_mask(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
         int32 array of the mask's spatial shape.
 
     Raises:
-        ValueError: for non-integer, negative or colour labels.
+        ValueError: for non-integer, non-finite (NaN is always an error in a
+            mask), negative or colour labels.
 
     Example:
 
