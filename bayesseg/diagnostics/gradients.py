@@ -136,17 +136,31 @@ class GradientReport:
         }
 
     def __str__(self) -> str:
-        header = (
-            f"{'layer':<22}{'group':<17}{'params':>9}{'|g_nll|':>11}{'|g_kl|':>11}"
-            f"{'kl/nll':>10}{'cosine':>8}{'share':>7}{'snr':>8}"
-        )
+        # Every column is right-aligned in a fixed width and separated by two
+        # spaces, so no value (e.g. an snr of "3.12e+03") runs into the next.
+        rows = [*self.rows, *self.groups, self.total]
+        layer_width = max(5, *(len(row.layer[:24]) for row in rows))
+        group_width = max(5, *(len(row.group) for row in rows))
+        columns = ("params", "|g_nll|", "|g_kl|", "kl/nll", "cosine", "share", "snr")
+        widths = (9, 9, 9, 9, 6, 8, 9)
+
+        def line(layer: str, group: str, cells) -> str:
+            numbers = "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+            return f"{layer:<{layer_width}}  {group:<{group_width}}  {numbers}"
+
+        header = line("layer", "group", columns)
         lines = [header, "-" * len(header)]
-        for row in [*self.rows, *self.groups, self.total]:
-            snr = "" if row.snr is None else f"{row.snr:8.3g}"
-            lines.append(
-                f"{row.layer[:21]:<22}{row.group:<17}{row.num_params:>9d}{row.nll_norm:>11.3e}"
-                f"{row.kl_norm:>11.3e}{row.ratio:>10.3g}{row.cosine:>8.3f}{row.share:>7.3f}{snr}"
+        for row in rows:
+            cells = (
+                f"{row.num_params:d}",
+                f"{row.nll_norm:.3e}",
+                f"{row.kl_norm:.3e}",
+                f"{row.ratio:.3g}",
+                f"{row.cosine:.3f}",
+                f"{row.share:.3g}",
+                "-" if row.snr is None else f"{row.snr:.3g}",
             )
+            lines.append(line(row.layer[:24], row.group, cells))
         lines.append(
             f"nll={self.nll:.5g}  kl={self.kl:.5g}  kl_weight={self.kl_weight:.3e}  "
             f"loss={self.loss:.5g}"
