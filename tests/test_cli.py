@@ -466,3 +466,126 @@ def test_python_m_bayesseg_cli_runs_the_command():
         timeout=120,
     )
     assert result.returncode == 0 and result.stdout.strip() == f"bayesseg {bayesseg.__version__}"
+
+
+# ------------------------------------------------------------- validation in train
+def _hand_val_nll(model_path, images, masks, names, num_samples, batch_size):
+    """-log p(y) of the Monte Carlo mean, pooled over the validation pixels."""
+    import keras
+
+    import bayesseg as bs
+
+    model = keras.saving.load_model(model_path, compile=False)
+    losses = []
+    for name in names:
+        image = bs.data.standardize_image(np.load(images / f"{name}.npy")[..., None])
+        pred = bs.uncertainty.predict_mc(
+            model,
+            image[None],
+            num_samples=num_samples,
+            batch_size=batch_size,
+            patch_size=image.shape[:-1],
+            verbose=0,
+        )
+        p = pred.mean[0, ..., 0].astype(np.float64)
+        y = np.load(masks / f"{name}.npy")
+        losses.append(-np.log(np.where(y == 1, p, 1 - p)).ravel())
+    return float(np.concatenate(losses).mean())
+
+
+def _history_csv(path):
+    lines = path.read_text().strip().splitlines()
+    keys = lines[0].split(",")
+    return [dict(zip(keys, map(float, line.split(",")), strict=True)) for line in lines[1:]]
+
+
+@pytest.mark.slow
+def test_train_validation_split_best_model_and_early_stopping(tmp_path):
+    import keras
+
+    images, masks = _npy_folders(tmp_path, 6)
+    out = tmp_path / "run"
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    args += ["--epochs", "6", "--batch-size", "2", "--val-fraction", "0.34", "--val-samples"]
+    # No later epoch can beat the first by 1e6 nats: stop after 1 + patience epochs.
+    args += ["4", "--patience", "2", "--min-delta", "1e6", "--learning-rate", "0.05", *TINY]
+    assert main(args) == 0
+    meta = json.loads((out / "model.json").read_text())
+    held, kept = meta["validation"]["images"], meta["train_images"]
+    # Seeded (the same permutation as --calibration-split) and disjoint.
+    order = np.random.default_rng(0).permutation(6)
+    assert held == sorted(f"img{i}" for i in order[:2])
+    assert len(kept) == 4 and not set(held) & set(kept)
+    history = _history_csv(out / "training.csv")
+    assert len(history) == 3  # stopped early: epoch 1 best, then 2 without improvement
+    best = json.loads((out / "model_best.json").read_text())
+    assert best["best"]["best_epoch"] == 1 and best["best"]["stopped_epoch"] == 3
+    assert best["calibration"]["held_out_images"] == held
+    for row in history:
+        assert {"val_nll", "val_dice", "val_recall_0", "val_recall_1"} <= set(row)
+        assert 0 <= row["val_dice"] <= 1 and 0 <= row["val_recall_1"] <= 1
+    # The best model holds epoch 1's weights: its validation NLL, by hand, is
+    # the one logged for epoch 1 (not the last epoch's).
+    expected = _hand_val_nll(out / "model_best.keras", images, masks, held, 4, 2)
+    assert history[0]["val_nll"] == pytest.approx(expected, rel=1e-5)
+    assert history[-1]["val_nll"] != pytest.approx(expected, rel=1e-5)
+    assert best["best"]["best_value"] == pytest.approx(history[0]["val_nll"], rel=1e-9)
+    last = keras.saving.load_model(out / "model.keras", compile=False)
+    first = keras.saving.load_model(out / "model_best.keras", compile=False)
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(last.get_weights(), first.get_weights(), strict=True)
+    )
+
+
+@pytest.mark.slow
+def test_train_resume_keeps_the_early_stopping_state(tmp_path, monkeypatch):
+    import keras
+
+    from bayesseg.cli import train
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:  # after the backup of epoch 2
+                raise KeyboardInterrupt
+
+    images, masks = _npy_folders(tmp_path, 6)
+    out = tmp_path / "run"
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    args += ["--epochs", "6", "--batch-size", "2", "--val-fraction", "0.34", "--val-samples"]
+    args += ["4", "--patience", "2", "--min-delta", "1e6", *TINY]
+    callbacks = train._callbacks
+    monkeypatch.setattr(train, "_callbacks", lambda *a: [*callbacks(*a), Interrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    state = json.loads((out / "early_stopping.json").read_text())
+    assert (state["best_epoch"], state["wait"], state["epoch"]) == (1, 1, 2)
+    monkeypatch.setattr(train, "_callbacks", callbacks)
+    assert main(args) == 0
+    # Resumed at epoch 3 with the state of epochs 1-2: one more epoch without
+    # improvement stops it (a fresh state would have run to epoch 5).
+    assert len(_history_csv(out / "training.csv")) == 3
+    best = json.loads((out / "model_best.json").read_text())["best"]
+    assert best["best_epoch"] == 1 and best["stopped_epoch"] == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--val-fraction", "0.5", "--calibration-split", "0.5"], "give one"),
+        (["--val-images", "x"], "--val-images and --val-masks go together"),
+        (["--val-samples", "2"], "--val-samples: must be an integer >= 4. Received: '2'"),
+        (["--patience", "-1"], "--patience: must be an integer >= 0"),
+        (["--monitor", "loss"], "--monitor: must be one of val_nll, val_dice"),
+        (["--val-fraction", "0.25", "--seed", "5"], "held out by --val-fraction 0.25 hold no"),
+    ],
+)
+def test_validation_option_errors_come_before_training(tmp_path, capsys, extra, message):
+    images, masks = _npy_folders(tmp_path, 4)
+    if "--seed" in extra:
+        held = np.random.default_rng(5).permutation(4)[0]
+        np.save(masks / f"img{held}.npy", np.zeros((16, 16), np.uint8))
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "o")]
+    assert main(args + extra + TINY) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o" / "model.keras").exists()

@@ -25,6 +25,10 @@ EXIT_USAGE = 2
 _CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
 _NORMALIZATIONS = ("none", "batch", "group")
 _KL_SCALINGS = ("per-example", "per-batch", "blundell")
+# Early-stopping monitors of `train`: name -> "min" or "max" (which way is better).
+MONITORS = {"val_nll": "min", "val_dice": "max"}
+# Fewest Monte Carlo draws of a validation pass: one draw of a Bayesian model is noisy.
+MIN_VAL_SAMPLES = 4
 
 
 class _UsageError(Exception):
@@ -79,6 +83,17 @@ def _in_unit_interval(noun: str):
     )
 
 
+_non_negative_int = _option_type(
+    _canonical_int, lambda v: check_int("value", v, minimum=0), "an integer >= 0"
+)
+_non_negative_float = _option_type(
+    float, lambda v: check_float("value", v, minimum=0), "a finite number >= 0"
+)
+_val_samples = _option_type(
+    _canonical_int,
+    lambda v: check_int("value", v, minimum=MIN_VAL_SAMPLES),
+    f"an integer >= {MIN_VAL_SAMPLES}",
+)
 _overlap = _in_unit_interval("a number")
 _fraction = _in_unit_interval("a fraction")
 
@@ -126,5 +141,12 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "posterior_scale_init": (_positive_float, DEFAULT_POSTERIOR_SCALE_INIT),
     "scale_multiplier": (_positive_float, DEFAULT_SCALE_MULTIPLIER),
     "calibration_split": (_fraction, 0.0),
+    "val_fraction": (_fraction, 0.0),
+    "val_images": (_text, None),
+    "val_masks": (_text, None),
+    "val_samples": (_val_samples, 8),
+    "monitor": (_choice(tuple(MONITORS)), "val_nll"),
+    "patience": (_non_negative_int, 10),
+    "min_delta": (_non_negative_float, 0.0),
     "seed": (_int, 0),
 }

@@ -20,14 +20,18 @@ from bayesseg.cli.options import (
     _CLASS_WEIGHTS,
     _KL_SCALINGS,
     _NORMALIZATIONS,
+    MONITORS,
     _choice,
     _fraction,
     _int,
+    _non_negative_float,
+    _non_negative_int,
     _num_classes,
     _overlap,
     _positive_float,
     _positive_int,
     _UsageError,
+    _val_samples,
 )
 from bayesseg.cli.predict import _predict
 from bayesseg.cli.train import _train
@@ -258,6 +262,48 @@ def _add_train_data_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--out", default=None, help="output folder (default: bayesseg-run)")
 
 
+def _add_train_validation_options(train: argparse.ArgumentParser) -> None:
+    """--val-fraction, --val-images/--val-masks, --val-samples and early stopping."""
+    train.add_argument(
+        "--val-fraction",
+        type=_fraction,
+        default=None,
+        metavar="FRACTION",
+        help="hold out this fraction of the images (seeded, by image or volume) for "
+        "validation after every epoch; the calibration is then fitted on them (default: 0)",
+    )
+    train.add_argument(
+        "--val-images", default=None, help="folder of validation images (with --val-masks)"
+    )
+    train.add_argument("--val-masks", default=None, help="folder of validation masks")
+    train.add_argument(
+        "--val-samples",
+        type=_val_samples,
+        default=None,
+        help="Monte Carlo draws per validation image; the scores are those of their "
+        "mean (default: 8, at least 4)",
+    )
+    train.add_argument(
+        "--monitor",
+        type=_choice(tuple(MONITORS)),
+        default=None,
+        help="validation score that picks the best model and stops early: val_nll "
+        "(lower is better) or val_dice (higher is better) (default: val_nll)",
+    )
+    train.add_argument(
+        "--patience",
+        type=_non_negative_int,
+        default=None,
+        help="stop after this many epochs without improvement; 0 never stops early (default: 10)",
+    )
+    train.add_argument(
+        "--min-delta",
+        type=_non_negative_float,
+        default=None,
+        help="smallest change of the monitor that counts as an improvement (default: 0)",
+    )
+
+
 def _add_train(sub) -> None:
     train = sub.add_parser(
         "train",
@@ -301,8 +347,10 @@ def _add_train(sub) -> None:
         help="hold out this fraction of the images (seeded, disjoint from training), fit "
         "Platt scaling (binary) or temperature scaling with class biases on the model's "
         "Monte Carlo logits there after training, and save it in model.json; predict "
-        "applies it. 0 = off (default: 0)",
+        "applies it. 0 = off (default: 0). With a validation set (--val-fraction, "
+        "--val-images) the calibration is fitted on it instead: do not combine them",
     )
+    _add_train_validation_options(train)
     train.add_argument("--seed", type=_int, default=None, help="random seed (default: 0)")
     _add_model_options(train, defaults=False)
     train.set_defaults(func=_train)

@@ -66,14 +66,15 @@ def _class_weights(args: argparse.Namespace, metadata: dict, metadata_path: Path
     return weights
 
 
-def _window(args, spatial: tuple[int, ...], model, train_patch, depth) -> tuple[int, ...]:
-    """The sliding-window size for an image of ``spatial`` shape."""
+def _window(patch_size, spatial: tuple[int, ...], model, train_patch, depth) -> tuple[int, ...]:
+    """The sliding-window size for an image of ``spatial`` shape (``patch_size``: the
+    --patch-size values or None)."""
     rank = len(spatial)
-    if args.patch_size:
-        patch = _expand_patch(args.patch_size, rank)
+    if patch_size:
+        patch = _expand_patch(patch_size, rank)
         if patch is None:
             raise ValueError(
-                f"Argument --patch-size needs 1 or {rank} values. Received: {args.patch_size}"
+                f"Argument --patch-size needs 1 or {rank} values. Received: {patch_size}"
             )
     elif train_patch and any(s > p for s, p in zip(spatial, train_patch, strict=True)):
         patch = tuple(train_patch)
@@ -124,7 +125,7 @@ def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]
         )
     spatial = image.shape[:-1]
     image = bs.data.standardize_image(image)
-    patch = _window(args, spatial, model, setup["train_patch"], setup["depth"])
+    patch = _window(args.patch_size, spatial, model, setup["train_patch"], setup["depth"])
     pred = bs.uncertainty.predict_mc(
         model,
         image[None],

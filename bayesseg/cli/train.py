@@ -122,11 +122,89 @@ def _held_out_counts(scan, held: list[int], num_classes: int):
     return counts
 
 
+def _held_out_option(options: dict) -> tuple[str, float] | None:
+    """The option holding images out of training (name, fraction), or None.
+
+    ``--calibration-split`` (held out for the calibration only) and
+    ``--val-fraction`` (validated every epoch, then used for the calibration)
+    draw the same seeded permutation; combining either with the other or with
+    ``--val-images`` is an error.
+    """
+    given = [
+        name
+        for name, on in (
+            ("--calibration-split", options["calibration_split"]),
+            ("--val-fraction", options["val_fraction"]),
+            ("--val-images", options["val_images"] is not None),
+        )
+        if on
+    ]
+    if len(given) > 1:
+        raise ValueError(
+            f"Arguments {' and '.join(given)} both hold images out of training; give one. "
+            "With a validation set (--val-fraction or --val-images) the calibration is "
+            "fitted on it, so --calibration-split is not needed."
+        )
+    if (options["val_images"] is None) != (options["val_masks"] is None):
+        raise ValueError(
+            "Arguments --val-images and --val-masks go together. Received: "
+            f"val_images={options['val_images']!r}, val_masks={options['val_masks']!r}"
+        )
+    if options["calibration_split"]:
+        return "--calibration-split", options["calibration_split"]
+    if options["val_fraction"]:
+        return "--val-fraction", options["val_fraction"]
+    return None
+
+
+def _check_held_out_classes(counts, num_classes: int, what: str) -> None:
+    import numpy as np
+
+    missing = np.flatnonzero(np.asarray(counts) == 0).tolist()
+    if num_classes == 2 and missing:
+        raise ValueError(
+            f"{what} hold no pixel of class {missing[0]}, so Platt scaling cannot be "
+            "fitted; use a larger fraction or another --seed."
+        )
+
+
+def _validation_folder(options: dict, scan, num_classes: int):
+    """The scan of --val-images/--val-masks, checked against the training images."""
+    import bayesseg as bs
+
+    val_scan = bs.data.scan_folder(options["val_images"], options["val_masks"], num_classes)
+    for attribute in ("spatial_rank", "channels"):
+        if getattr(val_scan, attribute) != getattr(scan, attribute):
+            raise ValueError(
+                f"The images in --val-images {options['val_images']!r} have "
+                f"{attribute.replace('_', ' ')} {getattr(val_scan, attribute)}, the training "
+                f"images {getattr(scan, attribute)}."
+            )
+    import numpy as np
+
+    counts = np.zeros(num_classes, np.int64)
+    found = np.asarray(val_scan.class_counts, np.int64)
+    counts[: len(found)] += found
+    _check_held_out_classes(
+        counts, num_classes, f"The validation masks in {options['val_masks']!r}"
+    )
+    if options["patch_size"] is None:
+        for name, shape in zip(val_scan.names, val_scan.shapes, strict=True):
+            if shape != scan.shapes[0]:
+                raise ValueError(
+                    f"Validation image {name!r} has shape {shape}, unlike {scan.shapes[0]} of "
+                    "the training images: pass --patch-size to train on mixed sizes."
+                )
+    return val_scan.subset(range(len(val_scan.names)), counts)
+
+
 def _calibration_split(options: dict, scan, num_classes: int):
-    """Seeded, disjoint split of the images into training and calibration sets.
+    """Seeded, disjoint split of the images into training and held-out sets.
 
     Returns ``(train_scan, held_out_scan, train_counts)``; ``held_out_scan``
-    is None without a split. The class counts (hence the class weights and the
+    is None without a split. The images are held out by ``--calibration-split``
+    or ``--val-fraction`` (the same seeded permutation), or come from
+    ``--val-images``. The class counts (hence the class weights and the
     output bias) come from the training images only. Fails before training
     when the held-out images cannot support a fit.
     """
@@ -135,26 +213,25 @@ def _calibration_split(options: dict, scan, num_classes: int):
     counts = np.zeros(num_classes, np.int64)
     found = np.asarray(scan.class_counts, np.int64)
     counts[: len(found)] += found
-    fraction = options["calibration_split"]
-    if not fraction:
+    option = _held_out_option(options)
+    if options["val_images"] is not None:
+        return scan, _validation_folder(options, scan, num_classes), counts
+    if option is None:
         return scan, None, counts
+    name, fraction = option
     n = len(scan.names)
     n_held = max(1, round(fraction * n))
     if n_held >= n:
         raise ValueError(
-            f"Argument --calibration-split {fraction} holds out {n_held} of {n} image(s), "
+            f"Argument {name} {fraction} holds out {n_held} of {n} image(s), "
             "leaving none to train on; use a smaller fraction or more images."
         )
     order = np.random.default_rng(options["seed"]).permutation(n)
     held, kept = sorted(order[:n_held].tolist()), sorted(order[n_held:].tolist())
     held_counts = _held_out_counts(scan, held, num_classes)
-    missing = np.flatnonzero(held_counts == 0).tolist()
-    if num_classes == 2 and missing:
-        raise ValueError(
-            f"The {n_held} image(s) held out by --calibration-split {fraction} hold no "
-            f"pixel of class {missing[0]}, so Platt scaling cannot be fitted; use a larger "
-            "fraction or another --seed."
-        )
+    _check_held_out_classes(
+        held_counts, num_classes, f"The {n_held} image(s) held out by {name} {fraction}"
+    )
     train_counts = counts - held_counts
     return scan.subset(kept, train_counts), scan.subset(held, held_counts), train_counts
 
@@ -170,8 +247,8 @@ def _fit_calibration(model, options: dict, held_scan, patch, num_classes: int, q
     import bayesseg as bs
 
     dataset = bs.data.folder_dataset(
-        options["images"],
-        options["masks"],
+        options["val_images"] or options["images"],
+        options["val_masks"] or options["masks"],
         patch_size=patch,
         batch_size=options["batch_size"],
         shuffle=False,
@@ -212,11 +289,13 @@ def _tensorboard_installed() -> bool:
     return True
 
 
-def _callbacks(out: Path, diagnostics) -> list:
-    """Checkpoint, resume, CSV log, the diagnostics and TensorBoard when installed."""
+def _callbacks(out: Path, diagnostics, validation=None) -> list:
+    """Validation (first: it adds the val_* logs the others read), checkpoint,
+    resume, CSV log, the diagnostics and TensorBoard when installed."""
     import keras
 
-    callbacks = [
+    callbacks = [] if validation is None else [validation]
+    callbacks += [
         keras.callbacks.BackupAndRestore(os.fspath(out / "backup")),
         keras.callbacks.ModelCheckpoint(os.fspath(out / "model.keras")),
         keras.callbacks.CSVLogger(os.fspath(out / "training.csv"), append=True),
@@ -259,19 +338,41 @@ def _metadata(options, scans, patch, counts, num_examples: int, outputs) -> dict
         "output_bias": np.asarray(bias).tolist(),
         "num_examples_per_epoch": num_examples,
         "train_images": None if held_scan is None else list(train_scan.names),
+        "validation": _validation_entry(options, held_scan),
         "calibration": None,
         "config": options,
         "versions": _versions(),
     }
 
 
-def _write_metadata(out: Path, metadata: dict) -> None:
-    with open(out / "model.json", "w") as f:
+def _validated(options: dict) -> bool:
+    return bool(options["val_fraction"]) or options["val_images"] is not None
+
+
+def _validation_entry(options: dict, held_scan) -> dict | None:
+    """model.json's "validation": the images, draws and early-stopping rule."""
+    if not _validated(options):
+        return None
+    return {
+        "images": list(held_scan.names),
+        "source": "val_images" if options["val_images"] is not None else "val_fraction",
+        "num_samples": options["val_samples"],
+        "monitor": options["monitor"],
+        "patience": options["patience"],
+        "min_delta": options["min_delta"],
+        "best_model": "model_best.keras",
+    }
+
+
+def _write_metadata(out: Path, metadata: dict, name: str = "model.json") -> None:
+    with open(out / name, "w") as f:
         json.dump(metadata, f, indent=2)
 
 
-def _print_start(scan, train_scan, held_scan, num_classes: int, counts, steps: int) -> None:
-    held = "" if held_scan is None else f" ({len(held_scan.names)} held out for calibration)"
+def _print_start(scans, options: dict, num_classes: int, counts, steps: int) -> None:
+    scan, train_scan, held_scan = scans
+    purpose = "validation" if _validated(options) else "calibration"
+    held = "" if held_scan is None else f" ({len(held_scan.names)} held out for {purpose})"
     print(
         f"bayesseg train: {len(train_scan.names)} training images{held} ({scan.spatial_rank}D, "
         f"{scan.channels} channel(s)), {num_classes} classes, class counts "
@@ -288,6 +389,48 @@ def _save_history(history, diagnostics, out: Path) -> None:
         _write_json(out / "history.json", history.history)
     if diagnostics.records:
         bs.plots.plot_gradient_contributions(diagnostics.records, out / "gradients.png")
+
+
+def _validation(options: dict, held_scan, out: Path, setup: dict):
+    """The validation callback (None without a validation set) and whether this
+    run resumes an interrupted one (BackupAndRestore's weights are on disk)."""
+    if not _validated(options):
+        return None
+    from bayesseg.cli import validation
+
+    resuming = (out / "backup" / "latest.weights.h5").is_file()
+    return validation.validation_callback(setup, held_scan, out, options, resuming)
+
+
+def _finish_validation(callback, options, held_scan, patch, metadata, out: Path, quiet: bool):
+    """model_best.json: the metadata, the best epoch and the calibration fitted
+    on the validation images with the best model."""
+    import keras
+
+    from bayesseg.cli.validation import BEST_MODEL
+
+    state = callback.state
+    best_path = out / BEST_MODEL
+    if state["best_epoch"] is None or not best_path.is_file():
+        print(f"bayesseg train: no finite {state['monitor']}: {BEST_MODEL} was not written")
+        return
+    if state["stopped_epoch"] is not None and not quiet:
+        print(
+            f"bayesseg train: stopped early after epoch {state['stopped_epoch']} "
+            f"({options['patience']} epoch(s) without improvement of {state['monitor']})"
+        )
+    best = keras.saving.load_model(best_path, compile=False)
+    best_metadata = {**metadata, "best": _finite(dict(state))}
+    best_metadata["calibration"] = _finite(
+        _fit_calibration(best, options, held_scan, patch, metadata["num_classes"], quiet)
+    )
+    _write_metadata(out, best_metadata, "model_best.json")
+    metadata["best"] = best_metadata["best"]
+    _write_metadata(out, metadata)
+    print(
+        f"bayesseg train: wrote {best_path} (epoch {state['best_epoch']}, "
+        f"{state['monitor']} {state['best_value']:.4g})"
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -313,18 +456,20 @@ def _train(args: argparse.Namespace) -> int:
         input_shape, num_classes, np.asarray(counts), num_examples, steps, options
     )
     diagnostics = _gradient_callback(steps * options["epochs"])
-    callbacks = _callbacks(out, diagnostics)
-    metadata = _metadata(
-        options,
-        (scan, train_scan, held_scan),
-        patch,
-        counts,
-        num_examples,
-        (num_classes, weights, bias),
-    )
+    setup = {
+        "num_classes": num_classes,
+        "train_patch": patch,
+        "depth": options["depth"],
+        "batch_size": options["batch_size"],
+    }
+    validation = _validation(options, held_scan, out, setup)
+    callbacks = _callbacks(out, diagnostics, validation)
+    scans = (scan, train_scan, held_scan)
+    outputs = (num_classes, weights, bias)
+    metadata = _metadata(options, scans, patch, counts, num_examples, outputs)
     _write_metadata(out, metadata)
     if not args.quiet:
-        _print_start(scan, train_scan, held_scan, num_classes, counts, steps)
+        _print_start(scans, options, num_classes, counts, steps)
     history = model.fit(
         dataset,
         epochs=options["epochs"],
@@ -333,7 +478,9 @@ def _train(args: argparse.Namespace) -> int:
         callbacks=callbacks,
     )
     _save_history(history, diagnostics, out)
-    if held_scan is not None:
+    if validation is not None:
+        _finish_validation(validation, options, held_scan, patch, metadata, out, args.quiet)
+    elif held_scan is not None:
         metadata["calibration"] = _finite(
             _fit_calibration(model, options, held_scan, patch, num_classes, args.quiet)
         )
