@@ -480,3 +480,40 @@ def test_epistemic_share_is_zero_without_posterior_noise_and_grows_with_it():
         shares.append(epistemic_share(predict_mc(model, x, num_samples=16, verbose=0), 0.0))
     assert shares[0] < 1e-5
     assert 0 < shares[1] < shares[2] < 1
+
+
+def test_wrong_input_shape_is_one_line_before_tracing():
+    model = _bayesian_model(size=8)  # input (None, 8, 8, 2)
+    from bayesseg.uncertainty import monte_carlo
+
+    cached = dict(monte_carlo._FUNCTION_CACHE.get(model, {}))
+    with pytest.raises(ValueError) as info:
+        predict_mc(model, np.ones((3, 8, 8, 1), "float32"), num_samples=2)
+    assert str(info.value) == (
+        "Argument `x` must have the model's input shape (None, 8, 8, 2) (None: any size). "
+        "Received: x.shape=(3, 8, 8, 1)"
+    )
+    with pytest.raises(ValueError) as info:
+        predict_mc(model, np.ones((1, 16, 16, 2), "float32"), num_samples=2)
+    assert str(info.value).endswith("Received: x.shape=(1, 16, 16, 2)")
+    with pytest.raises(ValueError) as info:
+        predict_mc(model, np.ones((1, 16, 16, 2), "float32"), num_samples=2, patch_size=4)
+    assert str(info.value) == (
+        "Argument `patch_size` must make windows of the model's input shape (None, 8, 8, 2) "
+        "(None: any size). Received: patch_size=4, windows of shape (4, 4, 2)"
+    )
+    with pytest.raises(ValueError, match=r"Received: x.shape=\(1, 16, 16, 3\)$"):
+        predict_mc(model, np.ones((1, 16, 16, 3), "float32"), num_samples=2, patch_size=8)
+    # Nothing was traced for the rejected inputs.
+    assert dict(monte_carlo._FUNCTION_CACHE.get(model, {})) == cached
+    # Windows of the model's size, and a fully convolutional model, still work.
+    pred = predict_mc(model, np.ones((1, 16, 16, 2), "float32"), num_samples=2, patch_size=8)
+    assert pred.mean.shape == (1, 16, 16, 1)
+    free = keras.Sequential([keras.Input((None, None, 2)), bl.Conv2DFlipout(1, 3, padding="same")])
+    assert predict_mc(free, np.ones((1, 12, 10, 2), "float32"), num_samples=2).total.shape == (
+        1,
+        12,
+        10,
+    )
+    with pytest.raises(ValueError, match=r"\(None, None, None, 2\).*x.shape=\(1, 12, 10, 5\)"):
+        predict_mc(free, np.ones((1, 12, 10, 5), "float32"), num_samples=2)

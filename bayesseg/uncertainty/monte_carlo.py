@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from bayesseg import _probability
+from bayesseg._input_shapes import fits, model_input_shapes, show
 from bayesseg._tiling import check_patch_size
 from bayesseg._validation import argument_error, check_float, check_int
 from bayesseg.imbalance import unweight_probabilities
@@ -156,6 +157,30 @@ def _mc_function(
     return run
 
 
+def _check_fits_model(model, x_shape, item_shape, patch_size, patch) -> None:
+    """A ValueError naming both shapes when ``x`` (or its windows) cannot enter ``model``.
+
+    Runs before tracing, so a wrong channel count is one line rather than a
+    ``tf.function`` traceback. Models without a declared input pass.
+    """
+    expected = model_input_shapes(model)
+    if expected is None or len(expected) != 1:
+        return
+    expected = expected[0]
+    if fits(expected, (x_shape[0], *item_shape)):
+        return
+    if patch is None or not fits(expected[-1:], x_shape[-1:]):
+        raise ValueError(
+            f"Argument `x` must have the model's input shape {show(expected)} (None: any "
+            f"size). Received: x.shape={show(x_shape)}"
+        )
+    raise ValueError(
+        f"Argument `patch_size` must make windows of the model's input shape "
+        f"{show(expected)} (None: any size). Received: patch_size={patch_size!r}, "
+        f"windows of shape {show(item_shape)}"
+    )
+
+
 def predict_mc(
     model: keras.Model,
     x: Any,
@@ -247,8 +272,10 @@ def predict_mc(
             ``patch_size``, ``overlap``, ``verbose``, ``sampling``,
             class weights or ``calibration`` (also: one that does not match
             the model's output channels, or given together with
-            ``correct_for_class_weights`` or ``from_logits=False``), or an
-            ``x`` with fewer than 2 axes.
+            ``correct_for_class_weights`` or ``from_logits=False``), an
+            ``x`` with fewer than 2 axes, or an ``x`` (or windows) whose shape
+            the model's declared input does not accept (wrong channel count,
+            wrong fixed size), before anything is traced.
 
     Example:
 
@@ -342,6 +369,7 @@ def predict_mc(
                 stacklevel=2,
             )
     item_shape = x.shape[1:] if patch is None else (*patch, x.shape[-1])
+    _check_fits_model(model, x.shape, item_shape, patch_size, patch)
     with mc_randomness(model, sampling, training):
         run = _mc_function(
             model, num_samples, training, from_logits, weights, item_shape, x_dtype, calibration
