@@ -27,7 +27,13 @@ import math
 import keras
 import tensorflow as tf
 
-from bayesseg._validation import argument_error, check_choice, check_float, check_int
+from bayesseg._validation import (
+    argument_error,
+    check_choice,
+    check_float,
+    check_int,
+    is_number,
+)
 
 __all__ = [
     "KLScaling",
@@ -237,7 +243,9 @@ class Warmup(KLScaling):
     """KL warm-up: ``scaling`` times a ramp from ``start`` to 1 over ``steps`` updates.
 
     Args:
-        scaling: the KL scaling to warm up (any ``KLScaling``).
+        scaling: the KL scaling to warm up, a ``KLScaling`` and not a number:
+            ``bs.kl.Constant(1 / 16)`` for a fixed weight of 1/16,
+            ``bs.kl.PerExample(N)`` for 1/N per example.
         steps: int > 0, optimizer updates until the full weight is reached.
         shape: "linear" (default) or "cosine" (half-cosine ramp).
         start: float in [0, 1], ramp value at step 0. Default 0.
@@ -252,10 +260,16 @@ class Warmup(KLScaling):
     >>> s = bs.kl.Warmup(bs.kl.PerExample(100), steps=10)
     >>> [round(float(s(k, 4)), 6) for k in (0, 5, 10, 20)]
     [0.0, 0.005, 0.01, 0.01]
+    >>> s = bs.kl.Warmup(bs.kl.Constant(1 / 16), steps=4)  # not Warmup(1 / 16, 4)
+    >>> [float(s(k, 4)) for k in (0, 2, 4)]
+    [0.0, 0.03125, 0.0625]
+    >>> bs.kl.Warmup(1 / 16, 4)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: Argument `scaling` must be ...: pass bs.kl.Constant(0.0625) for a fixed weight, ...
     """
 
     def __init__(self, scaling, steps: int, shape: str = "linear", start: float = 0.0):
-        self.scaling = get(scaling)
+        self.scaling = _scaling("scaling", scaling)
         self.steps = check_int("steps", steps)
         self.shape = check_choice("shape", shape, _SHAPES)
         self.start = check_float("start", start, minimum=0, maximum=1)
@@ -284,7 +298,8 @@ class Cyclical(KLScaling):
     0 to 1 over its first ``ramp_fraction`` and holds 1 for the rest.
 
     Args:
-        scaling: the KL scaling to anneal.
+        scaling: the KL scaling to anneal, a ``KLScaling`` and not a number
+            (``bs.kl.Constant(w)``, ``bs.kl.PerExample(N)``, ...).
         cycle_steps: int > 0, updates per cycle.
         ramp_fraction: float in (0, 1], share of a cycle spent ramping.
 
@@ -297,7 +312,7 @@ class Cyclical(KLScaling):
     """
 
     def __init__(self, scaling, cycle_steps: int, ramp_fraction: float = 0.5):
-        self.scaling = get(scaling)
+        self.scaling = _scaling("scaling", scaling)
         self.cycle_steps = check_int("cycle_steps", cycle_steps)
         self.ramp_fraction = check_float(
             "ramp_fraction", ramp_fraction, minimum=0, maximum=1, strict_minimum=True
@@ -322,18 +337,33 @@ class Cyclical(KLScaling):
 def get(identifier) -> KLScaling:
     """Return a :class:`KLScaling` from an instance or its serialised dict.
 
+    A plain number is not a KL scaling: wrap a fixed weight in
+    :class:`Constant` (``bs.kl.Constant(1 / 16)``), or scale per example
+    with :class:`PerExample` (``bs.kl.PerExample(N)``).
+
     Example:
 
     >>> import bayesseg as bs
     >>> bs.kl.get(bs.kl.PerExample(10))
     PerExample(num_examples=10)
     """
+    return _scaling("kl_scaling", identifier)
+
+
+def _scaling(name: str, identifier) -> KLScaling:
+    """``get`` with the caller's argument name in the error message."""
     if isinstance(identifier, dict):
         identifier = keras.saving.deserialize_keras_object(identifier)
     if not isinstance(identifier, KLScaling):
+        fixed = (
+            f"bs.kl.Constant({float(identifier)!r}) for a fixed weight"
+            if is_number(identifier)
+            else "bs.kl.Constant(w) for a fixed weight w"
+        )
         raise argument_error(
-            "kl_scaling",
-            "be a bayesseg.kl.KLScaling such as bs.kl.PerExample(num_examples)",
+            name,
+            f"be a bayesseg.kl.KLScaling (a number is not one): pass {fixed}, or "
+            "bs.kl.PerExample(N) for 1/N per example (N training examples)",
             identifier,
         )
     return identifier
