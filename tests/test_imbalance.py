@@ -89,6 +89,10 @@ def test_balanced_weights_equal_scikit_learn():
     )
     counts = imbalance.count_classes(labels, num_classes=5)
     np.testing.assert_allclose(imbalance.class_weights(counts), reference, rtol=1e-12)
+    # With every class present the zero-count rule is never used: all agree.
+    for zero_count in ("pseudo", "warn", "raise"):
+        weights = imbalance.class_weights(counts, zero_count=zero_count)
+        np.testing.assert_allclose(weights, reference, rtol=1e-12)
 
 
 def test_inverse_count_weight_formula_for_three_classes():
