@@ -130,7 +130,14 @@ def test_train_predict_nifti_volumes(tmp_path, capsys):
 
     preds = tmp_path / "preds"
     args = ["predict", "--model", str(out / "model.keras"), "--images", str(images)]
+    args += ["--masks", str(masks), "--preview", "2"]
     assert main([*args, "--out", str(preds), "--num-samples", "2", "--quiet"]) == 0
+    for stem, depth in (("case0", 12), ("case1", 16)):  # 2 evenly spread slices each
+        for index in (depth // 4, 3 * depth // 4):
+            _assert_valid_png(preds / f"{stem}_preview_slice{index}.png")
+    metrics = json.loads((preds / "metrics.json").read_text())
+    assert set(metrics["images"]) == {"case0.nii.gz", "case1.nii.gz"}
+    assert set(metrics["overall"]["per_class"]) == {"0", "1", "2"}
     prob = nib.load(preds / "case1_prob.nii.gz")
     assert prob.shape == (16, 12, 8, 3)
     np.testing.assert_allclose(prob.affine, affine)
@@ -589,3 +596,71 @@ def test_validation_option_errors_come_before_training(tmp_path, capsys, extra, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "o" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_predict_masks_metrics_match_a_hand_computation(tmp_path):
+    import bayesseg as bs
+
+    images, masks = _npy_folders(tmp_path, 3)
+    out = tmp_path / "run"
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    assert (
+        main([*args, "--epochs", "2", "--batch-size", "3", "--learning-rate", "0.05", *TINY]) == 0
+    )
+    preds = tmp_path / "preds"
+    args = ["predict", "--model", str(out / "model.keras"), "--images", str(images)]
+    args += ["--masks", str(masks), "--preview", "--num-samples", "4", "--out", str(preds)]
+    assert main([*args, "--quiet"]) == 0
+    _assert_valid_png(preds / "img0_preview.png")
+    metrics = json.loads((preds / "metrics.json").read_text())
+    assert "metrics.json" in json.loads((preds / "predictions.json").read_text())["files"]
+    names = [f"img{i}" for i in range(3)]
+    probs = {n: np.load(preds / f"{n}_prob.npy").astype(np.float64) for n in names}
+    truth = {n: np.load(masks / f"{n}.npy") for n in names}
+
+    def scores(p, y):
+        pred = p >= 0.5
+        tp, fp, fn = np.sum(pred & (y == 1)), np.sum(pred & (y == 0)), np.sum(~pred & (y == 1))
+        tn = np.sum(~pred & (y == 0))
+        nll = -np.mean(np.log(np.where(y == 1, p, 1 - p)))
+        return {
+            "1": (2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0, tp / (tp + fn)),
+            "0": (2 * tn / (2 * tn + fn + fp), tn / (tn + fp)),
+            "nll": nll,
+        }
+
+    for n in names:
+        row, expected = metrics["images"][f"{n}.npy"], scores(probs[n], truth[n])
+        for c in ("0", "1"):
+            assert row["per_class"][c]["dice"] == pytest.approx(expected[c][0], abs=1e-6)
+            assert row["per_class"][c]["recall"] == pytest.approx(expected[c][1], abs=1e-6)
+        assert row["per_class"]["1"]["support"] == int(truth[n].sum())
+        assert row["predictive_nll"] == pytest.approx(expected["nll"], rel=1e-5)
+        lesions = bs.metrics.lesion_f1(truth[n][None] > 0, probs[n][None])
+        assert row["lesion_f1"]["f1"] == pytest.approx(lesions["f1"])
+        ece = bs.metrics.foreground_ece(truth[n], probs[n])
+        assert row["foreground_ece"] == (None if np.isnan(ece) else pytest.approx(ece, abs=1e-6))
+    pooled = scores(np.stack([probs[n] for n in names]), np.stack([truth[n] for n in names]))
+    overall = metrics["overall"]
+    assert overall["images"] == 3
+    assert overall["per_class"]["1"]["dice"] == pytest.approx(pooled["1"][0], abs=1e-6)
+    assert overall["per_class"]["1"]["recall"] == pytest.approx(pooled["1"][1], abs=1e-6)
+    assert overall["predictive_nll"] == pytest.approx(pooled["nll"], rel=1e-5)
+    # Lesion-wise F1 pooled from the summed counts: 3 true lesions, one per image.
+    lesions = [metrics["images"][f"{n}.npy"]["lesion_f1"] for n in names]
+    assert overall["lesion_f1"]["true_lesions"] == sum(r["true_lesions"] for r in lesions) == 3
+    assert overall["lesion_f1"]["pred_lesions"] == sum(r["pred_lesions"] for r in lesions)
+
+
+def test_predict_preview_needs_masks_and_masks_need_every_image(tmp_path, capsys):
+    images, masks = _npy_folders(tmp_path, 2)
+    (masks / "img1.npy").unlink()
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"")
+    args = ["predict", "--model", str(model), "--images", str(images), "--out", str(tmp_path)]
+    assert main([*args, "--preview"]) == 2
+    assert "Argument --preview needs --masks" in capsys.readouterr().err
+    assert main([*args, "--masks", str(masks)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Image 'img1.npy' has no mask in" in err, err

@@ -407,5 +407,23 @@ def _add_predict(sub) -> None:
         action="store_true",
         help="do not apply the calibration fitted by train --calibration-split",
     )
+    predict.add_argument(
+        "--masks",
+        default=None,
+        help="folder of masks paired with --images by file stem: write metrics.json with "
+        "per-image and pooled per-class Dice and recall, lesion-wise F1, foreground ECE "
+        "and NLL of the written maps",
+    )
+    predict.add_argument(
+        "--preview",
+        type=_positive_int,
+        nargs="?",
+        const=3,
+        default=None,
+        metavar="SLICES",
+        help="with --masks: write <stem>_preview*.png (input, truth, mean prediction, "
+        "epistemic, aleatoric) of each image, SLICES evenly spread slices of a volume "
+        "(default when given without a number: 3)",
+    )
     predict.add_argument("--quiet", action="store_true", help="less output")
     predict.set_defaults(func=_predict)

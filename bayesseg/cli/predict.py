@@ -13,6 +13,7 @@ from typing import Any
 
 from bayesseg._tiling import check_unet_shape, unet_divisor
 from bayesseg.cli.options import _one_line
+from bayesseg.cli.report import _write_json
 from bayesseg.cli.training import _expand_patch
 
 
@@ -140,6 +141,13 @@ def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]
     suffix = _output_suffix(path)
     stem = path.name[: len(path.name) - len(suffix)]
     written = []
+    if setup["evaluation"] is not None:
+        from bayesseg.cli import evaluate
+
+        labels = evaluate.read_labels(setup["masks"][path], spatial, setup["num_classes"])
+        setup["evaluation"].add(path.name, labels, pred.mean[0])
+        if args.preview:
+            written += evaluate.write_previews(out, stem, image, labels, pred, args.preview)
     for kind, (array, top) in _maps(pred, setup["num_classes"], suffix).items():
         target = out / f"{stem}_{kind}{suffix}"
         value_range = None if top is None else (0.0, top)
@@ -169,6 +177,19 @@ def _manifest(args, model_path: Path, calibration, num_classes: int, written: li
     }
 
 
+def _paired_masks(args: argparse.Namespace, files: list[Path]) -> dict:
+    """Each image's mask from --masks (empty without), checked before any work."""
+    if args.preview and not args.masks:
+        raise ValueError(
+            "Argument --preview needs --masks: a preview shows the true mask beside the prediction."
+        )
+    if not args.masks:
+        return {}
+    from bayesseg.cli import evaluate
+
+    return dict(zip(files, evaluate.pair_masks(files, args.masks), strict=True))
+
+
 def _predict(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     if not model_path.is_file():
@@ -179,6 +200,7 @@ def _predict(args: argparse.Namespace) -> int:
     from bayesseg import _probability
 
     files = bs.data.list_images(args.images, "--images")
+    masks = _paired_masks(args, files)
     metadata_path = model_path.with_suffix(".json")
     metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
     model = _load_model(args, model_path)
@@ -190,12 +212,24 @@ def _predict(args: argparse.Namespace) -> int:
         "train_patch": metadata.get("patch_size"),
         "calibration": _load_calibration(args, metadata, metadata_path),
         "weights": _class_weights(args, metadata, metadata_path),
+        "evaluation": None,
     }
+    setup["masks"] = masks
+    if masks:
+        from bayesseg.cli.evaluate import Evaluation
+
+        setup["evaluation"] = Evaluation(setup["num_classes"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in files:
         written += _predict_image(args, path, model, setup, out)
+    if setup["evaluation"] is not None:
+        evaluation = setup["evaluation"]
+        _write_json(
+            out / "metrics.json", {"overall": evaluation.overall(), "images": evaluation.images}
+        )
+        written.append("metrics.json")
     manifest = _manifest(args, model_path, setup["calibration"], setup["num_classes"], written)
     with open(out / "predictions.json", "w") as f:
         json.dump(manifest, f, indent=2)

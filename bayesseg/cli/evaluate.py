@@ -1,0 +1,169 @@
+"""What ``bayesseg predict`` writes for people who look: scores against masks
+(per image and pooled over the images) and PNG previews of a few slices.
+
+TensorFlow is imported inside the functions only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bayesseg.cli.report import _LESION_KEYS
+
+# Lesion-wise counts summed over images for the pooled lesion-wise F1.
+_LESION_COUNTS = ("true_lesions", "pred_lesions", "tp_pred", "detected")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+
+
+def pair_masks(files: list[Path], masks_dir: str) -> list[Path]:
+    """The mask of each image (same file stem) in ``masks_dir``; fails before any work."""
+    import bayesseg as bs
+
+    masks = {_stem(p): p for p in bs.data.list_images(masks_dir, "--masks")}
+    paired = []
+    for path in files:
+        if _stem(path) not in masks:
+            raise ValueError(
+                f"Image {path.name!r} has no mask in {masks_dir!r} (expected a file named "
+                f"{_stem(path)}.<ext>)."
+            )
+        paired.append(masks[_stem(path)])
+    return paired
+
+
+def read_labels(mask_path: Path, spatial: tuple[int, ...], num_classes: int):
+    """The mask of an image of ``spatial`` shape, its labels checked against the model."""
+    import numpy as np
+
+    import bayesseg as bs
+
+    labels = bs.data.read_mask(mask_path)
+    if labels.shape != tuple(spatial):
+        raise ValueError(
+            f"Mask {mask_path.name!r} has shape {labels.shape} but its image has shape "
+            f"{tuple(spatial)}: the mask must match the image's spatial shape."
+        )
+    outside = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+    if outside.size:
+        raise ValueError(
+            f"Mask {mask_path.name!r} holds labels {outside[:5].tolist()} outside the model's "
+            f"classes [0, {num_classes})."
+        )
+    return labels
+
+
+class Evaluation:
+    """Scores of the predicted maps against masks: per image, and pooled.
+
+    Per image: per-class Dice and recall of the mean prediction's decision
+    (``bs.metrics.Dice``/``Recall``), lesion-wise detection
+    (``bs.metrics.lesion_f1``), the foreground ECE with its region
+    (``bs.metrics.foreground_calibration``) and the predictive NLL. Pooled:
+    Dice and recall over every pixel of every image, the lesion-wise F1 from
+    the summed lesion counts, the foreground ECE and NLL of all pixels
+    together (it keeps each pixel's foreground probability and label: 5 bytes
+    per pixel).
+    """
+
+    def __init__(self, num_classes: int):
+        from bayesseg.cli.validation import _Scores
+
+        self.num_classes = num_classes
+        self.pooled = _Scores(num_classes)
+        self.images: dict[str, dict[str, Any]] = {}
+        self.lesion_counts = dict.fromkeys(_LESION_COUNTS, 0)
+        self.foreground: list = []
+        self.truth: list = []
+
+    def add(self, name: str, labels, mean) -> dict[str, Any]:
+        """Score one image (``mean``: its ``(*spatial, K)`` Monte Carlo mean)."""
+        import numpy as np
+
+        import bayesseg as bs
+        from bayesseg import _probability
+        from bayesseg.cli.validation import _Scores
+
+        scores = _Scores(self.num_classes)
+        scores.update(labels, mean)
+        self.pooled.update(labels, mean)
+        foreground = _probability.foreground_probability(mean).astype(np.float32)
+        truth = labels != 0
+        lesions = bs.metrics.lesion_f1(truth[None], foreground[None])
+        for key in _LESION_COUNTS:
+            self.lesion_counts[key] += int(lesions[key])
+        self.foreground.append(foreground.ravel())
+        self.truth.append(truth.ravel())
+        row = {
+            "per_class": scores.per_class(),
+            "lesion_f1": {k: lesions[k] for k in _LESION_KEYS},
+            **_foreground_scores(truth.ravel(), foreground.ravel()),
+            "predictive_nll": scores.nll(),
+        }
+        self.images[name] = row
+        return row
+
+    def overall(self) -> dict[str, Any]:
+        """The scores pooled over every image added."""
+        import numpy as np
+
+        counts = self.lesion_counts
+        precision = counts["tp_pred"] / counts["pred_lesions"] if counts["pred_lesions"] else 0.0
+        recall = counts["detected"] / counts["true_lesions"] if counts["true_lesions"] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {
+            "images": len(self.images),
+            "per_class": self.pooled.per_class(),
+            "lesion_f1": {
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "true_lesions": counts["true_lesions"],
+                "pred_lesions": counts["pred_lesions"],
+            },
+            **_foreground_scores(np.concatenate(self.truth), np.concatenate(self.foreground)),
+            "predictive_nll": self.pooled.nll(),
+        }
+
+
+def _foreground_scores(truth, foreground) -> dict[str, Any]:
+    """The fixed-region foreground ECE of foreground probabilities, with its region."""
+    import bayesseg as bs
+
+    details = bs.metrics.foreground_calibration(truth.astype("int32"), foreground)
+    return {
+        "foreground_ece": details.ece,
+        "ece_region_pixels": details.region_size,
+    }
+
+
+def preview_slices(spatial: tuple[int, ...], count: int) -> list[int | None]:
+    """Slices drawn for a preview: None (2D), else ``count`` evenly spread slices
+    of the first axis of a volume.
+
+    >>> preview_slices((8, 8), 3), preview_slices((10, 8, 8), 3)
+    ([None], [1, 5, 8])
+    """
+    if len(spatial) == 2:
+        return [None]
+    depth = spatial[0]
+    count = min(count, depth)
+    return sorted({min(depth - 1, (2 * i + 1) * depth // (2 * count)) for i in range(count)})
+
+
+def write_previews(out: Path, stem: str, image, labels, pred, count: int) -> list[str]:
+    """PNG previews (input, truth, mean prediction, epistemic, aleatoric) of a few
+    slices of one image, by ``bs.plots.plot_uncertainty``; the file names written."""
+    import bayesseg as bs
+
+    written = []
+    for index in preview_slices(image.shape[:-1], count):
+        suffix = "" if index is None else f"_slice{index}"
+        target = out / f"{stem}_preview{suffix}.png"
+        bs.plots.plot_uncertainty(image[None], labels[None], pred, target, slice_index=index)
+        written.append(target.name)
+    return written
