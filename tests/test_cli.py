@@ -603,11 +603,25 @@ def test_predict_masks_metrics_match_a_hand_computation(tmp_path):
     import bayesseg as bs
 
     images, masks = _npy_folders(tmp_path, 3)
+    # Train on a copy with a NaN pixel, zeroed under nan_policy = "zero" from the config.
+    nan_images = tmp_path / "nan_images"
+    nan_images.mkdir()
+    for i in range(3):
+        image = np.load(images / f"img{i}.npy")
+        image[0, 0] = np.nan if i == 2 else image[0, 0]
+        np.save(nan_images / f"img{i}.npy", image)
+    config = tmp_path / "train.toml"
+    config.write_text('[train]\nnan_policy = "zero"\nepochs = 2\n')
     out = tmp_path / "run"
-    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
-    assert (
-        main([*args, "--epochs", "2", "--batch-size", "3", "--learning-rate", "0.05", *TINY]) == 0
-    )
+    args = ["train", "--images", str(nan_images), "--masks", str(masks), "--out", str(out)]
+    args += ["--config", str(config), "--batch-size", "3", "--learning-rate", "0.05", *TINY]
+    assert main(args) == 0
+    assert json.loads((out / "model.json").read_text())["config"]["nan_policy"] == "zero"
+    # predict: the NaN image is an error (exit 2) unless --nan-policy zero.
+    args = ["predict", "--model", str(out / "model.keras"), "--images", str(nan_images)]
+    args += ["--num-samples", "2", "--quiet", "--out", str(tmp_path / "nan_preds")]
+    assert main(args) == 2
+    assert main([*args, "--nan-policy", "zero"]) == 0
     preds = tmp_path / "preds"
     args = ["predict", "--model", str(out / "model.keras"), "--images", str(images)]
     args += ["--masks", str(masks), "--preview", "--num-samples", "4", "--out", str(preds)]
@@ -664,3 +678,20 @@ def test_predict_preview_needs_masks_and_masks_need_every_image(tmp_path, capsys
     assert main([*args, "--masks", str(masks)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Image 'img1.npy' has no mask in" in err, err
+
+
+def test_nan_image_is_one_line_exit_2_naming_the_file(tmp_path, capsys):
+    from bayesseg.cli.options import NAN_POLICIES
+    from bayesseg.data._finite import NAN_POLICIES as LIBRARY_POLICIES
+
+    assert NAN_POLICIES == LIBRARY_POLICIES
+    images, masks = _npy_folders(tmp_path, 2)
+    image = np.load(images / "img1.npy")
+    image[3, 4] = np.nan
+    np.save(images / "img1.npy", image)
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "o")]
+    assert main(args + TINY) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Image 'img1.npy' holds 1 NaN value" in err, err
+    assert main(args + ["--nan-policy", "drop"] + TINY) == 2
+    assert "--nan-policy: must be one of error, zero" in capsys.readouterr().err

@@ -29,6 +29,10 @@ _KL_SCALINGS = ("per-example", "per-batch", "blundell")
 MONITORS = {"val_nll": "min", "val_dice": "max"}
 # Fewest Monte Carlo draws of a validation pass: one draw of a Bayesian model is noisy.
 MIN_VAL_SAMPLES = 4
+# What the loaders do with NaN/Inf in images: bayesseg.data._finite.NAN_POLICIES,
+# written out because importing bayesseg.data imports TensorFlow (a test keeps
+# the two equal).
+NAN_POLICIES = ("error", "zero")
 
 
 class _UsageError(Exception):
@@ -148,5 +152,6 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "monitor": (_choice(tuple(MONITORS)), "val_nll"),
     "patience": (_non_negative_int, 10),
     "min_delta": (_non_negative_float, 0.0),
+    "nan_policy": (_choice(NAN_POLICIES), "error"),
     "seed": (_int, 0),
 }

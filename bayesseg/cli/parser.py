@@ -21,6 +21,7 @@ from bayesseg.cli.options import (
     _KL_SCALINGS,
     _NORMALIZATIONS,
     MONITORS,
+    NAN_POLICIES,
     _choice,
     _fraction,
     _int,
@@ -304,6 +305,16 @@ def _add_train_validation_options(train: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_nan_policy(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument(
+        "--nan-policy",
+        type=_choice(NAN_POLICIES),
+        default=default,
+        help="NaN or infinite values in an image: error (one line naming the file, exit "
+        "code 2) or zero (replaced by 0 before the z-score) (default: error)",
+    )
+
+
 def _add_train(sub) -> None:
     train = sub.add_parser(
         "train",
@@ -351,6 +362,7 @@ def _add_train(sub) -> None:
         "--val-images) the calibration is fitted on it instead: do not combine them",
     )
     _add_train_validation_options(train)
+    _add_nan_policy(train, None)
     train.add_argument("--seed", type=_int, default=None, help="random seed (default: 0)")
     _add_model_options(train, defaults=False)
     train.set_defaults(func=_train)
@@ -425,5 +437,6 @@ def _add_predict(sub) -> None:
         "epistemic, aleatoric) of each image, SLICES evenly spread slices of a volume "
         "(default when given without a number: 3)",
     )
+    _add_nan_policy(predict, "error")
     predict.add_argument("--quiet", action="store_true", help="less output")
     predict.set_defaults(func=_predict)

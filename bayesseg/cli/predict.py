@@ -118,7 +118,7 @@ def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]
     """Predict one image and write its maps; returns the file names written."""
     import bayesseg as bs
 
-    image = bs.data.read_image(path, spatial_rank=setup["rank"])
+    image = bs.data.read_image(path, spatial_rank=setup["rank"], nan_policy=args.nan_policy)
     if image.shape[-1] != setup["channels"]:
         raise ValueError(
             f"Image {path.name!r} has {image.shape[-1]} channel(s); the model "

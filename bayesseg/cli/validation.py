@@ -82,7 +82,8 @@ class _Scores:
 
 def _predict_image(model, path, rank: int, setup: dict):
     """``predict_mc`` of one z-scored image: its mean ``(*spatial, K)``."""
-    image = bs.data.standardize_image(bs.data.read_image(path, spatial_rank=rank))
+    image = bs.data.read_image(path, spatial_rank=rank, nan_policy=setup["nan_policy"])
+    image = bs.data.standardize_image(image)
     window = _window(None, image.shape[:-1], model, setup["train_patch"], setup["depth"])
     pred = bs.uncertainty.predict_mc(
         model,
