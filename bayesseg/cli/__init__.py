@@ -11,8 +11,11 @@ once the arguments are valid.
 
 Modules: ``parser`` (the argument parser), ``options`` (option types,
 choices, usage errors), ``demo`` and ``anomaly`` (``bayesseg demo``),
-``train``, ``predict``, ``training`` (the U-Net pipeline shared by demo and
-train) and ``report`` (evaluation, report.json, the printed summary).
+``train``, ``splits`` (the images train holds out), ``validation``
+(per-epoch validation, the best model, early stopping), ``predict``,
+``evaluate`` (predict's metrics.json and previews), ``training`` (the U-Net
+pipeline shared by demo and train) and ``report`` (evaluation, report.json,
+the printed summary).
 """
 
 from __future__ import annotations
