@@ -265,11 +265,11 @@ class Warmup(KLScaling):
     [0.0, 0.03125, 0.0625]
     >>> bs.kl.Warmup(1 / 16, 4)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ValueError: Argument `scaling` must be ...: pass bs.kl.Constant(0.0625) for a fixed weight, ...
+    ValueError: Argument `kl_scaling` must be ...: pass bs.kl.Constant(0.0625) ...
     """
 
     def __init__(self, scaling, steps: int, shape: str = "linear", start: float = 0.0):
-        self.scaling = _scaling("scaling", scaling)
+        self.scaling = get(scaling)
         self.steps = check_int("steps", steps)
         self.shape = check_choice("shape", shape, _SHAPES)
         self.start = check_float("start", start, minimum=0, maximum=1)
@@ -312,7 +312,7 @@ class Cyclical(KLScaling):
     """
 
     def __init__(self, scaling, cycle_steps: int, ramp_fraction: float = 0.5):
-        self.scaling = _scaling("scaling", scaling)
+        self.scaling = get(scaling)
         self.cycle_steps = check_int("cycle_steps", cycle_steps)
         self.ramp_fraction = check_float(
             "ramp_fraction", ramp_fraction, minimum=0, maximum=1, strict_minimum=True
@@ -347,11 +347,6 @@ def get(identifier) -> KLScaling:
     >>> bs.kl.get(bs.kl.PerExample(10))
     PerExample(num_examples=10)
     """
-    return _scaling("kl_scaling", identifier)
-
-
-def _scaling(name: str, identifier) -> KLScaling:
-    """``get`` with the caller's argument name in the error message."""
     if isinstance(identifier, dict):
         identifier = keras.saving.deserialize_keras_object(identifier)
     if not isinstance(identifier, KLScaling):
@@ -361,7 +356,7 @@ def _scaling(name: str, identifier) -> KLScaling:
             else "bs.kl.Constant(w) for a fixed weight w"
         )
         raise argument_error(
-            name,
+            "kl_scaling",
             f"be a bayesseg.kl.KLScaling (a number is not one): pass {fixed}, or "
             "bs.kl.PerExample(N) for 1/N per example (N training examples)",
             identifier,
