@@ -266,7 +266,7 @@ def test_callback_warns_when_scales_stay_at_their_start():
 
 
 def _series_model(length):
-    inputs = keras.Input((length, 1))
+    inputs = keras.Input((length, 1), name="series")
     h = bs.layers.Conv1DFlipout(8, 5, padding="same", activation="relu", seed=4)(inputs)
     outputs = bs.layers.Conv1DFlipout(1, 1, seed=5)(h)
     return bs.BayesianModel(inputs, outputs)
@@ -325,6 +325,147 @@ def test_spike_monitor_names_planted_elements(planted, tmp_path):
     assert spike["loss_after"] is not None and spike["loss_after"] < spike["loss"]
 
 
+@pytest.fixture(scope="module")
+def pretrained_tagger_weights():
+    """A series tagger trained on clean data: it predicts p ~ 0.01 on plain noise."""
+    length, batch = 64, 8
+    keras.utils.set_random_seed(0)
+    model = _series_model(length)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(192)),
+    )
+    clean_x, clean_y = _series(160, length, seed=1)
+    model.fit(clean_x, clean_y, batch_size=batch, epochs=3, verbose=0)
+    return model.get_weights()
+
+
+# Dataset rows given a mislabelled positive (row -> timestep) where the input is
+# plain noise (no row of _series(192, 64, seed=0) with i % 5 != 0 is anomalous).
+_PLANTED = {101: 12, 163: 47}
+
+
+@pytest.mark.parametrize("source", ["arrays", "dataset"])
+def test_spike_monitor_names_planted_dataset_rows(source, pretrained_tagger_weights, tmp_path):
+    # A 24-step run at the default window (50) and min_history (10): the steps
+    # that hold a planted row spike, and the record names the row by its id.
+    length, batch, n = 64, 8, 192
+    x, y = _series(n, length, seed=0)
+    for row, t in _PLANTED.items():
+        assert y[row].sum() == 0
+        y[row, t] = 1.0
+    ids = np.arange(n)
+    keras.utils.set_random_seed(0)
+
+    def shuffled(seed):
+        # The order in which fit sees the rows: a permutation of our own
+        # (arrays), or tf.data's seeded shuffle (read back from the data set).
+        if source == "arrays":
+            order = np.random.default_rng(seed).permutation(n)
+            return order, {"x": {"series": x[order], "example_id": ids[order]}, "y": y[order]}
+        dataset = (
+            tf.data.Dataset.from_tensor_slices(({"series": x, "example_id": ids}, y))
+            .shuffle(n, seed=seed, reshuffle_each_iteration=False)
+            .batch(batch)
+        )
+        return np.concatenate([b["example_id"].numpy() for b, _ in dataset]), {"x": dataset}
+
+    # The first shuffle that puts both planted rows after min_history (10 steps).
+    for seed in range(100):
+        order, data = shuffled(seed)
+        where = {row: divmod(int(np.flatnonzero(order == row)[0]), batch) for row in _PLANTED}
+        if min(step for step, _ in where.values()) >= 10:
+            break
+    keras.utils.set_random_seed(0)
+    model = _series_model(length)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(n)),
+    )
+    model.set_weights(pretrained_tagger_weights)
+    monitor = diagnostics.LossSpikeMonitor(save_dir=str(tmp_path))
+    assert (monitor.window, monitor.min_history) == (50, 10)
+    fit_kwargs = {"batch_size": batch, "shuffle": False} if source == "arrays" else {}
+    model.fit(**data, epochs=1, verbose=0, callbacks=[monitor], **fit_kwargs)
+    # Exactly the steps that hold a planted row, and nothing else.
+    assert sorted(s["step"] for s in monitor.spikes) == sorted({s for s, _ in where.values()})
+    for spike in monitor.spikes:
+        step = spike["step"]
+        planted_here = {row for row, (s, _) in where.items() if s == step}
+        top = spike["top_elements"][: len(planted_here)]
+        # The top elements name the planted rows by dataset id, at the planted
+        # timestep, with their batch position as fit saw it.
+        assert {e["id"] for e in top} == planted_here
+        for e in top:
+            assert e["position"] == [_PLANTED[e["id"]]]
+            assert e["example"] == where[e["id"]][1]
+            assert e["index"] == [e["example"], *e["position"]]
+            assert e["label"] == 1.0 and e["probability_of_label"] < 0.1
+        assert {e["id"] for e in spike["top_examples"][: len(planted_here)]} == planted_here
+        # The batch's ids are order[step * batch: ...]: the rows fit saw.
+        saved = np.load(tmp_path / f"spike_{step}.npz")
+        np.testing.assert_array_equal(saved["ids"], order[step * batch : (step + 1) * batch])
+        assert spike["baseline_median"] == spike["loss_median_before"]
+        assert spike["loss"] > 3 * spike["baseline_median"]
+
+
+def test_spike_monitor_without_ids_records_batch_positions():
+    length, batch = 32, 4
+    x, y = _series(8, length, seed=2)
+    model = _series_model(length)
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e-3),
+        loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(8)),
+    )
+    monitor = diagnostics.LossSpikeMonitor(threshold=3.0, window=3)
+    clean = np.zeros_like(y)
+    model.fit(
+        np.concatenate([x] * 2),
+        np.concatenate([clean] * 2),
+        batch_size=batch,
+        verbose=0,
+        shuffle=False,
+        callbacks=[monitor],
+    )
+    assert monitor.spikes == []
+    bad_y = clean[:batch].copy()
+    bad_y[2, 5] = 1.0
+    model.fit(x[:batch], bad_y, batch_size=batch, shuffle=False, verbose=0, callbacks=[monitor])
+    (spike,) = monitor.spikes
+    first = spike["top_elements"][0]
+    assert (first["example"], first["position"], first["id"]) == (2, [5], None)
+    assert spike["top_examples"][0] == {
+        "example": 2,
+        "id": None,
+        "loss": spike["per_example_loss"][2],
+    }
+
+
+def test_spike_monitor_min_history_starts_detection():
+    # A constant loss history of k steps, then a jump: flagged once k >= min_history.
+    hook_monitor = diagnostics.LossSpikeMonitor(window=50, min_history=4)
+    assert hook_monitor.min_history == 4
+    assert diagnostics.LossSpikeMonitor(window=5).min_history == 5  # capped at window
+    length, batch = 32, 4
+    x, y = _series(4, length, seed=3)
+    clean = np.zeros_like(y)
+    bad_y = clean.copy()
+    bad_y[:, :8] = 1.0
+    for history, flagged in [(3, False), (4, True)]:
+        model = _series_model(length)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.0),
+            loss=bs.ELBO(
+                bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(4)
+            ),
+        )
+        monitor = diagnostics.LossSpikeMonitor(window=50, min_history=4)
+        xs = np.concatenate([x] * (history + 1))
+        ys = np.concatenate([clean] * history + [bad_y])
+        model.fit(xs, ys, batch_size=batch, shuffle=False, verbose=0, callbacks=[monitor])
+        assert [s["step"] for s in monitor.spikes] == ([history] if flagged else [])
+
+
 def test_spike_monitor_skip_update_keeps_weights():
     length, batch = 32, 4
     x, y = _series(8, length, seed=2)
@@ -366,6 +507,9 @@ def test_spike_monitor_skip_update_keeps_weights():
         (lambda: diagnostics.LossSpikeMonitor(threshold=-1), "threshold"),
         (lambda: diagnostics.LossSpikeMonitor(window=1), "window"),
         (lambda: diagnostics.LossSpikeMonitor(on_spike="ignore"), "on_spike"),
+        (lambda: diagnostics.LossSpikeMonitor(min_history=2), "min_history"),
+        (lambda: diagnostics.LossSpikeMonitor(min_history=True), "min_history"),
+        (lambda: diagnostics.LossSpikeMonitor(id_key=""), "id_key"),
     ],
 )
 def test_bad_arguments(make, argument):

@@ -1,8 +1,9 @@
 """LossSpikeMonitor: catch a step whose loss jumps and record what caused it.
 
 The monitor's train-step hook scores every step's loss against a window of
-recent losses and, for a spike, copies the batch into a :class:`SpikeState`
-(and may veto the update); the monitor reads the state after the step.
+recent losses and, for a spike, copies the batch (and the dataset ids of its
+examples, when the inputs carry them) into a :class:`SpikeState` (and may
+veto the update); the monitor reads the state after the step.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from bayesseg import _probability
-from bayesseg._validation import check_choice, check_float, check_int
+from bayesseg._validation import argument_error, check_choice, check_float, check_int
 from bayesseg.diagnostics._common import require_bayesian_model
 from bayesseg.training import TrainStepHook
 
@@ -26,6 +27,7 @@ __all__ = ["LossSpikeMonitor", "SpikeState"]
 logger = logging.getLogger("bayesseg.diagnostics")
 
 _ON_SPIKE = ("log", "skip_update", "stop")
+DEFAULT_ID_KEY = "example_id"
 
 
 @dataclasses.dataclass
@@ -40,6 +42,8 @@ class SpikeState:
             targets and predictions.
         batch_elements: the last spike's per-element losses.
         batch_examples: the last spike's per-example NLL.
+        batch_ids: the last spike's dataset ids (int64, one per example).
+        has_ids: 1 if the last spike's batch carried ids, else 0.
     """
 
     buffer: tf.Variable
@@ -50,6 +54,8 @@ class SpikeState:
     batch_pred: tf.Variable
     batch_elements: tf.Variable
     batch_examples: tf.Variable
+    batch_ids: tf.Variable
+    has_ids: tf.Variable
 
     @classmethod
     def create(cls, window: int) -> SpikeState:
@@ -65,16 +71,22 @@ class SpikeState:
             batch_pred=any_shape(),
             batch_elements=any_shape(),
             batch_examples=any_shape(),
+            batch_ids=tf.Variable(
+                tf.zeros([0], tf.int64), shape=tf.TensorShape(None), trainable=False
+            ),
+            has_ids=tf.Variable(0, trainable=False),
         )
 
 
 class _SpikeHook(TrainStepHook):
     """Scores each step's loss against the window; records a spike's batch; may veto it."""
 
-    def __init__(self, threshold: float, window: int, veto: bool):
+    def __init__(self, threshold: float, window: int, min_history: int, veto: bool, id_key: str):
         self.threshold = threshold
         self.window = window
+        self.min_history = min_history
         self.veto = veto
+        self.id_key = id_key
         self.model = None
         self.state: SpikeState | None = None
 
@@ -92,11 +104,14 @@ class _SpikeHook(TrainStepHook):
         state = self.state
         loss = tf.cast(context.loss, tf.float32)
         buffer = state.buffer
-        filled = state.count >= self.window
-        median = _median(buffer)
-        mad = _median(tf.abs(buffer - median))
+        # Until the ring is full, its first `count` entries are the history.
+        history = buffer[: tf.maximum(tf.minimum(state.count, self.window), 1)]
+        ready = state.count >= self.min_history
+        median = _median(history)
+        mad = _median(tf.abs(history - median))
         z = (loss - median) / (1.4826 * mad + 1e-12 + 1e-3 * tf.abs(median))
-        spike = tf.logical_and(filled, z > self.threshold)
+        spike = tf.logical_and(ready, z > self.threshold)
+        inputs, ids = _split_ids(context.x, self.id_key)
 
         def record():
             # Only a spike pays for the per-element losses and the gradient norm.
@@ -106,7 +121,12 @@ class _SpikeHook(TrainStepHook):
                 for g in context.gradients
                 if g is not None
             ]
-            state.batch_x.assign(tf.cast(tf.nest.flatten(context.x)[0], tf.float32))
+            state.batch_x.assign(tf.cast(tf.nest.flatten(inputs)[0], tf.float32))
+            if ids is None:
+                state.has_ids.assign(0)
+            else:
+                state.batch_ids.assign(tf.reshape(tf.cast(ids, tf.int64), [-1]))
+                state.has_ids.assign(1)
             state.batch_y.assign(tf.cast(context.y, tf.float32))
             state.batch_pred.assign(tf.cast(context.y_pred, tf.float32))
             state.batch_elements.assign(tf.cast(per_element, tf.float32))
@@ -136,6 +156,21 @@ class _SpikeHook(TrainStepHook):
         return None
 
 
+def _split_ids(x, id_key):
+    """``(inputs, ids)``: the batch's inputs without the id entry, and the ids or None."""
+    if isinstance(x, dict) and id_key in x:
+        ids = x[id_key]
+        if ids.dtype == tf.string or ids.dtype == tf.bool:
+            raise argument_error(
+                f"x[{id_key!r}]",
+                "hold integer dataset ids (index a table of names with them)",
+                ids,
+            )
+        inputs = {key: value for key, value in x.items() if key != id_key}
+        return inputs, ids
+    return x, None
+
+
 def _median(values):
     sorted_values = tf.sort(values)
     n = tf.shape(values)[0]
@@ -145,17 +180,27 @@ def _median(values):
 class LossSpikeMonitor(keras.callbacks.Callback):
     """Flag loss spikes and record what caused them (built on the train-step hook).
 
-    At every step, the loss is compared with the median of the last
+    At every step, the loss is compared with the baseline median of the last
     ``window`` non-spike losses by a robust z-score, ``(loss - median) /
-    (1.4826 * MAD)``; above ``threshold`` the step is a spike. For a spike
-    the monitor records the step, the loss, the baseline median, the
-    gradient norm, the per-example losses, the top contributing examples,
-    elements (timesteps/pixels: their index, label, predicted probability,
-    weight and loss) and classes, in :attr:`spikes`; with ``save_dir`` it
-    also saves the batch and the record (``spike_<step>.npz`` and ``.json``)
-    for replay. Because it runs inside the train step (before the update),
+    (1.4826 * MAD)``; above ``threshold`` the step is a spike. Detection
+    starts once ``min_history`` non-spike losses are in the baseline (the
+    window keeps filling up to ``window`` after that). For a spike the monitor
+    records the step, the loss, the baseline median, the gradient norm, the
+    per-example losses, the top contributing examples, elements
+    (timesteps/pixels: their position, label, predicted probability, weight
+    and loss) and classes, in :attr:`spikes`; with ``save_dir`` it also saves
+    the batch and the record (``spike_<step>.npz`` and ``.json``) for replay.
+    Because it runs inside the train step (before the update),
     ``on_spike="skip_update"`` really skips the update and ``"stop"`` skips
     it and stops training; ``"log"`` only records.
+
+    **Dataset rows.** Give the inputs as a dict holding the model's input
+    under its name and the rows' integer ids under ``id_key``
+    (``{"series": x, "example_id": np.arange(len(x))}``, or the same dict
+    in a ``tf.data`` element, before shuffling): Keras passes the model only
+    its named inputs, and every top example and element of a record then
+    carries its dataset ``"id"``, whatever the shuffling. Without ids,
+    ``"id"`` is None and only the batch position (``"example"``) is known.
 
     Args:
         threshold: float > 0, robust z-score above which a step spikes.
@@ -164,12 +209,19 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         save_dir: optional directory for ``.npz``/``.json`` records.
         on_spike: "log" (default), "skip_update" or "stop".
         top_k: int, how many examples/elements to list. Default 10.
+        min_history: int >= 3, non-spike steps before detection starts
+            (capped at ``window``). Default 10: the robust z-score of 10
+            losses already holds a clean run's steps below 6, while waiting
+            for a full window of 50 would miss everything in a short run.
+        id_key: str, the input dict's key that holds the dataset ids.
+            Default "example_id".
 
     Example:
 
     >>> import bayesseg as bs
-    >>> monitor = bs.diagnostics.LossSpikeMonitor(threshold=6.0, window=50)
-    >>> # model.fit(x, y, callbacks=[monitor]); monitor.spikes
+    >>> monitor = bs.diagnostics.LossSpikeMonitor(threshold=6.0, window=50, min_history=10)
+    >>> # model.fit({"series": x, "example_id": ids}, y, callbacks=[monitor])
+    >>> # monitor.spikes[0]["top_examples"][0]["id"]: the dataset row
     """
 
     def __init__(
@@ -179,16 +231,26 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         save_dir: str | None = None,
         on_spike: str = "log",
         top_k: int = 10,
+        min_history: int = 10,
+        id_key: str = DEFAULT_ID_KEY,
     ):
         super().__init__()
         self.threshold = check_float("threshold", threshold, minimum=0, strict_minimum=True)
         self.window = check_int("window", window, minimum=3)
+        self.min_history = min(check_int("min_history", min_history, minimum=3), self.window)
         self.save_dir = save_dir
         self.on_spike = check_choice("on_spike", on_spike, _ON_SPIKE)
         self.top_k = check_int("top_k", top_k)
+        if not isinstance(id_key, str) or not id_key:
+            raise argument_error("id_key", "be a non-empty string", id_key)
+        self.id_key = id_key
         self.spikes: list[dict] = []
         self._hook = _SpikeHook(
-            self.threshold, self.window, veto=self.on_spike in ("skip_update", "stop")
+            self.threshold,
+            self.window,
+            self.min_history,
+            veto=self.on_spike in ("skip_update", "stop"),
+            id_key=self.id_key,
         )
 
     def set_model(self, model):
@@ -206,11 +268,13 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         record = self._record(int(step), loss, median, z, grad_norm)
         self.spikes.append(record)
         logger.warning(
-            "Loss spike at step %d: loss %.4g vs median %.4g (z=%.1f); top elements: %s",
+            "Loss spike at step %d: loss %.4g vs baseline median %.4g (z=%.1f); "
+            "top examples (id, batch position): %s; top elements: %s",
             record["step"],
             loss,
             median,
             z,
+            [(e["id"], e["example"]) for e in record["top_examples"][:3]],
             record["top_elements"][:3],
         )
         if self.save_dir:
@@ -240,12 +304,16 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         logits = state.batch_pred.numpy().reshape(elements.shape + (-1,))
         p_label = _probability.label_probability(_probability.probabilities(logits), label_values)
         weights = self._element_weights(label_values)
+        ids = state.batch_ids.numpy() if int(state.has_ids.numpy()) else None
         top_elements = []
         for flat in np.argsort(elements, axis=None)[::-1][: self.top_k]:
             index = np.unravel_index(flat, elements.shape)
             top_elements.append(
                 {
                     "index": [int(i) for i in index],
+                    "example": int(index[0]),
+                    "id": _id(ids, index[0]),
+                    "position": [int(i) for i in index[1:]],
                     "label": float(label_values[index]),
                     "probability_of_label": float(p_label[index]),
                     "weight": None if weights is None else float(weights[index]),
@@ -261,13 +329,16 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         return {
             "step": step,
             "loss": loss,
+            "baseline_median": median,
+            # The same value under its earlier name, for code that reads it.
             "loss_median_before": median,
             "loss_after": None,
             "z_score": z,
             "gradient_norm": grad_norm,
             "per_example_loss": per_example.tolist(),
             "top_examples": [
-                {"example": int(i), "loss": float(per_example[i])} for i in example_order
+                {"example": int(i), "id": _id(ids, i), "loss": float(per_example[i])}
+                for i in example_order
             ],
             "top_elements": top_elements,
             "class_loss_share": classes,
@@ -283,9 +354,15 @@ class LossSpikeMonitor(keras.callbacks.Callback):
             y=state.batch_y.numpy(),
             y_pred=state.batch_pred.numpy(),
             element_loss=state.batch_elements.numpy(),
+            **({"ids": state.batch_ids.numpy()} if int(state.has_ids.numpy()) else {}),
         )
         with open(stem + ".json", "w") as handle:
             json.dump(record, handle, indent=2)
 
     def on_train_end(self, logs=None):
         self.model.remove_train_step_hook(self._hook)
+
+
+def _id(ids, position) -> int | None:
+    """The dataset id of the example at batch ``position`` (None without ids)."""
+    return None if ids is None else int(ids[position])
