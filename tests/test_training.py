@@ -232,3 +232,98 @@ def test_warmup_schedule_reaches_target_and_hands_over():
     assert float(restored(14)) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="`warmup_steps`"):
         bs.training.WarmupSchedule(0.1, warmup_steps=0)
+
+
+def test_fit_rejects_inputs_of_the_wrong_shape_before_tracing():
+    model = _model()
+    model.compile(optimizer="adam", loss=_elbo())
+    x, y = _data()
+    wrong = np.ones((16, 6, 6, 3), "float32")
+    prefix = "Argument `{}` must have the model's input shape (None, 6, 6, 1) (None: any size)"
+    cases = [
+        (dict(x=wrong, y=y), "x", ". Received: x.shape=(16, 6, 6, 3)"),
+        (dict(x=tf.constant(wrong), y=y), "x", ". Received: x.shape=(16, 6, 6, 3)"),
+        (
+            dict(x=tf.data.Dataset.from_tensor_slices((wrong, y)).batch(4)),
+            "x",
+            ". Received: x.element_spec[0].shape=(None, 6, 6, 3)",
+        ),
+        (
+            dict(x=tf.data.Dataset.from_tensor_slices((x, y))),
+            "x",
+            " (batch the dataset: dataset.batch(n)). Received: x.element_spec[0].shape=(6, 6, 1)",
+        ),
+        (
+            dict(x=x, y=y, validation_data=(wrong, y)),
+            "validation_data[0]",
+            ". Received: validation_data[0].shape=(16, 6, 6, 3)",
+        ),
+    ]
+    for kwargs, argument, received in cases:
+        with pytest.raises(ValueError) as info:
+            model.fit(epochs=1, verbose=0, **kwargs)
+        assert str(info.value) == prefix.format(argument) + received
+    assert model.train_function is None and model.optimizer.iterations.numpy() == 0
+
+    # What Keras accepts still trains (fresh models: a traced step relaxed to
+    # several input signatures is another matter): a dataset of the right
+    # shape, a generator (unchecked), a trailing channel axis of 1 left out.
+    def generator():
+        for start in (0, 8):
+            yield x[start : start + 8], y[start : start + 8]
+
+    for data in (
+        dict(x=tf.data.Dataset.from_tensor_slices((x, y)).batch(8)),
+        dict(x=generator()),
+        dict(x=x[..., 0], y=y, batch_size=8),
+    ):
+        model = _model()
+        model.compile(optimizer="adam", loss=_elbo())
+        model.fit(epochs=1, verbose=0, **data)
+        assert model.optimizer.iterations.numpy() == 2
+
+
+def _fit_once(model, x, y):
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=_elbo())
+    return model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history
+
+
+def test_refit_after_a_fit_that_failed_in_its_first_trace():
+    """The second fit works and equals a fresh model's fit from the same weights."""
+    x, y = _data()
+    model, fresh = _model(seed=3), _model(seed=3)
+    fresh.set_weights(model.get_weights())
+    start = [w.copy() for w in model.get_weights()]
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=_elbo())
+    # Labels of the wrong shape fail inside the first traced step, before the
+    # optimizer's variables exist (Keras creates them in that trace).
+    with pytest.raises(ValueError, match="Argument `y_true` must be binary labels"):
+        model.fit(x, np.ones((16, 6, 6, 3), "float32"), batch_size=16, verbose=0)
+    for before, after in zip(start, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+    history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history
+    reference = _fit_once(fresh, x, y)
+    np.testing.assert_allclose(history["loss"], reference["loss"], rtol=1e-6)
+    for ours, theirs in zip(model.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_refit_after_a_non_finite_loss_and_after_an_interrupt():
+    x, y = _data()
+    model = _model()
+    model.compile(optimizer="adam", loss=_elbo())
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NLL term is not finite"):
+        model.fit(bad, y, batch_size=16, verbose=0)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=16, verbose=0, callbacks=[Interrupt()])
+    assert model.optimizer.iterations.numpy() == 0
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history
+    assert model.optimizer.iterations.numpy() == 2
+    assert np.all(np.isfinite(history["loss"]))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from bayesseg._input_shapes import fits, model_input_shapes, show
 from bayesseg._validation import argument_error
 from bayesseg.elbo import ELBO
 from bayesseg.layers import bayesian_layers
@@ -32,6 +33,42 @@ def _scale_for_replicas(value):
     return value
 
 
+def _input_shape_of(value, argument: str) -> tuple[tuple[int | None, ...], str] | None:
+    """(shape, how to name it) of an array or of a dataset's inputs; None when unknown."""
+    if isinstance(value, tf.data.Dataset):
+        spec = value.element_spec
+        name = f"{argument}.element_spec"
+        if isinstance(spec, tuple) and spec:
+            spec, name = spec[0], f"{name}[0]"
+        if not isinstance(spec, tf.TensorSpec) or spec.shape.rank is None:
+            return None
+        return tuple(spec.shape.as_list()), f"{name}.shape"
+    shape = getattr(value, "shape", None)
+    if shape is None or isinstance(value, dict | list | tuple):
+        return None
+    try:
+        return tuple(None if d is None else int(d) for d in shape), f"{argument}.shape"
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_input(expected: list[tuple[int | None, ...]], value, argument: str) -> None:
+    """A one-line ValueError when ``value`` cannot enter a single-input model."""
+    if len(expected) != 1:
+        return
+    found = _input_shape_of(value, argument)
+    if found is None or fits(expected[0], found[0]):
+        return
+    shape, name = found
+    hint = ""
+    if isinstance(value, tf.data.Dataset) and len(shape) == len(expected[0]) - 1:
+        hint = " (batch the dataset: dataset.batch(n))"
+    raise ValueError(
+        f"Argument `{argument}` must have the model's input shape {show(expected[0])} "
+        f"(None: any size){hint}. Received: {name}={show(shape)}"
+    )
+
+
 @keras.saving.register_keras_serializable(package="bayesseg")
 class BayesianModel(keras.Model):
     """A Keras model trained with an ELBO, logging ``nll``, ``kl``, ``kl_weight``.
@@ -44,7 +81,10 @@ class BayesianModel(keras.Model):
     ``bs.layers.set_sampling`` for posterior-mean prediction).
 
     A non-finite NLL or KL stops training with an error naming the term and
-    the optimizer step.
+    the optimizer step. ``fit`` checks arrays and ``tf.data`` datasets (of
+    known element shape) against the model's declared input before
+    anything is traced, and a failed ``fit`` leaves the model ready for the
+    next one (its traced step is discarded, see :meth:`fit`).
 
     Example:
 
@@ -101,6 +141,67 @@ class BayesianModel(keras.Model):
         if not self.compiled:
             return metrics
         return metrics[:1] + trackers + [m for m in metrics[1:] if m not in trackers]
+
+    # -------------------------------------------------------------------- fit
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.fit``, with its inputs checked first and a clean retry after a failure.
+
+        Arrays (NumPy, tensors) and ``tf.data`` datasets with a known element
+        shape, for ``x`` and ``validation_data``, must fit the model's
+        declared input (``None`` axes take any size); otherwise a ValueError
+        names both shapes before anything is traced. Generators and
+        ``PyDataset`` pass unchecked (their shapes are known only by running
+        them).
+
+        When a fit fails (an error while tracing the first step, a non-finite
+        loss, a ``KeyboardInterrupt``), the traced train and test functions
+        are discarded, so the next ``fit`` traces afresh. (A ``tf.function``
+        may create variables only in its first call; the optimizer's and the
+        metrics' are created in the first trace, so a first trace that failed
+        before them would otherwise make every later fit fail with "Creating
+        variables on a non-first call to a function decorated with
+        tf.function".)
+
+        Example:
+
+        >>> import bayesseg as bs, keras, numpy as np
+        >>> inputs = keras.Input((4,))
+        >>> model = bs.BayesianModel(inputs, bs.layers.DenseFlipout(1)(inputs))
+        >>> model.compile(optimizer="adam", loss=bs.ELBO(
+        ...     bs.losses.WeightedBinaryCrossentropy(), bs.kl.PerExample(num_examples=8)))
+        >>> model.fit(np.ones((8, 5)), np.ones((8, 1)), verbose=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Argument `x` must have the model's input shape (None, 4) (None: any size). \
+Received: x.shape=(8, 5)
+        >>> len(model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0).history["loss"])
+        1
+        """
+        expected = model_input_shapes(self)
+        if expected is not None:
+            _check_input(expected, x, "x")
+            validation = kwargs.get("validation_data")
+            if isinstance(validation, tuple | list) and validation:
+                _check_input(expected, validation[0], "validation_data[0]")
+            elif validation is not None:
+                _check_input(expected, validation, "validation_data")
+        try:
+            return super().fit(x, y, *args, **kwargs)
+        except BaseException:
+            self._discard_traced_steps()
+            raise
+
+    def evaluate(self, *args, **kwargs):
+        """``keras.Model.evaluate``; a failure discards the traced functions (see :meth:`fit`)."""
+        try:
+            return super().evaluate(*args, **kwargs)
+        except BaseException:
+            self._discard_traced_steps()
+            raise
+
+    def _discard_traced_steps(self) -> None:
+        self.train_function = None
+        self.test_function = None
 
     # ------------------------------------------------------------------ hooks
     def add_train_step_hook(self, hook: TrainStepHook) -> None:
