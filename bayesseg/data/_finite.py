@@ -32,7 +32,9 @@ def count_nonfinite(array: np.ndarray) -> tuple[int, int]:
     # Fast path: a sum in float64 is finite exactly when every value is (a
     # float64 sum of float32 values cannot overflow; for float64 data an
     # overflow only sends us to the exact count below).
-    if np.isfinite(np.sum(array, dtype=np.complex128 if array.dtype.kind == "c" else np.float64)):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is the NaN we test for
+        total = np.sum(array, dtype=np.complex128 if array.dtype.kind == "c" else np.float64)
+    if np.isfinite(total):
         return 0, 0
     nan = int(np.count_nonzero(np.isnan(array)))
     inf = int(np.count_nonzero(np.isinf(array)))
