@@ -695,3 +695,30 @@ def test_nan_image_is_one_line_exit_2_naming_the_file(tmp_path, capsys):
     assert err.count("\n") == 1 and "Image 'img1.npy' holds 1 NaN value" in err, err
     assert main(args + ["--nan-policy", "drop"] + TINY) == 2
     assert "--nan-policy: must be one of error, zero" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_validates_on_val_folders_from_the_config(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "val").mkdir()
+    images, masks = _npy_folders(tmp_path / "train", 4, seed=3)
+    val_images, val_masks = _npy_folders(tmp_path / "val", 2, seed=4)
+    config = tmp_path / "train.toml"
+    config.write_text(
+        f'[train]\nval-images = "{val_images}"\nval_masks = "{val_masks}"\n'
+        'val_samples = 4\nmonitor = "val_dice"\npatience = 0\nepochs = 2\n'
+    )
+    out = tmp_path / "run"
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    assert main([*args, "--config", str(config), "--batch-size", "2", *TINY]) == 0
+    meta = json.loads((out / "model_best.json").read_text())
+    assert meta["validation"]["source"] == "val_images"
+    assert (
+        meta["validation"]["images"] == ["img0", "img1"] == meta["calibration"]["held_out_images"]
+    )
+    assert meta["num_examples_per_epoch"] == 4  # every training image is trained on
+    assert meta["best"]["monitor"] == "val_dice" and meta["best"]["stopped_epoch"] is None
+    history = _history_csv(out / "training.csv")
+    assert len(history) == 2
+    best = max(range(2), key=lambda i: (history[i]["val_dice"], -i))
+    assert meta["best"]["best_epoch"] == best + 1
