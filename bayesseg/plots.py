@@ -77,7 +77,7 @@ def _to_2d(name: str, array: np.ndarray, spatial_rank: int, slice_index) -> np.n
 
 def plot_uncertainty(
     image: Any,
-    truth: Any,
+    truth: Any | None,
     prediction: MCPrediction | Mapping[str, Any],
     path: str | os.PathLike,
     index: int = 0,
@@ -85,7 +85,8 @@ def plot_uncertainty(
 ) -> str:
     """Write a PNG with the input, truth, mean prediction and uncertainty maps.
 
-    Five panels for example ``index``: the input (first channel), the true
+    Five panels for example ``index`` (four when ``truth`` is None, e.g. a
+    preview of images without masks): the input (first channel), the true
     mask, the mean prediction (foreground probability for a one-channel
     output, the argmax label map for a softmax), the epistemic and the
     aleatoric maps (nats, with colour bars). 3D volumes show slice
@@ -93,7 +94,8 @@ def plot_uncertainty(
 
     Args:
         image: array ``(N, *spatial, channels)``, 2D or 3D spatial.
-        truth: masks ``(N, *spatial)`` or ``(N, *spatial, 1)``.
+        truth: masks ``(N, *spatial)`` or ``(N, *spatial, 1)``, or None
+            to leave the truth panel out.
         prediction: an :class:`~bayesseg.uncertainty.MCPrediction` or a
             mapping with arrays ``mean`` ``(N, *spatial, K)``, ``epistemic``
             and ``aleatoric`` ``(N, *spatial)``.
@@ -112,6 +114,8 @@ def plot_uncertainty(
     >>> maps = {"mean": z[..., None], "epistemic": z, "aleatoric": z}
     >>> out = plot_uncertainty(z[..., None], z, maps,
     ...                        os.path.join(tempfile.mkdtemp(), "u.png"))
+    >>> no_truth = plot_uncertainty(z[..., None], None, maps,
+    ...                             os.path.join(tempfile.mkdtemp(), "p.png"))
     """
     image = np.asarray(image)
     if image.ndim not in (4, 5):
@@ -124,7 +128,6 @@ def plot_uncertainty(
     mean, epistemic, aleatoric = _prediction_maps(prediction)
     panels = [
         ("input", _to_2d("image", image[index][..., 0], rank, slice_index), "gray"),
-        ("truth", _to_2d("truth", np.asarray(truth)[index], rank, slice_index), "gray"),
         ("mean prediction", _to_2d("mean", mean[index], rank, slice_index), "viridis"),
         (
             "epistemic (nats)",
@@ -137,6 +140,9 @@ def plot_uncertainty(
             "magma",
         ),
     ]
+    if truth is not None:
+        truth_map = _to_2d("truth", np.asarray(truth)[index], rank, slice_index)
+        panels.insert(1, ("truth", truth_map, "gray"))
     fig = Figure(figsize=(3.2 * len(panels), 3.4), layout="constrained")
     for ax, (title, data, cmap) in zip(fig.subplots(1, len(panels)), panels, strict=True):
         shown = ax.imshow(data, cmap=cmap, interpolation="nearest")

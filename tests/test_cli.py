@@ -621,7 +621,9 @@ def test_predict_masks_metrics_match_a_hand_computation(tmp_path):
     args = ["predict", "--model", str(out / "model.keras"), "--images", str(nan_images)]
     args += ["--num-samples", "2", "--quiet", "--out", str(tmp_path / "nan_preds")]
     assert main(args) == 2
-    assert main([*args, "--nan-policy", "zero"]) == 0
+    # A preview needs no masks: input, mean prediction and the two uncertainties.
+    assert main([*args, "--nan-policy", "zero", "--preview"]) == 0
+    _assert_valid_png(tmp_path / "nan_preds" / "img0_preview.png")
     preds = tmp_path / "preds"
     args = ["predict", "--model", str(out / "model.keras"), "--images", str(images)]
     args += ["--masks", str(masks), "--preview", "--num-samples", "4", "--out", str(preds)]
@@ -667,14 +669,12 @@ def test_predict_masks_metrics_match_a_hand_computation(tmp_path):
     assert overall["lesion_f1"]["pred_lesions"] == sum(r["pred_lesions"] for r in lesions)
 
 
-def test_predict_preview_needs_masks_and_masks_need_every_image(tmp_path, capsys):
+def test_predict_masks_need_every_image(tmp_path, capsys):
     images, masks = _npy_folders(tmp_path, 2)
     (masks / "img1.npy").unlink()
     model = tmp_path / "model.keras"
     model.write_bytes(b"")
     args = ["predict", "--model", str(model), "--images", str(images), "--out", str(tmp_path)]
-    assert main([*args, "--preview"]) == 2
-    assert "Argument --preview needs --masks" in capsys.readouterr().err
     assert main([*args, "--masks", str(masks)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Image 'img1.npy' has no mask in" in err, err

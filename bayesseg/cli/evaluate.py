@@ -156,14 +156,16 @@ def preview_slices(spatial: tuple[int, ...], count: int) -> list[int | None]:
 
 
 def write_previews(out: Path, stem: str, image, labels, pred, count: int) -> list[str]:
-    """PNG previews (input, truth, mean prediction, epistemic, aleatoric) of a few
-    slices of one image, by ``bs.plots.plot_uncertainty``; the file names written."""
+    """PNG previews (input, truth when ``labels`` is given, mean prediction,
+    epistemic, aleatoric) of a few slices of one image, by
+    ``bs.plots.plot_uncertainty``; the file names written."""
     import bayesseg as bs
 
     written = []
     for index in preview_slices(image.shape[:-1], count):
         suffix = "" if index is None else f"_slice{index}"
         target = out / f"{stem}_preview{suffix}.png"
-        bs.plots.plot_uncertainty(image[None], labels[None], pred, target, slice_index=index)
+        truth = None if labels is None else labels[None]
+        bs.plots.plot_uncertainty(image[None], truth, pred, target, slice_index=index)
         written.append(target.name)
     return written

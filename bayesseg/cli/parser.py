@@ -433,7 +433,7 @@ def _add_predict(sub) -> None:
         const=3,
         default=None,
         metavar="SLICES",
-        help="with --masks: write <stem>_preview*.png (input, truth, mean prediction, "
+        help="write <stem>_preview*.png (input, truth with --masks, mean prediction, "
         "epistemic, aleatoric) of each image, SLICES evenly spread slices of a volume "
         "(default when given without a number: 3)",
     )

@@ -141,13 +141,16 @@ def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]
     suffix = _output_suffix(path)
     stem = path.name[: len(path.name) - len(suffix)]
     written = []
+    labels = None
     if setup["evaluation"] is not None:
         from bayesseg.cli import evaluate
 
         labels = evaluate.read_labels(setup["masks"][path], spatial, setup["num_classes"])
         setup["evaluation"].add(path.name, labels, pred.mean[0])
-        if args.preview:
-            written += evaluate.write_previews(out, stem, image, labels, pred, args.preview)
+    if args.preview:
+        from bayesseg.cli import evaluate
+
+        written += evaluate.write_previews(out, stem, image, labels, pred, args.preview)
     for kind, (array, top) in _maps(pred, setup["num_classes"], suffix).items():
         target = out / f"{stem}_{kind}{suffix}"
         value_range = None if top is None else (0.0, top)
@@ -179,10 +182,6 @@ def _manifest(args, model_path: Path, calibration, num_classes: int, written: li
 
 def _paired_masks(args: argparse.Namespace, files: list[Path]) -> dict:
     """Each image's mask from --masks (empty without), checked before any work."""
-    if args.preview and not args.masks:
-        raise ValueError(
-            "Argument --preview needs --masks: a preview shows the true mask beside the prediction."
-        )
     if not args.masks:
         return {}
     from bayesseg.cli import evaluate
