@@ -14,18 +14,25 @@ from bayesseg._tiling import check_patch_size
 def _imbalance(counts, num_classes: int, method: str):
     """Class weights and output bias from the training label counts.
 
-    A class absent from the training masks gets a pseudo-count of 1, so its
-    weight and bias stay finite (its weight never multiplies a label).
+    A class absent from the training masks gets the library's pseudo-count
+    of 1 (``zero_count="pseudo"``), so its weight and bias stay finite (its
+    weight never multiplies a label); the report lists absent classes, so
+    the library's warning is not repeated here.
     """
-    import numpy as np
+    import warnings
 
     import bayesseg as bs
     from bayesseg import _probability
 
-    counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
-    weights = None if method == "none" else bs.imbalance.class_weights(counts, method=method)
     activation = _probability.activation(_probability.output_channels(num_classes))
-    bias = bs.imbalance.initial_bias(counts, activation, class_weights=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        weights = None
+        if method != "none":
+            weights = bs.imbalance.class_weights(counts, method=method, zero_count="pseudo")
+        bias = bs.imbalance.initial_bias(
+            counts, activation, class_weights=weights, zero_count="pseudo"
+        )
     return weights, bias
 
 
