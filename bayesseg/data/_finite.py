@@ -53,8 +53,8 @@ def _describe(nan: int, inf: int) -> str:
 def image_error(name: str, nan: int, inf: int) -> ValueError:
     """The one-line error of an image holding non-finite values."""
     return ValueError(
-        f"Image {name!r} holds {_describe(nan, inf)}; pass nan_policy='zero' to replace "
-        "them by 0 before the z-score, or fix the file."
+        f"Image {name!r} holds {_describe(nan, inf)}; pass nan_policy='zero' "
+        "(bayesseg --nan-policy zero) to replace them by 0 before the z-score, or fix the file."
     )
 
 
