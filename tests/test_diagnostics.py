@@ -376,17 +376,30 @@ def test_spike_monitor_names_planted_dataset_rows(source, pretrained_tagger_weig
         where = {row: divmod(int(np.flatnonzero(order == row)[0]), batch) for row in _PLANTED}
         if min(step for step, _ in where.values()) >= 10:
             break
-    keras.utils.set_random_seed(0)
-    model = _series_model(length)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(n)),
-    )
-    model.set_weights(pretrained_tagger_weights)
-    monitor = diagnostics.LossSpikeMonitor(save_dir=str(tmp_path))
+
+    def run(**monitor_kwargs):
+        keras.utils.set_random_seed(0)
+        model = _series_model(length)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),  # fresh moments: small steps
+            loss=bs.ELBO(
+                bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(n)
+            ),
+        )
+        model.set_weights(pretrained_tagger_weights)
+        monitor = diagnostics.LossSpikeMonitor(**monitor_kwargs)
+        fit_kwargs = {"batch_size": batch} if source == "arrays" else {}
+        model.fit(**data, epochs=1, shuffle=False, verbose=0, callbacks=[monitor], **fit_kwargs)
+        return monitor
+
+    # One mislabelled step at p ~ 0.1 among a batch's 512 elements lifts this
+    # toy's loss only 3-5x (z ~ 10-15): under the default min_ratio of 10 (set
+    # for long series, where it jumps by orders of magnitude, and above the 7x
+    # steps of true anomalies in the clean anomaly demo), so this run uses 2.
+    if source == "arrays":
+        assert run().spikes == []
+    monitor = run(save_dir=str(tmp_path), min_ratio=2.0)
     assert (monitor.window, monitor.min_history) == (50, 10)
-    fit_kwargs = {"batch_size": batch, "shuffle": False} if source == "arrays" else {}
-    model.fit(**data, epochs=1, verbose=0, callbacks=[monitor], **fit_kwargs)
     # Exactly the steps that hold a planted row, and nothing else.
     assert sorted(s["step"] for s in monitor.spikes) == sorted({s for s, _ in where.values()})
     for spike in monitor.spikes:
@@ -400,13 +413,13 @@ def test_spike_monitor_names_planted_dataset_rows(source, pretrained_tagger_weig
             assert e["position"] == [_PLANTED[e["id"]]]
             assert e["example"] == where[e["id"]][1]
             assert e["index"] == [e["example"], *e["position"]]
-            assert e["label"] == 1.0 and e["probability_of_label"] < 0.1
+            assert e["label"] == 1.0 and e["probability_of_label"] < 0.25
         assert {e["id"] for e in spike["top_examples"][: len(planted_here)]} == planted_here
         # The batch's ids are order[step * batch: ...]: the rows fit saw.
         saved = np.load(tmp_path / f"spike_{step}.npz")
         np.testing.assert_array_equal(saved["ids"], order[step * batch : (step + 1) * batch])
         assert spike["baseline_median"] == spike["loss_median_before"]
-        assert spike["loss"] > 3 * spike["baseline_median"]
+        assert 2 <= spike["ratio_to_baseline"] < 10
 
 
 def test_spike_monitor_without_ids_records_batch_positions():
@@ -417,7 +430,8 @@ def test_spike_monitor_without_ids_records_batch_positions():
         optimizer=keras.optimizers.SGD(1e-3),
         loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(8)),
     )
-    monitor = diagnostics.LossSpikeMonitor(threshold=3.0, window=3)
+    # One mislabelled step among 128: 1.2x the baseline, so min_ratio=1 (z alone).
+    monitor = diagnostics.LossSpikeMonitor(threshold=3.0, window=3, min_ratio=1.0)
     clean = np.zeros_like(y)
     model.fit(
         np.concatenate([x] * 2),
@@ -459,7 +473,7 @@ def test_spike_monitor_min_history_starts_detection():
                 bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(4)
             ),
         )
-        monitor = diagnostics.LossSpikeMonitor(window=50, min_history=4)
+        monitor = diagnostics.LossSpikeMonitor(window=50, min_history=4, min_ratio=1.0)
         xs = np.concatenate([x] * (history + 1))
         ys = np.concatenate([clean] * history + [bad_y])
         model.fit(xs, ys, batch_size=batch, shuffle=False, verbose=0, callbacks=[monitor])

@@ -81,8 +81,17 @@ class SpikeState:
 class _SpikeHook(TrainStepHook):
     """Scores each step's loss against the window; records a spike's batch; may veto it."""
 
-    def __init__(self, threshold: float, window: int, min_history: int, veto: bool, id_key: str):
+    def __init__(
+        self,
+        threshold: float,
+        window: int,
+        min_history: int,
+        min_ratio: float,
+        veto: bool,
+        id_key: str,
+    ):
         self.threshold = threshold
+        self.min_ratio = min_ratio
         self.window = window
         self.min_history = min_history
         self.veto = veto
@@ -110,7 +119,10 @@ class _SpikeHook(TrainStepHook):
         median = _median(history)
         mad = _median(tf.abs(history - median))
         z = (loss - median) / (1.4826 * mad + 1e-12 + 1e-3 * tf.abs(median))
-        spike = tf.logical_and(ready, z > self.threshold)
+        # Far outside the baseline's spread AND a multiple of its level: weighted
+        # losses are heavy-tailed, and a z-score alone flags their ordinary tail.
+        jump = loss - median >= (self.min_ratio - 1.0) * tf.abs(median)
+        spike = tf.logical_and(ready, tf.logical_and(z > self.threshold, jump))
         inputs, ids = _split_ids(context.x, self.id_key)
 
         def record():
@@ -182,7 +194,8 @@ class LossSpikeMonitor(keras.callbacks.Callback):
 
     At every step, the loss is compared with the baseline median of the last
     ``window`` non-spike losses by a robust z-score, ``(loss - median) /
-    (1.4826 * MAD)``; above ``threshold`` the step is a spike. Detection
+    (1.4826 * MAD)``; a step spikes when the z-score exceeds ``threshold``
+    and the loss is at least ``min_ratio`` times the baseline median. Detection
     starts once ``min_history`` non-spike losses are in the baseline (the
     window keeps filling up to ``window`` after that). For a spike the monitor
     records the step, the loss, the baseline median, the gradient norm, the
@@ -213,6 +226,12 @@ class LossSpikeMonitor(keras.callbacks.Callback):
             (capped at ``window``). Default 10: the robust z-score of 10
             losses already holds a clean run's steps below 6, while waiting
             for a full window of 50 would miss everything in a short run.
+        min_ratio: float >= 1, how many times the baseline median a spike's
+            loss must at least be. Default 10: a clean run of the weighted
+            anomaly demo holds steps at z = 103 whose loss is 7x the median
+            (a true anomaly at p ~ 0.2), while a mislabelled heavily weighted
+            step makes it jump by orders of magnitude. 1 keeps the z-score
+            alone.
         id_key: str, the input dict's key that holds the dataset ids.
             Default "example_id".
 
@@ -232,12 +251,14 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         on_spike: str = "log",
         top_k: int = 10,
         min_history: int = 10,
+        min_ratio: float = 10.0,
         id_key: str = DEFAULT_ID_KEY,
     ):
         super().__init__()
         self.threshold = check_float("threshold", threshold, minimum=0, strict_minimum=True)
         self.window = check_int("window", window, minimum=3)
         self.min_history = min(check_int("min_history", min_history, minimum=3), self.window)
+        self.min_ratio = check_float("min_ratio", min_ratio, minimum=1)
         self.save_dir = save_dir
         self.on_spike = check_choice("on_spike", on_spike, _ON_SPIKE)
         self.top_k = check_int("top_k", top_k)
@@ -249,6 +270,7 @@ class LossSpikeMonitor(keras.callbacks.Callback):
             self.threshold,
             self.window,
             self.min_history,
+            self.min_ratio,
             veto=self.on_spike in ("skip_update", "stop"),
             id_key=self.id_key,
         )
@@ -330,6 +352,7 @@ class LossSpikeMonitor(keras.callbacks.Callback):
             "step": step,
             "loss": loss,
             "baseline_median": median,
+            "ratio_to_baseline": loss / median if median > 0 else None,
             # The same value under its earlier name, for code that reads it.
             "loss_median_before": median,
             "loss_after": None,
