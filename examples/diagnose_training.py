@@ -8,8 +8,12 @@ posterior scales.
 
 Part 2 ("which samples make my loss spike?") trains the Bayesian LSTM tagger
 on synthetic series whose batch ``--bad-batch`` carries two positives
-labelled where the series is normal (predicted at p ~ 0.01, weighted 100):
-``LossSpikeMonitor`` flags that step and names the two elements.
+labelled where the series is normal (predicted at p ~ 0.01, weighted 100)
+under ``LossSpikeMonitor`` and prints any spike it records with its top
+elements. At this example's default size the genuine anomalies (weighted 100
+too) already dominate the loss, so the planted batch lifts it only ~15% over
+its median (z ~ 0.8) and nothing is flagged; tests/test_diagnostics.py plants
+spikes the monitor does flag and names, by dataset row.
 
 Both questions are told in docs/diagnostics.md. Writes training.png and
 gradients.png into ``--out``.
@@ -84,7 +88,7 @@ def spike_part(args) -> dict:
             json.dumps(
                 {
                     k: spike[k]
-                    for k in ("step", "loss", "loss_median_before", "z_score", "gradient_norm")
+                    for k in ("step", "loss", "baseline_median", "z_score", "gradient_norm")
                 }
             )
         )
