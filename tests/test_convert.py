@@ -59,6 +59,7 @@ def test_sequential_cnn_reproduces_outputs(estimator):
     assert not model_ids & {id(v) for v in bayesian.weights}
 
 
+@pytest.mark.slow
 def test_unet_with_batchnorm_after_training_reproduces_outputs():
     model = bs.models.unet((16, 16, 1), 1, base_filters=4, depth=3, normalization="batch")
     images, masks = bs.data.synthetic_lesions(4, shape=(16, 16), seed=3)

@@ -231,6 +231,7 @@ def test_callback_flags_scales_dragged_at_the_optimizer_cap(caplog):
     assert groups["posterior_scale"]["ratio"] > groups["posterior_loc"]["ratio"]
 
 
+@pytest.mark.slow
 def test_callback_is_quiet_once_the_scales_settle():
     # The same problem with the scales 50x faster (and lr 3e-3): they reach
     # their optimum within ~150 steps and then only jitter around it.
@@ -283,6 +284,7 @@ def _series(n, length, seed):
     return x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("planted", [True, False])
 def test_spike_monitor_names_planted_elements(planted, tmp_path):
     length, batch = 64, 8
@@ -345,6 +347,7 @@ def pretrained_tagger_weights():
 _PLANTED = {101: 12, 163: 47}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["arrays", "dataset"])
 def test_spike_monitor_names_planted_dataset_rows(source, pretrained_tagger_weights, tmp_path):
     # A 24-step run at the default window (50) and min_history (10): the steps
@@ -455,6 +458,7 @@ def test_spike_monitor_without_ids_records_batch_positions():
     }
 
 
+@pytest.mark.slow
 def test_spike_monitor_min_history_starts_detection():
     # A constant loss history of k steps, then a jump: flagged once k >= min_history.
     hook_monitor = diagnostics.LossSpikeMonitor(window=50, min_history=4)

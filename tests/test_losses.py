@@ -341,6 +341,7 @@ def test_hard_negative_mining_ties_min_negatives_and_per_example():
     np.testing.assert_array_equal(kept, [[1, 0, 1, 1, 1], [0, 0, 0, 0, 1]])
 
 
+@pytest.mark.slow
 def test_hard_negative_mining_multiclass_and_xla():
     rng = np.random.default_rng(7)
     y = np.zeros((2, 6, 6), "int32")

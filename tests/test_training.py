@@ -234,6 +234,7 @@ def test_warmup_schedule_reaches_target_and_hands_over():
         bs.training.WarmupSchedule(0.1, warmup_steps=0)
 
 
+@pytest.mark.slow
 def test_fit_rejects_inputs_of_the_wrong_shape_before_tracing():
     model = _model()
     model.compile(optimizer="adam", loss=_elbo())
@@ -288,6 +289,7 @@ def _fit_once(model, x, y):
     return model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history
 
 
+@pytest.mark.slow
 def test_refit_after_a_fit_that_failed_in_its_first_trace():
     """The second fit works and equals a fresh model's fit from the same weights."""
     x, y = _data()
@@ -308,6 +310,7 @@ def test_refit_after_a_fit_that_failed_in_its_first_trace():
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_refit_after_a_non_finite_loss_and_after_an_interrupt():
     x, y = _data()
     model = _model()
