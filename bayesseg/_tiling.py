@@ -32,7 +32,13 @@ from typing import Any
 
 from bayesseg._validation import check_int_tuple
 
-__all__ = ["check_patch_size", "window_origins", "window_starts"]
+__all__ = [
+    "check_patch_size",
+    "check_unet_shape",
+    "unet_divisor",
+    "window_origins",
+    "window_starts",
+]
 
 
 def check_patch_size(

@@ -71,10 +71,10 @@ class Evaluation:
     """
 
     def __init__(self, num_classes: int):
-        from bayesseg.cli.validation import _Scores
+        from bayesseg.cli.validation import PooledScores
 
         self.num_classes = num_classes
-        self.pooled = _Scores(num_classes)
+        self.pooled = PooledScores(num_classes)
         self.images: dict[str, dict[str, Any]] = {}
         self.lesion_counts = dict.fromkeys(_LESION_COUNTS, 0)
         self.foreground: list = []
@@ -86,9 +86,9 @@ class Evaluation:
 
         import bayesseg as bs
         from bayesseg import _probability
-        from bayesseg.cli.validation import _Scores
+        from bayesseg.cli.validation import PooledScores
 
-        scores = _Scores(self.num_classes)
+        scores = PooledScores(self.num_classes)
         scores.update(labels, mean)
         self.pooled.update(labels, mean)
         foreground = _probability.foreground_probability(mean).astype(np.float32)

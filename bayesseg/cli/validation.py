@@ -28,7 +28,7 @@ STATE_FILE = "early_stopping.json"
 # --------------------------------------------------------------------------
 # Scores of Monte Carlo mean probabilities, pooled over images
 # --------------------------------------------------------------------------
-class _Scores:
+class PooledScores:
     """Pooled NLL, per-class Dice and recall of Monte Carlo mean probabilities.
 
     ``update`` takes one image at a time (its labels and the ``(*spatial, K)``
@@ -104,7 +104,7 @@ def validation_logs(model, scan, setup: dict) -> dict[str, float]:
     neither training nor the model saved after it.
     """
     saved = [np.array(v.numpy()) for v in model.non_trainable_variables]
-    scores = _Scores(setup["num_classes"])
+    scores = PooledScores(setup["num_classes"])
     try:
         for image_path, mask_path in zip(scan.image_paths, scan.mask_paths, strict=True):
             mean = _predict_image(model, image_path, scan.spatial_rank, setup)
