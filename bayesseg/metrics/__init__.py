@@ -7,7 +7,9 @@
   computed once from the totals (a micro average over elements, not a mean of
   per-batch or per-image scores).
 * :mod:`~bayesseg.metrics.detection`: :func:`lesion_f1`, lesion-wise
-  detection scores from connected components.
+  detection scores from connected components, and
+  :func:`lesion_uncertainty` (:class:`LesionUncertainty`): each true
+  lesion's mean uncertainty and whether it was detected.
 * :mod:`~bayesseg.metrics.calibration`: NumPy calibration metrics,
   :func:`foreground_calibration` (:class:`ForegroundCalibration`),
   :func:`foreground_ece`, :func:`adaptive_ece`, :func:`classwise_ece`,
@@ -17,6 +19,9 @@
   near its noise floor.
 * :mod:`~bayesseg.metrics.scores`: :func:`brier_score`,
   :func:`predictive_nll` and :func:`uncertainty_auroc`.
+* :mod:`~bayesseg.metrics.selective`: :func:`risk_coverage`
+  (:class:`RiskCoverage`), the risk-coverage curve and its area (AURC) for
+  setting the most uncertain items aside, and :func:`per_image_dice`.
 
 Probability arrays follow one convention: ``probs`` of shape ``(..., C)``
 (C >= 2, softmax probabilities) with integer labels ``y_true`` of shape
@@ -42,8 +47,9 @@ from bayesseg.metrics.calibration import (
     top_label_ece,
 )
 from bayesseg.metrics.confusion import F1, Dice, IoU, Precision, Recall
-from bayesseg.metrics.detection import lesion_f1
+from bayesseg.metrics.detection import LesionUncertainty, lesion_f1, lesion_uncertainty
 from bayesseg.metrics.scores import brier_score, predictive_nll, uncertainty_auroc
+from bayesseg.metrics.selective import RiskCoverage, per_image_dice, risk_coverage
 
 __all__ = [
     "Dice",
@@ -51,8 +57,10 @@ __all__ = [
     "FOREGROUND_THRESHOLD",
     "ForegroundCalibration",
     "IoU",
+    "LesionUncertainty",
     "Precision",
     "Recall",
+    "RiskCoverage",
     "adaptive_ece",
     "brier_score",
     "classwise_ece",
@@ -60,8 +68,11 @@ __all__ = [
     "foreground_calibration",
     "foreground_ece",
     "lesion_f1",
+    "lesion_uncertainty",
+    "per_image_dice",
     "predictive_nll",
     "reliability_curve",
+    "risk_coverage",
     "top_label_ece",
     "uncertainty_auroc",
 ]
