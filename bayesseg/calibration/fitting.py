@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -37,6 +38,32 @@ def _batches(x, y, sample_weight, batch_size):
         yield x[part], y[part], w
 
 
+def _draw_function(model, training: bool):
+    return tf.function(lambda batch: model(batch, training=training), reduce_retracing=True)
+
+
+def _members(model, num_samples: int, training, sampling: str):
+    """The models drawn from, each with its draws per batch.
+
+    One model: ``num_samples`` draws. An ensemble: every member the same
+    number of draws (1 when all are deterministic, else ``ceil(T / k)``), so
+    the mean over the pooled draws weights the members equally, as
+    ``predict_mc`` does.
+    """
+    from bayesseg.uncertainty._members import Member, plan_draws
+    from bayesseg.uncertainty._sampling import resolve_training
+
+    planned = plan_draws(model, num_samples, training, sampling)
+    if planned is None:
+        if not isinstance(model, keras.layers.Layer):
+            raise argument_error(
+                "model", "be a Keras model, a DeepEnsemble or a list of Keras models", model
+            )
+        return [Member(model, num_samples, resolve_training(model, training))]
+    draws = max(member.num_samples for member in planned)
+    return [Member(member.model, draws, member.training) for member in planned]
+
+
 def fit_calibration(
     model: keras.Model,
     x: Any,
@@ -68,12 +95,18 @@ def fit_calibration(
       the pooled per-draw logits).
 
     With one draw (``num_samples=1``, a deterministic model) the two agree.
+    An ensemble (a :class:`bayesseg.models.DeepEnsemble` or a list of
+    models) is fitted as one model whose draws are its members' draws: every
+    member gets the same number of draws (one each when all are
+    deterministic, else ``ceil(num_samples / k)``), so the mean over draws
+    is the members' equally weighted mixture that ``predict_mc`` reports.
     One output channel gives a :class:`PlattScaling`, ``K > 1`` a
     :class:`TemperatureScaling`. Use data
     disjoint from the test images (and ideally from the training images).
 
     Args:
-        model: a Keras model mapping ``x`` to logits ``(B, *spatial, K)``.
+        model: a Keras model mapping ``x`` to logits ``(B, *spatial, K)``,
+            or a ``DeepEnsemble`` / list of such models.
         x: array ``(N, *spatial, channels)``, or a ``tf.data.Dataset`` of
             batches ``(x, y)`` / ``(x, y, sample_weight)`` (then ``y=None``).
         y: labels ``(N, *spatial)`` (binary: 0/1; multi-class: integers, or
@@ -113,15 +146,14 @@ def fit_calibration(
     >>> type(platt).__name__
     'PlattScaling'
     """
-    from bayesseg.uncertainty._sampling import mc_randomness, resolve_training
+    from bayesseg.uncertainty._sampling import mc_randomness
 
-    if not isinstance(model, keras.layers.Layer):
-        raise argument_error("model", "be a Keras model", model)
     num_samples = check_int("num_samples", num_samples)
     batch_size = check_int("batch_size", batch_size)
     max_elements = check_int("max_elements", max_elements)
     sampling = check_sampling(sampling)
-    training = resolve_training(model, training)
+    members = _members(model, num_samples, training, sampling)
+    num_samples = sum(member.num_samples for member in members)
     seed = check_int("seed", seed, minimum=None)
     target = check_choice("target", target, ("mean", "draws"))
     dataset = isinstance(x, tf.data.Dataset)
@@ -151,14 +183,19 @@ def fit_calibration(
                     f"element) of `x`. Received: sample_weight with shape {sample_weight.shape}"
                 )
         total_batches = math.ceil(len(x) / batch_size)
-    draw = tf.function(lambda batch: model(batch, training=training), reduce_retracing=True)
+    draws = [
+        (_draw_function(member.model, member.training), member.num_samples) for member in members
+    ]
     rng = np.random.default_rng(int(seed))
     keep_fraction = None
     logits, labels, weights = [], [], []
     channels = None
-    with mc_randomness(model, sampling, training):
+    with contextlib.ExitStack() as stack:
+        for member in members:
+            stack.enter_context(mc_randomness(member.model, sampling, member.training))
         for xb, yb, wb in _batches(x, y, sample_weight, batch_size):
-            outs = [draw(tf.convert_to_tensor(xb)).numpy() for _ in range(num_samples)]
+            xb = tf.convert_to_tensor(xb)
+            outs = [draw(xb).numpy() for draw, count in draws for _ in range(count)]
             channels = outs[0].shape[-1]
             rows = outs[0].size // channels
             if keep_fraction is None:

@@ -12,6 +12,12 @@ per element, in nats,
 
 Models output logits (the bayesseg convention): one channel is a sigmoid
 (binary) output, ``C > 1`` channels a softmax over the last axis.
+``predict_mc`` also takes a deep ensemble (a
+:class:`bayesseg.models.DeepEnsemble` or a list of models) and spends the
+draws across its members. :func:`image_scores`
+(:mod:`~bayesseg.uncertainty.scores`) summarises each image in one number
+(mean epistemic, mean total, fraction of uncertain pixels), e.g. to detect
+shifted inputs.
 
 Example:
     >>> from bayesseg.uncertainty import EPISTEMIC_SHARE_THRESHOLD
@@ -25,5 +31,14 @@ from bayesseg.uncertainty.decomposition import (
     epistemic_share,
 )
 from bayesseg.uncertainty.monte_carlo import predict_mc
+from bayesseg.uncertainty.scores import UNCERTAIN_ENTROPY_FRACTION, ImageScores, image_scores
 
-__all__ = ["EPISTEMIC_SHARE_THRESHOLD", "MCPrediction", "epistemic_share", "predict_mc"]
+__all__ = [
+    "EPISTEMIC_SHARE_THRESHOLD",
+    "ImageScores",
+    "MCPrediction",
+    "UNCERTAIN_ENTROPY_FRACTION",
+    "epistemic_share",
+    "image_scores",
+    "predict_mc",
+]

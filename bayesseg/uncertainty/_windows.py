@@ -10,7 +10,6 @@ import numpy as np
 import tensorflow as tf
 
 from bayesseg._tiling import window_origins
-from bayesseg.uncertainty.decomposition import MCPrediction, decompose
 
 
 def resolve_verbose(verbose: Any, steps: int) -> int:
@@ -42,8 +41,8 @@ def _progbar(steps: int, verbose: int) -> keras.utils.Progbar | None:
     return keras.utils.Progbar(steps, verbose=verbose) if verbose else None
 
 
-def predict_whole(run, x, num_samples, batch_size, verbose) -> MCPrediction:
-    """``run`` on batches of whole inputs; the mean of its sums over the draws."""
+def predict_whole(run, x, num_samples, batch_size, verbose) -> tuple[np.ndarray, np.ndarray]:
+    """``run`` on batches of whole inputs: float64 ``(mean, aleatoric)`` over the draws."""
     n = x.shape[0]
     steps = math.ceil(n / batch_size)
     bar = _progbar(steps, resolve_verbose(verbose, steps))
@@ -55,11 +54,14 @@ def predict_whole(run, x, num_samples, batch_size, verbose) -> MCPrediction:
         aleatorics.append(sum_h.numpy().astype(np.float64) / num_samples)
         if bar is not None:
             bar.update(step + 1)
-    return decompose(np.concatenate(means), np.concatenate(aleatorics), num_samples)
+    return np.concatenate(means), np.concatenate(aleatorics)
 
 
-def predict_windows(run, x, num_samples, batch_size, patch, overlap, verbose) -> MCPrediction:
-    """``run`` on sliding windows blended with Gaussian weights (see ``predict_mc``)."""
+def predict_windows(
+    run, x, num_samples, batch_size, patch, overlap, verbose
+) -> tuple[np.ndarray, np.ndarray]:
+    """``run`` on sliding windows blended with Gaussian weights (see ``predict_mc``):
+    float64 ``(mean, aleatoric)`` over the draws."""
     n, spatial = x.shape[0], x.shape[1:-1]
     # Inputs smaller than a patch are zero-padded at the end, then cropped.
     padded_shape = tuple(max(s, p) for s, p in zip(spatial, patch, strict=True))
@@ -96,4 +98,4 @@ def predict_windows(run, x, num_samples, batch_size, patch, overlap, verbose) ->
     crop = (slice(None), *[slice(0, s) for s in spatial])
     mean = acc_p[crop] / acc_w[crop][..., None]
     aleatoric = acc_h[crop] / acc_w[crop]
-    return decompose(mean, aleatoric, num_samples)
+    return mean, aleatoric

@@ -9,6 +9,8 @@ into the total / aleatoric / epistemic maps.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import warnings
 import weakref
@@ -26,8 +28,9 @@ from bayesseg._validation import argument_error, check_float, check_int
 from bayesseg.imbalance import unweight_probabilities
 from bayesseg.layers.base import bayesian_layers, check_sampling
 from bayesseg.uncertainty import _windows
+from bayesseg.uncertainty._members import Member, plan_draws
 from bayesseg.uncertainty._sampling import mc_randomness, resolve_training
-from bayesseg.uncertainty.decomposition import MCPrediction
+from bayesseg.uncertainty.decomposition import MCPrediction, decompose
 
 __all__ = ["predict_mc"]
 
@@ -157,6 +160,21 @@ def _mc_function(
     return run
 
 
+def _check_calibration_channels(model, calibration) -> None:
+    """A ValueError when the model's declared output channels differ from the calibrator's."""
+    try:
+        outputs = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):
+        outputs = None  # unbuilt or subclassed: checked when the draw is traced
+    last = outputs[-1] if isinstance(outputs, tuple) and outputs else None
+    if isinstance(last, int) and last != calibration.num_channels:
+        raise ValueError(
+            f"Argument `calibration` maps {calibration.num_channels} logit channel(s), "
+            f"but the model outputs {last}. Received: calibration="
+            f"{type(calibration).__name__}"
+        )
+
+
 def _check_fits_model(model, x_shape, item_shape, patch_size, patch) -> None:
     """A ValueError naming both shapes when ``x`` (or its windows) cannot enter ``model``.
 
@@ -182,7 +200,7 @@ def _check_fits_model(model, x_shape, item_shape, patch_size, patch) -> None:
 
 
 def predict_mc(
-    model: keras.Model,
+    model: keras.Model | Sequence[keras.Model],
     x: Any,
     num_samples: int = 32,
     batch_size: int | None = None,
@@ -221,8 +239,22 @@ def predict_mc(
     their moving statistics (they are frozen for the call), so a prediction
     never depends on the other examples of its batch.
 
+    **Ensembles.** ``model`` may also be a
+    :class:`bayesseg.models.DeepEnsemble` or a list of models of one task
+    (deterministic, MC dropout or Bayesian, mixed freely). The ``T`` draws
+    are spent across the ``k`` members: a deterministic member (no Bayesian
+    layer, and no active dropout or noise layer) once, a stochastic member
+    ``ceil(T / k)`` times, each with its own ``training`` resolution. The
+    members are weighted equally: ``mean`` is the mean of the members' mean
+    probabilities and ``aleatoric`` the mean of their mean entropies, so
+    ``epistemic`` counts both the disagreement between members and the
+    spread within each stochastic member. ``num_samples`` of the result is
+    the total number of draws. Sliding windows, the class-weight correction
+    and ``calibration`` apply to every member's draws.
+
     Args:
-        model: a Keras model mapping ``x`` to logits ``(B, *spatial, K)``.
+        model: a Keras model mapping ``x`` to logits ``(B, *spatial, K)``;
+            or a ``DeepEnsemble`` / list of such models (see above).
         x: array ``(N, *spatial, channels)`` (NumPy or tensor).
         num_samples: int >= 1, draws ``T`` per example. Default 32.
         batch_size: int >= 1, examples (or windows) per forward pass.
@@ -268,8 +300,9 @@ def predict_mc(
         K)``; ``total``, ``aleatoric``, ``epistemic`` ``(N, *spatial)``.
 
     Raises:
-        ValueError: for a bad ``num_samples``, ``batch_size``,
-            ``patch_size``, ``overlap``, ``verbose``, ``sampling``,
+        ValueError: for a bad ``model`` (or ensemble members),
+            ``num_samples``, ``batch_size``, ``patch_size``, ``overlap``,
+            ``verbose``, ``sampling``,
             class weights or ``calibration`` (also: one that does not match
             the model's output channels, or given together with
             ``correct_for_class_weights`` or ``from_logits=False``), an
@@ -287,13 +320,17 @@ def predict_mc(
     >>> pred.mean.shape, pred.epistemic.shape
     ((2, 8, 8, 1), (2, 8, 8))
     """
-    if not isinstance(model, keras.layers.Layer):
-        raise argument_error("model", "be a Keras model", model)
     num_samples = check_int("num_samples", num_samples)
     batch_size = 8 if batch_size is None else check_int("batch_size", batch_size)
     sampling = check_sampling(sampling)
     overlap = check_float("overlap", overlap, 0.0, 1.0, strict_maximum=True)
-    training = resolve_training(model, training)
+    members = plan_draws(model, num_samples, training, sampling)
+    if members is None:
+        if not isinstance(model, keras.layers.Layer):
+            raise argument_error(
+                "model", "be a Keras model, a DeepEnsemble or a list of Keras models", model
+            )
+        members = [Member(model, num_samples, resolve_training(model, training))]
     x_dtype = tf.as_dtype(getattr(x, "dtype", np.float32))
     if not x_dtype.is_floating:
         x_dtype = tf.float32
@@ -345,19 +382,10 @@ def predict_mc(
                 f"calibration={type(calibration).__name__}, "
                 f"correct_for_class_weights={correct_for_class_weights!r}"
             )
-        try:
-            outputs = model.output_shape
-        except (AttributeError, ValueError, RuntimeError):
-            outputs = None  # unbuilt or subclassed: checked when the draw is traced
-        last = outputs[-1] if isinstance(outputs, tuple) and outputs else None
-        if isinstance(last, int) and last != calibration.num_channels:
-            raise ValueError(
-                f"Argument `calibration` maps {calibration.num_channels} logit channel(s), "
-                f"but the model outputs {last}. Received: calibration="
-                f"{type(calibration).__name__}"
-            )
+        for member in members:
+            _check_calibration_channels(member.model, calibration)
     if weights is not None:
-        inexact = _inexact_correction_losses(model)
+        inexact = sorted({name for m in members for name in _inexact_correction_losses(m.model)})
         if inexact:
             warnings.warn(
                 f"correct_for_class_weights divides the probabilities by the class weights, "
@@ -369,11 +397,71 @@ def predict_mc(
                 stacklevel=2,
             )
     item_shape = x.shape[1:] if patch is None else (*patch, x.shape[-1])
-    _check_fits_model(model, x.shape, item_shape, patch_size, patch)
-    with mc_randomness(model, sampling, training):
-        run = _mc_function(
-            model, num_samples, training, from_logits, weights, item_shape, x_dtype, calibration
-        )
+    for member in members:
+        _check_fits_model(member.model, x.shape, item_shape, patch_size, patch)
+    with contextlib.ExitStack() as stack, _quiet_retracing(len(members) > 1):
+        runs = []
+        for member in members:
+            stack.enter_context(mc_randomness(member.model, sampling, member.training))
+            fn = _mc_function(
+                member.model,
+                member.num_samples,
+                member.training,
+                from_logits,
+                weights,
+                item_shape,
+                x_dtype,
+                calibration,
+            )
+            runs.append((fn, member.num_samples))
+        run, draws = runs[0] if len(runs) == 1 else (_mixture_run(runs), 1)
         if patch is None:
-            return _windows.predict_whole(run, x, num_samples, batch_size, verbose)
-        return _windows.predict_windows(run, x, num_samples, batch_size, patch, overlap, verbose)
+            mean, aleatoric = _windows.predict_whole(run, x, draws, batch_size, verbose)
+        else:
+            mean, aleatoric = _windows.predict_windows(
+                run, x, draws, batch_size, patch, overlap, verbose
+            )
+    return decompose(mean, aleatoric, sum(m.num_samples for m in members))
+
+
+def _mixture_run(runs):
+    """One batch through every member: the members' mean of (mean p, mean H[p]).
+
+    Each member's sums are divided by its own number of draws, so the
+    members are weighted equally (a deep ensemble's mixture).
+    """
+
+    def run(batch):
+        sum_p = sum_h = 0.0
+        for fn, draws in runs:
+            p, h = fn(batch)
+            sum_p += p / draws
+            sum_h += h / draws
+        return sum_p / len(runs), sum_h / len(runs)
+
+    return run
+
+
+class _RetracingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_retracing(active: bool):
+    """Drop TensorFlow's "frequent retracing" warning while an ensemble traces.
+
+    Every member traces its own copy of the Monte Carlo function (once; they
+    are cached), which TensorFlow's detector of functions created in a loop
+    reports as retracing. Only that message is filtered, only meanwhile.
+    """
+    if not active:
+        yield
+        return
+    logger = tf.get_logger()
+    log_filter = _RetracingFilter()
+    logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(log_filter)
