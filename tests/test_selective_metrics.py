@@ -179,6 +179,32 @@ def test_per_image_dice_matches_sklearn_per_image(empty):
     np.testing.assert_allclose(volumes, pooled)
 
 
+def test_per_image_dice_of_softmax_outputs():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, size=(5, 8, 8))
+    labels[4] = 0
+    probs = rng.dirichlet(np.ones(3), size=(5, 8, 8))
+    probs[4] = [0.9, 0.05, 0.05]  # nothing predicted, nothing true: `empty`
+    for threshold in (0.5, 0.8):
+        reference = [
+            f1_score(
+                labels[i].ravel() != 0, 1 - probs[i, ..., 0].ravel() >= threshold, zero_division=1.0
+            )
+            for i in range(5)
+        ]
+        np.testing.assert_allclose(metrics.per_image_dice(labels, probs, threshold), reference)
+        np.testing.assert_allclose(
+            metrics.per_image_dice(labels[..., None], probs, threshold), reference
+        )
+    # Two softmax channels and one sigmoid channel give the same Dice.
+    p1 = rng.random((3, 6, 6, 1))
+    y = rng.random((3, 6, 6)) < 0.3
+    np.testing.assert_allclose(
+        metrics.per_image_dice(y, np.concatenate([1 - p1, p1], axis=-1)),
+        metrics.per_image_dice(y, p1),
+    )
+
+
 def test_per_image_dice_argument_errors():
     y, p = np.zeros((2, 4, 4)), np.zeros((2, 4, 4))
     with pytest.raises(ValueError, match="Argument `threshold`"):

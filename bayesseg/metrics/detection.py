@@ -229,7 +229,9 @@ def lesion_uncertainty(
         y_true: binary masks ``(N, H, W)`` or ``(N, D, H, W)``, optionally
             with a trailing channel axis of size 1 (foreground where
             ``y_true >= 0.5``).
-        probs: foreground probabilities (or binary masks) of the same shape.
+        probs: foreground probabilities (or binary masks) of the same shape;
+            for a softmax output, ``1 - probs[..., 0]`` (as
+            ``bayesseg._probability.foreground_probability`` gives it).
         uncertainty: finite per-voxel uncertainty of the same shape, e.g.
             ``MCPrediction.total`` or ``.epistemic`` of ``predict_mc``.
         threshold: float, predicted foreground where ``probs >= threshold``.

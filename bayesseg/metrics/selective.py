@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesseg import _probability
 from bayesseg._validation import check_float
 
 __all__ = ["RiskCoverage", "per_image_dice", "risk_coverage"]
@@ -192,12 +193,19 @@ def per_image_dice(
     whole set, every image gets its own score, e.g. as the risk ``1 - Dice``
     of :func:`risk_coverage`.
 
+    The foreground follows :mod:`bayesseg._probability`'s rule: one channel
+    is the foreground probability ``p``; ``C >= 2`` softmax channels give
+    ``p = 1 - p_0`` (anything but background class 0), with the truth's
+    foreground ``label != 0``.
+
     Args:
         y_true: binary masks ``(N, ...)`` (foreground where ``y_true >=
-            0.5``), one image, volume or series per row.
+            0.5``), one image, volume or series per row; with a softmax
+            ``probs``, integer labels ``(N, ...)`` or ``(N, ..., 1)``.
         probs: foreground probabilities in [0, 1] of the same shape, or with
-            one more trailing axis of size 1 (a sigmoid output).
-        threshold: float in [0, 1], predicted foreground where ``probs >=
+            one more trailing axis of size 1 (a sigmoid output); or softmax
+            probabilities ``(N, ..., C)``, ``C >= 2``.
+        threshold: float in [0, 1], predicted foreground where ``p >=
             threshold``. Default 0.5.
         empty: float in [0, 1], the score of an image with no true and no
             predicted foreground, where Dice is 0 / 0. Default 1.0 (nothing
@@ -220,21 +228,32 @@ def per_image_dice(
     empty = check_float("empty", empty, minimum=0.0, maximum=1.0)
     y = np.asarray(y_true)
     p = np.asarray(probs, dtype=np.float64)
-    if p.ndim == y.ndim + 1 and p.shape[-1] == 1:
-        p = p[..., 0]
-    if y.ndim < 2 or p.shape != y.shape:
+    softmax = (
+        p.ndim >= 3
+        and p.shape[-1] >= 2
+        and (p.shape[:-1] == y.shape or (y.shape[-1:] == (1,) and p.shape[:-1] == y.shape[:-1]))
+    )
+    if softmax:
+        y = y.reshape(p.shape[:-1])
+        p_fg = _probability.foreground_probability(p)
+    elif p.ndim == y.ndim + 1 and p.shape[-1] == 1:
+        p_fg = p[..., 0]
+    else:
+        p_fg = p
+    if y.ndim < 2 or p_fg.shape != y.shape:
         raise ValueError(
             "Arguments `y_true` and `probs` must be batches (N, ...) of the same shape "
-            "(probs may have one more trailing axis of size 1). Received: "
-            f"y_true.shape={np.shape(y_true)} and probs.shape={np.shape(probs)}"
+            "(probs may have one more trailing axis: of size 1, or C >= 2 softmax "
+            f"channels). Received: y_true.shape={np.shape(y_true)} and "
+            f"probs.shape={np.shape(probs)}"
         )
     if not np.all(np.isfinite(p)) or p.min(initial=0.0) < 0 or p.max(initial=0.0) > 1:
         raise ValueError(
             "Argument `probs` must hold probabilities in [0, 1] (not logits). "
             f"Received values in [{p.min()}, {p.max()}]"
         )
-    truth = (y >= 0.5).reshape(y.shape[0], -1)
-    pred = (p >= threshold).reshape(p.shape[0], -1)
+    truth = ((y != 0) if softmax else (y >= 0.5)).reshape(y.shape[0], -1)
+    pred = (p_fg >= threshold).reshape(y.shape[0], -1)
     tp = np.sum(truth & pred, axis=1, dtype=np.float64)
     denominator = truth.sum(axis=1, dtype=np.float64) + pred.sum(axis=1, dtype=np.float64)
     safe = np.where(denominator > 0, denominator, 1.0)
