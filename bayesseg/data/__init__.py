@@ -4,7 +4,8 @@
 * :mod:`bayesseg.data.io`: reading and writing npy/npz, PNG/TIFF and NIfTI files;
 * :mod:`bayesseg.data.folders`: listing, pairing, checking and loading folders;
 * :mod:`bayesseg.data.datasets`: folders (or their patches) streamed into ``tf.data``;
-* :mod:`bayesseg.data.zscore`: the per-image z-score of every input image.
+* :mod:`bayesseg.data.zscore`: the per-image z-score of every input image;
+* :mod:`bayesseg.data.shifts`: distribution-shift transforms (noise, blur, gain, inversion).
 
 (:mod:`bayesseg.data.loaders` re-exports the names of io, folders and datasets.)
 """
@@ -12,6 +13,15 @@
 from bayesseg.data.datasets import folder_dataset, grid_patch_origins
 from bayesseg.data.folders import FolderScan, list_images, load_folder, scan_folder
 from bayesseg.data.io import read_image, read_mask, write_image
+from bayesseg.data.shifts import (
+    SHIFT_KINDS,
+    SHIFT_SEVERITIES,
+    add_noise,
+    blur,
+    invert_contrast,
+    scale_intensity,
+    shift_images,
+)
 from bayesseg.data.synthetic import (
     synthetic_anomaly_series,
     synthetic_lesions,
@@ -20,14 +30,21 @@ from bayesseg.data.synthetic import (
 from bayesseg.data.zscore import standardize_image
 
 __all__ = [
+    "SHIFT_KINDS",
+    "SHIFT_SEVERITIES",
     "FolderScan",
+    "add_noise",
+    "blur",
     "folder_dataset",
     "grid_patch_origins",
+    "invert_contrast",
     "list_images",
     "load_folder",
     "read_image",
     "read_mask",
+    "scale_intensity",
     "scan_folder",
+    "shift_images",
     "standardize_image",
     "synthetic_anomaly_series",
     "synthetic_lesions",
