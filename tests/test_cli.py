@@ -301,17 +301,38 @@ def _npy_folders(tmp_path, count, size=16, seed=2):
     return images, masks
 
 
+@pytest.fixture(scope="module")
+def calibrated_run(tmp_path_factory):
+    """One ``bayesseg train`` that the calibration-split and predict-metrics tests
+    share (training is most of their time): 6 images, one with a NaN pixel
+    (zeroed under nan_policy = "zero" from the config), 2 of them held out for
+    Platt scaling. The tests read its folders and write into their own."""
+    root = tmp_path_factory.mktemp("calibrated_run")
+    images, masks = _npy_folders(root, 6)
+    nan_images = root / "nan_images"
+    nan_images.mkdir()
+    for i in range(6):
+        image = np.load(images / f"img{i}.npy")
+        image[0, 0] = np.nan if i == 2 else image[0, 0]
+        np.save(nan_images / f"img{i}.npy", image)
+    config = root / "train.toml"
+    config.write_text('[train]\nnan_policy = "zero"\nepochs = 1\n')
+    out = root / "run"
+    args = ["train", "--images", str(nan_images), "--masks", str(masks), "--out", str(out)]
+    args += ["--config", str(config), "--batch-size", "2", "--calibration-split", "0.34", *TINY]
+    assert main(args) == 0
+    return root
+
+
 @pytest.mark.slow
-def test_train_calibration_split_fits_on_held_out_images_and_predict_applies_it(tmp_path):
+def test_train_calibration_split_fits_on_held_out_images_and_predict_applies_it(
+    tmp_path, calibrated_run
+):
     import keras
 
     import bayesseg as bs
 
-    images, masks = _npy_folders(tmp_path, 6)
-    out = tmp_path / "run"
-    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
-    args += ["--epochs", "1", "--batch-size", "2", "--calibration-split", "0.34", *TINY]
-    assert main(args) == 0
+    images, masks, out = (calibrated_run / name for name in ("images", "masks", "run"))
     meta = json.loads((out / "model.json").read_text())
     entry = meta["calibration"]
     # 2 of 6 images held out (seeded), disjoint from the 4 trained on.
@@ -325,7 +346,9 @@ def test_train_calibration_split_fits_on_held_out_images_and_predict_applies_it(
     assert meta["class_counts"] == np.bincount(np.ravel(kept_masks), minlength=2).tolist()
     calibration = keras.saving.deserialize_keras_object(entry["config"], safe_mode=True)
     assert isinstance(calibration, bs.calibration.PlattScaling)
-    # The mean over 8 draws is calibrated: 512 pixels, each with its 8 draws.
+    # The mean over 8 draws is calibrated: 512 pixels, each with its 8 draws
+    # (img2, held out, has its NaN pixel zeroed: counted, not dropped).
+    assert "img2" in held
     assert entry["fit"]["num_elements"] == 2 * 16 * 16 and entry["fit"]["num_draws"] == 8
     assert entry["fit"]["nll_after"] <= entry["fit"]["nll_before"]
 
@@ -599,23 +622,19 @@ def test_validation_option_errors_come_before_training(tmp_path, capsys, extra, 
 
 
 @pytest.mark.slow
-def test_predict_masks_metrics_match_a_hand_computation(tmp_path):
+def test_predict_masks_metrics_match_a_hand_computation(tmp_path, calibrated_run):
+    import shutil
+
     import bayesseg as bs
 
-    images, masks = _npy_folders(tmp_path, 3)
-    # Train on a copy with a NaN pixel, zeroed under nan_policy = "zero" from the config.
-    nan_images = tmp_path / "nan_images"
-    nan_images.mkdir()
-    for i in range(3):
-        image = np.load(images / f"img{i}.npy")
-        image[0, 0] = np.nan if i == 2 else image[0, 0]
-        np.save(nan_images / f"img{i}.npy", image)
-    config = tmp_path / "train.toml"
-    config.write_text('[train]\nnan_policy = "zero"\nepochs = 2\n')
-    out = tmp_path / "run"
-    args = ["train", "--images", str(nan_images), "--masks", str(masks), "--out", str(out)]
-    args += ["--config", str(config), "--batch-size", "3", "--learning-rate", "0.05", *TINY]
-    assert main(args) == 0
+    nan_images, out = calibrated_run / "nan_images", calibrated_run / "run"
+    # The first 3 images (and masks) of the shared run, in a folder of our own.
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for name in ("images", "masks"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            shutil.copy(calibrated_run / name / f"img{i}.npy", tmp_path / name)
+    # Trained on a copy with a NaN pixel, zeroed under nan_policy = "zero" from the config.
     assert json.loads((out / "model.json").read_text())["config"]["nan_policy"] == "zero"
     # predict: the NaN image is an error (exit 2) unless --nan-policy zero.
     args = ["predict", "--model", str(out / "model.keras"), "--images", str(nan_images)]
