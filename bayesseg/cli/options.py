@@ -24,6 +24,8 @@ EXIT_USAGE = 2
 
 _CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
 _NORMALIZATIONS = ("none", "batch", "group")
+# bs.models.bayesian_unet's bayesian_blocks, and "none": a deterministic U-Net.
+_BAYESIAN_BLOCKS = ("all", "decoder", "last", "none")
 _KL_SCALINGS = ("per-example", "per-batch", "blundell")
 # Early-stopping monitors of `train`: name -> "min" or "max" (which way is better).
 MONITORS = {"val_nll": "min", "val_dice": "max"}
@@ -135,6 +137,8 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "patches_per_image": (_positive_int, 4),
     "num_classes": (_num_classes, None),
     "estimator": (_choice(ESTIMATORS), "flipout"),
+    "bayesian_blocks": (_choice(_BAYESIAN_BLOCKS), "all"),
+    "ensemble": (_positive_int, 1),
     "base_filters": (_positive_int, 16),
     "depth": (_positive_int, 4),
     "normalization": (_choice(_NORMALIZATIONS), "none"),

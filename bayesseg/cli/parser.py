@@ -17,6 +17,7 @@ from bayesseg._defaults import (
 from bayesseg._version import __version__
 from bayesseg.cli.demo import _demo
 from bayesseg.cli.options import (
+    _BAYESIAN_BLOCKS,
     _CLASS_WEIGHTS,
     _KL_SCALINGS,
     _NORMALIZATIONS,
@@ -342,6 +343,25 @@ def _add_train(sub) -> None:
         type=_choice(_NORMALIZATIONS),
         default=None,
         help="normalisation in the U-Net blocks: none, batch or group (default: none)",
+    )
+    train.add_argument(
+        "--bayesian-blocks",
+        type=_choice(_BAYESIAN_BLOCKS),
+        default=None,
+        help="which layers are Bayesian: all, decoder (up-convolutions, decoder and head), "
+        "last (the head) or none (a deterministic U-Net trained with the weighted "
+        "likelihood alone, e.g. as deep-ensemble members; no training.png or "
+        "gradients.png, which plot the ELBO's parts) (default: all)",
+    )
+    train.add_argument(
+        "--ensemble",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="train K members (seeds seed, seed+1, ...; the same held-out split) into "
+        "out/member_<k>/ and save them as one deep ensemble in out/model.keras, its "
+        "calibration fitted on the held-out images; rerunning skips finished members "
+        "(default: 1, one model)",
     )
     train.add_argument(
         "--kl-scaling",

@@ -175,8 +175,9 @@ def _callbacks(out: Path, diagnostics, validation=None) -> list:
         keras.callbacks.BackupAndRestore(os.fspath(out / "backup")),
         keras.callbacks.ModelCheckpoint(os.fspath(out / "model.keras")),
         keras.callbacks.CSVLogger(os.fspath(out / "training.csv"), append=True),
-        diagnostics,
     ]
+    if diagnostics is not None:
+        callbacks.append(diagnostics)
     if _tensorboard_installed():
         callbacks.append(keras.callbacks.TensorBoard(os.fspath(out / "logs")))
     return callbacks
@@ -258,13 +259,16 @@ def _print_start(scans, options: dict, num_classes: int, counts, steps: int) -> 
 
 
 def _save_history(history, diagnostics, out: Path) -> None:
-    """training.png and history.json (when epochs ran), gradients.png (when recorded)."""
+    """history.json (when epochs ran), training.png (when it logged the ELBO's
+    parts), gradients.png (when recorded)."""
     import bayesseg as bs
 
     if history.history:
-        bs.plots.plot_training(history, out / "training.png")
+        # training.png plots the ELBO's parts (nll, kl): a Bayesian model's logs.
+        if "kl" in history.history:
+            bs.plots.plot_training(history, out / "training.png")
         _write_json(out / "history.json", history.history)
-    if diagnostics.records:
+    if diagnostics is not None and diagnostics.records:
         bs.plots.plot_gradient_contributions(diagnostics.records, out / "gradients.png")
 
 
@@ -312,7 +316,19 @@ def _finish_validation(callback, options, held_scan, patch, metadata, out: Path,
 
 def _train(args: argparse.Namespace) -> int:
     options = _resolve_train_options(args)
-    start = time.perf_counter()
+    if options["ensemble"] > 1:
+        from bayesseg.cli.ensemble import train_ensemble
+
+        return train_ensemble(args, options)
+    return _train_one(args, options)
+
+
+def _scan_and_split(options: dict, split_seed: int | None = None):
+    """The image scan, the patch, the held-out split and the training counts.
+
+    ``split_seed`` (default: ``options["seed"]``) seeds the held-out split, so
+    an ensemble's members share one split while their own seeds differ.
+    """
     import bayesseg as bs
 
     scan = bs.data.scan_folder(
@@ -323,7 +339,16 @@ def _train(args: argparse.Namespace) -> int:
     )
     num_classes = options["num_classes"] or max(2, len(scan.class_counts))
     patch = _check_patch(options, scan)
-    train_scan, held_scan, counts = _calibration_split(options, scan, num_classes)
+    split_options = options if split_seed is None else {**options, "seed": split_seed}
+    train_scan, held_scan, counts = _calibration_split(split_options, scan, num_classes)
+    return scan, num_classes, patch, (train_scan, held_scan, counts)
+
+
+def _train_one(args: argparse.Namespace, options: dict, split_seed: int | None = None) -> int:
+    """Train one model into ``options["out"]`` (the whole single-model pipeline)."""
+    start = time.perf_counter()
+    scan, num_classes, patch, split = _scan_and_split(options, split_seed)
+    train_scan, held_scan, counts = split
     out = Path(options["out"])
     out.mkdir(parents=True, exist_ok=True)
     import keras
@@ -337,7 +362,12 @@ def _train(args: argparse.Namespace) -> int:
     model, weights, bias = _build_model(
         input_shape, num_classes, np.asarray(counts), num_examples, steps, options
     )
-    diagnostics = _gradient_callback(steps * options["epochs"])
+    # The NLL / KL gradient split needs Bayesian layers (not --bayesian-blocks none).
+    diagnostics = (
+        _gradient_callback(steps * options["epochs"])
+        if options["bayesian_blocks"] != "none"
+        else None
+    )
     setup = {
         "num_classes": num_classes,
         "train_patch": patch,

@@ -64,29 +64,43 @@ def _build_model(
     steps_per_epoch: int,
     options: dict[str, Any],
 ):
-    """A compiled Bayesian U-Net with a class-weighted ELBO (and its weights, bias)."""
+    """A compiled U-Net and its class weights and output bias.
+
+    A Bayesian U-Net (``options["bayesian_blocks"]`` "all", "decoder" or
+    "last") with a class-weighted ELBO; with "none", a deterministic U-Net
+    (``bs.models.unet``) with the weighted likelihood alone.
+    """
     import keras
 
     import bayesseg as bs
     from bayesseg import _probability
 
     weights, bias = _imbalance(counts, num_classes, options["class_weights"])
+    blocks = options.get("bayesian_blocks", "all")
+    common = {
+        "base_filters": options["base_filters"],
+        "depth": options["depth"],
+        "normalization": None if options["normalization"] == "none" else options["normalization"],
+        "output_bias": bias,
+    }
+    channels = _probability.output_channels(num_classes)
+    likelihood, metrics = _likelihood(num_classes, weights)
+    optimizer = keras.optimizers.Adam(options["learning_rate"], global_clipnorm=options["clipnorm"])
+    if blocks == "none":
+        model = bs.models.unet(input_shape, channels, **common)
+        model.compile(optimizer=optimizer, loss=likelihood, metrics=metrics)
+        return model, weights, bias
     model = bs.models.bayesian_unet(
         input_shape,
-        _probability.output_channels(num_classes),
-        base_filters=options["base_filters"],
-        depth=options["depth"],
+        channels,
         estimator=options["estimator"],
+        bayesian_blocks=blocks,
         posterior_scale_init=options["posterior_scale_init"],
         scale_multiplier=options["scale_multiplier"],
-        normalization=None if options["normalization"] == "none" else options["normalization"],
-        output_bias=bias,
+        **common,
     )
-    likelihood, metrics = _likelihood(num_classes, weights)
     model.compile(
-        optimizer=keras.optimizers.Adam(
-            options["learning_rate"], global_clipnorm=options["clipnorm"]
-        ),
+        optimizer=optimizer,
         loss=bs.ELBO(likelihood, _kl_scaling(options["kl_scaling"], num_examples, steps_per_epoch)),
         metrics=metrics,
     )

@@ -164,6 +164,16 @@ class DeepEnsemble(keras.Model):
         return self.members[0].compute_output_shape(input_shape)
 
     @property
+    def input_shape(self):
+        """The first member's input shape (every member takes this input)."""
+        return self.members[0].input_shape
+
+    @property
+    def output_shape(self):
+        """The first member's output shape (every member's, and the ensemble's)."""
+        return self.members[0].output_shape
+
+    @property
     def num_members(self) -> int:
         """The number of members ``k``."""
         return len(self.members)

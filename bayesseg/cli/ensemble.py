@@ -1,0 +1,100 @@
+"""``bayesseg train --ensemble K``: K members trained one after another, saved
+as one :class:`bayesseg.models.DeepEnsemble` with a calibration of its own.
+
+Each member is a whole single-model run in ``out/member_<k>/`` (its own
+checkpoint, resume backup, history, validation and early stopping) with seed
+``seed + k``; every member holds out the same images (the split is seeded by
+``seed``). ``out/ensemble.json`` lists the finished members, so rerunning an
+interrupted command resumes the member in progress and skips the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bayesseg.cli.report import _finite
+
+PROGRESS = "ensemble.json"
+
+
+def _member_model(member_out: Path, validated: bool) -> Path:
+    """The member's model to ensemble: its best model when validated, else its last."""
+    from bayesseg.cli.validation import BEST_MODEL
+
+    best = member_out / BEST_MODEL
+    return best if validated and best.is_file() else member_out / "model.keras"
+
+
+def _read_progress(out: Path, options: dict) -> list[int]:
+    path = out / PROGRESS
+    if not path.is_file():
+        return []
+    progress = json.loads(path.read_text())
+    if progress.get("members") != options["ensemble"] or progress.get("seed") != options["seed"]:
+        raise ValueError(
+            f"{path} belongs to another ensemble run (members {progress.get('members')}, "
+            f"seed {progress.get('seed')}); use another --out or remove that folder. "
+            f"Received: --ensemble {options['ensemble']} --seed {options['seed']}"
+        )
+    return [int(k) for k in progress.get("finished", [])]
+
+
+def _write_progress(out: Path, options: dict, finished: list[int]) -> None:
+    progress = {"members": options["ensemble"], "seed": options["seed"], "finished": finished}
+    (out / PROGRESS).write_text(json.dumps(progress, indent=2))
+
+
+def train_ensemble(args: argparse.Namespace, options: dict) -> int:
+    """Train ``options["ensemble"]`` members, then save and calibrate the ensemble."""
+    from bayesseg.cli import train
+
+    start = time.perf_counter()
+    out = Path(options["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    count = options["ensemble"]
+    finished = _read_progress(out, options)
+    for k in range(count):
+        member_out = out / f"member_{k}"
+        if k in finished:
+            print(f"bayesseg train: member {k + 1}/{count} already trained ({member_out})")
+            continue
+        print(f"bayesseg train: member {k + 1}/{count} (seed {options['seed'] + k})")
+        member = {**options, "out": str(member_out), "seed": options["seed"] + k, "ensemble": 1}
+        train._train_one(args, member, split_seed=options["seed"])
+        finished.append(k)
+        _write_progress(out, options, finished)
+
+    import keras
+
+    import bayesseg as bs
+
+    validated = train._validated(options)
+    paths = [_member_model(out / f"member_{k}", validated) for k in range(count)]
+    members = [keras.saving.load_model(path, compile=False) for path in paths]
+    ensemble = bs.models.DeepEnsemble(members, name="deep_ensemble")
+    ensemble.save(out / "model.keras")
+    # The ensemble's model.json: member 0's (data, classes, weights), its own
+    # options, the members, and a calibration fitted on the ensemble itself.
+    metadata = json.loads((out / "member_0" / "model.json").read_text())
+    metadata.pop("best", None)
+    metadata["config"] = options
+    metadata["ensemble"] = {
+        "members": count,
+        "models": [str(path.relative_to(out)) for path in paths],
+        "seeds": [options["seed"] + k for k in range(count)],
+    }
+    metadata["calibration"] = None
+    _, num_classes, patch, (_, held_scan, _) = train._scan_and_split(options)
+    if held_scan is not None:
+        metadata["calibration"] = _finite(
+            train._fit_calibration(ensemble, options, held_scan, patch, num_classes, args.quiet)
+        )
+    train._write_metadata(out, metadata)
+    print(
+        f"bayesseg train: wrote {out / 'model.keras'} (a deep ensemble of {count} members) "
+        f"after {time.perf_counter() - start:.0f} s"
+    )
+    return 0
