@@ -1,15 +1,22 @@
-"""Segmentation quality and uncertainty: Bayesian U-Net vs deterministic vs MC dropout.
+"""Segmentation quality, uncertainty and shift detection: Bayesian U-Nets against
+a deterministic U-Net, MC dropout and a deep ensemble.
 
 Synthetic 2D lesions (64x64, ~1/60 lesion pixels), the same U-Net
 architecture, the same class-weighted likelihood and the same number of
-optimizer updates for three variants, trained and evaluated over several
-seeds in one run:
+optimizer updates for every trained model, over several seeds in one run:
 
-* bayesian:      bs.models.bayesian_unet (Flipout) at the library's DEFAULT
-                 posterior settings, ELBO with PerExample(N);
-* deterministic: bs.models.unet trained with the likelihood alone;
-* mc_dropout:    bs.models.unet(dropout=...) trained with the likelihood,
-                 predicted with dropout on (training=True).
+* bayesian:           bs.models.bayesian_unet (Flipout) at the library's DEFAULT
+                      posterior settings, ELBO with PerExample(N);
+* deterministic:      bs.models.unet trained with the likelihood alone;
+* mc_dropout:         bs.models.unet(dropout=...) trained with the likelihood,
+                      predicted with dropout on (training=True);
+* ensemble:           bs.models.DeepEnsemble of --members deterministic U-Nets
+                      (member 0 is the deterministic variant; the others differ
+                      in initialisation and batch order); its training time is
+                      the sum of its members';
+* partial_bayesian:   bayesian_unet(bayesian_blocks="decoder"): a deterministic
+                      encoder, Bayesian decoder and head;
+* reparameterization: bayesian_unet(estimator="reparameterization").
 
 Reported on held-out images, with probabilities corrected for the class
 weights (``correct_for_class_weights``) and thresholded at 0.5: lesion Dice
@@ -23,12 +30,23 @@ fitted on separate validation images instead of the class-weight correction.
 Next to the held-out foreground ECE: its signed shift (observed foreground
 rate minus mean p_fg on the region; > 0 under-predicts foreground) and the
 same ECE, floor and shift on training images, to tell a correction that is
-inexact from a model that does not generalise. Each figure is the mean and
-standard deviation over the seeds. Not a CI gate.
+inexact from a model that does not generalise.
 
-Defaults: 3 seeds; 200 training and 100 held-out 64x64 images; U-Net depth 3
-with 16 base filters and batch normalisation; Adam 3e-3 (global_clipnorm=1),
-batch 8, 25 epochs (625 updates); 16 Monte Carlo samples.
+Shift detection and selective prediction (benchmarks/_shift_eval.py): the
+held-out images shifted by bs.data.shift_images (noise, blur, inversion
+through the per-image z-score; the intensity gain without it) at severities
+1-3; per shifted set, each variant's Dice and the AUROC of its per-image
+scores (bs.uncertainty.image_scores: mean epistemic, mean total, uncertain
+fraction) for ranking shifted above clean images, next to the input-statistic
+detectors (baselines); risk-coverage AURC of 1 - per-image Dice on the clean
+images and on clean + middle-severity shifted images; and the AUROC of the
+lesion-wise mean uncertainty for ranking missed lesions above detected ones.
+Each figure is the mean and standard deviation over the seeds. Not a CI gate.
+
+Defaults: 3 seeds; 200 training, 50 validation and 100 held-out 64x64 images;
+U-Net depth 3 with 16 base filters and batch normalisation; Adam 3e-3
+(global_clipnorm=1), batch 8, 25 epochs (625 updates per model); 16 Monte
+Carlo samples (the ensemble: one draw per deterministic member).
 
 Run: python benchmarks/bench_quality.py [--seeds 3 --train 200 --epochs 25 ...]
 """
@@ -42,12 +60,26 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import _shift_eval  # noqa: E402  (benchmarks/, the script's folder)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
 
-VARIANTS = ("bayesian", "deterministic", "mc_dropout")
+VARIANTS = (
+    "bayesian",
+    "deterministic",
+    "mc_dropout",
+    "ensemble",
+    "partial_bayesian",
+    "reparameterization",
+)
+# Variants whose models are Bayesian U-Nets trained with the ELBO.
+BAYESIAN = {
+    "bayesian": {},
+    "partial_bayesian": {"bayesian_blocks": "decoder"},
+    "reparameterization": {"estimator": "reparameterization"},
+}
 KEYS = (
     "dice",
     "lesion_f1",
@@ -100,8 +132,7 @@ def _calibration(truth, probs) -> dict:
     }
 
 
-def _evaluate(model, x, y, weights, num_samples, training=None) -> dict:
-    pred = _predict(model, x, weights, num_samples, training)
+def _evaluate(pred, y) -> dict:
     probs = pred.mean[..., 0]
     truth = y[..., 0]
     dice = bs.metrics.Dice(class_id=1, from_logits=False)
@@ -117,6 +148,12 @@ def _evaluate(model, x, y, weights, num_samples, training=None) -> dict:
         "uncertainty_auroc": bs.metrics.uncertainty_auroc(errors, pred.total),
         "epistemic_share": bs.uncertainty.epistemic_share(pred),
     }
+
+
+def _fit(model, args, x, y) -> float:
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=args.batch, epochs=args.epochs, verbose=0)
+    return time.perf_counter() - start
 
 
 def run_seed(args, seed: int) -> dict:
@@ -147,31 +184,58 @@ def run_seed(args, seed: int) -> dict:
     def optimizer():
         return keras.optimizers.Adam(args.lr, global_clipnorm=1.0)
 
-    models = {
-        "bayesian": bs.models.bayesian_unet(input_shape, 1, **common, **posterior),
-        "deterministic": bs.models.unet(input_shape, 1, **common),
-        "mc_dropout": bs.models.unet(input_shape, 1, dropout=args.dropout, **common),
-    }
-    models["bayesian"].compile(
-        optimizer=optimizer(),
-        loss=bs.ELBO(_likelihood(weights), bs.kl.PerExample(args.train)),
-    )
+    wanted = args.variants.split(",")
+    models = {}
+    for name, options in BAYESIAN.items():
+        models[name] = bs.models.bayesian_unet(input_shape, 1, **common, **posterior, **options)
+        models[name].compile(
+            optimizer=optimizer(),
+            loss=bs.ELBO(_likelihood(weights), bs.kl.PerExample(args.train)),
+        )
+    models["deterministic"] = bs.models.unet(input_shape, 1, **common)
+    models["mc_dropout"] = bs.models.unet(input_shape, 1, dropout=args.dropout, **common)
     for name in ("deterministic", "mc_dropout"):
         models[name].compile(optimizer=optimizer(), loss=_likelihood(weights))
     results = {"lesion_fraction": float(counts[1] / counts.sum())}
-    for name, model in models.items():
-        if name not in args.variants.split(","):
+    seconds = {}
+    for name in VARIANTS:
+        if name == "ensemble" or (name not in wanted and name != "deterministic"):
             continue
-        start = time.perf_counter()
-        model.fit(x_train, y_train, batch_size=args.batch, epochs=args.epochs, verbose=0)
-        seconds = time.perf_counter() - start
+        if name == "deterministic" and not {"deterministic", "ensemble"} & set(wanted):
+            continue
+        seconds[name] = _fit(models[name], args, x_train, y_train)
+    if "ensemble" in wanted:
+        # The deterministic U-Net is member 0; the others differ in their
+        # initialisation and batch order only, each with the same updates.
+        members = [models["deterministic"]]
+        member_seconds = [seconds["deterministic"]]
+        for index in range(1, args.members):
+            keras.utils.set_random_seed(seed * 1000 + index)
+            member = bs.models.unet(input_shape, 1, **common)
+            member.compile(optimizer=optimizer(), loss=_likelihood(weights))
+            member_seconds.append(_fit(member, args, x_train, y_train))
+            members.append(member)
+        models["ensemble"] = bs.models.DeepEnsemble(members)
+        seconds["ensemble"] = float(np.sum(member_seconds))
+    sets = _shift_eval.shifted_sets(x_test, seed=seed + 3000)
+    results["baselines"] = _shift_eval.baseline_aurocs(x_val, x_test, sets)
+    for name in VARIANTS:
+        if name not in wanted:
+            continue
+        model = models[name]
         samples = 1 if name == "deterministic" else args.samples
         training = True if name == "mc_dropout" else None
-        results[name] = _evaluate(model, x_test, y_test, weights, samples, training)
+
+        def predict(x, model=model, samples=samples, training=training):
+            return _predict(model, x, weights, samples, training)
+
+        clean = predict(x_test)
+        results[name] = _evaluate(clean, y_test)
+        results[name].update(_shift_eval.variant_metrics(predict, y_test, clean, sets))
         # The same correction on images the model was fitted to: calibrated
         # there but not on held-out images means the gap is generalisation,
         # not the correction.
-        pred = _predict(model, x_train[: args.test], weights, samples, training)
+        pred = predict(x_train[: args.test])
         fitted = _calibration(y_train[: args.test, ..., 0], pred.mean[..., 0])
         for key in ("foreground_ece", "foreground_ece_floor", "foreground_shift"):
             results[name][f"train_{key}"] = fitted[key]
@@ -183,8 +247,20 @@ def run_seed(args, seed: int) -> dict:
         calibrated = _calibration(y_test[..., 0], pred.mean[..., 0])
         for key in ("predictive_nll", "foreground_ece", "foreground_ece_floor"):
             results[name][f"platt_{key}"] = calibrated[key]
-        results[name]["train_seconds"] = seconds
+        results[name]["train_seconds"] = seconds[name]
     return results
+
+
+def _print_table(summary, columns, keys, seeds) -> None:
+    print(
+        f"\n{'mean +- std over ' + str(seeds) + ' seeds':<34}"
+        + "".join(f"{c:>22}" for c in columns)
+    )
+    for key in keys:
+        cells = "".join(
+            f"{summary[c][key][0]:>13.4f} +-{summary[c][key][1]:<7.4f}" for c in columns
+        )
+        print(f"{key:<34}{cells}")
 
 
 def main(argv=None) -> dict:
@@ -203,10 +279,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument(
+        "--members", type=int, default=5, help="deep ensemble size (member 0: deterministic)"
+    )
+    parser.add_argument(
         "--normalization",
         choices=("none", "batch", "group"),
         default="batch",
-        help="normalization of the U-Net blocks (all three variants)",
+        help="normalization of the U-Net blocks (every variant)",
     )
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -237,30 +316,31 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
+    config = {**vars(args), "shift_severities": bs.data.SHIFT_SEVERITIES}
     runs = []
     for seed in range(args.seeds):
         runs.append(run_seed(args, seed))
         print(f"seed {seed}: " + json.dumps({v: runs[-1][v] for v in variants}), flush=True)
+        if args.json:  # partial results survive an interrupted run
+            with open(args.json, "w") as handle:
+                json.dump({"config": config, "runs": runs}, handle, indent=2)
+    groups = {v: runs[0][v].keys() for v in variants}
+    groups["baselines"] = runs[0]["baselines"].keys()
     summary = {
-        v: {
+        group: {
             k: (
-                float(np.mean([r[v][k] for r in runs])),
-                float(np.std([r[v][k] for r in runs])),
+                float(np.nanmean([r[group][k] for r in runs])),
+                float(np.nanstd([r[group][k] for r in runs])),
             )
-            for k in KEYS
+            for k in keys
         }
-        for v in variants
+        for group, keys in groups.items()
     }
-    print(
-        f"\n{'mean +- std over ' + str(args.seeds) + ' seeds':<24}"
-        + "".join(f"{v:>22}" for v in variants)
-    )
-    for key in KEYS:
-        cells = "".join(
-            f"{summary[v][key][0]:>13.4f} +-{summary[v][key][1]:<7.4f}" for v in variants
-        )
-        print(f"{key:<24}{cells}")
-    result = {"config": vars(args), "runs": runs, "summary": summary}
+    _print_table(summary, variants, KEYS, args.seeds)
+    shift_keys = [k for k in groups[variants[0]] if k not in KEYS]
+    _print_table(summary, variants, shift_keys, args.seeds)
+    _print_table(summary, ["baselines"], list(groups["baselines"]), args.seeds)
+    result = {"config": config, "runs": runs, "summary": summary}
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
