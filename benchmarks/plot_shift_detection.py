@@ -6,7 +6,7 @@ AUROC over the seeds (error bars: standard deviation) of every variant's
 per-image score (the mean epistemic part; the deterministic U-Net has none,
 so its mean predictive entropy) next to the input-statistic detector.
 
-Run: python benchmarks/plot_shift_detection.py RESULTS.json docs/figures/shift_detection.png
+Run: python benchmarks/plot_shift_detection.py RESULTS.json FIGURE.png
 """
 
 from __future__ import annotations
