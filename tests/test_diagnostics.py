@@ -284,9 +284,30 @@ def _series(n, length, seed):
     return x, y
 
 
+def _planted_model(length):
+    model = _series_model(length)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(160)),
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def pretrained_planted_state():
+    """The planted-elements test's pre-training on clean data (p ~ 0.01 on plain
+    noise), run once for both of its cases: the weights (the layers' noise
+    counters included) and Adam's state (its 60 steps included), from which
+    each case continues exactly as after 3 epochs of its own."""
+    model = _planted_model(64)
+    clean_x, clean_y = _series(160, 64, seed=1)
+    model.fit(clean_x, clean_y, batch_size=8, epochs=3, verbose=0)
+    return model.get_weights(), [np.array(v.numpy()) for v in model.optimizer.variables]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("planted", [True, False])
-def test_spike_monitor_names_planted_elements(planted, tmp_path):
+def test_spike_monitor_names_planted_elements(planted, pretrained_planted_state, tmp_path):
     length, batch = 64, 8
     x, y = _series(160, length, seed=0)
     planted_at = 15  # batch index of the bad batch
@@ -298,14 +319,14 @@ def test_spike_monitor_names_planted_elements(planted, tmp_path):
             row = planted_at * batch + i
             y[row, t] = 1.0
             bad.append((i, t))
-    model = _series_model(length)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(160)),
-    )
-    # Pre-train on clean data so the model predicts p ~ 0.01 on plain noise.
-    clean_x, clean_y = _series(160, length, seed=1)
-    model.fit(clean_x, clean_y, batch_size=batch, epochs=3, verbose=0)
+    # Pre-trained on clean data so the model predicts p ~ 0.01 on plain noise.
+    model = _planted_model(length)
+    weights, optimizer_state = pretrained_planted_state
+    model.set_weights(weights)
+    model.optimizer.build(model.trainable_variables)
+    for variable, value in zip(model.optimizer.variables, optimizer_state, strict=True):
+        variable.assign(value)
+    assert int(model.optimizer.iterations.numpy()) == 3 * 20
     monitor = diagnostics.LossSpikeMonitor(threshold=8.0, window=10, save_dir=str(tmp_path))
     model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
     if not planted:
