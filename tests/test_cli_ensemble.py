@@ -133,6 +133,26 @@ def test_rerunning_an_ensemble_skips_finished_members(ensemble_run, capsys):
 
 
 @pytest.mark.slow
+def test_validated_ensemble_is_made_of_the_members_best_models(tmp_path):
+    import keras
+
+    images, masks = _folders(tmp_path, count=8)
+    out = tmp_path / "run"
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    args += ["--ensemble", "2", "--bayesian-blocks", "none", "--val-fraction", "0.25", *TINY]
+    assert main(args) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["ensemble"]["models"] == ["member_0/model_best.keras", "member_1/model_best.keras"]
+    assert meta["validation"]["best_model"] == "model.keras"
+    assert meta["calibration"]["held_out_images"] == meta["validation"]["images"]
+    ensemble = keras.saving.load_model(out / "model.keras", compile=False)
+    for k, member in enumerate(ensemble.members):
+        best = keras.saving.load_model(out / f"member_{k}" / "model_best.keras", compile=False)
+        for a, b in zip(member.weights, best.weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("blocks", "expected"), [("decoder", True), ("none", False)])
 def test_bayesian_blocks_choose_the_model(tmp_path, blocks, expected):
     import keras

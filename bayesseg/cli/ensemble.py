@@ -87,6 +87,9 @@ def train_ensemble(args: argparse.Namespace, options: dict) -> int:
         "seeds": [options["seed"] + k for k in range(count)],
     }
     metadata["calibration"] = None
+    if metadata.get("validation"):
+        # The ensemble's model.keras is already made of the members' best models.
+        metadata["validation"]["best_model"] = "model.keras"
     _, num_classes, patch, (_, held_scan, _) = train._scan_and_split(options)
     if held_scan is not None:
         metadata["calibration"] = _finite(
