@@ -63,3 +63,12 @@ def test_model_saved_before_the_restructure_still_trains(name):
         for a, w in zip(before, model.trainable_weights, strict=True)
     ]
     assert all(changed)
+
+
+def test_saved_deep_ensemble_loads_and_predicts_the_same():
+    """The first release with DeepEnsemble wrote this fixture (three kinds of member)."""
+    model, reference = _load("ensemble")
+    assert isinstance(model, bs.models.DeepEnsemble) and model.num_members == 3
+    assert isinstance(model.members[2], bs.BayesianModel)
+    with bs.layers.sampling_mode(model, "mean"):
+        np.testing.assert_allclose(model(reference["x"]).numpy(), reference["expected"], atol=1e-6)
