@@ -7,32 +7,18 @@ import json
 
 import numpy as np
 import pytest
+from test_cli import _npy_folders as _folders  # the same image/mask folders
 
 from bayesseg.cli import main
 
 TINY = ["--depth", "2", "--base-filters", "2", "--quiet", "--epochs", "1", "--batch-size", "2"]
 
 
-def _folders(root, count=6, size=16, seed=3):
-    images, masks = root / "images", root / "masks"
-    images.mkdir()
-    masks.mkdir()
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        mask = np.zeros((size, size), np.uint8)
-        r, c = rng.integers(0, size - 4, 2)
-        mask[r : r + 4, c : c + 4] = 1
-        image = rng.normal(size=(size, size)).astype(np.float32) + 2.0 * mask
-        np.save(images / f"img{i}.npy", image)
-        np.save(masks / f"img{i}.npy", mask)
-    return images, masks
-
-
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory):
     """One ``train --ensemble 2`` of deterministic members with a calibration split."""
     root = tmp_path_factory.mktemp("ensemble_run")
-    images, masks = _folders(root)
+    images, masks = _folders(root, 6)
     args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(root / "run")]
     args += ["--ensemble", "2", "--bayesian-blocks", "none", "--calibration-split", "0.34"]
     args += TINY
