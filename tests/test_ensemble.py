@@ -1,7 +1,6 @@
 """Deep ensembles (bs.models.DeepEnsemble, predict_mc and fit_calibration over
 members) and per-image uncertainty scores (bs.uncertainty.image_scores)."""
 
-import doctest
 import math
 
 import keras
@@ -11,7 +10,7 @@ import pytest
 import bayesseg as bs
 from bayesseg import layers as bl
 from bayesseg.models import ensemble as ensemble_module
-from bayesseg.uncertainty import MCPrediction, _members, image_scores, predict_mc, scores
+from bayesseg.uncertainty import MCPrediction, _members, image_scores, predict_mc
 
 SIZE = 8
 
@@ -300,12 +299,3 @@ def test_image_scores_argument_errors():
         image_scores(pred, mask=np.ones((3, 3), bool))
     with pytest.raises(ValueError, match="no pixel in image\\(s\\) \\[0\\]"):
         image_scores(pred, mask=np.zeros((2, 2), bool))
-
-
-def test_docstring_examples_run():
-    attempted = 0
-    for module in (ensemble_module, _members, scores):
-        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.failed == 0
-        attempted += result.attempted
-    assert attempted >= 8
