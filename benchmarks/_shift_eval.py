@@ -102,14 +102,22 @@ def _dice(y, probs) -> float:
     return float(metric.result())
 
 
-def variant_metrics(predict, y_test, clean_pred, sets) -> dict[str, float]:
+def variant_metrics(predict, y_test, clean_pred, reference_pred, sets) -> dict[str, float]:
     """Shift AUROCs, shifted Dice, AURC (clean and pooled) and per-lesion AUROCs.
 
     ``predict(x)`` returns the variant's class-weight-corrected MCPrediction;
-    ``clean_pred`` is its prediction on the clean held-out images.
+    ``clean_pred`` is its prediction on the clean held-out images,
+    ``reference_pred`` on the clean validation images: the reference of the
+    two-sided scores (``auroc2``: ``bs.uncertainty.atypicality``, a shift
+    that makes the model more certain counts as well).
     """
     truth = y_test[..., 0]
     clean_scores = bs.uncertainty.image_scores(clean_pred).as_dict()
+    reference = bs.uncertainty.image_scores(reference_pred).as_dict()
+
+    def atypical(name, values):
+        return bs.uncertainty.atypicality(values, reference[name])
+
     clean_probs = clean_pred.mean[..., 0]
     out = {}
     pooled_risk = [1 - bs.metrics.per_image_dice(truth, clean_probs)]
@@ -121,6 +129,10 @@ def variant_metrics(predict, y_test, clean_pred, sets) -> dict[str, float]:
         out[f"{prefix}_dice"] = _dice(y_test, pred.mean[..., 0])
         for name in SCORES:
             out[f"{prefix}_auroc_{name}"] = _auroc(clean_scores[name], scores[name])
+        for name in ("mean_epistemic", "mean_total"):
+            out[f"{prefix}_auroc2_{name}"] = _auroc(
+                atypical(name, clean_scores[name]), atypical(name, scores[name])
+            )
         if level == 2 or kind == "inversion":
             pooled_risk.append(1 - bs.metrics.per_image_dice(truth, pred.mean[..., 0]))
             for name in SCORES:

@@ -37,8 +37,10 @@ held-out images shifted by bs.data.shift_images (noise, blur, inversion
 through the per-image z-score; the intensity gain without it) at severities
 1-3; per shifted set, each variant's Dice and the AUROC of its per-image
 scores (bs.uncertainty.image_scores: mean epistemic, mean total, uncertain
-fraction) for ranking shifted above clean images, next to the input-statistic
-detectors (baselines); risk-coverage AURC of 1 - per-image Dice on the clean
+fraction) for ranking shifted above clean images, and of the two-sided
+scores (``auroc2``: bs.uncertainty.atypicality against the clean validation
+images, so that a shift making the model more certain counts too), next to
+the input-statistic detectors (baselines); risk-coverage AURC of 1 - per-image Dice on the clean
 images and on clean + middle-severity shifted images; and the AUROC of the
 lesion-wise mean uncertainty for ranking missed lesions above detected ones.
 Each figure is the mean and standard deviation over the seeds. Not a CI gate.
@@ -231,7 +233,9 @@ def run_seed(args, seed: int) -> dict:
 
         clean = predict(x_test)
         results[name] = _evaluate(clean, y_test)
-        results[name].update(_shift_eval.variant_metrics(predict, y_test, clean, sets))
+        results[name].update(
+            _shift_eval.variant_metrics(predict, y_test, clean, predict(x_val), sets)
+        )
         # The same correction on images the model was fitted to: calibrated
         # there but not on held-out images means the gap is generalisation,
         # not the correction.

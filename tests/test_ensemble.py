@@ -10,7 +10,7 @@ import pytest
 import bayesseg as bs
 from bayesseg import layers as bl
 from bayesseg.models import ensemble as ensemble_module
-from bayesseg.uncertainty import MCPrediction, _members, image_scores, predict_mc
+from bayesseg.uncertainty import MCPrediction, _members, atypicality, image_scores, predict_mc
 
 SIZE = 8
 
@@ -299,3 +299,30 @@ def test_image_scores_argument_errors():
         image_scores(pred, mask=np.ones((3, 3), bool))
     with pytest.raises(ValueError, match="no pixel in image\\(s\\) \\[0\\]"):
         image_scores(pred, mask=np.zeros((2, 2), bool))
+
+
+def test_atypicality_is_a_robust_two_sided_z_score():
+    rng = np.random.default_rng(16)
+    reference = rng.normal(loc=2.0, scale=0.5, size=4001)
+    values = np.array([2.0, 1.0, 3.0, 0.5])
+    z = atypicality(values, reference)
+    center = np.median(reference)
+    mad = np.median(np.abs(reference - center))
+    np.testing.assert_allclose(z, np.abs(values - center) / (1.4826 * mad))
+    # For normal data the scale is the standard deviation: 1 and 3 sit 2 sd away.
+    np.testing.assert_allclose(z[1:3], [2.0, 2.0], atol=0.1)
+    # A shift that lowers the score is flagged like one that raises it.
+    clean, lowered = reference[:50], reference[50:100] - 2.0
+    labels = np.r_[np.zeros(50), np.ones(50)]
+    scores = np.r_[clean, lowered]
+    assert bs.metrics.uncertainty_auroc(labels, scores) < 0.05
+    assert bs.metrics.uncertainty_auroc(labels, atypicality(scores, reference[100:])) > 0.95
+    # No spread in the reference: the standard deviation, then 1.
+    np.testing.assert_allclose(
+        atypicality([3.0], [1.0, 1.0, 1.0, 5.0]), [2 / np.std([1, 1, 1, 5.0])]
+    )
+    np.testing.assert_allclose(atypicality([3.0], [1.0, 1.0]), [2.0])
+    with pytest.raises(ValueError, match="Argument `reference` must hold at least 2"):
+        atypicality([1.0], [1.0])
+    with pytest.raises(ValueError, match="Argument `scores` must be finite"):
+        atypicality([np.nan], [1.0, 2.0])

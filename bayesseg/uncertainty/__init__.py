@@ -31,13 +31,19 @@ from bayesseg.uncertainty.decomposition import (
     epistemic_share,
 )
 from bayesseg.uncertainty.monte_carlo import predict_mc
-from bayesseg.uncertainty.scores import UNCERTAIN_ENTROPY_FRACTION, ImageScores, image_scores
+from bayesseg.uncertainty.scores import (
+    UNCERTAIN_ENTROPY_FRACTION,
+    ImageScores,
+    atypicality,
+    image_scores,
+)
 
 __all__ = [
     "EPISTEMIC_SHARE_THRESHOLD",
     "ImageScores",
     "MCPrediction",
     "UNCERTAIN_ENTROPY_FRACTION",
+    "atypicality",
     "epistemic_share",
     "image_scores",
     "predict_mc",

@@ -4,7 +4,9 @@ An :class:`~bayesseg.uncertainty.MCPrediction` holds an uncertainty map per
 image; deciding which images to send to a person, or whether an image is
 unlike the training data, needs one number per image. Scored against a
 clean-versus-shifted label with :func:`bayesseg.metrics.uncertainty_auroc`,
-they measure how well a model notices a distribution shift.
+they measure how well a model notices a distribution shift;
+:func:`atypicality` rates them against reference images in either
+direction.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from bayesseg._validation import argument_error, check_float
 from bayesseg.uncertainty.decomposition import MCPrediction
 
-__all__ = ["UNCERTAIN_ENTROPY_FRACTION", "ImageScores", "image_scores"]
+__all__ = ["UNCERTAIN_ENTROPY_FRACTION", "ImageScores", "atypicality", "image_scores"]
 
 # A pixel is uncertain when its predictive entropy reaches this fraction of
 # the largest possible, log(K) nats: for two classes p in about [0.11, 0.89].
@@ -149,3 +151,55 @@ def image_scores(
         uncertain_fraction=mean(uncertain),
         threshold=threshold,
     )
+
+
+def atypicality(scores, reference) -> np.ndarray:
+    """How far each score lies from a reference set's, in either direction.
+
+    ``|s - median(reference)| / (1.4826 * MAD(reference))``: a robust
+    z-score against per-image scores of images known to be like the
+    training data (e.g. held-out validation images). A shift can make a
+    model *more* certain as well as less (blur and dimming smooth away the
+    faint structures it hesitates on), so "unlike the training data" is
+    two-sided: ranking by the raw uncertainty would miss a drop that this
+    flags. The scale is the median absolute deviation times 1.4826 (the
+    standard deviation for normal data); a zero MAD falls back to the
+    standard deviation, and a reference without spread to 1.
+
+    Args:
+        scores: array of per-image scores to rate, e.g.
+            ``image_scores(pred).mean_epistemic``.
+        reference: 1-D array of at least 2 finite scores of reference images.
+
+    Returns:
+        float64 array of ``scores``' shape, >= 0.
+
+    Raises:
+        ValueError: for a ``reference`` with fewer than 2 values or any
+            non-finite value, or non-finite ``scores``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from bayesseg.uncertainty import atypicality
+    >>> reference = np.array([1.0, 2.0, 3.0, 4.0, 5.0])   # median 3, MAD 1
+    >>> atypicality(np.array([3.0, 0.0, 6.0]), reference).round(3).tolist()
+    [0.0, 2.023, 2.023]
+    """
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1)
+    values = np.asarray(scores, dtype=np.float64)
+    if ref.size < 2 or not np.all(np.isfinite(ref)):
+        raise argument_error(
+            "reference",
+            "hold at least 2 finite scores",
+            f"{ref.size} value(s), finite: {bool(np.all(np.isfinite(ref)))}",
+        )
+    if not np.all(np.isfinite(values)):
+        raise argument_error(
+            "scores", "be finite", f"{int(np.sum(~np.isfinite(values)))} non-finite"
+        )
+    center = np.median(ref)
+    scale = 1.4826 * np.median(np.abs(ref - center))
+    if scale <= 0:
+        scale = float(np.std(ref)) or 1.0
+    return np.abs(values - center) / scale
