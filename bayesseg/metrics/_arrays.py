@@ -18,6 +18,15 @@ import numpy as np
 from bayesseg import _probability
 
 
+def check_probability_range(p: np.ndarray) -> None:
+    """A ValueError unless every value of ``p`` is a probability in [0, 1] (not logits)."""
+    if not np.all(np.isfinite(p)) or p.min(initial=0.0) < 0 or p.max(initial=0.0) > 1:
+        raise ValueError(
+            "Argument `probs` must hold probabilities in [0, 1] (not logits). "
+            f"Received values in [{p.min()}, {p.max()}]"
+        )
+
+
 def labels_and_probs(y_true: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, bool]:
     """Flatten to integer labels ``(M,)`` and class probabilities ``(M, C)``.
 
@@ -46,11 +55,7 @@ def labels_and_probs(y_true: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, b
             f"shape of y_true. Received: y_true {np.shape(y_true)}, probs "
             f"{np.shape(probs)}"
         )
-    if not np.all(np.isfinite(p)) or p.min(initial=0.0) < 0 or p.max(initial=0.0) > 1:
-        raise ValueError(
-            "Argument `probs` must hold probabilities in [0, 1] (not logits). "
-            f"Received values in [{p.min()}, {p.max()}]"
-        )
+    check_probability_range(p)
     if binary:
         q = p.reshape(-1)
         labels = (y.reshape(-1) >= 0.5).astype(np.int64)

@@ -17,6 +17,7 @@ import numpy as np
 
 from bayesseg import _probability
 from bayesseg._validation import check_float
+from bayesseg.metrics._arrays import check_probability_range
 
 __all__ = ["RiskCoverage", "per_image_dice", "risk_coverage"]
 
@@ -247,11 +248,7 @@ def per_image_dice(
             f"channels). Received: y_true.shape={np.shape(y_true)} and "
             f"probs.shape={np.shape(probs)}"
         )
-    if not np.all(np.isfinite(p)) or p.min(initial=0.0) < 0 or p.max(initial=0.0) > 1:
-        raise ValueError(
-            "Argument `probs` must hold probabilities in [0, 1] (not logits). "
-            f"Received values in [{p.min()}, {p.max()}]"
-        )
+    check_probability_range(p)
     truth = ((y != 0) if softmax else (y >= 0.5)).reshape(y.shape[0], -1)
     pred = (p_fg >= threshold).reshape(y.shape[0], -1)
     tp = np.sum(truth & pred, axis=1, dtype=np.float64)
