@@ -56,6 +56,9 @@ def train_ensemble(args: argparse.Namespace, options: dict) -> int:
     out.mkdir(parents=True, exist_ok=True)
     count = options["ensemble"]
     finished = _read_progress(out, options)
+    # One scan and one held-out split (seeded by --seed) for every member and
+    # the ensemble's calibration; the data are checked before any training.
+    prepared = train._scan_and_split(options)
     for k in range(count):
         member_out = out / f"member_{k}"
         if k in finished:
@@ -63,7 +66,7 @@ def train_ensemble(args: argparse.Namespace, options: dict) -> int:
             continue
         print(f"bayesseg train: member {k + 1}/{count} (seed {options['seed'] + k})")
         member = {**options, "out": str(member_out), "seed": options["seed"] + k, "ensemble": 1}
-        train._train_one(args, member, split_seed=options["seed"])
+        train._train_one(args, member, prepared)
         finished.append(k)
         _write_progress(out, options, finished)
 
@@ -90,7 +93,7 @@ def train_ensemble(args: argparse.Namespace, options: dict) -> int:
     if metadata.get("validation"):
         # The ensemble's model.keras is already made of the members' best models.
         metadata["validation"]["best_model"] = "model.keras"
-    _, num_classes, patch, (_, held_scan, _) = train._scan_and_split(options)
+    _, num_classes, patch, (_, held_scan, _) = prepared
     if held_scan is not None:
         metadata["calibration"] = _finite(
             train._fit_calibration(ensemble, options, held_scan, patch, num_classes, args.quiet)

@@ -323,12 +323,9 @@ def _train(args: argparse.Namespace) -> int:
     return _train_one(args, options)
 
 
-def _scan_and_split(options: dict, split_seed: int | None = None):
-    """The image scan, the patch, the held-out split and the training counts.
-
-    ``split_seed`` (default: ``options["seed"]``) seeds the held-out split, so
-    an ensemble's members share one split while their own seeds differ.
-    """
+def _scan_and_split(options: dict):
+    """The image scan, the patch, the held-out split (seeded by ``options["seed"]``)
+    and the training counts."""
     import bayesseg as bs
 
     scan = bs.data.scan_folder(
@@ -339,15 +336,18 @@ def _scan_and_split(options: dict, split_seed: int | None = None):
     )
     num_classes = options["num_classes"] or max(2, len(scan.class_counts))
     patch = _check_patch(options, scan)
-    split_options = options if split_seed is None else {**options, "seed": split_seed}
-    train_scan, held_scan, counts = _calibration_split(split_options, scan, num_classes)
+    train_scan, held_scan, counts = _calibration_split(options, scan, num_classes)
     return scan, num_classes, patch, (train_scan, held_scan, counts)
 
 
-def _train_one(args: argparse.Namespace, options: dict, split_seed: int | None = None) -> int:
-    """Train one model into ``options["out"]`` (the whole single-model pipeline)."""
+def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
+    """Train one model into ``options["out"]`` (the whole single-model pipeline).
+
+    ``prepared``: the result of :func:`_scan_and_split`, when the caller (an
+    ensemble) scanned the images once for every member; None scans them here.
+    """
     start = time.perf_counter()
-    scan, num_classes, patch, split = _scan_and_split(options, split_seed)
+    scan, num_classes, patch, split = prepared or _scan_and_split(options)
     train_scan, held_scan, counts = split
     out = Path(options["out"])
     out.mkdir(parents=True, exist_ok=True)
