@@ -301,6 +301,15 @@ def _npy_folders(tmp_path, count, size=16, seed=2):
     return images, masks
 
 
+def _assert_refused_before_training(tmp_path, capsys, images, masks, extra, message):
+    """``train`` with ``extra`` exits 2 with one line holding ``message``; no model written."""
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "o")]
+    assert main(args + extra + TINY) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o" / "model.keras").exists()
+
+
 @pytest.fixture(scope="module")
 def calibrated_run(tmp_path_factory):
     """One ``bayesseg train`` that the calibration-split and predict-metrics tests
@@ -389,11 +398,7 @@ def test_calibration_split_errors_come_before_training(tmp_path, capsys, count, 
         # The image held out with seed 5 gets an empty mask.
         held = np.random.default_rng(5).permutation(count)[0]
         np.save(masks / f"img{held}.npy", np.zeros((16, 16), np.uint8))
-    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "o")]
-    assert main(args + extra + TINY) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err, err
-    assert not (tmp_path / "o" / "model.keras").exists()
+    _assert_refused_before_training(tmp_path, capsys, images, masks, extra, message)
 
 
 @pytest.mark.slow
@@ -614,11 +619,7 @@ def test_validation_option_errors_come_before_training(tmp_path, capsys, extra, 
     if "--seed" in extra:
         held = np.random.default_rng(5).permutation(4)[0]
         np.save(masks / f"img{held}.npy", np.zeros((16, 16), np.uint8))
-    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "o")]
-    assert main(args + extra + TINY) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err, err
-    assert not (tmp_path / "o" / "model.keras").exists()
+    _assert_refused_before_training(tmp_path, capsys, images, masks, extra, message)
 
 
 @pytest.mark.slow
