@@ -68,16 +68,30 @@ def test_demo_lesion_tiny(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_multiclass_tiny(tmp_path):
+def test_demo_multiclass_tiny(tmp_path, capsys):
     args = ["demo", "--task", "multiclass", "--num-classes", "4", "--epochs", "1"]
-    args += ["--num-images", "8", "--size", "16", "--num-samples", "2", "--out", str(tmp_path)]
+    args += ["--num-images", "8", "--num-test-images", "6", "--size", "16"]
+    args += ["--num-samples", "2", "--out", str(tmp_path)]
     assert main(args + TINY) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report["metrics"]["per_class"]) == {"0", "1", "2", "3"}
+    per_class = report["metrics"]["per_class"]
+    assert set(per_class) == {"0", "1", "2", "3"}
     assert "baseline_bce" not in report
     assert len(report["data"]["class_weights"]) == 4
+    assert report["data"]["test_images"] == 6
     assert all(math.isfinite(x) for x in _numbers(report))
     _assert_valid_png(tmp_path / "uncertainty.png")
+    # The headline is the mean over the foreground classes present, by hand.
+    present = [row for c, row in per_class.items() if c != "0" and row["support"] > 0]
+    summary = report["metrics"]["foreground_classes"]
+    assert summary["present"] == len(present) > 0
+    assert summary["recall"] == pytest.approx(np.mean([row["recall"] for row in present]))
+    assert summary["dice"] == pytest.approx(np.mean([row["dice"] for row in present]))
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("bayesseg demo (multiclass)"))
+    assert lines[header + 1].startswith(f"mean over the {len(present)} foreground classes present")
+    assert f"recall {summary['recall']:.3f}, Dice {summary['dice']:.3f}" in lines[header + 1]
+    assert any(line.startswith("foreground vs background: lesion-wise F1") for line in lines)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from bayesseg.cli.training import _gradient_callback
 def _anomaly_data(args: argparse.Namespace):
     import bayesseg as bs
 
-    num_test = max(8, args.num_images // 4)
+    num_test = args.num_test_images
     x, y = bs.data.synthetic_anomaly_series(args.num_images, length=args.length, seed=args.seed)
     xt, yt = bs.data.synthetic_anomaly_series(num_test, length=args.length, seed=args.seed + 10_000)
     return x, y, xt, yt

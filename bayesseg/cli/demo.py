@@ -59,6 +59,13 @@ def _apply_task_defaults(args: argparse.Namespace) -> None:
         raise ValueError("Argument --num-classes applies to --task multiclass only.")
     if args.task == "multiclass" and args.num_classes is None:
         args.num_classes = 8
+    if args.num_test_images is None:
+        # A multi-class score is a mean over the classes present: 200 images
+        # hold every one of 32 classes many times (40 missed some entirely).
+        if args.task == "multiclass":
+            args.num_test_images = 200
+        else:
+            args.num_test_images = max(8 if anomaly else 4, args.num_images // 4)
 
 
 def _check_size(args: argparse.Namespace) -> None:
@@ -79,7 +86,7 @@ def _demo_data(args):
     import bayesseg as bs
 
     shape = (args.size, args.size)
-    num_test = max(4, args.num_images // 4)
+    num_test = args.num_test_images
     if args.task == "lesion":
         x, y = bs.data.synthetic_lesions(args.num_images, shape=shape, seed=args.seed)
         xt, yt = bs.data.synthetic_lesions(num_test, shape=shape, seed=args.seed + 10_000)

@@ -208,8 +208,15 @@ def _add_demo(sub) -> None:
         "--num-images",
         type=_positive_int,
         default=None,
-        help="training images (series for --task anomaly); a quarter as many (at least 4, "
-        "8 series) are held out (default: 160; --task anomaly: 640)",
+        help="training images (series for --task anomaly) (default: 160; --task anomaly: 640)",
+    )
+    demo.add_argument(
+        "--num-test-images",
+        type=_positive_int,
+        default=None,
+        help="held-out images (series for --task anomaly) the report scores (default: "
+        "200 for --task multiclass, so every class is present; else a quarter of "
+        "--num-images, at least 4 images or 8 series)",
     )
     demo.add_argument(
         "--size", type=_positive_int, default=64, help="image side in pixels (default: 64)"

@@ -83,6 +83,34 @@ def _per_class(labels, outputs, num_classes: int) -> dict[str, dict[str, float]]
     return scores
 
 
+def _foreground_classes(per_class: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Means of the per-class scores over the foreground classes present.
+
+    A multi-class model is judged by these (a macro average, every class
+    counting once), never by a foreground-vs-background figure: "lesion-wise
+    F1 0.99" is what a model that finds every blob but names none of them
+    right scores. Classes absent from the labels (support 0) have no recall
+    and are left out; ``zero_recall`` lists the present classes never found.
+
+    >>> rows = {"0": {"recall": 0.99, "dice": 0.99, "support": 900},
+    ...         "1": {"recall": 0.5, "dice": 0.4, "support": 60},
+    ...         "2": {"recall": 0.0, "dice": 0.0, "support": 40},
+    ...         "3": {"recall": float("nan"), "dice": float("nan"), "support": 0}}
+    >>> summary = _foreground_classes(rows)
+    >>> summary["present"], summary["recall"], summary["dice"], summary["zero_recall"]
+    (2, 0.25, 0.2, [2])
+    """
+    rows = {int(c): row for c, row in per_class.items() if int(c) > 0 and row["support"] > 0}
+    if not rows:
+        return {"present": 0, "recall": None, "dice": None, "zero_recall": []}
+    return {
+        "present": len(rows),
+        "recall": sum(row["recall"] for row in rows.values()) / len(rows),
+        "dice": sum(row["dice"] for row in rows.values()) / len(rows),
+        "zero_recall": sorted(c for c, row in rows.items() if row["recall"] == 0),
+    }
+
+
 def _mean_probs(pred, num_classes: int):
     """The Monte Carlo mean probabilities: foreground (binary) or every class."""
     return pred.mean[..., 0] if num_classes == 2 else pred.mean
@@ -107,8 +135,10 @@ def _evaluate(model, images, labels, num_classes: int, weights, num_samples: int
     hard = _probability.hard_labels(pred.mean)
     foreground = _probability.foreground_probability(pred.mean)
     lesions = bs.metrics.lesion_f1(labels > 0, foreground)
+    per_class = _per_class(labels, pred.mean, num_classes)
     result = {
-        "per_class": _per_class(labels, pred.mean, num_classes),
+        "per_class": per_class,
+        "foreground_classes": _foreground_classes(per_class),
         "lesion_f1": {k: v for k, v in lesions.items() if k in _LESION_KEYS},
         "uncertainty_auroc": _uncertainty_auroc(hard != labels, pred.total),
         "mean_epistemic": float(pred.epistemic.mean()),
@@ -175,8 +205,16 @@ def _per_class_lines(report: dict) -> list[str]:
         f"bayesseg demo ({report['task']}): {data['train_images']} training, "
         f"{data['test_images']} held-out images, "
         f"foreground {100 * data['foreground_fraction']:.2f}% of pixels",
-        f"{'class':>7}{'dice':>9}{'recall':>9}{'precision':>11}{'support':>10}",
     ]
+    if data["num_classes"] > 2:
+        # A multi-class run leads with what it is judged by: every class once.
+        fg = report["metrics"]["foreground_classes"]
+        missed = ", ".join(map(str, fg["zero_recall"])) or "none"
+        lines.append(
+            f"mean over the {fg['present']} foreground classes present: recall "
+            f"{_fmt(fg['recall'])}, Dice {_fmt(fg['dice'])}; at recall 0: {missed}"
+        )
+    lines.append(f"{'class':>7}{'dice':>9}{'recall':>9}{'precision':>11}{'support':>10}")
     for c, row in report["metrics"]["per_class"].items():
         lines.append(
             f"{c:>7}{row['dice']:>9.3f}{row['recall']:>9.3f}{row['precision']:>11.3f}"
@@ -185,11 +223,14 @@ def _per_class_lines(report: dict) -> list[str]:
     return lines
 
 
-def _quality_lines(metrics: dict) -> list[str]:
+def _quality_lines(metrics: dict, num_classes: int) -> list[str]:
     calibrated = metrics.get("corrected_for_class_weights", metrics)
     which = "class-weight corrected" if "corrected_for_class_weights" in metrics else "as trained"
+    # With many classes the blob-wise F1 only says foreground was told from
+    # background, whatever class it was given: say so where it is printed.
+    detection = "foreground vs background: lesion-wise F1" if num_classes > 2 else "lesion-wise F1"
     return [
-        f"lesion-wise F1 {_fmt(metrics['lesion_f1']['f1'])}   uncertainty AUROC "
+        f"{detection} {_fmt(metrics['lesion_f1']['f1'])}   uncertainty AUROC "
         f"{_fmt(metrics['uncertainty_auroc'])}   epistemic share "
         f"{_fmt(metrics['epistemic_share'])}",
         f"{which}: foreground ECE {_fmt(calibrated['foreground_ece'])} "
@@ -210,7 +251,8 @@ def _comparison_lines(comparison: dict) -> list[str]:
 
 
 def _print_demo_summary(report: dict, out: Path) -> None:
-    lines = _per_class_lines(report) + _quality_lines(report["metrics"])
+    lines = _per_class_lines(report)
+    lines += _quality_lines(report["metrics"], report["data"]["num_classes"])
     if "comparison" in report:
         lines += _comparison_lines(report["comparison"])
     lines.append(
