@@ -234,6 +234,31 @@ def test_warmup_schedule_reaches_target_and_hands_over():
         bs.training.WarmupSchedule(0.1, warmup_steps=0)
 
 
+def test_warmup_cosine_decay_is_the_closed_form_and_survives_a_save():
+    peak, total = 1e-2, 400
+    schedule = bs.training.warmup_cosine_decay(peak, total, warmup_fraction=0.05)
+    warmup = 20
+    steps = np.arange(0, total + 50)
+    expected = np.where(
+        steps < warmup,
+        peak * steps / warmup,
+        peak * 0.5 * (1 + np.cos(np.pi * np.minimum(steps - warmup, total - warmup) / 380)),
+    )
+    np.testing.assert_allclose([float(schedule(s)) for s in steps], expected, atol=1e-9)
+    # In an optimizer saved with a model, so `bayesseg train` resumes mid-schedule.
+    config = keras.saving.serialize_keras_object(keras.optimizers.Adam(schedule))
+    restored = keras.saving.deserialize_keras_object(config)
+    assert float(restored.learning_rate) == pytest.approx(0.0)  # step 0
+    assert float(restored._learning_rate(210)) == pytest.approx(expected[210], rel=1e-6)
+    for kwargs, name in (
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"total_steps": 1}, "total_steps"),
+        ({"warmup_fraction": 1.0}, "warmup_fraction"),
+    ):
+        with pytest.raises(ValueError, match=f"`{name}`"):
+            bs.training.warmup_cosine_decay(**({"learning_rate": 1e-2, "total_steps": 10} | kwargs))
+
+
 @pytest.mark.slow
 def test_fit_rejects_inputs_of_the_wrong_shape_before_tracing():
     model = _model()

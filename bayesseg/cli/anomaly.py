@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bayesseg.cli.report import _final_logs, _fmt, _plot_training, _versions, _write_json
-from bayesseg.cli.training import _gradient_callback
+from bayesseg.cli.training import _gradient_callback, _learning_rate
 
 
 def _anomaly_data(args: argparse.Namespace):
@@ -45,7 +45,10 @@ def _anomaly_model(args: argparse.Namespace, counts, num_train: int):
         scale_multiplier=args.scale_multiplier,
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=args.clipnorm),
+        optimizer=keras.optimizers.Adam(
+            _learning_rate(vars(args), math.ceil(num_train / args.batch_size) * args.epochs),
+            global_clipnorm=args.clipnorm,
+        ),
         loss=bs.ELBO(
             bs.losses.WeightedBinaryCrossentropy(class_weights=weights),
             bs.kl.PerExample(num_train),

@@ -27,6 +27,8 @@ _NORMALIZATIONS = ("none", "batch", "group")
 # bs.models.bayesian_unet's bayesian_blocks, and "none": a deterministic U-Net.
 _BAYESIAN_BLOCKS = ("all", "decoder", "last", "none")
 _KL_SCALINGS = ("per-example", "per-batch", "blundell")
+# Learning-rate schedules: constant, or bs.training.warmup_cosine_decay.
+LR_SCHEDULES = ("constant", "cosine")
 # Early-stopping monitors of `train`: name -> "min" or "max" (which way is better).
 MONITORS = {"val_nll": "min", "val_dice": "max"}
 # Fewest Monte Carlo draws of a validation pass: one draw of a Bayesian model is noisy.
@@ -142,7 +144,9 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "base_filters": (_positive_int, 16),
     "depth": (_positive_int, 4),
     "normalization": (_choice(_NORMALIZATIONS), "none"),
-    "learning_rate": (_positive_float, 1e-3),
+    # None: resolved from the classes found (_resolve_class_defaults in train.py).
+    "learning_rate": (_positive_float, None),
+    "lr_schedule": (_choice(LR_SCHEDULES), None),
     "clipnorm": (_positive_float, 1.0),
     "class_weights": (_choice(_CLASS_WEIGHTS), "balanced"),
     "kl_scaling": (_choice(_KL_SCALINGS), "per-example"),

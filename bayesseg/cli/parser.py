@@ -21,6 +21,7 @@ from bayesseg.cli.options import (
     _CLASS_WEIGHTS,
     _KL_SCALINGS,
     _NORMALIZATIONS,
+    LR_SCHEDULES,
     MONITORS,
     NAN_POLICIES,
     _choice,
@@ -109,8 +110,24 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
         "--learning-rate",
         type=_positive_float,
         default=None,
-        help="Adam learning rate"
-        + _note("0.001; demo --task anomaly: 0.003" if defaults else 0.001),
+        help="Adam's (peak) learning rate"
+        + _note(
+            "0.001; --task anomaly: 0.003; --task multiclass: 0.01"
+            if defaults
+            else "0.001; 0.01 for more than 2 classes"
+        ),
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        type=_choice(LR_SCHEDULES),
+        default=None,
+        help="constant, or cosine: a linear warm-up over the first 5%% of the steps to "
+        "--learning-rate, then a cosine decay to 0 at the last step"
+        + _note(
+            "constant; --task multiclass: cosine"
+            if defaults
+            else "constant; cosine for more than 2 classes"
+        ),
     )
     parser.add_argument(
         "--posterior-scale-init",
@@ -198,7 +215,10 @@ def _add_demo(sub) -> None:
         help="anomaly task: steps per series; --num-images series are generated (default: 512)",
     )
     demo.add_argument(
-        "--epochs", type=_positive_int, default=12, help="training epochs (default: 12)"
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="training epochs (default: 12; --task multiclass: 10)",
     )
     demo.add_argument(
         "--out", default="bayesseg-demo", help="output folder (default: bayesseg-demo)"
@@ -208,7 +228,8 @@ def _add_demo(sub) -> None:
         "--num-images",
         type=_positive_int,
         default=None,
-        help="training images (series for --task anomaly) (default: 160; --task anomaly: 640)",
+        help="training images (series for --task anomaly) (default: 160; --task multiclass "
+        "and anomaly: 640)",
     )
     demo.add_argument(
         "--num-test-images",

@@ -340,6 +340,22 @@ def _scan_and_split(options: dict):
     return scan, num_classes, patch, (train_scan, held_scan, counts)
 
 
+# The many-class recipe (docs/imbalance.md): with more than 2 classes the
+# classes must be told apart by small differences, which a U-Net learns in a
+# CPU budget only at a high peak rate, warmed up and decayed.
+_CLASS_DEFAULTS = {
+    "learning_rate": (1e-3, 1e-2),
+    "lr_schedule": ("constant", "cosine"),
+}
+
+
+def _resolve_class_defaults(options: dict, num_classes: int) -> None:
+    """Fill the options left unset whose defaults depend on the number of classes."""
+    for name, (binary, many) in _CLASS_DEFAULTS.items():
+        if options[name] is None:
+            options[name] = many if num_classes > 2 else binary
+
+
 def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
     """Train one model into ``options["out"]`` (the whole single-model pipeline).
 
@@ -349,6 +365,7 @@ def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
     start = time.perf_counter()
     scan, num_classes, patch, split = prepared or _scan_and_split(options)
     train_scan, held_scan, counts = split
+    _resolve_class_defaults(options, num_classes)
     out = Path(options["out"])
     out.mkdir(parents=True, exist_ok=True)
     import keras

@@ -56,6 +56,18 @@ def _kl_scaling(name: str, num_examples: int, steps_per_epoch: int):
     return bs.kl.Blundell(steps_per_epoch)
 
 
+def _learning_rate(options: dict[str, Any], total_steps: int):
+    """Adam's learning rate: the number, or the warm-up + cosine schedule over the run.
+
+    A run of a single step has no schedule to follow and keeps the constant rate.
+    """
+    import bayesseg as bs
+
+    if options.get("lr_schedule", "constant") == "cosine" and total_steps >= 2:
+        return bs.training.warmup_cosine_decay(options["learning_rate"], total_steps)
+    return options["learning_rate"]
+
+
 def _build_model(
     input_shape: tuple,
     num_classes: int,
@@ -85,7 +97,8 @@ def _build_model(
     }
     channels = _probability.output_channels(num_classes)
     likelihood, metrics = _likelihood(num_classes, weights)
-    optimizer = keras.optimizers.Adam(options["learning_rate"], global_clipnorm=options["clipnorm"])
+    learning_rate = _learning_rate(options, steps_per_epoch * options["epochs"])
+    optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=options["clipnorm"])
     if blocks == "none":
         model = bs.models.unet(input_shape, channels, **common)
         model.compile(optimizer=optimizer, loss=likelihood, metrics=metrics)

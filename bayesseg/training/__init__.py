@@ -4,10 +4,11 @@
 that logs ``nll``, ``kl`` and ``kl_weight``; :class:`TrainStepHook` runs inside
 its train step (before the update); :func:`scaled_learning_rate` and
 :class:`WarmupSchedule` adapt the learning rate to the global batch;
+:func:`warmup_cosine_decay` is the many-class recipe's schedule;
 :func:`fit_distributed` trains under any ``tf.distribute`` strategy.
 
 Modules: ``model`` (BayesianModel), ``hooks`` (StepContext, TrainStepHook),
-``schedules`` (scaled_learning_rate, WarmupSchedule), ``distributed``
+``schedules`` (scaled_learning_rate, WarmupSchedule, warmup_cosine_decay), ``distributed``
 (fit_distributed). Import every public name from here (``bayesseg.training``),
 the path the docs use; the submodules are where each is defined.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 from bayesseg.training.distributed import fit_distributed
 from bayesseg.training.hooks import StepContext, TrainStepHook
 from bayesseg.training.model import BayesianModel
-from bayesseg.training.schedules import WarmupSchedule, scaled_learning_rate
+from bayesseg.training.schedules import WarmupSchedule, scaled_learning_rate, warmup_cosine_decay
 
 __all__ = [
     "BayesianModel",
@@ -26,4 +27,5 @@ __all__ = [
     "WarmupSchedule",
     "fit_distributed",
     "scaled_learning_rate",
+    "warmup_cosine_decay",
 ]
