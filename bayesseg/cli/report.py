@@ -90,7 +90,9 @@ def _foreground_classes(per_class: dict[str, dict[str, float]]) -> dict[str, Any
     counting once), never by a foreground-vs-background figure: "lesion-wise
     F1 0.99" is what a model that finds every blob but names none of them
     right scores. Classes absent from the labels (support 0) have no recall
-    and are left out; ``zero_recall`` lists the present classes never found.
+    and are left out; ``zero_recall`` lists the present classes never found
+    and ``lowest_recall`` names the weakest one (a class at recall 0.01 is
+    all but missed, though not at 0).
 
     >>> rows = {"0": {"recall": 0.99, "dice": 0.99, "support": 900},
     ...         "1": {"recall": 0.5, "dice": 0.4, "support": 60},
@@ -99,15 +101,19 @@ def _foreground_classes(per_class: dict[str, dict[str, float]]) -> dict[str, Any
     >>> summary = _foreground_classes(rows)
     >>> summary["present"], summary["recall"], summary["dice"], summary["zero_recall"]
     (2, 0.25, 0.2, [2])
+    >>> summary["lowest_recall"]
+    {'class': 2, 'recall': 0.0}
     """
     rows = {int(c): row for c, row in per_class.items() if int(c) > 0 and row["support"] > 0}
     if not rows:
-        return {"present": 0, "recall": None, "dice": None, "zero_recall": []}
+        return {"present": 0, "recall": None, "dice": None, "zero_recall": [], "lowest_recall": None}
+    lowest = min(rows, key=lambda c: rows[c]["recall"])
     return {
         "present": len(rows),
         "recall": sum(row["recall"] for row in rows.values()) / len(rows),
         "dice": sum(row["dice"] for row in rows.values()) / len(rows),
         "zero_recall": sorted(c for c, row in rows.items() if row["recall"] == 0),
+        "lowest_recall": {"class": lowest, "recall": rows[lowest]["recall"]},
     }
 
 
@@ -210,9 +216,13 @@ def _per_class_lines(report: dict) -> list[str]:
         # A multi-class run leads with what it is judged by: every class once.
         fg = report["metrics"]["foreground_classes"]
         missed = ", ".join(map(str, fg["zero_recall"])) or "none"
+        lowest = fg["lowest_recall"]
+        weakest = ""
+        if lowest is not None:
+            weakest = f"; lowest: class {lowest['class']} at {_fmt(lowest['recall'])}"
         lines.append(
             f"mean over the {fg['present']} foreground classes present: recall "
-            f"{_fmt(fg['recall'])}, Dice {_fmt(fg['dice'])}; at recall 0: {missed}"
+            f"{_fmt(fg['recall'])}, Dice {_fmt(fg['dice'])}; at recall 0: {missed}{weakest}"
         )
     lines.append(f"{'class':>7}{'dice':>9}{'recall':>9}{'precision':>11}{'support':>10}")
     for c, row in report["metrics"]["per_class"].items():
