@@ -59,6 +59,7 @@ def test_demo_lesion_tiny(tmp_path, capsys):
     assert set(report["comparison"]["lesion_recall_pixelwise"]) == {"weighted_elbo", "bce"}
     assert report["versions"]["keras"].startswith("3")
     assert report["config"]["epochs"] == 1
+    assert report["config"]["learning_rate"] == 1e-3 and report["config"]["lr_schedule"] == "constant"
     assert all(math.isfinite(x) for x in _numbers(report))
     for name in ("uncertainty.png", "training.png", "gradients.png"):
         _assert_valid_png(tmp_path / name)
@@ -79,6 +80,7 @@ def test_demo_multiclass_tiny(tmp_path, capsys):
     assert "baseline_bce" not in report
     assert len(report["data"]["class_weights"]) == 4
     assert report["data"]["test_images"] == 6
+    assert report["config"]["learning_rate"] == 1e-2 and report["config"]["lr_schedule"] == "cosine"
     assert all(math.isfinite(x) for x in _numbers(report))
     _assert_valid_png(tmp_path / "uncertainty.png")
     # The headline is the mean over the foreground classes present, by hand.
@@ -128,6 +130,10 @@ def _nifti_folders(tmp_path, nib, shapes):
 
 @pytest.mark.slow
 def test_train_predict_nifti_volumes(tmp_path, capsys):
+    import keras
+
+    import bayesseg as bs
+
     nib = pytest.importorskip("nibabel")
     images, masks, affine = _nifti_folders(tmp_path, nib, [(12, 10, 8), (16, 12, 8)])
     out = tmp_path / "run"
@@ -138,6 +144,13 @@ def test_train_predict_nifti_volumes(tmp_path, capsys):
     meta = json.loads((out / "model.json").read_text())
     assert meta["num_classes"] == 3 and meta["patch_size"] == [8, 8, 8]
     assert sum(meta["class_counts"]) == 12 * 10 * 8 + 16 * 12 * 8
+    # More than 2 classes: the many-class recipe's rate and schedule, saved with
+    # the optimizer (2 images x 2 patches / batch 2 = 2 steps, warm-up 1 step).
+    assert meta["config"]["learning_rate"] == 0.01 and meta["config"]["lr_schedule"] == "cosine"
+    schedule = keras.saving.load_model(out / "model.keras").optimizer._learning_rate
+    assert isinstance(schedule, bs.training.WarmupSchedule)
+    assert (schedule.target_lr, schedule.warmup_steps) == (0.01, 1)
+    assert float(schedule(1)) == pytest.approx(0.01) and float(schedule(2)) == 0.0
     assert (out / "training.csv").is_file()
     _assert_valid_png(out / "training.png")
     assert "bayesseg train: wrote" in capsys.readouterr().out
@@ -187,6 +200,7 @@ def test_train_predict_png_with_config(tmp_path):
     meta = json.loads((out / "model.json").read_text())
     assert meta["config"]["batch_size"] == 2 and meta["config"]["epochs"] == 1
     assert meta["num_classes"] == 2 and meta["patch_size"] is None
+    assert meta["config"]["learning_rate"] == 1e-3 and meta["config"]["lr_schedule"] == "constant"
 
     big = tmp_path / "big"
     big.mkdir()
