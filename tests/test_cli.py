@@ -147,6 +147,7 @@ def test_train_predict_nifti_volumes(tmp_path, capsys):
     # More than 2 classes: the many-class recipe's rate and schedule, saved with
     # the optimizer (2 images x 2 patches / batch 2 = 2 steps, warm-up 1 step).
     assert meta["config"]["learning_rate"] == 0.01 and meta["config"]["lr_schedule"] == "cosine"
+    assert meta["config"]["class_weights"] == "inverse_sqrt"
     schedule = keras.saving.load_model(out / "model.keras").optimizer._learning_rate
     assert isinstance(schedule, bs.training.WarmupSchedule)
     assert (schedule.target_lr, schedule.warmup_steps) == (0.01, 1)
@@ -201,6 +202,7 @@ def test_train_predict_png_with_config(tmp_path):
     assert meta["config"]["batch_size"] == 2 and meta["config"]["epochs"] == 1
     assert meta["num_classes"] == 2 and meta["patch_size"] is None
     assert meta["config"]["learning_rate"] == 1e-3 and meta["config"]["lr_schedule"] == "constant"
+    assert meta["config"]["class_weights"] == "balanced"
 
     big = tmp_path / "big"
     big.mkdir()

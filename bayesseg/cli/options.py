@@ -144,11 +144,12 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "base_filters": (_positive_int, 16),
     "depth": (_positive_int, 4),
     "normalization": (_choice(_NORMALIZATIONS), "none"),
-    # None: resolved from the classes found (_resolve_class_defaults in train.py).
+    # None: resolved from the classes found (_resolve_class_defaults in train.py);
+    # class_weights too, below.
     "learning_rate": (_positive_float, None),
     "lr_schedule": (_choice(LR_SCHEDULES), None),
     "clipnorm": (_positive_float, 1.0),
-    "class_weights": (_choice(_CLASS_WEIGHTS), "balanced"),
+    "class_weights": (_choice(_CLASS_WEIGHTS), None),
     "kl_scaling": (_choice(_KL_SCALINGS), "per-example"),
     "posterior_scale_init": (_positive_float, DEFAULT_POSTERIOR_SCALE_INIT),
     "scale_multiplier": (_positive_float, DEFAULT_SCALE_MULTIPLIER),

@@ -98,7 +98,11 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
         help="how class weights are computed from the training masks: balanced "
         "(N / (C * n_c)), inverse_sqrt (sqrt of balanced: recall without wrecking "
         "precision), effective_number or none"
-        + _note("inverse_sqrt; demo --task anomaly: balanced" if defaults else "balanced"),
+        + _note(
+            "inverse_sqrt; --task anomaly: balanced"
+            if defaults
+            else "balanced; inverse_sqrt for more than 2 classes"
+        ),
     )
     parser.add_argument(
         "--clipnorm",
