@@ -232,8 +232,8 @@ def _add_demo(sub) -> None:
         "--num-images",
         type=_positive_int,
         default=None,
-        help="training images (series for --task anomaly) (default: 160; --task multiclass "
-        "and anomaly: 640)",
+        help="training images (series for --task anomaly) (default: 160; --task multiclass: "
+        "1280; --task anomaly: 640)",
     )
     demo.add_argument(
         "--num-test-images",
