@@ -59,7 +59,9 @@ def test_demo_lesion_tiny(tmp_path, capsys):
     assert set(report["comparison"]["lesion_recall_pixelwise"]) == {"weighted_elbo", "bce"}
     assert report["versions"]["keras"].startswith("3")
     assert report["config"]["epochs"] == 1
-    assert report["config"]["learning_rate"] == 1e-3 and report["config"]["lr_schedule"] == "constant"
+    assert (
+        report["config"]["learning_rate"] == 1e-3 and report["config"]["lr_schedule"] == "constant"
+    )
     assert all(math.isfinite(x) for x in _numbers(report))
     for name in ("uncertainty.png", "training.png", "gradients.png"):
         _assert_valid_png(tmp_path / name)
@@ -90,7 +92,9 @@ def test_demo_multiclass_tiny(tmp_path, capsys):
     assert summary["recall"] == pytest.approx(np.mean([row["recall"] for row in present]))
     assert summary["dice"] == pytest.approx(np.mean([row["dice"] for row in present]))
     lines = capsys.readouterr().out.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("bayesseg demo (multiclass)"))
+    header = next(
+        i for i, line in enumerate(lines) if line.startswith("bayesseg demo (multiclass)")
+    )
     assert lines[header + 1].startswith(f"mean over the {len(present)} foreground classes present")
     assert f"recall {summary['recall']:.3f}, Dice {summary['dice']:.3f}" in lines[header + 1]
     assert any(line.startswith("foreground vs background: lesion-wise F1") for line in lines)
@@ -459,6 +463,58 @@ def test_calibration_split_multiclass_fits_the_temperature_when_a_class_is_missi
     assert isinstance(calibration, bs.calibration.TemperatureScaling)
     assert not calibration.fit_bias and np.all(calibration.bias_value == 0)
     assert calibration.temperature_value > 0
+
+
+# ------------------------------------------------------------- task and class defaults
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (  # the many-class recipe
+            ["--task", "multiclass"],
+            {"learning_rate": 1e-2, "lr_schedule": "cosine", "class_weights": "inverse_sqrt",
+             "num_images": 1280, "epochs": 10, "num_test_images": 200, "num_classes": 8},
+        ),
+        (  # the binary defaults are unchanged
+            [],
+            {"learning_rate": 1e-3, "lr_schedule": "constant", "class_weights": "inverse_sqrt",
+             "num_images": 160, "epochs": 12, "num_test_images": 40},
+        ),
+        (
+            ["--task", "anomaly", "--num-images", "20"],
+            {"learning_rate": 3e-3, "lr_schedule": "constant", "class_weights": "balanced",
+             "epochs": 12, "num_test_images": 8},
+        ),
+        (  # flags win over the task's defaults
+            ["--task", "multiclass", "--learning-rate", "0.002", "--lr-schedule", "constant",
+             "--num-images", "100", "--num-test-images", "7"],
+            {"learning_rate": 2e-3, "lr_schedule": "constant", "num_images": 100, "epochs": 10,
+             "num_test_images": 7},
+        ),
+    ],
+)  # fmt: skip
+def test_demo_task_defaults(argv, expected):
+    from bayesseg.cli.demo import _apply_task_defaults
+    from bayesseg.cli.parser import build_parser
+
+    args = build_parser().parse_args(["demo", *argv])
+    _apply_task_defaults(args)
+    assert {name: getattr(args, name) for name in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "expected"),
+    [(2, (1e-3, "constant", "balanced")), (3, (1e-2, "cosine", "inverse_sqrt"))],
+)
+def test_train_defaults_follow_the_number_of_classes_unless_set(num_classes, expected):
+    from bayesseg.cli.train import _resolve_class_defaults
+
+    names = ("learning_rate", "lr_schedule", "class_weights")
+    options = dict.fromkeys(names)
+    _resolve_class_defaults(options, num_classes)
+    assert tuple(options[name] for name in names) == expected
+    options = {"learning_rate": 5e-4, "lr_schedule": "constant", "class_weights": "none"}
+    _resolve_class_defaults(options, num_classes)
+    assert options == {"learning_rate": 5e-4, "lr_schedule": "constant", "class_weights": "none"}
 
 
 # ------------------------------------------------------------- option types and checks
