@@ -170,6 +170,10 @@ def test_train_predict_nifti_volumes(tmp_path, capsys):
     metrics = json.loads((preds / "metrics.json").read_text())
     assert set(metrics["images"]) == {"case0.nii.gz", "case1.nii.gz"}
     assert set(metrics["overall"]["per_class"]) == {"0", "1", "2"}
+    per_class = metrics["overall"]["per_class"]
+    assert metrics["overall"]["foreground_classes"]["recall"] == pytest.approx(
+        (per_class["1"]["recall"] + per_class["2"]["recall"]) / 2
+    )
     prob = nib.load(preds / "case1_prob.nii.gz")
     assert prob.shape == (16, 12, 8, 3)
     np.testing.assert_allclose(prob.affine, affine)

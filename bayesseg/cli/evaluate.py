@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bayesseg.cli.report import _LESION_KEYS
+from bayesseg.cli.report import _LESION_KEYS, _foreground_classes
 
 # Lesion-wise counts summed over images for the pooled lesion-wise F1.
 _LESION_COUNTS = ("true_lesions", "pred_lesions", "tp_pred", "detected")
@@ -115,9 +115,11 @@ class Evaluation:
         precision = counts["tp_pred"] / counts["pred_lesions"] if counts["pred_lesions"] else 0.0
         recall = counts["detected"] / counts["true_lesions"] if counts["true_lesions"] else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class = self.pooled.per_class()
         return {
             "images": len(self.images),
-            "per_class": self.pooled.per_class(),
+            "per_class": per_class,
+            "foreground_classes": _foreground_classes(per_class),
             "lesion_f1": {
                 "precision": precision,
                 "recall": recall,
