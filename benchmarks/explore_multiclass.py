@@ -16,6 +16,11 @@ them centred near a random foreground pixel, redrawn every epoch; weights
 and bias from the patches' counts; evaluated on whole images), ``--dice W``
 (``DiceLoss`` over the foreground classes plus the weighted cross-entropy
 with weight ``1/W``), ``--normalization batch``, ``--bayesian-blocks none``.
+``--tree-reference`` instead asks how much the images say: a
+scikit-learn gradient-boosted tree (``HistGradientBoostingClassifier``)
+trained on the 5x5 neighbourhood of every foreground pixel of the training
+images names the class of the held-out foreground pixels (no background,
+no network); it prints the mean per-class recall.
 ``benchmarks/RESULTS.md`` lists the runs and what each showed;
 ``bench_multiclass.py`` measures the chosen recipe through the demo itself.
 
@@ -65,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--samples", type=int, default=8)
     add("--seed", type=int, default=0)
     add("--jsonl", default=None, help="append the result line to this file")
+    add("--tree-reference", action="store_true", help="the tree on pixel neighbourhoods")
     return parser
 
 
@@ -112,6 +118,39 @@ def _scores(labels, mean) -> dict:
     }
 
 
+def _neighbourhoods(x, y, radius: int = 2):
+    """The (2r+1)^2 intensities around every foreground pixel, and its class."""
+    padded = np.pad(x[..., 0], ((0, 0), (radius, radius), (radius, radius)), mode="edge")
+    index = np.argwhere(y > 0)
+    offsets = range(-radius, radius + 1)
+    features = [
+        padded[index[:, 0], index[:, 1] + dy + radius, index[:, 2] + dx + radius]
+        for dy in offsets
+        for dx in offsets
+    ]
+    return np.stack(features, 1), y[y > 0]
+
+
+def _tree_reference(x, y, xt, yt) -> dict:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    features, labels = _neighbourhoods(x, y)
+    test_features, test_labels = _neighbourhoods(xt, yt)
+    start = time.perf_counter()
+    tree = HistGradientBoostingClassifier(max_iter=200, random_state=0).fit(features, labels)
+    predicted = tree.predict(test_features)
+    recalls = [
+        float(np.mean(predicted[test_labels == c] == c))
+        for c in range(1, NUM_CLASSES)
+        if (test_labels == c).any()
+    ]
+    return {
+        "foreground_pixel_recall": float(np.mean(recalls)),
+        "zero": int(sum(r == 0 for r in recalls)),
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def main() -> None:
     args = _parser().parse_args()
     keras.utils.set_random_seed(args.seed)
@@ -120,6 +159,9 @@ def main() -> None:
     xt, yt = bs.data.synthetic_multiclass_masks(
         args.num_test_images, (SIZE, SIZE), seed=args.seed + 10_000, **data
     )
+    if args.tree_reference:
+        print(json.dumps({"num_images": args.num_images, **_tree_reference(x, y, xt, yt)}))
+        return
     rng = np.random.default_rng(args.seed)
     px, py = _patches(args, x, y, rng)
     counts = bs.imbalance.count_classes(py, num_classes=NUM_CLASSES)
