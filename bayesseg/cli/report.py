@@ -106,7 +106,13 @@ def _foreground_classes(per_class: dict[str, dict[str, float]]) -> dict[str, Any
     """
     rows = {int(c): row for c, row in per_class.items() if int(c) > 0 and row["support"] > 0}
     if not rows:
-        return {"present": 0, "recall": None, "dice": None, "zero_recall": [], "lowest_recall": None}
+        return {
+            "present": 0,
+            "recall": None,
+            "dice": None,
+            "zero_recall": [],
+            "lowest_recall": None,
+        }
     lowest = min(rows, key=lambda c: rows[c]["recall"])
     return {
         "present": len(rows),

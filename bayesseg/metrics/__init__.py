@@ -19,6 +19,10 @@
   near its noise floor.
 * :mod:`~bayesseg.metrics.scores`: :func:`brier_score`,
   :func:`predictive_nll` and :func:`uncertainty_auroc`.
+* :mod:`~bayesseg.metrics.events`: rare events in series,
+  :func:`average_precision` of per-step scores (the area under the
+  precision-recall curve) and :func:`event_f1`, event-level detection
+  within a tolerance of ``DEFAULT_EVENT_TOLERANCE`` steps.
 * :mod:`~bayesseg.metrics.selective`: :func:`risk_coverage`
   (:class:`RiskCoverage`), the risk-coverage curve and its area (AURC) for
   setting the most uncertain items aside, and :func:`per_image_dice`.
@@ -48,10 +52,12 @@ from bayesseg.metrics.calibration import (
 )
 from bayesseg.metrics.confusion import F1, Dice, IoU, Precision, Recall
 from bayesseg.metrics.detection import LesionUncertainty, lesion_f1, lesion_uncertainty
+from bayesseg.metrics.events import DEFAULT_EVENT_TOLERANCE, average_precision, event_f1
 from bayesseg.metrics.scores import brier_score, predictive_nll, uncertainty_auroc
 from bayesseg.metrics.selective import RiskCoverage, per_image_dice, risk_coverage
 
 __all__ = [
+    "DEFAULT_EVENT_TOLERANCE",
     "Dice",
     "F1",
     "FOREGROUND_THRESHOLD",
@@ -62,9 +68,11 @@ __all__ = [
     "Recall",
     "RiskCoverage",
     "adaptive_ece",
+    "average_precision",
     "brier_score",
     "classwise_ece",
     "ece_noise_floor",
+    "event_f1",
     "foreground_calibration",
     "foreground_ece",
     "lesion_f1",

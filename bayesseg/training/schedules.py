@@ -147,4 +147,3 @@ def warmup_cosine_decay(
     warmup = min(warmup, total_steps - 1)
     decay = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps - warmup)
     return WarmupSchedule(learning_rate, warmup, after=decay)
-
