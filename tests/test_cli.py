@@ -108,12 +108,21 @@ def test_demo_anomaly_tiny(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["task"] == "anomaly" and report["config"]["class_weights"] == "balanced"
     assert report["config"]["learning_rate"] == 3e-3
-    for key in ("anomaly_recall", "anomaly_precision", "anomaly_f1"):
+    for key in ("anomaly_recall", "anomaly_precision", "anomaly_f1", "anomaly_average_precision"):
         assert 0.0 <= report["metrics"][key] <= 1.0
     assert all(math.isfinite(x) for x in _numbers(report))
     for name in ("uncertainty.png", "training.png", "gradients.png"):
         _assert_valid_png(tmp_path / name)
-    assert "anomaly recall" in capsys.readouterr().out
+    # The event counts are the held-out series' runs of anomalous steps (counted here).
+    from bayesseg.data import synthetic_anomaly_series
+
+    _, tags = synthetic_anomaly_series(report["data"]["test_series"], length=64, seed=10_000)
+    onsets = np.diff(np.pad(tags > 0.5, ((0, 0), (1, 0))).astype(int), axis=1) == 1
+    events = report["metrics"]["events"]
+    assert events["true_events"] == onsets.sum() > 0
+    assert events["detected"] + events["fn"] == events["true_events"]
+    out = capsys.readouterr().out
+    assert "per step: anomaly recall" in out and "events (+-2 steps)" in out
 
 
 def _nifti_folders(tmp_path, nib, shapes):
@@ -467,6 +476,29 @@ def test_calibration_split_multiclass_fits_the_temperature_when_a_class_is_missi
     assert isinstance(calibration, bs.calibration.TemperatureScaling)
     assert not calibration.fit_bias and np.all(calibration.bias_value == 0)
     assert calibration.temperature_value > 0
+
+
+@pytest.mark.parametrize("num_classes", [2, 5])
+def test_report_per_class_equals_the_keras_metrics(num_classes):
+    import bayesseg as bs
+    from bayesseg.cli.report import _per_class
+
+    rng = np.random.default_rng(num_classes)
+    labels = rng.integers(0, num_classes, (6, 16, 16))
+    labels[labels == num_classes - 1] = 0  # a class absent from the labels
+    if num_classes == 2:
+        labels = rng.integers(0, 2, (6, 16, 16))
+        outputs = rng.random((6, 16, 16, 1))
+    else:
+        outputs = rng.dirichlet(np.ones(num_classes), (6, 16, 16))
+    rows = _per_class(labels, outputs, num_classes)
+    for c in range(num_classes):
+        for name, cls in (("dice", bs.metrics.Dice), ("recall", bs.metrics.Recall),
+                          ("precision", bs.metrics.Precision)):  # fmt: skip
+            metric = cls(class_id=c, from_logits=False)
+            metric.update_state(labels, outputs)
+            assert rows[str(c)][name] == pytest.approx(float(metric.result()), abs=1e-6)
+        assert rows[str(c)]["support"] == (labels == c).sum()
 
 
 # ------------------------------------------------------------- task and class defaults

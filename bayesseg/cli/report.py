@@ -61,26 +61,43 @@ def _write_json(path: Path, content: Any) -> None:
 # Evaluation
 # --------------------------------------------------------------------------
 def _per_class(labels, outputs, num_classes: int) -> dict[str, dict[str, float]]:
-    """Pooled Dice / recall / precision per class with bayesseg's Keras metrics.
+    """Pooled Dice / recall / precision per class, from one confusion matrix.
 
-    ``outputs``: the mean probabilities ``(..., K)``, one channel for 2 classes.
+    ``outputs``: the mean probabilities ``(..., K)``, one channel for 2
+    classes. The decision and the scores are those of bayesseg's Keras
+    metrics (``bs.metrics.Dice(class_id=c, from_logits=False)``, ``Recall``,
+    ``Precision``: ``p >= 0.5`` or the argmax, 0 where a ratio is 0/0), counted
+    once for all classes instead of once per class and metric: 96 passes over
+    a 200-image, 32-class prediction took 20 s.
     """
-    import bayesseg as bs
+    import numpy as np
 
-    scores = {}
-    for c in range(num_classes):
-        row = {}
-        for name, cls in (
-            ("dice", bs.metrics.Dice),
-            ("recall", bs.metrics.Recall),
-            ("precision", bs.metrics.Precision),
-        ):
-            metric = cls(class_id=c, from_logits=False)
-            metric.update_state(labels, outputs)
-            row[name] = float(metric.result())
-        row["support"] = int((labels == c).sum())
-        scores[str(c)] = row
-    return scores
+    from bayesseg import _probability
+
+    outputs = np.asarray(outputs)
+    truth = np.asarray(labels)
+    if outputs.shape[-1] == 1:
+        truth = truth >= 0.5
+    truth = truth.astype(np.int64).reshape(-1)
+    pred = _probability.hard_labels(outputs).reshape(-1)
+    confusion = np.bincount(truth * num_classes + pred, minlength=num_classes**2)
+    confusion = confusion.reshape(num_classes, num_classes)  # rows: truth, columns: prediction
+    tp = np.diag(confusion).astype(np.float64)
+    fn = confusion.sum(1) - tp
+    fp = confusion.sum(0) - tp
+
+    def ratio(numerator, denominator):
+        return float(numerator / denominator) if denominator else 0.0
+
+    return {
+        str(c): {
+            "dice": ratio(2 * tp[c], 2 * tp[c] + fp[c] + fn[c]),
+            "recall": ratio(tp[c], tp[c] + fn[c]),
+            "precision": ratio(tp[c], tp[c] + fp[c]),
+            "support": int(tp[c] + fn[c]),
+        }
+        for c in range(num_classes)
+    }
 
 
 def _foreground_classes(per_class: dict[str, dict[str, float]]) -> dict[str, Any]:
