@@ -71,6 +71,7 @@ def run_demo(flags: list[str], seed: int) -> dict:
         "per_class_recall": recalls,
         "seconds": seconds,
         "train_seconds": report["training"]["seconds"],
+        "posterior_warnings": report["posterior_warnings"],
     }
 
 
