@@ -625,6 +625,22 @@ def test_python_m_bayesseg_cli_runs_the_command():
     assert result.returncode == 0 and result.stdout.strip() == f"bayesseg {bayesseg.__version__}"
 
 
+@pytest.mark.slow
+def test_predict_in_a_fresh_process_loads_what_train_saved(tmp_path, calibrated_run):
+    # train and predict are separate commands: predict must register bayesseg's
+    # classes itself (a run in the same process as train hid that they were not).
+    import subprocess
+    import sys
+
+    out = tmp_path / "preds"
+    command = [sys.executable, "-m", "bayesseg.cli", "predict", "--model"]
+    command += [str(calibrated_run / "run" / "model.keras"), "--images"]
+    command += [str(calibrated_run / "images"), "--out", str(out), "--num-samples", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "img0_prob.npy").is_file()
+
+
 # ------------------------------------------------------------- validation in train
 def _hand_val_nll(model_path, images, masks, names, num_samples, batch_size):
     """-log p(y) of the Monte Carlo mean, pooled over the validation pixels."""
