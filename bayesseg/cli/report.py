@@ -60,15 +60,12 @@ def _write_json(path: Path, content: Any) -> None:
 # --------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------
-def _per_class(labels, outputs, num_classes: int) -> dict[str, dict[str, float]]:
-    """Pooled Dice / recall / precision per class, from one confusion matrix.
+def _confusion(labels, outputs, num_classes: int):
+    """The ``(K, K)`` confusion counts (rows: truth, columns: decision) of one prediction.
 
     ``outputs``: the mean probabilities ``(..., K)``, one channel for 2
-    classes. The decision and the scores are those of bayesseg's Keras
-    metrics (``bs.metrics.Dice(class_id=c, from_logits=False)``, ``Recall``,
-    ``Precision``: ``p >= 0.5`` or the argmax, 0 where a ratio is 0/0), counted
-    once for all classes instead of once per class and metric: 96 passes over
-    a 200-image, 32-class prediction took 20 s.
+    classes; the decision is that of bayesseg's Keras metrics (``p >= 0.5``
+    or the argmax, ``_probability.hard_labels``).
     """
     import numpy as np
 
@@ -80,8 +77,20 @@ def _per_class(labels, outputs, num_classes: int) -> dict[str, dict[str, float]]
         truth = truth >= 0.5
     truth = truth.astype(np.int64).reshape(-1)
     pred = _probability.hard_labels(outputs).reshape(-1)
-    confusion = np.bincount(truth * num_classes + pred, minlength=num_classes**2)
-    confusion = confusion.reshape(num_classes, num_classes)  # rows: truth, columns: prediction
+    counts = np.bincount(truth * num_classes + pred, minlength=num_classes**2)
+    return counts.reshape(num_classes, num_classes)
+
+
+def _confusion_scores(confusion) -> dict[str, dict[str, float]]:
+    """Pooled Dice / recall / precision and support per class from confusion counts.
+
+    The scores of ``bs.metrics.Dice(class_id=c)``, ``Recall`` and
+    ``Precision`` (0 where a ratio is 0/0), counted once for all classes
+    instead of once per class and metric: 96 Keras metric passes over a
+    200-image, 32-class prediction took 20 s.
+    """
+    import numpy as np
+
     tp = np.diag(confusion).astype(np.float64)
     fn = confusion.sum(1) - tp
     fp = confusion.sum(0) - tp
@@ -96,8 +105,13 @@ def _per_class(labels, outputs, num_classes: int) -> dict[str, dict[str, float]]
             "precision": ratio(tp[c], tp[c] + fp[c]),
             "support": int(tp[c] + fn[c]),
         }
-        for c in range(num_classes)
+        for c in range(len(tp))
     }
+
+
+def _per_class(labels, outputs, num_classes: int) -> dict[str, dict[str, float]]:
+    """Pooled Dice / recall / precision per class of one prediction (see ``_confusion``)."""
+    return _confusion_scores(_confusion(labels, outputs, num_classes))
 
 
 def _foreground_classes(per_class: dict[str, dict[str, float]]) -> dict[str, Any]:

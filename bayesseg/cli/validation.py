@@ -20,6 +20,7 @@ import numpy as np
 import bayesseg as bs
 from bayesseg.cli.options import MONITORS
 from bayesseg.cli.predict import _window
+from bayesseg.cli.report import _confusion, _confusion_scores, _foreground_classes
 
 BEST_MODEL = "model_best.keras"
 STATE_FILE = "early_stopping.json"
@@ -33,8 +34,9 @@ class PooledScores:
 
     ``update`` takes one image at a time (its labels and the ``(*spatial, K)``
     mean of ``predict_mc``; one channel for 2 classes), so no more than one
-    image is held in memory. The Dice and recall are bayesseg's Keras metrics,
-    pooled over every pixel seen; a class absent from every mask seen has an
+    image is held in memory. The Dice and recall are those of bayesseg's
+    Keras metrics, pooled over every pixel seen, from summed confusion counts
+    (``report._confusion``); a class absent from every mask seen has an
     undefined recall (NaN).
     """
 
@@ -42,27 +44,23 @@ class PooledScores:
         self.num_classes = num_classes
         self.nll_sum = 0.0
         self.count = 0
-        self.support = np.zeros(num_classes, np.int64)
-        self.dice = [bs.metrics.Dice(class_id=c, from_logits=False) for c in range(num_classes)]
-        self.recall = [bs.metrics.Recall(class_id=c, from_logits=False) for c in range(num_classes)]
+        self.confusion = np.zeros((num_classes, num_classes), np.int64)
 
     def update(self, labels: np.ndarray, mean: np.ndarray) -> None:
         probs = mean[..., 0] if self.num_classes == 2 else mean
         self.nll_sum += bs.metrics.predictive_nll(labels, probs) * labels.size
         self.count += labels.size
-        self.support += np.bincount(labels.ravel(), minlength=self.num_classes)[: self.num_classes]
-        for metric in (*self.dice, *self.recall):
-            metric.update_state(labels, mean)
+        self.confusion += _confusion(labels, mean, self.num_classes)
 
     def per_class(self) -> dict[str, dict[str, float]]:
         """``{class: {"dice", "recall", "support"}}`` (NaN where a class is absent)."""
         rows = {}
-        for c in range(self.num_classes):
-            present = self.support[c] > 0
-            rows[str(c)] = {
-                "dice": float(self.dice[c].result()) if present else math.nan,
-                "recall": float(self.recall[c].result()) if present else math.nan,
-                "support": int(self.support[c]),
+        for c, scores in _confusion_scores(self.confusion).items():
+            present = scores["support"] > 0
+            rows[c] = {
+                "dice": scores["dice"] if present else math.nan,
+                "recall": scores["recall"] if present else math.nan,
+                "support": scores["support"],
             }
         return rows
 
@@ -72,9 +70,8 @@ class PooledScores:
     def logs(self) -> dict[str, float]:
         """The ``val_*`` entries of an epoch's logs."""
         rows = self.per_class()
-        dice = [rows[str(c)]["dice"] for c in range(1, self.num_classes)]
-        dice = [d for d in dice if not math.isnan(d)]
-        logs = {"val_nll": self.nll(), "val_dice": float(np.mean(dice)) if dice else math.nan}
+        dice = _foreground_classes(rows)["dice"]
+        logs = {"val_nll": self.nll(), "val_dice": math.nan if dice is None else dice}
         for c in range(self.num_classes):
             logs[f"val_recall_{c}"] = rows[str(c)]["recall"]
         return logs
