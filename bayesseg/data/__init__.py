@@ -5,7 +5,8 @@
 * :mod:`bayesseg.data.folders`: listing, pairing, checking and loading folders;
 * :mod:`bayesseg.data.datasets`: folders (or their patches) streamed into ``tf.data``;
 * :mod:`bayesseg.data.zscore`: the per-image z-score of every input image;
-* :mod:`bayesseg.data.shifts`: distribution-shift transforms (noise, blur, gain, inversion).
+* :mod:`bayesseg.data.shifts`: distribution-shift transforms (noise, blur, gain, inversion);
+* :mod:`bayesseg.data.windows`: training windows cut around the events of long series.
 
 (:mod:`bayesseg.data.loaders` re-exports the names of io, folders and datasets.)
 """
@@ -27,6 +28,7 @@ from bayesseg.data.synthetic import (
     synthetic_lesions,
     synthetic_multiclass_masks,
 )
+from bayesseg.data.windows import event_windows
 from bayesseg.data.zscore import standardize_image
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "FolderScan",
     "add_noise",
     "blur",
+    "event_windows",
     "folder_dataset",
     "grid_patch_origins",
     "invert_contrast",

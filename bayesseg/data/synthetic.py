@@ -25,7 +25,13 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
-from bayesseg._validation import argument_error, check_float, check_int, is_integer
+from bayesseg._validation import (
+    argument_error,
+    check_choice,
+    check_float,
+    check_int,
+    is_integer,
+)
 
 __all__ = [
     "synthetic_anomaly_series",
@@ -354,6 +360,35 @@ def synthetic_multiclass_masks(
 # --------------------------------------------------------------------------
 # Anomaly series
 # --------------------------------------------------------------------------
+ANOMALY_KINDS = ("point", "contextual", "mixed")
+
+
+def _beat_train(rng: np.random.Generator, length: int) -> tuple[np.ndarray, float, float]:
+    """A periodic pulse train (one narrow pulse per beat): beat times, period, jitter."""
+    period = rng.uniform(16.0, 40.0)
+    start = rng.uniform(0.0, period)
+    beats = start + period * np.arange(math.ceil(length / period) + 1)
+    beats += rng.normal(0.0, 0.02 * period, size=beats.shape)  # a little jitter
+    return beats[beats < length - 0.5], period, float(rng.uniform(1.0, 1.5))
+
+
+def _pulses(times: np.ndarray, length: int, amplitude: float) -> np.ndarray:
+    t = np.arange(length, dtype=float)[:, None]
+    return amplitude * np.exp(-0.5 * ((t - times[None, :]) / 1.2) ** 2).sum(axis=1)
+
+
+def _point_anomaly(rng, x: np.ndarray, step: int) -> None:
+    """A spike (one step) or a level jump (labelled at its onset) at ``step``."""
+    num_features = x.shape[1]
+    amount = rng.uniform(1.5, 4.0) * rng.choice([-1.0, 1.0])
+    features = rng.random(num_features) < 0.7
+    features[rng.integers(num_features)] = True
+    if rng.random() < 0.5:
+        x[step, features] += amount  # spike
+    else:
+        x[step:, features] += amount  # level jump, labelled at its onset
+
+
 def _series_example(
     seed: int,
     index: int,
@@ -361,6 +396,7 @@ def _series_example(
     num_features: int,
     anomalous: bool,
     anomalies_per_series: int,
+    kind: str = "point",
 ) -> tuple[np.ndarray, np.ndarray]:
     rng = _rng(seed, index)
     t = np.arange(length, dtype=float)[:, None]
@@ -376,18 +412,38 @@ def _series_example(
     x += drift / (drift.std() + 1e-12) * 0.3
     x += 0.1 * rng.standard_normal((length, num_features))
     y = np.zeros(length, dtype=np.float32)
+    if kind == "point":
+        if anomalous:
+            # Step 0 is excluded: a level jump there would be invisible.
+            steps = rng.choice(np.arange(1, length), anomalies_per_series, replace=False)
+            for step in steps:
+                _point_anomaly(rng, x, int(step))
+                y[step] = 1.0
+        return x.astype(np.float32), y
+    # Contextual and mixed: a heartbeat-like pulse train on the first feature.
+    beats, period, amplitude = _beat_train(rng, length)
+    points: list[int] = []
     if anomalous:
-        # Step 0 is excluded: a level jump there would be invisible.
-        steps = rng.choice(np.arange(1, length), anomalies_per_series, replace=False)
-        for step in steps:
-            amount = rng.uniform(1.5, 4.0) * rng.choice([-1.0, 1.0])
-            features = rng.random(num_features) < 0.7
-            features[rng.integers(num_features)] = True
-            if rng.random() < 0.5:
-                x[step, features] += amount  # spike
+        # At beats away from both ends (a sequence model needs context on each
+        # side), at least three beats apart.
+        inner = np.flatnonzero((beats > 2 * period) & (beats < length - 2 * period))
+        spaced = inner[::3] if len(inner) >= 3 * anomalies_per_series else inner
+        count = min(anomalies_per_series, len(spaced))
+        keep = np.ones(len(beats), dtype=bool)
+        for b in rng.choice(spaced, count, replace=False):
+            if kind == "mixed" and rng.random() < 0.5:
+                points.append(int(round(beats[b] + period / 2)))  # between two beats
+            elif rng.random() < 0.5:
+                keep[b] = False  # a missing beat, labelled where it was due
+                y[int(round(beats[b]))] = 1.0
             else:
-                x[step:, features] += amount  # level jump, labelled at its onset
-            y[step] = 1.0
+                beats[b] += rng.uniform(0.35, 0.5) * period  # a late beat, at its peak
+                y[int(round(beats[b]))] = 1.0
+        beats = beats[keep]
+    x[:, 0] += _pulses(beats, length, amplitude)
+    for step in points:
+        _point_anomaly(rng, x, step)
+        y[step] = 1.0
     return x.astype(np.float32), y
 
 
@@ -400,14 +456,30 @@ def synthetic_anomaly_series(
     seed: int = 0,
     as_dataset: bool = False,
     batch_size: int | None = None,
+    kind: str = "point",
 ) -> tuple[np.ndarray, np.ndarray] | tf.data.Dataset:
     """Long series with rare anomalous steps, for per-timestep tagging.
 
     Each series is a sum of 1 to 3 sinusoids (periods 40 to 600 steps) plus a
     slow drift and noise, per feature. Exactly ``round(anomalous_series_fraction
     * n)`` series are anomalous (which ones is drawn from ``seed``); each holds
-    exactly ``anomalies_per_series`` anomalous steps, each a spike (one step)
-    or a level jump (a persistent shift, labelled at its onset step only).
+    exactly ``anomalies_per_series`` anomalous steps. ``kind`` says which:
+
+    * ``"point"`` (default): each a spike (one step) or a level jump (a
+      persistent shift, labelled at its onset step only). A rolling z-score of
+      the first difference finds nearly all of them: no sequence model needed.
+    * ``"contextual"``: the first feature also carries a heartbeat-like pulse
+      train (one narrow pulse every 16 to 40 steps, amplitude 1 to 1.5); each
+      anomaly is a missing beat (labelled where it was due) or a late beat
+      (shifted by 35-50% of the period, labelled at its peak). Every step
+      looks normal on its own: only the rhythm around it tells.
+    * ``"mixed"``: the pulse train, and each anomaly is a point anomaly
+      between two beats or a contextual one, with even odds. ``bayesseg demo
+      --task anomaly`` uses it.
+
+    Contextual anomalies sit at beats at least two periods from either end
+    and three beats apart, so those kinds need ``length >= 40 * (4 + 3 *
+    anomalies_per_series)`` (400 for the default 2).
     The defaults give the imbalance of the anomaly problem in
     ``docs/imbalance.md``: 20% anomalous series, 2 anomalous steps each in 4096.
 
@@ -424,6 +496,7 @@ def synthetic_anomaly_series(
             from a generator, one series at a time, so large ``n`` is never
             materialised. Default False.
         batch_size: int or None, batch the data set. Default None.
+        kind: "point" (default), "contextual" or "mixed", see above.
 
     Returns:
         ``(x, y)``: x float32 ``(n, length, num_features)``; y float32
@@ -434,7 +507,8 @@ def synthetic_anomaly_series(
     Raises:
         ValueError: for ``n``, ``length`` or ``num_features`` <= 0, a
             fraction outside (0, 1), ``anomalies_per_series`` outside
-            ``[1, length - 1]`` or a bad ``batch_size``.
+            ``[1, length - 1]``, a bad ``batch_size``, an unknown ``kind``
+            or a contextual ``kind`` on too short a ``length``.
 
     Example:
 
@@ -453,6 +527,14 @@ def synthetic_anomaly_series(
             "anomalies_per_series", f"be at most length - 1 = {length - 1}", anomalies_per_series
         )
     batch_size = check_int("batch_size", batch_size, allow_none=True)
+    kind = check_choice("kind", kind, ANOMALY_KINDS)
+    if kind != "point" and length < 40 * (4 + 3 * anomalies_per_series):
+        raise argument_error(
+            "length",
+            f"be >= 40 * (4 + 3 * anomalies_per_series) = {40 * (4 + 3 * anomalies_per_series)} "
+            f"for kind={kind!r}",
+            length,
+        )
     num_anomalous = int(round(fraction * n))
     anomalous = np.zeros(n, dtype=bool)
     # A stream apart from the per-series ones, which are seeded by (seed, i).
@@ -461,7 +543,7 @@ def synthetic_anomaly_series(
 
     def example(i: int) -> tuple[np.ndarray, np.ndarray]:
         return _series_example(
-            seed, i, length, num_features, bool(anomalous[i]), anomalies_per_series
+            seed, i, length, num_features, bool(anomalous[i]), anomalies_per_series, kind
         )
 
     if as_dataset:

@@ -7,9 +7,16 @@ The pieces fit together as::
     bias = initial_bias(counts, "sigmoid", class_weights=weights)
     # ... train with WeightedBinaryCrossentropy(class_weights=weights) ...
     p = unweight_probabilities(model_probabilities, weights)  # calibrated again
+    # trained on windows richer in positives than the series they come from:
+    shift = prior_shift_weights(window_counts, series_counts, class_weights=weights)
 """
 
-from bayesseg.imbalance.bias import PriorBias, initial_bias, unweight_probabilities
+from bayesseg.imbalance.bias import (
+    PriorBias,
+    initial_bias,
+    prior_shift_weights,
+    unweight_probabilities,
+)
 from bayesseg.imbalance.counting import count_classes
 from bayesseg.imbalance.weights import class_weights
 
@@ -18,5 +25,6 @@ __all__ = [
     "class_weights",
     "count_classes",
     "initial_bias",
+    "prior_shift_weights",
     "unweight_probabilities",
 ]

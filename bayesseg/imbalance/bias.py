@@ -1,4 +1,5 @@
-"""The prior shift of class weights: the initial output bias, and undoing it."""
+"""The prior shift of class weights (and of resampled data): the initial output bias,
+and undoing it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from bayesseg._validation import argument_error, check_choice
 from bayesseg.imbalance.weights import _pseudo_counts
 from bayesseg.losses._inputs import class_vector
 
-__all__ = ["PriorBias", "initial_bias", "unweight_probabilities"]
+__all__ = ["PriorBias", "initial_bias", "prior_shift_weights", "unweight_probabilities"]
 
 _ACTIVATIONS = ("sigmoid", "softmax")
 
@@ -253,3 +254,55 @@ def unweight_probabilities(
         return scaled / tf.reduce_sum(scaled, -1, keepdims=True)
     scaled = p / weights
     return scaled / scaled.sum(-1, keepdims=True)
+
+
+def prior_shift_weights(
+    train_prior: Sequence[float],
+    target_prior: Sequence[float],
+    class_weights: Sequence[float] | None = None,
+) -> np.ndarray:
+    """The weights whose undoing moves probabilities from the training prior to the target one.
+
+    A model trained with class weights ``w`` on data whose class frequencies
+    are ``pi_train`` predicts ``q_c ∝ w_c pi_train_c L_c(x)``; on data with
+    frequencies ``pi_target`` the posterior is ``p_c ∝ pi_target_c L_c(x)``
+    (Bayes' rule, the likelihoods ``L_c`` unchanged). So ``p`` is ``q``
+    with the weights ``w_c pi_train_c / pi_target_c`` undone: pass the
+    result to :func:`unweight_probabilities`, or as
+    ``correct_for_class_weights`` to ``bs.uncertainty.predict_mc``. Use it
+    when the training data were sampled to hold more positives than the
+    data the model will see, e.g. windows cut around events
+    (``bs.data.event_windows``): the correction is exact if the windows
+    change only the class frequencies, not what each class looks like.
+
+    Args:
+        train_prior: class frequencies (or counts) of the training data, one
+            per class (2 for a sigmoid output: ``[neg, pos]``), all > 0.
+        target_prior: class frequencies (or counts) where the model is used.
+        class_weights: the class weights of the loss, or None (all 1).
+
+    Returns:
+        float64 array, one weight per class, normalised to a mean of 1 (a
+        common factor does not change the corrected probabilities).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from bayesseg.imbalance import prior_shift_weights, unweight_probabilities
+    >>> w = prior_shift_weights([0.99, 0.01], [0.9999, 0.0001])  # windows 100x richer
+    >>> float(unweight_probabilities(np.array([0.5]), w)[0].round(4))  # odds 99 * 1e-4
+    0.0098
+    """
+    train = class_vector(
+        "train_prior", train_prior, min_size=2, positive=True, hint="one per class"
+    )
+    target = class_vector(
+        "target_prior", target_prior, size=train.size, positive=True, hint="one per class"
+    )
+    weights = (
+        np.ones(train.size)
+        if class_weights is None
+        else _checked_weights(class_weights, train.size)
+    )
+    shift = np.asarray(weights, np.float64) * (train / train.sum()) / (target / target.sum())
+    return shift / shift.mean()

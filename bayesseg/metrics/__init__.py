@@ -22,7 +22,9 @@
 * :mod:`~bayesseg.metrics.events`: rare events in series,
   :func:`average_precision` of per-step scores (the area under the
   precision-recall curve) and :func:`event_f1`, event-level detection
-  within a tolerance of ``DEFAULT_EVENT_TOLERANCE`` steps.
+  within a tolerance of ``DEFAULT_EVENT_TOLERANCE`` steps, and
+  :func:`choose_threshold`, the decision threshold a validation split
+  supports best (event F1, or a target event recall).
 * :mod:`~bayesseg.metrics.selective`: :func:`risk_coverage`
   (:class:`RiskCoverage`), the risk-coverage curve and its area (AURC) for
   setting the most uncertain items aside, and :func:`per_image_dice`.
@@ -52,7 +54,13 @@ from bayesseg.metrics.calibration import (
 )
 from bayesseg.metrics.confusion import F1, Dice, IoU, Precision, Recall
 from bayesseg.metrics.detection import LesionUncertainty, lesion_f1, lesion_uncertainty
-from bayesseg.metrics.events import DEFAULT_EVENT_TOLERANCE, average_precision, event_f1
+from bayesseg.metrics.events import (
+    DEFAULT_EVENT_TOLERANCE,
+    THRESHOLD_CRITERIA,
+    average_precision,
+    choose_threshold,
+    event_f1,
+)
 from bayesseg.metrics.scores import brier_score, predictive_nll, uncertainty_auroc
 from bayesseg.metrics.selective import RiskCoverage, per_image_dice, risk_coverage
 
@@ -67,9 +75,11 @@ __all__ = [
     "Precision",
     "Recall",
     "RiskCoverage",
+    "THRESHOLD_CRITERIA",
     "adaptive_ece",
     "average_precision",
     "brier_score",
+    "choose_threshold",
     "classwise_ece",
     "ece_noise_floor",
     "event_f1",

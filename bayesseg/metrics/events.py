@@ -18,9 +18,15 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from bayesseg._validation import check_float, check_int
+from bayesseg._validation import argument_error, check_choice, check_float, check_int
 
-__all__ = ["DEFAULT_EVENT_TOLERANCE", "average_precision", "event_f1"]
+__all__ = [
+    "DEFAULT_EVENT_TOLERANCE",
+    "THRESHOLD_CRITERIA",
+    "average_precision",
+    "choose_threshold",
+    "event_f1",
+]
 
 #: Steps a detection may lie before or after a true event and still find it.
 DEFAULT_EVENT_TOLERANCE = 2
@@ -191,3 +197,112 @@ def event_f1(
         "detected": detected,
         "fn": int(n_true) - detected,
     }
+
+
+#: The rules :func:`choose_threshold` can optimise.
+THRESHOLD_CRITERIA = ("event_f1", "event_recall")
+
+
+def choose_threshold(
+    y_true: Any,
+    y_score: Any,
+    criterion: str = "event_f1",
+    target_recall: float | None = None,
+    tolerance: int = DEFAULT_EVENT_TOLERANCE,
+    max_candidates: int = 400,
+) -> dict[str, float]:
+    """The decision threshold on per-step scores that a validation split supports best.
+
+    The candidates are at most ``max_candidates`` distinct scores, spread
+    evenly by rank over those that flag at most 100 steps per positive step
+    (lower thresholds raise alarms that no event-level score should reward:
+    a threshold that flags a whole series makes it one predicted event), and
+    each is scored by :func:`event_f1`:
+
+    * ``criterion="event_f1"``: the threshold of the highest event-level F1
+      (ties: the higher threshold, fewer alarms);
+    * ``criterion="event_recall"``: the highest threshold whose event recall
+      is at least ``target_recall`` (the most precise rule that finds that
+      share of the events); if none reaches it, the one with the highest
+      recall.
+
+    Choose it on series the model was not trained on, then apply it
+    unchanged to new ones (``bayesseg demo --task anomaly`` saves it beside
+    the model and ``bayesseg predict`` uses it). The threshold applies to the
+    scores as given: probabilities corrected for class weights and a window
+    prior (``bs.imbalance.prior_shift_weights``) rank the steps exactly as
+    uncorrected ones do, but the threshold's value differs.
+
+    Args:
+        y_true: 0/1 labels ``(N, T)``, ``(N, T, 1)`` or ``(T,)``.
+        y_score: per-step scores of the same shape (probabilities or any
+            score where higher means more anomalous), finite.
+        criterion: "event_f1" (default) or "event_recall".
+        target_recall: float in (0, 1], required with "event_recall" only.
+        tolerance: int >= 0, the event matching tolerance. Default
+            ``DEFAULT_EVENT_TOLERANCE``.
+        max_candidates: int >= 1, the most thresholds tried. Default 400.
+
+    Returns:
+        A dict: ``threshold`` and the validation ``precision``, ``recall``
+        and ``f1`` (event-level) it reached.
+
+    Raises:
+        ValueError: for the checks of :func:`event_f1`, an unknown
+            ``criterion``, ``target_recall`` missing, given with "event_f1"
+            or outside (0, 1], or labels without any event.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from bayesseg.metrics import choose_threshold
+    >>> truth = np.zeros((2, 500)); truth[0, 100] = truth[1, 300] = 1
+    >>> score = np.full((2, 500), 0.01); score[0, 100] = 0.9; score[1, 300] = 0.3
+    >>> score[1, 5] = 0.5  # a false alarm between the two true events
+    >>> best = choose_threshold(truth, score)  # both events, one false alarm
+    >>> best["threshold"], round(best["f1"], 3)
+    (0.3, 0.8)
+    >>> choose_threshold(truth, score, "event_recall", target_recall=0.5)["threshold"]
+    0.9
+    """
+    truth, score = _matching(y_true, y_score, "y_score")
+    criterion = check_choice("criterion", criterion, THRESHOLD_CRITERIA)
+    if criterion == "event_recall":
+        if target_recall is None:
+            raise ValueError('Argument `target_recall` is required with criterion="event_recall".')
+        target_recall = check_float("target_recall", target_recall, minimum=0.0, maximum=1.0)
+        if target_recall == 0.0:
+            raise argument_error("target_recall", "be in (0, 1]", target_recall)
+    elif target_recall is not None:
+        raise ValueError(
+            'Argument `target_recall` applies to criterion="event_recall" only. '
+            f"Received: target_recall={target_recall}"
+        )
+    max_candidates = check_int("max_candidates", max_candidates)
+    if not truth.any():
+        raise ValueError(
+            "Argument `y_true` holds no event: there is nothing to tune a threshold on."
+        )
+    values = np.unique(score)[::-1]  # distinct scores, highest first
+    ordered = np.sort(score, axis=None)
+    flagged = ordered.size - np.searchsorted(ordered, values)  # steps >= each value
+    # Never more than 100 alarms per true step (the highest value always stays).
+    reach = max(int(np.searchsorted(flagged, 100 * int(truth.sum()), side="right")), 1)
+    ranks = np.unique(np.linspace(0, reach - 1, min(max_candidates, reach)).round().astype(int))
+    best: dict[str, float] | None = None
+    for threshold in values[ranks]:  # highest first: ties keep the higher threshold
+        scores = event_f1(truth, score, threshold=float(threshold), tolerance=tolerance)
+        entry = {
+            "threshold": float(threshold),
+            "precision": scores["precision"],
+            "recall": scores["recall"],
+            "f1": scores["f1"],
+        }
+        if criterion == "event_recall":
+            if entry["recall"] >= target_recall:
+                return entry
+            if best is None or entry["recall"] > best["recall"]:
+                best = entry
+        elif best is None or entry["f1"] > best["f1"]:
+            best = entry
+    return best

@@ -30,6 +30,9 @@ def bayesian_lstm_tagger(
     posterior_scale_init: float = DEFAULT_POSTERIOR_SCALE_INIT,
     mask_value: float | None = None,
     scale_multiplier: float = DEFAULT_RECURRENT_SCALE_MULTIPLIER,
+    bidirectional: bool = False,
+    conv_filters: Sequence[int] = (),
+    conv_kernel_size: int = 5,
 ) -> BayesianModel:
     """Stacked Bayesian LSTMs with a Bayesian per-timestep logit head.
 
@@ -58,6 +61,15 @@ def bayesian_lstm_tagger(
         mask_value: optional float; timesteps whose features all equal it are
             masked (``keras.layers.Masking``), for padded variable-length
             batches.
+        bidirectional: bool, wrap every LSTM in ``keras.layers.Bidirectional``
+            (outputs concatenated), so each step sees the series on both
+            sides: a missing beat is only visible once the next one fails to
+            come. Each direction draws its own noise. Default False.
+        conv_filters: sequence of ints, the filters of Bayesian ``Conv1D``
+            layers (ReLU, "same" padding) applied before the LSTMs, a small
+            front-end that turns a pulse or a jump into a few features the
+            LSTMs read. Default ``()``: none.
+        conv_kernel_size: int, their kernel size. Default 5.
 
     Returns:
         A :class:`bayesseg.BayesianModel` mapping ``(batch, timesteps,
@@ -79,6 +91,15 @@ def bayesian_lstm_tagger(
         raise argument_error("units", "be a non-empty sequence of integers >= 1", units)
     estimator = check_choice("estimator", estimator, ESTIMATORS)
     check_int("timesteps", timesteps, allow_none=True)
+    try:
+        conv_filters = tuple(conv_filters)
+    except TypeError:
+        conv_filters = (conv_filters,)
+    if not all(is_integer(f) and f >= 1 for f in conv_filters):
+        raise argument_error("conv_filters", "be a sequence of integers >= 1", conv_filters)
+    check_int("conv_kernel_size", conv_kernel_size)
+    if not isinstance(bidirectional, bool):
+        raise argument_error("bidirectional", "be True or False", bidirectional)
     bias_initializer = "zeros"
     if output_bias is not None:
         import numpy as np
@@ -101,8 +122,28 @@ def bayesian_lstm_tagger(
     x = inputs
     if mask_value is not None:
         x = keras.layers.Masking(mask_value=float(mask_value), name="masking")(x)
+    if conv_filters and mask_value is not None:
+        raise ValueError(
+            "Arguments `conv_filters` and `mask_value` cannot be combined: a convolution "
+            "would mix padded steps into real ones. Received: "
+            f"conv_filters={conv_filters}, mask_value={mask_value}"
+        )
+    conv_cls = bl.bayesian_twin("Conv1D", estimator)
+    for i, f in enumerate(conv_filters):
+        x = conv_cls(
+            f,
+            conv_kernel_size,
+            padding="same",
+            activation="relu",
+            name=f"conv{i}",
+            prior=prior,
+            **bayes,
+        )(x)
     for i, n in enumerate(units):
-        x = lstm_cls(n, return_sequences=True, name=f"lstm{i}", prior=prior, **bayes)(x)
+        lstm = lstm_cls(n, return_sequences=True, name=f"lstm{i}", prior=prior, **bayes)
+        if bidirectional:
+            lstm = keras.layers.Bidirectional(lstm, name=f"bilstm{i}")
+        x = lstm(x)
     outputs = dense_cls(
         1,
         bias_initializer=bias_initializer,
