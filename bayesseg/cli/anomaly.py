@@ -1,8 +1,17 @@
-"""``bayesseg demo --task anomaly``: a Bayesian LSTM tagger on synthetic series.
+"""``bayesseg demo --task anomaly``: a Bayesian tagger for rare events in long series.
 
-Trains the tagger with the weighted ELBO, scores per-step anomaly recall,
-precision and F1 (``bayesseg.metrics``) on held-out series, and writes
-report.json with three figures.
+The recipe (docs/lstm.md): a small Bayesian ``Conv1D`` front-end and a
+bidirectional Bayesian LSTM, trained with the weighted ELBO on windows cut
+around the anomalies (``bs.data.event_windows``). The windows' class prior is
+recorded, so the per-step probabilities are corrected back to the series'
+prior (``bs.imbalance.prior_shift_weights``); the decision threshold is the
+one of the best event-level F1 on a held-out validation split
+(``bs.metrics.choose_threshold``). Both are saved beside the model, and
+``bayesseg predict`` applies them to new series.
+
+The report scores held-out series per event (within +-2 steps), by average
+precision and per step, next to a non-learned detector (a rolling z-score of
+the first difference) whose threshold is chosen on the same validation split.
 """
 
 from __future__ import annotations
@@ -16,18 +25,51 @@ from typing import Any
 from bayesseg.cli.report import _final_logs, _fmt, _plot_training, _versions, _write_json
 from bayesseg.cli.training import _gradient_callback, _learning_rate
 
+# The share of the generated training series held out to choose the threshold.
+VALIDATION_FRACTION = 0.1
+# Window of the rolling z-score detector (steps): 128 beat 32 and 64 on the
+# validation series of every kind (docs/lstm.md).
+ZSCORE_WINDOW = 128
+
+
+def _difference_zscore(x, window: int = ZSCORE_WINDOW):
+    """The non-learned detector: |z-score| of the first difference, max over features.
+
+    ``z_t = (d_t - mean(d)) / std(d)`` with ``d_t = x_t - x_(t-1)`` and the
+    mean and standard deviation over a centred window of ``window`` steps.
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    d = np.diff(np.asarray(x, np.float64), axis=1, prepend=x[:, :1])
+    mean = ndimage.uniform_filter1d(d, window, axis=1, mode="nearest")
+    square = ndimage.uniform_filter1d(d * d, window, axis=1, mode="nearest")
+    std = np.sqrt(np.maximum(square - mean * mean, 1e-12))
+    return np.abs((d - mean) / std).max(axis=-1)
+
 
 def _anomaly_data(args: argparse.Namespace):
+    """Training, validation and held-out series (validation: a split of the training ones)."""
     import bayesseg as bs
 
-    num_test = args.num_test_images
-    x, y = bs.data.synthetic_anomaly_series(args.num_images, length=args.length, seed=args.seed)
-    xt, yt = bs.data.synthetic_anomaly_series(num_test, length=args.length, seed=args.seed + 10_000)
-    return x, y, xt, yt
+    kwargs = {"length": args.length, "kind": args.anomaly_kind}
+    x, y = bs.data.synthetic_anomaly_series(args.num_images, seed=args.seed, **kwargs)
+    xt, yt = bs.data.synthetic_anomaly_series(
+        args.num_test_images, seed=args.seed + 10_000, **kwargs
+    )
+    num_val = max(8, round(VALIDATION_FRACTION * len(x)))
+    if num_val >= len(x):
+        raise ValueError(
+            f"Argument --num-images must leave training series after the {num_val} "
+            f"validation series. Received: --num-images {args.num_images}"
+        )
+    # The generator draws which series are anomalous at random: the last ones
+    # are as good a split as any.
+    return x[:-num_val], y[:-num_val], x[-num_val:], y[-num_val:], xt, yt
 
 
-def _anomaly_model(args: argparse.Namespace, counts, num_train: int):
-    """The compiled Bayesian LSTM tagger with a class-weighted ELBO (and its weights, bias)."""
+def _anomaly_model(args: argparse.Namespace, counts, num_train: int, num_steps: int):
+    """The compiled tagger with a class-weighted ELBO (and its weights, bias)."""
     import keras
 
     import bayesseg as bs
@@ -38,16 +80,17 @@ def _anomaly_model(args: argparse.Namespace, counts, num_train: int):
     bias = bs.imbalance.initial_bias(counts / counts.sum(), class_weights=weights)
     model = bs.models.bayesian_lstm_tagger(
         1,
-        units=(args.base_filters * 4,) * 2,
+        units=(args.base_filters * 4,),
         estimator=args.estimator,
         output_bias=bias,
         posterior_scale_init=args.posterior_scale_init,
         scale_multiplier=args.scale_multiplier,
+        bidirectional=True,
+        conv_filters=(args.base_filters * 2,) * 2,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(
-            _learning_rate(vars(args), math.ceil(num_train / args.batch_size) * args.epochs),
-            global_clipnorm=args.clipnorm,
+            _learning_rate(vars(args), num_steps), global_clipnorm=args.clipnorm
         ),
         loss=bs.ELBO(
             bs.losses.WeightedBinaryCrossentropy(class_weights=weights),
@@ -57,74 +100,135 @@ def _anomaly_model(args: argparse.Namespace, counts, num_train: int):
     return model, weights, bias
 
 
-def _detection_scores(labels, outputs) -> dict[str, float]:
-    """Per-step anomaly recall, precision and F1 of the decision ``p >= 0.5``."""
+def _step_scores(labels, flags) -> dict[str, float]:
+    """Per-step recall, precision and F1 of boolean decisions."""
+    tp = float((labels & flags).sum())
+    recall = tp / labels.sum() if labels.any() else 0.0
+    precision = tp / flags.sum() if flags.any() else 0.0
+    f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+    return {"anomaly_recall": recall, "anomaly_precision": precision, "anomaly_f1": f1}
+
+
+def _detector_scores(labels, scores, threshold: float) -> dict[str, Any]:
+    """Event-level, threshold-free and per-step scores of one detector."""
     import bayesseg as bs
 
-    scores = {}
-    for name, cls in (
-        ("anomaly_recall", bs.metrics.Recall),
-        ("anomaly_precision", bs.metrics.Precision),
-        ("anomaly_f1", bs.metrics.F1),
-    ):
-        metric = cls(class_id=1, from_logits=False, dtype="float64")
-        metric.update_state(labels, outputs)
-        scores[name] = float(metric.result())
-    return scores
-
-
-def _anomaly_metrics(args, model, xt, yt, weights):
-    """Held-out metrics (and the Monte Carlo prediction)."""
-    import bayesseg as bs
-    from bayesseg import _probability
-
-    # Decisions use the weighted model's own probabilities (its threshold 0.5 is
-    # the weighted decision rule); calibration is reported after undoing the
-    # class weights' prior shift, as for the segmentation tasks.
-    mc = {"num_samples": args.num_samples, "batch_size": args.batch_size, "verbose": 0}
-    pred = bs.uncertainty.predict_mc(model, xt, **mc)
-    calibrated = bs.uncertainty.predict_mc(model, xt, correct_for_class_weights=weights, **mc)
-    errors = _probability.hard_labels(pred.mean) != (yt > 0.5)
-    scores = pred.mean[..., 0]
-    labels = (yt > 0.5).reshape(scores.shape)
-    metrics = {
-        **_detection_scores(yt, pred.mean),
-        # Threshold-free, and per event (+-2 steps) beside the per-step figures.
+    return {
+        "events": bs.metrics.event_f1(labels, scores, threshold=threshold),
         "anomaly_average_precision": (
             bs.metrics.average_precision(labels, scores) if labels.any() else None
         ),
-        "events": bs.metrics.event_f1(labels, scores),
-        "predictive_nll": bs.metrics.predictive_nll(yt, calibrated.mean[..., 0]),
+        **_step_scores(labels, scores >= threshold),
+    }
+
+
+def _decision(model, xv, yv, correction, args) -> dict[str, Any]:
+    """The threshold of the best validation event F1, on corrected probabilities."""
+    import bayesseg as bs
+
+    pred = bs.uncertainty.predict_mc(
+        model,
+        xv,
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        correct_for_class_weights=correction,
+        verbose=0,
+    )
+    chosen = bs.metrics.choose_threshold(yv > 0.5, pred.mean[..., 0])
+    return {
+        "rule": "flag a step where the corrected probability >= threshold",
+        "threshold": chosen["threshold"],
+        "criterion": "event_f1",
+        "tolerance": bs.metrics.DEFAULT_EVENT_TOLERANCE,
+        "validation_series": len(xv),
+        "validation": {k: chosen[k] for k in ("precision", "recall", "f1")},
+        "correction_weights": [float(w) for w in correction],
+    }
+
+
+def _anomaly_metrics(args, model, xt, yt, decision):
+    """Held-out metrics of the tagger (and its Monte Carlo prediction)."""
+    import bayesseg as bs
+
+    pred = bs.uncertainty.predict_mc(
+        model,
+        xt,
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        correct_for_class_weights=decision["correction_weights"],
+        verbose=0,
+    )
+    scores = pred.mean[..., 0]
+    labels = (yt > 0.5).reshape(scores.shape)
+    flags = scores >= decision["threshold"]
+    errors = flags != labels
+    metrics = {
+        **_detector_scores(labels, scores, decision["threshold"]),
+        "events_at_0.5": bs.metrics.event_f1(labels, scores),
+        "predictive_nll": bs.metrics.predictive_nll(yt, scores),
         "uncertainty_auroc": (
             bs.metrics.uncertainty_auroc(errors, pred.total)
             if 0 < errors.sum() < errors.size
             else None
         ),
         "mean_epistemic": float(pred.epistemic.mean()),
-        "epistemic_share": bs.uncertainty.epistemic_share(calibrated),
+        "epistemic_share": bs.uncertainty.epistemic_share(pred),
     }
     return metrics, pred
+
+
+def _zscore_baseline(xv, yv, xt, yt) -> dict[str, Any]:
+    """The rolling z-score detector, its threshold chosen on the same validation series."""
+    import bayesseg as bs
+
+    chosen = bs.metrics.choose_threshold(yv > 0.5, _difference_zscore(xv))
+    return {
+        "description": "|z-score| of the first difference over a centred window of "
+        f"{ZSCORE_WINDOW} steps, threshold of the best validation event F1",
+        "threshold": chosen["threshold"],
+        **_detector_scores(yt > 0.5, _difference_zscore(xt), chosen["threshold"]),
+    }
 
 
 def _print_anomaly_summary(report: dict[str, Any], args: argparse.Namespace, out: Path) -> None:
     import bayesseg as bs
 
-    m = report["metrics"]
+    m, z = report["metrics"], report["baseline_zscore"]
+    d = report["data"]
     print(
-        f"bayesseg demo (anomaly): {report['data']['train_series']} training series of "
-        f"{args.length} steps, "
-        f"anomalous steps {100 * report['data']['anomaly_fraction']:.3f}%\n"
+        f"bayesseg demo (anomaly): {d['train_series']} training series of {args.length} "
+        f"steps ({d['train_windows']} windows of {d['window']}), {d['test_series']} held out, "
+        f"anomalous steps {100 * d['anomaly_fraction']:.3f}%\n"
         f"  events (+-{bs.metrics.DEFAULT_EVENT_TOLERANCE} steps): recall "
         f"{_fmt(m['events']['recall'])}  precision {_fmt(m['events']['precision'])}  "
         f"F1 {_fmt(m['events']['f1'])} ({m['events']['true_events']} events)   "
         f"average precision {_fmt(m['anomaly_average_precision'])}\n"
+        f"  rolling z-score detector: event F1 {_fmt(z['events']['f1'])}  average precision "
+        f"{_fmt(z['anomaly_average_precision'])}\n"
         f"  per step: anomaly recall {_fmt(m['anomaly_recall'])}  precision "
         f"{_fmt(m['anomaly_precision'])}  F1 {_fmt(m['anomaly_f1'])}  "
         f"uncertainty AUROC {_fmt(m['uncertainty_auroc'])}  epistemic share "
         f"{_fmt(m['epistemic_share'])}\n"
-        f"wrote {out}/report.json, uncertainty.png, training.png, gradients.png "
-        f"in {report['runtime_seconds']:.0f} s"
+        f"  threshold {report['decision']['threshold']:.4g} on corrected probabilities "
+        f"(validation event F1 {_fmt(report['decision']['validation']['f1'])}); "
+        f"loss spikes flagged: {len(report['spikes'])}\n"
+        f"wrote {out}/model.keras, model.json, report.json, uncertainty.png, training.png, "
+        f"gradients.png in {report['runtime_seconds']:.0f} s"
     )
+
+
+def _save_model(model, out: Path, args, decision: dict, windows: dict) -> None:
+    """model.keras, and model.json with the decision rule ``bayesseg predict`` applies."""
+    model.save(out / "model.keras")
+    metadata = {
+        "task": "anomaly",
+        "architecture": "bayesian_lstm_tagger",
+        "input": "raw series (length, features); no standardisation",
+        "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "decision": decision,
+        "windows": windows,
+    }
+    _write_json(out / "model.json", metadata)
 
 
 def _demo_anomaly(args: argparse.Namespace, out: Path, start: float) -> int:
@@ -134,39 +238,71 @@ def _demo_anomaly(args: argparse.Namespace, out: Path, start: float) -> int:
     import bayesseg as bs
 
     keras.utils.set_random_seed(args.seed)
-    x, y, xt, yt = _anomaly_data(args)
-    counts = bs.imbalance.count_classes(y, num_classes=2)
-    model, weights, bias = _anomaly_model(args, counts, len(x))
-    callback = _gradient_callback(math.ceil(len(x) / args.batch_size) * args.epochs)
+    x, y, xv, yv, xt, yt = _anomaly_data(args)
+    window = min(args.window, args.length)
+    xw, yw = bs.data.event_windows(x, y, window, seed=args.seed)
+    series_counts = bs.imbalance.count_classes(y, num_classes=2)
+    counts = bs.imbalance.count_classes(yw, num_classes=2)
+    steps = math.ceil(len(xw) / args.batch_size) * args.epochs
+    model, weights, bias = _anomaly_model(args, counts, len(xw), steps)
+    correction = bs.imbalance.prior_shift_weights(counts, series_counts, class_weights=weights)
+    callback = _gradient_callback(steps)
+    monitor = bs.diagnostics.LossSpikeMonitor()
     if not args.quiet:
-        print("bayesseg demo: anomaly, training the Bayesian LSTM tagger with the weighted ELBO")
+        print(
+            f"bayesseg demo: anomaly, training the Bayesian tagger on {len(xw)} windows of "
+            f"{window} steps with the weighted ELBO"
+        )
     t0 = time.perf_counter()
     history = model.fit(
-        x,
-        y,
+        xw,
+        yw,
         batch_size=args.batch_size,
         epochs=args.epochs,
-        verbose=0 if args.quiet else 1,
-        callbacks=[callback],
+        verbose=0 if args.quiet else 2,
+        callbacks=[callback, monitor],
     )
     seconds = time.perf_counter() - t0
-    metrics, pred = _anomaly_metrics(args, model, xt, yt, weights)
+    decision = _decision(model, xv, yv, correction, args)
+    metrics, pred = _anomaly_metrics(args, model, xt, yt, decision)
+    windows = {
+        "window": window,
+        "windows": len(xw),
+        "window_anomaly_fraction": float(counts[1] / counts.sum()),
+        "series_anomaly_fraction": float(series_counts[1] / series_counts.sum()),
+    }
     report = {
         "task": "anomaly",
         "config": {k: v for k, v in vars(args).items() if k != "func"},
         "data": {
+            "kind": args.anomaly_kind,
             "train_series": len(x),
+            "validation_series": len(xv),
             "test_series": len(xt),
             "length": args.length,
-            "anomaly_fraction": float(counts[1] / counts.sum()),
+            "window": window,
+            "train_windows": len(xw),
+            "anomaly_fraction": windows["series_anomaly_fraction"],
+            "window_anomaly_fraction": windows["window_anomaly_fraction"],
             "class_weights": None if weights is None else weights.tolist(),
             "output_bias": np.asarray(bias).tolist(),
         },
+        "model": {
+            "architecture": "bayesian_lstm_tagger",
+            "conv_filters": [args.base_filters * 2] * 2,
+            "units": [args.base_filters * 4],
+            "bidirectional": True,
+            "parameters": int(model.count_params()),
+        },
         "training": {"seconds": seconds, "final": _final_logs(history)},
+        "decision": decision,
         "metrics": metrics,
+        "baseline_zscore": _zscore_baseline(xv, yv, xt, yt),
+        "spikes": [{k: s[k] for k in ("step", "loss") if k in s} for s in monitor.spikes],
         "posterior_warnings": callback.warnings,
         "versions": _versions(),
     }
+    _save_model(model, out, args, decision, windows)
     _plot_training(history, callback, out)
     shown = int(np.argmax((yt > 0.5).sum(axis=1)))
     bs.plots.plot_series_uncertainty(xt, yt, pred, out / "uncertainty.png", index=shown)

@@ -98,11 +98,7 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
         help="how class weights are computed from the training masks: balanced "
         "(N / (C * n_c)), inverse_sqrt (sqrt of balanced: recall without wrecking "
         "precision), effective_number or none"
-        + _note(
-            "inverse_sqrt; --task anomaly: balanced"
-            if defaults
-            else "balanced; inverse_sqrt for more than 2 classes"
-        ),
+        + _note("inverse_sqrt" if defaults else "balanced; inverse_sqrt for more than 2 classes"),
     )
     parser.add_argument(
         "--clipnorm",
@@ -201,7 +197,10 @@ def _add_demo(sub) -> None:
         description="Train a Bayesian U-Net on synthetic imbalanced data (CPU, a few "
         "minutes), evaluate it on held-out synthetic images and write report.json, "
         "uncertainty.png, training.png and gradients.png to --out. The lesion task also "
-        "trains the same model with plain, unweighted BCE and compares lesion recall.",
+        "trains the same model with plain, unweighted BCE and compares lesion recall. "
+        "The anomaly task trains a bidirectional Bayesian LSTM tagger on windows of long "
+        "series, chooses its threshold on a validation split, compares it with a rolling "
+        "z-score detector and saves model.keras and model.json for bayesseg predict.",
     )
     demo.add_argument(
         "--task",
@@ -215,14 +214,29 @@ def _add_demo(sub) -> None:
     demo.add_argument(
         "--length",
         type=_positive_int,
+        default=4096,
+        help="anomaly task: steps per series; --num-images series are generated (default: 4096)",
+    )
+    demo.add_argument(
+        "--window",
+        type=_positive_int,
         default=512,
-        help="anomaly task: steps per series; --num-images series are generated (default: 512)",
+        help="anomaly task: training windows of this many steps, half of them around an "
+        "anomaly (the whole series when longer) (default: 512)",
+    )
+    demo.add_argument(
+        "--anomaly-kind",
+        type=_choice(("mixed", "point", "contextual")),
+        default="mixed",
+        help="anomaly task: point (spikes, level jumps), contextual (missing or late "
+        "beats of a pulse train) or mixed (either, even odds) (default: mixed)",
     )
     demo.add_argument(
         "--epochs",
         type=_positive_int,
         default=None,
-        help="training epochs (default: 12; --task multiclass: 10)",
+        help="training epochs (default: 12; --task multiclass: 10; --task anomaly: 8, "
+        "over the windows)",
     )
     demo.add_argument(
         "--out", default="bayesseg-demo", help="output folder (default: bayesseg-demo)"
