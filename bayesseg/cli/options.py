@@ -104,6 +104,11 @@ _val_samples = _option_type(
 )
 _overlap = _in_unit_interval("a number")
 _fraction = _in_unit_interval("a fraction")
+_probability_arg = _option_type(
+    float,
+    lambda v: check_float("value", v, minimum=0, maximum=1, strict_minimum=True),
+    "a probability in (0, 1]",
+)
 
 
 def _num_classes(text: str) -> int:

@@ -33,6 +33,7 @@ from bayesseg.cli.options import (
     _overlap,
     _positive_float,
     _positive_int,
+    _probability_arg,
     _UsageError,
     _val_samples,
 )
@@ -442,7 +443,11 @@ def _add_predict(sub) -> None:
         "--images. Writes, per image, <stem>_prob, <stem>_labels, <stem>_epistemic and "
         "<stem>_aleatoric in the input's format (PNG: 16-bit, see predictions.json for "
         "the scaling; TIFF: float; NIfTI: with the input's affine and header). Images "
-        "larger than the training patches are predicted with sliding windows.",
+        "larger than the training patches are predicted with sliding windows. With a "
+        "series tagger (demo --task anomaly's model.keras), --images holds .npy series "
+        "of shape (length,) or (length, features): each is predicted whole, its "
+        "probabilities corrected and thresholded by the rule saved in model.json, and "
+        "predictions.json lists the flagged events.",
     )
     predict.add_argument("--model", required=True, help="a model.keras written by train")
     predict.add_argument("--images", required=True, help="folder of images")
@@ -474,6 +479,13 @@ def _add_predict(sub) -> None:
         help="windows per forward pass (default: 8)",
     )
     predict.add_argument(
+        "--threshold",
+        type=_probability_arg,
+        default=None,
+        help="series tagger: flag steps whose corrected probability is at least this "
+        "(default: the threshold model.json saved, chosen on a validation split)",
+    )
+    predict.add_argument(
         "--calibrate",
         action="store_true",
         help="undo the class weights' shift of the probabilities (weights from model.json); "
@@ -490,7 +502,8 @@ def _add_predict(sub) -> None:
         default=None,
         help="folder of masks paired with --images by file stem: write metrics.json with "
         "per-image and pooled per-class Dice and recall, lesion-wise F1, foreground ECE "
-        "and NLL of the written maps",
+        "and NLL of the written maps (series: .npy 0/1 step labels; event-level scores "
+        "and average precision)",
     )
     predict.add_argument(
         "--preview",

@@ -1,5 +1,8 @@
 """``bayesseg predict``: Monte Carlo probability, label and uncertainty maps of a
 trained model, written in each input's format, with predictions.json.
+
+A series tagger (``bayesseg demo --task anomaly``'s model) goes to
+:mod:`bayesseg.cli.series` instead, which applies its saved decision rule.
 """
 
 from __future__ import annotations
@@ -214,6 +217,17 @@ def _predict(args: argparse.Namespace) -> int:
     metadata_path = model_path.with_suffix(".json")
     metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
     model = _load_model(args, model_path)
+    out = Path(args.out)
+    from bayesseg.cli import series
+
+    if series.is_tagger(model, metadata):
+        out.mkdir(parents=True, exist_ok=True)
+        return series.predict_series(args, files, masks, model, metadata, model_path, out)
+    if args.threshold is not None:
+        raise ValueError(
+            "Argument --threshold applies to a series tagger; a segmentation model's labels "
+            "are the most probable class."
+        )
     setup = {
         "rank": len(model.input_shape) - 2,
         "channels": model.input_shape[-1],
@@ -229,7 +243,6 @@ def _predict(args: argparse.Namespace) -> int:
         from bayesseg.cli.evaluate import Evaluation
 
         setup["evaluation"] = Evaluation(setup["num_classes"])
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in files:
