@@ -3,7 +3,8 @@
 :func:`to_bayesian` clones a functional or Sequential model (nested models
 included) with ``keras.models.clone_model(..., recursive=True)``, replacing
 every selected ``Dense``, ``Conv1D/2D/3D``, ``Conv2D/3DTranspose`` and
-``LSTM`` (and ``TimeDistributed(Dense)``) by its Bayesian twin with the same
+``LSTM`` (and ``TimeDistributed(Dense)``, ``Bidirectional(LSTM)``) by its
+Bayesian twin with the same
 configuration, and copies the trained weights: a Bayesian layer's posterior
 mean is the trained weight, its posterior scale ``posterior_scale_init`` or,
 with MOPED (Krishnan et al. 2020), ``moped_delta * |w|``. Every other layer
@@ -123,8 +124,10 @@ def _accepted_arguments(cls) -> set[str]:
     return names
 
 
-def _plan(layer: keras.layers.Layer, estimator: str) -> tuple[type | None, dict | str]:
-    """The Bayesian twin of ``layer`` and its arguments, or ``(None, reason)``."""
+def _plan(layer: keras.layers.Layer, estimator: str) -> tuple[Callable | None, dict | str]:
+    """A builder of the Bayesian twin of ``layer`` and its arguments, or ``(None, reason)``."""
+    if type(layer) is keras.layers.Bidirectional:
+        return _plan_bidirectional(layer, estimator)
     source = layer
     if type(layer) is keras.layers.TimeDistributed:
         if type(layer.layer) is not keras.layers.Dense:
@@ -135,6 +138,15 @@ def _plan(layer: keras.layers.Layer, estimator: str) -> tuple[type | None, dict 
         # A Dense acts on the last axis, so one Bayesian Dense on the whole
         # sequence computes the same function with one draw per sequence.
         source = layer.layer
+    cls, kwargs = _twin_arguments(source, estimator)
+    if cls is None:
+        return None, kwargs
+    kwargs.update(name=layer.name, dtype=layer.dtype_policy, trainable=layer.trainable)
+    return cls, kwargs
+
+
+def _twin_arguments(source: keras.layers.Layer, estimator: str) -> tuple[type | None, dict | str]:
+    """The Bayesian twin class of ``source`` and the config it passes on, or a reason."""
     stem = _TWINS.get(type(source))
     if stem is None:
         return None, "no Bayesian twin for this layer type"
@@ -157,8 +169,37 @@ def _plan(layer: keras.layers.Layer, estimator: str) -> tuple[type | None, dict 
         if key not in accepted:
             return None, f"{cls.__name__} has no argument {key!r} (value {value!r})"
         kwargs[key] = value
-    kwargs.update(name=layer.name, dtype=layer.dtype_policy, trainable=layer.trainable)
     return cls, kwargs
+
+
+def _plan_bidirectional(layer, estimator: str) -> tuple[Callable | None, dict | str]:
+    """``Bidirectional(LSTM)``: a Bidirectional of the two directions' twins."""
+    directions = {}
+    for side in ("forward", "backward"):
+        inner = getattr(layer, f"{side}_layer")
+        if type(inner) is not keras.layers.LSTM:
+            return None, (
+                f"Bidirectional({type(inner).__name__}): only Bidirectional(LSTM) is converted"
+            )
+        cls, kwargs = _twin_arguments(inner, estimator)
+        if cls is None:
+            return None, f"its {side} LSTM: {kwargs}"
+        kwargs.update(name=inner.name, dtype=inner.dtype_policy, trainable=inner.trainable)
+        directions[side] = (cls, kwargs)
+
+    def build(**shared):
+        forward, backward = (
+            cls(**kwargs, **shared) for cls, kwargs in (directions[s] for s in directions)
+        )
+        return keras.layers.Bidirectional(
+            forward,
+            merge_mode=layer.merge_mode,
+            backward_layer=backward,
+            name=layer.name,
+            trainable=layer.trainable,
+        )
+
+    return build, {}
 
 
 def _graph_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -228,8 +269,11 @@ def to_bayesian(
     ``LSTM`` and ``TimeDistributed(Dense)`` becomes its Bayesian twin
     (``DenseFlipout``, ``Conv2DReparameterization``, ``LSTMFlipout``...)
     with the same configuration and name, whose posterior mean is the
-    trained weight. Other layers are cloned with their weights
-    (BatchNormalization keeps its moving statistics). Nested functional and
+    trained weight; a ``Bidirectional(LSTM)`` becomes a ``Bidirectional``
+    of the two directions' twins (same merge mode, each direction its own
+    posterior, the pair drawing different noise from one seed). Other
+    layers are cloned with their weights (BatchNormalization keeps its
+    moving statistics). Nested functional and
     Sequential models are converted recursively. The input model is not
     modified. Layers with weights that stay deterministic (no twin, e.g.
     ``Embedding`` or a custom layer; or an unsupported configuration:
@@ -406,7 +450,11 @@ def to_bayesian(
         inputs, outputs = cloned._inputs_struct, cloned._outputs_struct
     result = BayesianModel(inputs, outputs, name=model.name)
     for old, new in pairs:
-        if id(old) in plans:
+        if id(old) in plans and type(old) is keras.layers.Bidirectional:
+            for side in ("forward_layer", "backward_layer"):
+                copy = (getattr(old, side), getattr(new, side))
+                _copy_to_bayesian(*copy, moped_delta, moped_scale_floor, posterior_scale_init)
+        elif id(old) in plans:
             _copy_to_bayesian(old, new, moped_delta, moped_scale_floor, posterior_scale_init)
         elif old.weights:
             new.set_weights(old.get_weights())
