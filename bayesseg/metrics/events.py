@@ -104,6 +104,20 @@ def average_precision(y_true: Any, y_score: Any) -> float:
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
+def _as_series(truth: np.ndarray, score: np.ndarray, score_name: str):
+    """``(N, T)`` views of matching ``(N, T)``, ``(N, T, 1)`` or ``(T,)`` arrays."""
+    if truth.ndim == 3 and truth.shape[-1] == 1:
+        truth, score = truth[..., 0], score[..., 0]
+    if truth.ndim == 1:
+        truth, score = truth[None], score[None]
+    if truth.ndim != 2:
+        raise ValueError(
+            f"Arguments `y_true` and `{score_name}` must be series (N, T), (N, T, 1) or one "
+            f"series (T,). Received shape {truth.shape}"
+        )
+    return truth, score
+
+
 # Runs connect along time only, never across series: a (3, 3) element whose
 # middle row is set (scipy's label wants 3 in every dimension).
 _RUNS = np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], dtype=bool)
@@ -157,18 +171,9 @@ def event_f1(
     >>> scores["recall"], scores["precision"]
     (0.5, 0.5)
     """
-    truth, pred = _matching(y_true, y_pred, "y_pred")
+    truth, pred = _as_series(*_matching(y_true, y_pred, "y_pred"), "y_pred")
     threshold = check_float("threshold", threshold)
     tolerance = check_int("tolerance", tolerance, minimum=0)
-    if truth.ndim == 3 and truth.shape[-1] == 1:
-        truth, pred = truth[..., 0], pred[..., 0]
-    if truth.ndim == 1:
-        truth, pred = truth[None], pred[None]
-    if truth.ndim != 2:
-        raise ValueError(
-            "Arguments `y_true` and `y_pred` must be series (N, T), (N, T, 1) or one "
-            f"series (T,). Received shape {np.shape(y_true)}"
-        )
     flagged = pred >= threshold
     true_runs, n_true = ndimage.label(truth, _RUNS)
     pred_runs, n_pred = ndimage.label(flagged, _RUNS)
@@ -213,11 +218,13 @@ def choose_threshold(
 ) -> dict[str, float]:
     """The decision threshold on per-step scores that a validation split supports best.
 
-    The candidates are at most ``max_candidates`` distinct scores, spread
-    evenly by rank over those that flag at most 100 steps per positive step
-    (lower thresholds raise alarms that no event-level score should reward:
-    a threshold that flags a whole series makes it one predicted event), and
-    each is scored by :func:`event_f1`:
+    The candidates are the level at which each true event is first detected
+    (the highest score within ``tolerance`` steps of it), and
+    ``max_candidates`` distinct scores spread evenly by rank; all of them
+    flag at most 100 steps per positive step (lower thresholds raise alarms
+    that no event-level score should reward: a threshold that flags a whole
+    series makes it one predicted event). Each is scored by
+    :func:`event_f1`:
 
     * ``criterion="event_f1"``: the threshold of the highest event-level F1
       (ties: the higher threshold, fewer alarms);
@@ -265,7 +272,7 @@ def choose_threshold(
     >>> choose_threshold(truth, score, "event_recall", target_recall=0.5)["threshold"]
     0.9
     """
-    truth, score = _matching(y_true, y_score, "y_score")
+    truth, score = _as_series(*_matching(y_true, y_score, "y_score"), "y_score")
     criterion = check_choice("criterion", criterion, THRESHOLD_CRITERIA)
     if criterion == "event_recall":
         if target_recall is None:
@@ -289,8 +296,12 @@ def choose_threshold(
     # Never more than 100 alarms per true step (the highest value always stays).
     reach = max(int(np.searchsorted(flagged, 100 * int(truth.sum()), side="right")), 1)
     ranks = np.unique(np.linspace(0, reach - 1, min(max_candidates, reach)).round().astype(int))
+    # And the level at which each event is first detected: the highest score
+    # within the tolerance of it (where the event-level recall moves).
+    levels = ndimage.maximum_filter1d(score, 2 * tolerance + 1, axis=-1, mode="nearest")[truth]
+    candidates = np.union1d(values[ranks], levels[levels >= values[reach - 1]])[::-1]
     best: dict[str, float] | None = None
-    for threshold in values[ranks]:  # highest first: ties keep the higher threshold
+    for threshold in candidates:  # highest first: ties keep the higher threshold
         scores = event_f1(truth, score, threshold=float(threshold), tolerance=tolerance)
         entry = {
             "threshold": float(threshold),

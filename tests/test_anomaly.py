@@ -1,0 +1,308 @@
+"""Long-series anomaly tagging: contextual anomalies, event windows, the prior shift of
+windows, threshold choice, the tagger's bidirectional front-end and its conversion."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from scipy import stats
+
+import bayesseg as bs
+from bayesseg import convert
+from bayesseg.cli.anomaly import _difference_zscore
+from bayesseg.data import event_windows, synthetic_anomaly_series
+from bayesseg.imbalance import prior_shift_weights, unweight_probabilities
+from bayesseg.metrics import average_precision, choose_threshold, event_f1
+
+
+# --------------------------------------------------------------------------
+# Synthetic contextual anomalies
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["contextual", "mixed"])
+def test_contextual_kinds_keep_the_exact_counts(kind):
+    x, y = synthetic_anomaly_series(30, length=1024, num_features=2, seed=3, kind=kind)
+    assert x.shape == (30, 1024, 2) and x.dtype == np.float32 and np.isfinite(x).all()
+    per_series = y.sum(axis=1)
+    assert sorted(set(per_series.tolist())) == [0.0, 2.0]
+    assert int((per_series == 2).sum()) == 6
+    # Contextual anomalies sit away from the ends (two periods of at most 40 steps).
+    steps = np.nonzero(y)[1]
+    assert steps.min() >= 32 and steps.max() <= 1024 - 32
+
+
+def test_the_difference_zscore_finds_point_anomalies_but_not_contextual_ones():
+    # The reason the contextual kind exists: a non-learned detector that finds
+    # spikes and jumps ranks missing and late beats no better than chance.
+    scores = {}
+    for kind in ("point", "contextual"):
+        x, y = synthetic_anomaly_series(60, length=1024, seed=1, kind=kind)
+        scores[kind] = average_precision(y, _difference_zscore(x))
+    assert scores["point"] > 0.8
+    assert scores["contextual"] < 0.05
+
+
+def test_a_missing_beat_leaves_a_gap_in_the_pulse_train():
+    # Contextual series with one anomaly each: at a missing beat the pulse
+    # feature holds no peak within +-2 steps, where every due beat has one.
+    x, y = synthetic_anomaly_series(
+        40, length=512, seed=7, kind="contextual", anomalous_series_fraction=0.5,
+        anomalies_per_series=1,
+    )  # fmt: skip
+    for series, step in zip(*np.nonzero(y), strict=True):
+        # A late beat's label is its peak: a local maximum right there.
+        local = x[series, step - 2 : step + 3, 0]
+        window = x[series, step - 12 : step + 13, 0]
+        peak_here = local.max() == window.max()
+        # A missing beat: nothing stands out within half a period either side.
+        assert peak_here or window.max() - np.median(window) < 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"kind": "spiky"}, "kind"), ({"kind": "mixed", "length": 399}, "length")],
+)
+def test_contextual_kind_errors(kwargs, name):
+    with pytest.raises(ValueError, match=f"Argument `{name}`"):
+        synthetic_anomaly_series(4, **{"length": 512, **kwargs})
+
+
+# --------------------------------------------------------------------------
+# Event windows
+# --------------------------------------------------------------------------
+def _indexed_series(n=6, length=200):
+    # x holds series * 10_000 + step, so every window says where it came from.
+    x = (np.arange(n)[:, None] * 10_000 + np.arange(length)[None, :]).astype(np.float64)
+    y = np.zeros((n, length), np.float32)
+    y[1, 100] = y[3, 5] = y[3, 190] = 1  # one in the middle, two near the ends
+    return x[..., None], y
+
+
+def test_event_windows_are_slices_with_their_labels_and_the_requested_share():
+    x, y = _indexed_series()
+    xw, yw = event_windows(x, y, window=32, positive_fraction=0.25, windows_per_event=5, seed=2)
+    assert xw.shape == (60, 32, 1) and yw.shape == (60, 32)  # 15 event windows, 45 random
+    ids = xw[..., 0].astype(int)
+    series, steps = ids // 10_000, ids % 10_000
+    assert (series == series[:, :1]).all() and (np.diff(steps, axis=1) == 1).all()
+    np.testing.assert_array_equal(yw, y[series, steps])
+    # Every event is inside 5 windows; the one in the middle at least 4 steps
+    # (window // 8) from either edge, those near the series' ends shifted inwards.
+    for s, t in zip(*np.nonzero(y), strict=True):
+        holding = (series[:, 0] == s) & (steps[:, 0] <= t) & (steps[:, -1] >= t)
+        assert holding.sum() >= 5
+    middle = (series[:, 0] == 1) & (steps[:, 0] <= 100) & (steps[:, -1] >= 100)
+    offsets = 100 - steps[middle, 0]  # random windows may hold it anywhere
+    assert ((offsets >= 4) & (offsets <= 27)).sum() >= 5
+    # At least the requested share holds an event (random windows may, too).
+    assert (yw.sum(axis=1) > 0).mean() >= 0.25
+
+
+def test_event_windows_are_seeded():
+    x, y = _indexed_series()
+    a = event_windows(x, y, 32, seed=5)
+    b = event_windows(x, y, 32, seed=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], event_windows(x, y, 32, seed=6)[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"window": 201}, "Argument `window`"),
+        ({"window": 1}, "Argument `window`"),
+        ({"positive_fraction": 1.0}, "Argument `positive_fraction`"),
+        ({"positive_fraction": 0.0}, "Argument `positive_fraction`"),
+        ({"windows_per_event": 0}, "Argument `windows_per_event`"),
+    ],
+)
+def test_event_windows_errors(kwargs, match):
+    x, y = _indexed_series()
+    with pytest.raises(ValueError, match=match):
+        event_windows(x, y, **{"window": 32, **kwargs})
+
+
+def test_event_windows_input_errors():
+    x, y = _indexed_series()
+    with pytest.raises(ValueError, match="no anomalous step"):
+        event_windows(x, np.zeros_like(y), 32)
+    with pytest.raises(ValueError, match="same series and steps"):
+        event_windows(x, y[:, :-1], 32)
+    with pytest.raises(ValueError, match="0/1"):
+        event_windows(x, 2 * y, 32)
+    with pytest.raises(ValueError, match="Argument `x`"):
+        event_windows(x[..., 0], y, 32)
+
+
+# --------------------------------------------------------------------------
+# The prior shift of windows
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("weights", [None, [1.0, 30.0]])
+def test_prior_shift_weights_give_bayes_posterior_under_the_target_prior(weights):
+    # Two Gaussian classes: N(0, 1) and N(2, 1). A model trained on windows
+    # (prior 1%) with class weights w predicts q ∝ w_c pi_train_c L_c(x);
+    # the correction must give Bayes' posterior under the series' 0.01% prior.
+    x = np.linspace(-3.0, 6.0, 50)
+    likelihood = np.stack([stats.norm.pdf(x, 0, 1), stats.norm.pdf(x, 2, 1)], axis=-1)
+    train, target = np.array([0.99, 0.01]), np.array([0.9999, 0.0001])
+    w = np.ones(2) if weights is None else np.asarray(weights)
+    q = w * train * likelihood
+    q = q[:, 1] / q.sum(axis=1)
+    exact = target * likelihood
+    exact = exact[:, 1] / exact.sum(axis=1)
+    shift = prior_shift_weights(train, target, class_weights=weights)
+    np.testing.assert_allclose(unweight_probabilities(q, shift), exact, rtol=1e-9)
+    # Counts work as frequencies; the weights have a mean of 1.
+    np.testing.assert_allclose(prior_shift_weights(train * 7, target * 3, weights), shift)
+    assert shift.mean() == pytest.approx(1.0)
+
+
+def test_prior_shift_weights_errors():
+    with pytest.raises(ValueError, match="Argument `target_prior`"):
+        prior_shift_weights([0.5, 0.5], [1.0, 0.0])
+    with pytest.raises(ValueError, match="Argument `target_prior`"):
+        prior_shift_weights([0.5, 0.5], [0.3, 0.3, 0.4])
+    with pytest.raises(ValueError, match="Argument `class_weights`"):
+        prior_shift_weights([0.5, 0.5], [0.9, 0.1], class_weights=[1.0, -1.0])
+
+
+# --------------------------------------------------------------------------
+# Choosing the threshold
+# --------------------------------------------------------------------------
+def _brute_force(truth, score, criterion, target=None):
+    # Every distinct score that flags at most 100 steps per positive step.
+    limit = 100 * truth.sum()
+    best, highest = None, None
+    for t in sorted(set(score.ravel().tolist()), reverse=True):
+        if (score >= t).sum() > limit:
+            break
+        e = event_f1(truth, score, threshold=t)
+        if criterion == "event_recall":
+            if e["recall"] >= target:
+                return t
+            if highest is None or e["recall"] > highest[0]:
+                highest = (e["recall"], t)
+            continue
+        if best is None or e["f1"] > best[0]:
+            best = (e["f1"], t)
+    return (best or highest)[1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_choose_threshold_matches_a_brute_force_search(seed):
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((8, 300), bool)
+    for s in range(0, 8, 2):
+        truth[s, rng.integers(10, 290)] = True
+    score = np.round(rng.random(truth.shape) * 0.6, 3)
+    score[truth] = np.round(0.3 + 0.7 * rng.random(truth.sum()), 3)
+    chosen = choose_threshold(truth, score, max_candidates=10_000)  # every candidate
+    assert chosen["threshold"] == _brute_force(truth, score, "event_f1")
+    assert chosen["f1"] == event_f1(truth, score, threshold=chosen["threshold"])["f1"]
+    for target in (0.5, 1.0):
+        recall = choose_threshold(
+            truth, score, "event_recall", target_recall=target, max_candidates=10_000
+        )
+        assert recall["threshold"] == _brute_force(truth, score, "event_recall", target)
+    # The thinned default search still tries each event's detection level.
+    assert choose_threshold(truth, score)["f1"] >= chosen["f1"] - 0.1
+
+
+def test_choose_threshold_thins_candidates_and_checks_arguments():
+    rng = np.random.default_rng(0)
+    truth = rng.random((20, 1000)) < 0.002
+    score = rng.random(truth.shape) + truth
+    # Separable scores: the lowest event level is among the candidates, however few.
+    assert choose_threshold(truth, score, max_candidates=5)["f1"] == 1.0
+    assert choose_threshold(truth, score)["threshold"] == score[truth].min()
+    with pytest.raises(ValueError, match="target_recall"):
+        choose_threshold(truth, score, "event_recall")
+    with pytest.raises(ValueError, match="target_recall"):
+        choose_threshold(truth, score, target_recall=0.5)
+    with pytest.raises(ValueError, match="Argument `criterion`"):
+        choose_threshold(truth, score, "f2")
+    with pytest.raises(ValueError, match="no event"):
+        choose_threshold(np.zeros_like(truth), score)
+
+
+# --------------------------------------------------------------------------
+# The tagger's front-end, and converting Bidirectional(LSTM)
+# --------------------------------------------------------------------------
+def _keras_tagger(merge_mode="concat"):
+    inputs = keras.Input((None, 2))
+    x = keras.layers.Conv1D(4, 5, padding="same", activation="relu", name="conv0")(inputs)
+    x = keras.layers.Bidirectional(
+        keras.layers.LSTM(3, return_sequences=True), merge_mode=merge_mode, name="bilstm0"
+    )(x)
+    return keras.Model(inputs, keras.layers.Dense(1, name="logits")(x))
+
+
+def test_bidirectional_tagger_matches_keras_with_its_posterior_means():
+    keras.utils.set_random_seed(0)
+    model = bs.models.bayesian_lstm_tagger(
+        2, units=(3,), bidirectional=True, conv_filters=(4,), conv_kernel_size=5
+    )
+    names = [type(layer).__name__ for layer in model.layers[1:]]
+    assert names == ["Conv1DFlipout", "Bidirectional", "DenseFlipout"]
+    assert len(bs.layers.bayesian_layers(model)) == 4  # conv, two directions, head
+    reference = _keras_tagger()
+    # The posterior means, copied into the Keras model, give its function.
+    reference.get_layer("conv0").set_weights(
+        [model.get_layer("conv0").kernel_loc.numpy(), model.get_layer("conv0").bias.numpy()]
+    )
+    for side in ("forward_layer", "backward_layer"):
+        ours = getattr(model.get_layer("bilstm0"), side)
+        getattr(reference.get_layer("bilstm0"), side).set_weights(
+            [ours.kernel_loc.numpy(), ours.recurrent_kernel_loc.numpy(), ours.bias.numpy()]
+        )
+    head = model.get_layer("logits")
+    reference.get_layer("logits").set_weights([head.kernel_loc.numpy(), head.bias.numpy()])
+    x = np.random.default_rng(1).normal(size=(3, 17, 2)).astype("float32")
+    with bs.layers.sampling_mode(model, "mean"):
+        np.testing.assert_allclose(model(x), reference(x), atol=1e-5)
+
+
+def test_tagger_front_end_errors():
+    with pytest.raises(ValueError, match="Argument `conv_filters`"):
+        bs.models.bayesian_lstm_tagger(1, conv_filters=(0,))
+    with pytest.raises(ValueError, match="cannot be combined"):
+        bs.models.bayesian_lstm_tagger(1, conv_filters=(4,), mask_value=0.0)
+    with pytest.raises(ValueError, match="Argument `bidirectional`"):
+        bs.models.bayesian_lstm_tagger(1, bidirectional="yes")
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum"])
+def test_to_bayesian_converts_bidirectional_lstm(merge_mode, tmp_path):
+    keras.utils.set_random_seed(3)
+    model = _keras_tagger(merge_mode)
+    bayesian = convert.to_bayesian(model, seed=11)
+    wrapper = bayesian.get_layer("bilstm0")
+    assert type(wrapper) is keras.layers.Bidirectional and wrapper.merge_mode == merge_mode
+    assert type(wrapper.forward_layer).__name__ == "LSTMFlipout"
+    assert wrapper.backward_layer.go_backwards and not wrapper.forward_layer.go_backwards
+    source = model.get_layer("bilstm0")
+    for side in ("forward_layer", "backward_layer"):
+        np.testing.assert_array_equal(
+            getattr(wrapper, side).kernel_loc.numpy(), getattr(source, side).cell.kernel.numpy()
+        )
+    x = np.random.default_rng(2).normal(size=(2, 9, 2)).astype("float32")
+    with bs.layers.sampling_mode(bayesian, "mean"):
+        np.testing.assert_allclose(bayesian(x), model(x), atol=1e-5)
+    assert float(bayesian(x).numpy().std()) > 0  # sampled: a draw, not the mean
+    path = tmp_path / "converted.keras"
+    bayesian.save(path)
+    loaded = keras.saving.load_model(path)
+    with bs.layers.sampling_mode(loaded, "mean"):
+        np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_to_bayesian_keeps_bidirectional_gru_with_a_reason():
+    inputs = keras.Input((None, 2))
+    x = keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    with pytest.warns(UserWarning, match=r"only Bidirectional\(LSTM\) is converted"):
+        bayesian = convert.to_bayesian(model)
+    assert [type(layer).__name__ for layer in bayesian.layers[1:]] == [
+        "Bidirectional",
+        "DenseFlipout",
+    ]
