@@ -100,29 +100,134 @@ def test_demo_multiclass_tiny(tmp_path, capsys):
     assert any(line.startswith("foreground vs background: lesion-wise F1") for line in lines)
 
 
+ANOMALY_TINY = ["demo", "--task", "anomaly", "--epochs", "1", "--num-images", "40"]
+ANOMALY_TINY += ["--length", "448", "--window", "64", "--num-samples", "2", "--batch-size", "8"]
+ANOMALY_TINY += ["--base-filters", "2"]
+
+
+@pytest.fixture(scope="module")
+def anomaly_run(tmp_path_factory):
+    """The tiny anomaly demo's output folder and what it printed."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("anomaly")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*ANOMALY_TINY, "--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
 @pytest.mark.slow
-def test_demo_anomaly_tiny(tmp_path, capsys):
-    args = ["demo", "--task", "anomaly", "--epochs", "1", "--num-images", "16", "--length", "64"]
-    args += ["--num-samples", "2", "--batch-size", "8", "--base-filters", "2"]
-    assert main(args + ["--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["task"] == "anomaly" and report["config"]["class_weights"] == "balanced"
-    assert report["config"]["learning_rate"] == 3e-3
-    for key in ("anomaly_recall", "anomaly_precision", "anomaly_f1", "anomaly_average_precision"):
-        assert 0.0 <= report["metrics"][key] <= 1.0
-    assert all(math.isfinite(x) for x in _numbers(report))
-    for name in ("uncertainty.png", "training.png", "gradients.png"):
-        _assert_valid_png(tmp_path / name)
-    # The event counts are the held-out series' runs of anomalous steps (counted here).
+def test_demo_anomaly_tiny(anomaly_run):
+    import bayesseg as bs
     from bayesseg.data import synthetic_anomaly_series
 
-    _, tags = synthetic_anomaly_series(report["data"]["test_series"], length=64, seed=10_000)
+    out, printed = anomaly_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "anomaly" and report["config"]["class_weights"] == "inverse_sqrt"
+    assert report["config"]["learning_rate"] == 3e-3 and report["data"]["kind"] == "mixed"
+    assert report["data"]["train_series"] == 32 and report["data"]["validation_series"] == 8
+    assert report["model"]["bidirectional"] and report["model"]["units"] == [8]
+    metrics = report["metrics"]
+    for key in ("anomaly_recall", "anomaly_precision", "anomaly_f1", "anomaly_average_precision"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert all(math.isfinite(x) for x in _numbers(report))
+    for name in ("uncertainty.png", "training.png", "gradients.png"):
+        _assert_valid_png(out / name)
+    # The windows' prior and the series' prior give the saved correction.
+    data, decision = report["data"], report["decision"]
+    w = np.asarray(data["class_weights"])
+    window_prior = np.array([1 - data["window_anomaly_fraction"], data["window_anomaly_fraction"]])
+    series_prior = np.array([1 - data["anomaly_fraction"], data["anomaly_fraction"]])
+    expected = w * window_prior / series_prior
+    np.testing.assert_allclose(decision["correction_weights"], expected / expected.mean())
+    # The event counts are the held-out series' runs of anomalous steps (counted here).
+    _, tags = synthetic_anomaly_series(
+        report["data"]["test_series"], length=448, seed=10_000, kind="mixed"
+    )
     onsets = np.diff(np.pad(tags > 0.5, ((0, 0), (1, 0))).astype(int), axis=1) == 1
-    events = report["metrics"]["events"]
+    events = metrics["events"]
     assert events["true_events"] == onsets.sum() > 0
     assert events["detected"] + events["fn"] == events["true_events"]
-    out = capsys.readouterr().out
-    assert "per step: anomaly recall" in out and "events (+-2 steps)" in out
+    # The z-score baseline is scored on the same series, with its own threshold.
+    baseline = report["baseline_zscore"]
+    assert baseline["events"]["true_events"] == events["true_events"]
+    assert 0 <= baseline["anomaly_average_precision"] <= 1
+    assert report["spikes"] == [] or all("step" in s for s in report["spikes"])
+    assert "per step: anomaly recall" in printed and "events (+-2 steps)" in printed
+    assert "rolling z-score detector: event F1" in printed
+    saved = json.loads((out / "model.json").read_text())
+    assert saved["task"] == "anomaly" and saved["decision"] == decision
+    assert bs.metrics.DEFAULT_EVENT_TOLERANCE == decision["tolerance"]
+
+
+@pytest.mark.slow
+def test_predict_series_applies_the_saved_rule(tmp_path, anomaly_run, capsys):
+    import keras
+
+    import bayesseg as bs
+    from bayesseg.data import synthetic_anomaly_series
+
+    out, _ = anomaly_run
+    x, y = synthetic_anomaly_series(6, length=448, seed=77, kind="mixed")
+    series, labels = tmp_path / "series", tmp_path / "labels"
+    series.mkdir()
+    labels.mkdir()
+    for i in range(len(x)):
+        # (length,) and (length, 1) are both accepted.
+        np.save(series / f"s{i}.npy", x[i, :, 0] if i % 2 else x[i])
+        np.save(labels / f"s{i}.npy", y[i])
+    preds = tmp_path / "preds"
+    args = ["predict", "--model", str(out / "model.keras"), "--images", str(series)]
+    args += ["--masks", str(labels), "--out", str(preds), "--num-samples", "2", "--quiet"]
+    assert main(args) == 0
+    manifest = json.loads((preds / "predictions.json").read_text())
+    decision = json.loads((out / "model.json").read_text())["decision"]
+    assert manifest["decision"]["threshold"] == decision["threshold"]
+    # Decisions are the saved threshold on the corrected probabilities, and the
+    # events listed are their runs.
+    probs = np.stack([np.load(preds / f"s{i}_prob.npy") for i in range(len(x))])
+    flags = np.stack([np.load(preds / f"s{i}_labels.npy") for i in range(len(x))])
+    np.testing.assert_array_equal(flags, probs >= decision["threshold"])
+    for i in range(len(x)):
+        runs = manifest["events"][f"s{i}.npy"]
+        marked = np.zeros(448, bool)
+        for first, last in runs:
+            marked[first : last + 1] = True
+        np.testing.assert_array_equal(marked, flags[i].astype(bool))
+    # The probabilities are the model's, corrected by the saved weights (the
+    # Monte Carlo mean of two draws, so compared with the posterior-mean run
+    # only loosely; the correction itself exactly, on the mean-mode output).
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    with bs.layers.sampling_mode(model, "mean"):
+        raw = keras.ops.sigmoid(model(x[:1])).numpy()[0, :, 0]
+    corrected = bs.imbalance.unweight_probabilities(raw, decision["correction_weights"])
+    assert np.corrcoef(corrected, probs[0])[0, 1] > 0.9
+    # metrics.json pools the event counts over the series.
+    metrics = json.loads((preds / "metrics.json").read_text())["overall"]
+    expected = bs.metrics.event_f1(y, probs, threshold=decision["threshold"])
+    for key in ("true_events", "pred_events", "tp_pred", "detected"):
+        assert metrics["events"][key] == expected[key]
+    assert metrics["average_precision"] == pytest.approx(bs.metrics.average_precision(y, probs))
+    # --threshold overrides the saved one.
+    again = tmp_path / "again"
+    assert main([*args[:-7], "--out", str(again), "--num-samples", "2", "--threshold", "1"]) == 0
+    assert json.loads((again / "predictions.json").read_text())["decision"]["threshold"] == 1.0
+
+
+def test_predict_series_errors(tmp_path, anomaly_run, capsys):
+    out, _ = anomaly_run
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    np.save(folder / "two.npy", np.zeros((50, 2), np.float32))
+    args = ["predict", "--model", str(out / "model.keras"), "--images", str(folder)]
+    args += ["--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert "expects (length, 1) or (length,)" in capsys.readouterr().err
+    np.save(folder / "two.npy", np.zeros(50, np.float32))
+    assert main([*args, "--patch-size", "16"]) == 2
+    assert "apply to images" in capsys.readouterr().err
 
 
 def _nifti_folders(tmp_path, nib, shapes):
@@ -517,8 +622,8 @@ def test_report_per_class_equals_the_keras_metrics(num_classes):
         ),
         (
             ["--task", "anomaly", "--num-images", "20"],
-            {"learning_rate": 3e-3, "lr_schedule": "constant", "class_weights": "balanced",
-             "epochs": 12, "num_test_images": 8},
+            {"learning_rate": 3e-3, "lr_schedule": "constant", "class_weights": "inverse_sqrt",
+             "epochs": 8, "num_test_images": 8, "length": 4096, "window": 512},
         ),
         (  # flags win over the task's defaults
             ["--task", "multiclass", "--learning-rate", "0.002", "--lr-schedule", "constant",
