@@ -68,8 +68,13 @@ def _anomaly_data(args: argparse.Namespace):
     return x[:-num_val], y[:-num_val], x[-num_val:], y[-num_val:], xt, yt
 
 
-def _anomaly_model(args: argparse.Namespace, counts, num_train: int, num_steps: int):
-    """The compiled tagger with a class-weighted ELBO (and its weights, bias)."""
+def _anomaly_model(
+    args: argparse.Namespace, counts, num_train: int, num_steps: int, bidirectional: bool = True
+):
+    """The compiled tagger with a class-weighted ELBO (and its weights, bias).
+
+    ``bidirectional=False`` is the benchmark's causal variant.
+    """
     import keras
 
     import bayesseg as bs
@@ -85,7 +90,7 @@ def _anomaly_model(args: argparse.Namespace, counts, num_train: int, num_steps: 
         output_bias=bias,
         posterior_scale_init=args.posterior_scale_init,
         scale_multiplier=args.scale_multiplier,
-        bidirectional=True,
+        bidirectional=bidirectional,
         conv_filters=(args.base_filters * 2,) * 2,
     )
     model.compile(
