@@ -216,6 +216,7 @@ def test_predict_series_applies_the_saved_rule(tmp_path, anomaly_run, capsys):
     assert json.loads((again / "predictions.json").read_text())["decision"]["threshold"] == 1.0
 
 
+@pytest.mark.slow  # the tiny anomaly demo behind the fixture trains a model
 def test_predict_series_errors(tmp_path, anomaly_run, capsys):
     out, _ = anomaly_run
     folder = tmp_path / "bad"
