@@ -385,13 +385,20 @@ def plot_gradient_contributions(records: Any, path: str | os.PathLike, max_layer
 
 
 def plot_series_uncertainty(
-    series: Any, labels: Any, prediction: Any, path: str | os.PathLike, index: int = 0
+    series: Any,
+    labels: Any,
+    prediction: Any,
+    path: str | os.PathLike,
+    index: int = 0,
+    threshold: float | None = None,
+    steps: tuple[int, int] | None = None,
 ) -> str:
     """Write one series with its per-step anomaly probability and uncertainty (PNG).
 
     Three stacked panels over time: the input (first feature) with the true
-    anomalous steps marked, the mean predicted probability, and the
-    epistemic and aleatoric uncertainty (nats).
+    anomalous steps marked, the mean predicted probability (with the
+    decision threshold, if given, and the flagged steps), and the epistemic
+    and aleatoric uncertainty (nats).
 
     Args:
         series: (N, T, F) or (N, T) inputs.
@@ -400,6 +407,10 @@ def plot_series_uncertainty(
             mapping with ``mean``, ``epistemic`` and ``aleatoric``.
         path: where the PNG is written.
         index: which series to draw.
+        threshold: optional decision threshold on the probability, drawn as
+            a dashed line; the steps at or above it are marked.
+        steps: optional ``(start, stop)``, the range of steps to draw (a
+            close-up of a long series). Default: all.
 
     Returns:
         ``path`` as a string.
@@ -423,18 +434,34 @@ def plot_series_uncertainty(
             "Argument `series` must have shape (N, T) or (N, T, F) and `index` must "
             f"select one of its N series. Received: shape={series.shape}, index={index}"
         )
-    steps = np.arange(series.shape[1])
-    truth = labels.reshape(len(labels), -1)[index] > 0.5
+    start, stop = (0, series.shape[1]) if steps is None else steps
+    if not 0 <= start < stop <= series.shape[1]:
+        raise ValueError(
+            f"Argument `steps` must be (start, stop) with 0 <= start < stop <= "
+            f"{series.shape[1]}. Received: steps={steps}"
+        )
+    t = np.arange(start, stop)
+    truth = (labels.reshape(len(labels), -1)[index] > 0.5)[start:stop]
+    x = series[index, start:stop, 0]
+    p = np.asarray(mean).reshape(len(series), -1)[index, start:stop]
     fig = Figure(figsize=(12, 6), layout="constrained")
     top, middle, bottom = fig.subplots(3, 1, sharex=True)
-    top.plot(steps, series[index, :, 0], lw=0.8, color="tab:gray")
-    top.plot(steps[truth], series[index, truth, 0], "o", color="tab:red", label="anomaly")
+    top.plot(t, x, lw=0.8, color="tab:gray")
+    top.plot(t[truth], x[truth], "o", color="tab:red", label="anomaly")
     top.set(title="input", ylabel="value")
     top.legend(fontsize=8)
-    middle.plot(steps, np.asarray(mean).reshape(len(series), -1)[index], color="tab:blue")
+    middle.plot(t, p, color="tab:blue")
+    if threshold is not None:
+        middle.axhline(threshold, ls="--", color="tab:orange", lw=1, label="threshold")
+        flagged = p >= threshold
+        middle.plot(t[flagged], p[flagged], "v", color="tab:orange", ms=4, label="flagged")
+        middle.plot(t[truth], p[truth], "o", color="tab:red", mfc="none", label="anomaly")
+        middle.legend(fontsize=8)
     middle.set(ylabel="p(anomaly)", yscale="log", title="mean predicted probability")
-    bottom.plot(steps, np.asarray(aleatoric).reshape(len(series), -1)[index], label="aleatoric")
-    bottom.plot(steps, np.asarray(epistemic).reshape(len(series), -1)[index], label="epistemic")
+    bottom.plot(t, np.asarray(aleatoric).reshape(len(series), -1)[index, start:stop],
+                label="aleatoric")  # fmt: skip
+    bottom.plot(t, np.asarray(epistemic).reshape(len(series), -1)[index, start:stop],
+                label="epistemic")  # fmt: skip
     bottom.set(xlabel="timestep", ylabel="nats", title="uncertainty")
     bottom.legend(fontsize=8)
     return _save(fig, path)

@@ -84,3 +84,24 @@ def test_plot_reliability_shows_foreground_ece_and_region(tmp_path, monkeypatch)
     finder = doctest.DocTestFinder()
     (test,) = finder.find(bs.plots.plot_reliability, "plot_reliability", globs={})
     assert doctest.DocTestRunner().run(test).failed == 0
+
+
+def test_series_figure_draws_the_threshold_and_a_close_up(tmp_path):
+    import matplotlib.image
+    import numpy as np
+
+    x = np.sin(np.arange(600) / 5.0)[None, :, None]
+    y = np.zeros((1, 600))
+    y[0, 300] = 1
+    mean = np.full((1, 600, 1), 1e-3)
+    mean[0, 299:302] = 0.2
+    pred = {"mean": mean, "epistemic": np.zeros((1, 600)), "aleatoric": np.ones((1, 600))}
+    whole = bs.plots.plot_series_uncertainty(x, y, pred, tmp_path / "a.png", threshold=0.05)
+    close = bs.plots.plot_series_uncertainty(
+        x, y, pred, tmp_path / "b.png", threshold=0.05, steps=(250, 350)
+    )
+    for path in (whole, close):
+        assert open(path, "rb").read(8) == PNG_MAGIC
+        assert matplotlib.image.imread(path).shape[0] > 100
+    with pytest.raises(ValueError, match="Argument `steps`"):
+        bs.plots.plot_series_uncertainty(x, y, pred, tmp_path / "c.png", steps=(500, 700))

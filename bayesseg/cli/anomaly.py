@@ -217,9 +217,28 @@ def _print_anomaly_summary(report: dict[str, Any], args: argparse.Namespace, out
         f"  threshold {report['decision']['threshold']:.4g} on corrected probabilities "
         f"(validation event F1 {_fmt(report['decision']['validation']['f1'])}); "
         f"loss spikes flagged: {len(report['spikes'])}\n"
-        f"wrote {out}/model.keras, model.json, report.json, uncertainty.png, training.png, "
+        f"wrote {out}/model.keras, model.json, report.json, uncertainty.png"
+        f"{', uncertainty_zoom.png' if args.length > 1024 else ''}, training.png, "
         f"gradients.png in {report['runtime_seconds']:.0f} s"
     )
+
+
+def _plot_series(xt, yt, pred, threshold: float, out: Path) -> None:
+    """uncertainty.png: a held-out series with anomalies; and a close-up of a long one."""
+    import numpy as np
+
+    import bayesseg as bs
+
+    shown = int(np.argmax((yt > 0.5).sum(axis=1)))
+    kwargs = {"index": shown, "threshold": threshold}
+    bs.plots.plot_series_uncertainty(xt, yt, pred, out / "uncertainty.png", **kwargs)
+    length = xt.shape[1]
+    if length > 1024:
+        first = int(np.flatnonzero(yt[shown] > 0.5)[0])
+        start = min(max(first - 200, 0), length - 400)
+        bs.plots.plot_series_uncertainty(
+            xt, yt, pred, out / "uncertainty_zoom.png", steps=(start, start + 400), **kwargs
+        )
 
 
 def _save_model(model, out: Path, args, decision: dict, windows: dict) -> None:
@@ -309,8 +328,7 @@ def _demo_anomaly(args: argparse.Namespace, out: Path, start: float) -> int:
     }
     _save_model(model, out, args, decision, windows)
     _plot_training(history, callback, out)
-    shown = int(np.argmax((yt > 0.5).sum(axis=1)))
-    bs.plots.plot_series_uncertainty(xt, yt, pred, out / "uncertainty.png", index=shown)
+    _plot_series(xt, yt, pred, decision["threshold"], out)
     report["runtime_seconds"] = time.perf_counter() - start
     _write_json(out / "report.json", report)
     _print_anomaly_summary(report, args, out)
