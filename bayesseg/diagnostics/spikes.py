@@ -229,9 +229,9 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         min_ratio: float >= 1, how many times the baseline median a spike's
             loss must at least be. Default 10: a clean run of the earlier
             (whole-series, 640x-weighted) anomaly demo holds steps at z = 103
-            whose loss is 7x the median (a true anomaly at p ~ 0.2), while a mislabelled heavily weighted
-            step makes it jump by orders of magnitude. 1 keeps the z-score
-            alone.
+            whose loss is 7x the median (a true anomaly at p ~ 0.2), while
+            a mislabelled heavily weighted step makes it jump by orders of
+            magnitude. 1 keeps the z-score alone.
         id_key: str, the input dict's key that holds the dataset ids.
             Default "example_id".
 
