@@ -216,6 +216,25 @@ def test_predict_series_applies_the_saved_rule(tmp_path, anomaly_run, capsys):
     assert json.loads((again / "predictions.json").read_text())["decision"]["threshold"] == 1.0
 
 
+def test_anomaly_validation_split_is_stratified_and_disjoint():
+    from bayesseg.cli.anomaly import _validation_split
+
+    y = np.zeros((100, 30), np.float32)
+    y[::5, 3] = 1  # 20 anomalous series
+    x = np.arange(100, dtype=np.float32)[:, None, None] * np.ones((1, 30, 1), np.float32)
+    xs, ys, xv, yv = _validation_split(x, y, 100)
+    assert len(xv) == 10 and len(xs) == 90
+    assert int(yv.any(axis=1).sum()) == 2 and int(ys.any(axis=1).sum()) == 18
+    assert not set(xs[:, 0, 0]) & set(xv[:, 0, 0])
+    # Few anomalous series: still one on each side; none at all is refused.
+    y2 = np.zeros((20, 30), np.float32)
+    y2[[4, 11], 3] = 1
+    _, ys2, _, yv2 = _validation_split(x[:20], y2, 20)
+    assert ys2.any(axis=1).sum() == 1 and yv2.any(axis=1).sum() == 1
+    with pytest.raises(ValueError, match="at least 2 anomalous series"):
+        _validation_split(x[:20], np.zeros_like(y2), 20)
+
+
 @pytest.mark.slow  # the tiny anomaly demo behind the fixture trains a model
 def test_predict_series_errors(tmp_path, anomaly_run, capsys):
     out, _ = anomaly_run

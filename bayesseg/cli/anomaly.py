@@ -57,15 +57,31 @@ def _anomaly_data(args: argparse.Namespace):
     xt, yt = bs.data.synthetic_anomaly_series(
         args.num_test_images, seed=args.seed + 10_000, **kwargs
     )
+    return (*_validation_split(x, y, args.num_images), xt, yt)
+
+
+def _validation_split(x, y, num_images: int):
+    """``(x, y, x_val, y_val)``: a tenth of the series (at least 8), stratified so
+    that both parts hold anomalous series."""
+    import numpy as np
+
+    anomalous = np.flatnonzero(y.any(axis=1))
+    normal = np.flatnonzero(~y.any(axis=1))
     num_val = max(8, round(VALIDATION_FRACTION * len(x)))
-    if num_val >= len(x):
+    if len(anomalous) < 2 or num_val >= len(x):
         raise ValueError(
-            f"Argument --num-images must leave training series after the {num_val} "
-            f"validation series. Received: --num-images {args.num_images}"
+            f"Argument --num-images must give at least 2 anomalous series (one to train on, "
+            f"one to choose the threshold on) and leave training series after the {num_val} "
+            f"validation series; {num_images} series hold {len(anomalous)} anomalous ones. "
+            f"Received: --num-images {num_images}"
         )
+    val_anomalous = min(max(1, round(VALIDATION_FRACTION * len(anomalous))), len(anomalous) - 1)
     # The generator draws which series are anomalous at random: the last ones
-    # are as good a split as any.
-    return x[:-num_val], y[:-num_val], x[-num_val:], y[-num_val:], xt, yt
+    # of each kind are as good a split as any.
+    val_normal = normal[len(normal) - min(num_val - val_anomalous, len(normal)) :]
+    val = np.sort(np.concatenate([anomalous[-val_anomalous:], val_normal]))
+    train = np.setdiff1d(np.arange(len(x)), val)
+    return x[train], y[train], x[val], y[val]
 
 
 def _anomaly_model(
