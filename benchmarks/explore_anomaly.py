@@ -19,6 +19,7 @@ Run (the candidates of docs/lstm.md, seed 0 unless said):
     python benchmarks/explore_anomaly.py --window 512 --epochs 8 --bidir 0
     python benchmarks/explore_anomaly.py --window 512 --epochs 8 --conv
     python benchmarks/explore_anomaly.py --window 512 --epochs 8 --loss focal --weights none
+    python benchmarks/explore_anomaly.py --window 512 --epochs 8 --loss mining --weights none
     python benchmarks/explore_anomaly.py --window 0 --epochs 3              # whole series
     python benchmarks/explore_anomaly.py --window 512 --epochs 8 --weights balanced
 """
@@ -96,6 +97,8 @@ if a.loss == "bce":
     loss = bs.losses.WeightedBinaryCrossentropy(class_weights=weights)
 elif a.loss == "focal":
     loss = bs.losses.BinaryFocalLoss()
+elif a.loss == "mining":  # all positives and the 3 hardest negatives per positive
+    loss = bs.losses.HardNegativeMining(bs.losses.WeightedBinaryCrossentropy(class_weights=weights))
 model.compile(
     optimizer=keras.optimizers.Adam(lr, global_clipnorm=1.0),
     loss=bs.ELBO(loss, bs.kl.PerExample(len(xw))),
