@@ -47,6 +47,8 @@ def _options(args: argparse.Namespace, seed: int) -> argparse.Namespace:
         ["demo", "--task", "anomaly", "--length", str(args.length), "--seed", str(seed)]
         + ["--num-images", str(args.num_series), "--num-test-images", str(args.num_test)]
         + ["--num-samples", str(args.num_samples)]
+        + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
+        + (["--epochs", str(args.epochs)] if args.epochs else [])
     )
     _apply_task_defaults(options)
     return options
@@ -166,6 +168,8 @@ def main() -> None:
     parser.add_argument("--num-series", type=int, default=640)
     parser.add_argument("--num-test", type=int, default=160)
     parser.add_argument("--num-samples", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the demo's")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the demo's")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     runs = []

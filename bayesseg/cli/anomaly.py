@@ -121,6 +121,12 @@ def _anomaly_model(
     return model, weights, bias
 
 
+def _prediction_batch(args: argparse.Namespace) -> int:
+    """Series per Monte Carlo forward pass: at least 32 (prediction needs no gradients,
+    and a whole 4096-step series costs what a training batch of windows does)."""
+    return max(args.batch_size, 32)
+
+
 def _step_scores(labels, flags) -> dict[str, float]:
     """Per-step recall, precision and F1 of boolean decisions."""
     tp = float((labels & flags).sum())
@@ -151,7 +157,7 @@ def _decision(model, xv, yv, correction, args) -> dict[str, Any]:
         model,
         xv,
         num_samples=args.num_samples,
-        batch_size=args.batch_size,
+        batch_size=_prediction_batch(args),
         correct_for_class_weights=correction,
         verbose=0,
     )
@@ -175,7 +181,7 @@ def _anomaly_metrics(args, model, xt, yt, decision):
         model,
         xt,
         num_samples=args.num_samples,
-        batch_size=args.batch_size,
+        batch_size=_prediction_batch(args),
         correct_for_class_weights=decision["correction_weights"],
         verbose=0,
     )
