@@ -10,8 +10,8 @@ held-out series:
 - ``bayesian``: the demo's recipe (Bayesian Conv1D front-end, bidirectional
   Bayesian LSTM, weighted ELBO, Monte Carlo mean of ``--num-samples`` draws);
 - ``keras``: a deterministic Keras model of the same shape (Conv1D x2,
-  ``Bidirectional(LSTM)``, Dense), the same weighted cross-entropy, optimizer,
-  windows and epochs, predicted once;
+  ``Bidirectional(LSTM)``, Dense), the same weighted cross-entropy, optimizer
+  and learning-rate schedule, windows and epochs, predicted once;
 - ``unidirectional``: the Bayesian recipe with one forward LSTM (what a
   causal tagger can do on contextual anomalies);
 - ``zscore``: the non-learned detector, the |z-score| of the first difference
@@ -49,6 +49,7 @@ def _options(args: argparse.Namespace, seed: int) -> argparse.Namespace:
         + ["--num-samples", str(args.num_samples)]
         + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
         + (["--epochs", str(args.epochs)] if args.epochs else [])
+        + (["--lr-schedule", args.lr_schedule] if args.lr_schedule else [])
     )
     _apply_task_defaults(options)
     return options
@@ -72,6 +73,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
 
     import bayesseg as bs
     from bayesseg.cli import anomaly
+    from bayesseg.cli.training import _learning_rate
 
     options = _options(args, seed)
     keras.utils.set_random_seed(seed)
@@ -94,7 +96,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
             model = _keras_model(options, float(np.asarray(bias).reshape(-1)[0]))
             model.compile(
                 optimizer=keras.optimizers.Adam(
-                    options.learning_rate, global_clipnorm=options.clipnorm
+                    _learning_rate(vars(options), steps), global_clipnorm=options.clipnorm
                 ),
                 loss=bs.losses.WeightedBinaryCrossentropy(class_weights=weights),
             )
@@ -170,6 +172,7 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the demo's")
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo's")
+    parser.add_argument("--lr-schedule", default=None, help="default: the demo's")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     runs = []
