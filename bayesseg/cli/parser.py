@@ -61,8 +61,9 @@ def _add_network_options(parser: argparse.ArgumentParser, defaults: bool) -> Non
     parser.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=default(8),
-        help="examples per optimizer step" + _note(8 if defaults else 4),
+        default=None,
+        help="examples per optimizer step"
+        + _note("8; --task anomaly: 32 windows" if defaults else 4),
     )
     parser.add_argument(
         "--estimator",
