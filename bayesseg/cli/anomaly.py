@@ -240,7 +240,8 @@ def _print_anomaly_summary(report: dict[str, Any], args: argparse.Namespace, out
         f"(validation event F1 {_fmt(report['decision']['validation']['f1'])}); "
         f"loss spikes flagged: {len(report['spikes'])}\n"
         f"wrote {out}/model.keras, model.json, report.json, uncertainty.png"
-        f"{', uncertainty_zoom.png' if args.length > 1024 else ''}, training.png, "
+        f"{', uncertainty_zoom.png' if (out / 'uncertainty_zoom.png').is_file() else ''}, "
+        "training.png, "
         f"gradients.png in {report['runtime_seconds']:.0f} s"
     )
 
@@ -255,7 +256,7 @@ def _plot_series(xt, yt, pred, threshold: float, out: Path) -> None:
     kwargs = {"index": shown, "threshold": threshold}
     bs.plots.plot_series_uncertainty(xt, yt, pred, out / "uncertainty.png", **kwargs)
     length = xt.shape[1]
-    if length > 1024:
+    if length > 1024 and (yt[shown] > 0.5).any():
         first = int(np.flatnonzero(yt[shown] > 0.5)[0])
         start = min(max(first - 200, 0), length - 400)
         bs.plots.plot_series_uncertainty(
