@@ -286,6 +286,7 @@ def choose_threshold(
             f"Received: target_recall={target_recall}"
         )
     max_candidates = check_int("max_candidates", max_candidates)
+    tolerance = check_int("tolerance", tolerance, minimum=0)
     if not truth.any():
         raise ValueError(
             "Argument `y_true` holds no event: there is nothing to tune a threshold on."
