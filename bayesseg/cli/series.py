@@ -105,14 +105,11 @@ class _Pooled:
         import numpy as np
 
         import bayesseg as bs
+        from bayesseg.metrics.events import event_scores
 
-        c = self.counts
-        precision = c["tp_pred"] / c["pred_events"] if c["pred_events"] else 0.0
-        recall = c["detected"] / c["true_events"] if c["true_events"] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         labels, scores = np.concatenate(self.labels), np.concatenate(self.scores)
         return {
-            "events": {**c, "precision": precision, "recall": recall, "f1": f1},
+            "events": event_scores(**self.counts),
             "average_precision": (
                 bs.metrics.average_precision(labels, scores) if labels.any() else None
             ),

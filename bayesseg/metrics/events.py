@@ -185,22 +185,31 @@ def event_f1(
         near_truth, near_flags = truth, flagged
     tp_pred = len(np.unique(pred_runs[flagged & near_truth]))
     detected = len(np.unique(true_runs[truth & near_flags]))
-    if n_true == 0 and n_pred == 0:
+    return event_scores(int(n_true), int(n_pred), tp_pred, detected)
+
+
+def event_scores(true_events: int, pred_events: int, tp_pred: int, detected: int) -> dict:
+    """:func:`event_f1`'s dict from its counts (summed over series, for pooled scores).
+
+    Not exported: the one place the ratios and their conventions (0 when
+    undefined, 1 with no event on either side) are written.
+    """
+    if true_events == 0 and pred_events == 0:
         precision = recall = f1 = 1.0
     else:
-        precision = tp_pred / n_pred if n_pred else 0.0
-        recall = detected / n_true if n_true else 0.0
+        precision = tp_pred / pred_events if pred_events else 0.0
+        recall = detected / true_events if true_events else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
         "precision": precision,
         "recall": recall,
         "f1": f1,
-        "true_events": int(n_true),
-        "pred_events": int(n_pred),
+        "true_events": true_events,
+        "pred_events": pred_events,
         "tp_pred": tp_pred,
-        "fp": int(n_pred) - tp_pred,
+        "fp": pred_events - tp_pred,
         "detected": detected,
-        "fn": int(n_true) - detected,
+        "fn": true_events - detected,
     }
 
 
