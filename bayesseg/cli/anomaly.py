@@ -121,19 +121,34 @@ def _anomaly_model(
     return model, weights, bias
 
 
-def _prediction_batch(args: argparse.Namespace) -> int:
-    """Series per Monte Carlo forward pass: at least 32 (prediction needs no gradients,
-    and a whole 4096-step series costs what a training batch of windows does)."""
-    return max(args.batch_size, 32)
+def _predict(model, series, correction, args: argparse.Namespace):
+    """The Monte Carlo prediction of whole series, corrected by ``correction``.
+
+    Series go 32 at a time at least: prediction needs no gradients, and a
+    whole 4096-step series costs what a training batch of windows does.
+    """
+    import bayesseg as bs
+
+    return bs.uncertainty.predict_mc(
+        model,
+        series,
+        num_samples=args.num_samples,
+        batch_size=max(args.batch_size, 32),
+        correct_for_class_weights=correction,
+        verbose=0,
+    )
 
 
 def _step_scores(labels, flags) -> dict[str, float]:
-    """Per-step recall, precision and F1 of boolean decisions."""
-    tp = float((labels & flags).sum())
-    recall = tp / labels.sum() if labels.any() else 0.0
-    precision = tp / flags.sum() if flags.any() else 0.0
-    f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
-    return {"anomaly_recall": recall, "anomaly_precision": precision, "anomaly_f1": f1}
+    """Per-step recall, precision and F1 (the Dice of class 1) of boolean decisions."""
+    from bayesseg.cli.report import _confusion, _confusion_scores
+
+    anomaly = _confusion_scores(_confusion(labels, flags[..., None].astype("float32"), 2))["1"]
+    return {
+        "anomaly_recall": anomaly["recall"],
+        "anomaly_precision": anomaly["precision"],
+        "anomaly_f1": anomaly["dice"],
+    }
 
 
 def _detector_scores(labels, scores, threshold: float) -> dict[str, Any]:
@@ -153,14 +168,7 @@ def _decision(model, xv, yv, correction, args) -> dict[str, Any]:
     """The threshold of the best validation event F1, on corrected probabilities."""
     import bayesseg as bs
 
-    pred = bs.uncertainty.predict_mc(
-        model,
-        xv,
-        num_samples=args.num_samples,
-        batch_size=_prediction_batch(args),
-        correct_for_class_weights=correction,
-        verbose=0,
-    )
+    pred = _predict(model, xv, correction, args)
     chosen = bs.metrics.choose_threshold(yv > 0.5, pred.mean[..., 0])
     return {
         "rule": "flag a step where the corrected probability >= threshold",
@@ -177,14 +185,7 @@ def _anomaly_metrics(args, model, xt, yt, decision):
     """Held-out metrics of the tagger (and its Monte Carlo prediction)."""
     import bayesseg as bs
 
-    pred = bs.uncertainty.predict_mc(
-        model,
-        xt,
-        num_samples=args.num_samples,
-        batch_size=_prediction_batch(args),
-        correct_for_class_weights=decision["correction_weights"],
-        verbose=0,
-    )
+    pred = _predict(model, xt, decision["correction_weights"], args)
     scores = pred.mean[..., 0]
     labels = (yt > 0.5).reshape(scores.shape)
     flags = scores >= decision["threshold"]

@@ -20,6 +20,18 @@ from bayesseg.training import BayesianModel
 __all__ = ["bayesian_lstm_tagger"]
 
 
+def _layer_sizes(name: str, value, allow_empty: bool) -> tuple[int, ...]:
+    """A sequence of layer sizes (or one size) as a tuple of ints >= 1."""
+    try:
+        sizes = tuple(value)
+    except TypeError:
+        sizes = (value,)
+    if (not sizes and not allow_empty) or not all(is_integer(v) and v >= 1 for v in sizes):
+        expected = "a sequence" if allow_empty else "a non-empty sequence"
+        raise argument_error(name, f"be {expected} of integers >= 1", value)
+    return sizes
+
+
 def bayesian_lstm_tagger(
     num_features: int,
     units: Sequence[int] = (64, 64),
@@ -83,20 +95,10 @@ def bayesian_lstm_tagger(
     (None, None, 1)
     """
     check_int("num_features", num_features)
-    try:
-        units = tuple(units)
-    except TypeError:
-        units = (units,)
-    if not units or not all(is_integer(u) and u >= 1 for u in units):
-        raise argument_error("units", "be a non-empty sequence of integers >= 1", units)
+    units = _layer_sizes("units", units, allow_empty=False)
     estimator = check_choice("estimator", estimator, ESTIMATORS)
     check_int("timesteps", timesteps, allow_none=True)
-    try:
-        conv_filters = tuple(conv_filters)
-    except TypeError:
-        conv_filters = (conv_filters,)
-    if not all(is_integer(f) and f >= 1 for f in conv_filters):
-        raise argument_error("conv_filters", "be a sequence of integers >= 1", conv_filters)
+    conv_filters = _layer_sizes("conv_filters", conv_filters, allow_empty=True)
     check_int("conv_kernel_size", conv_kernel_size)
     if not isinstance(bidirectional, bool):
         raise argument_error("bidirectional", "be True or False", bidirectional)
