@@ -1,5 +1,5 @@
 """Long-series anomaly tagging: contextual anomalies, event windows, the prior shift of
-windows, threshold choice, the tagger's bidirectional front-end and its conversion."""
+windows, the tagger's bidirectional front-end and its conversion."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bayesseg import convert
 from bayesseg.cli.anomaly import _difference_zscore
 from bayesseg.data import event_windows, synthetic_anomaly_series
 from bayesseg.imbalance import prior_shift_weights, unweight_probabilities
-from bayesseg.metrics import average_precision, choose_threshold, event_f1
+from bayesseg.metrics import average_precision
 
 
 # --------------------------------------------------------------------------
@@ -164,65 +164,6 @@ def test_prior_shift_weights_errors():
         prior_shift_weights([0.5, 0.5], [0.3, 0.3, 0.4])
     with pytest.raises(ValueError, match="Argument `class_weights`"):
         prior_shift_weights([0.5, 0.5], [0.9, 0.1], class_weights=[1.0, -1.0])
-
-
-# --------------------------------------------------------------------------
-# Choosing the threshold
-# --------------------------------------------------------------------------
-def _brute_force(truth, score, criterion, target=None):
-    # Every distinct score that flags at most 100 steps per positive step.
-    limit = 100 * truth.sum()
-    best, highest = None, None
-    for t in sorted(set(score.ravel().tolist()), reverse=True):
-        if (score >= t).sum() > limit:
-            break
-        e = event_f1(truth, score, threshold=t)
-        if criterion == "event_recall":
-            if e["recall"] >= target:
-                return t
-            if highest is None or e["recall"] > highest[0]:
-                highest = (e["recall"], t)
-            continue
-        if best is None or e["f1"] > best[0]:
-            best = (e["f1"], t)
-    return (best or highest)[1]
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_choose_threshold_matches_a_brute_force_search(seed):
-    rng = np.random.default_rng(seed)
-    truth = np.zeros((8, 300), bool)
-    for s in range(0, 8, 2):
-        truth[s, rng.integers(10, 290)] = True
-    score = np.round(rng.random(truth.shape) * 0.6, 3)
-    score[truth] = np.round(0.3 + 0.7 * rng.random(truth.sum()), 3)
-    chosen = choose_threshold(truth, score, max_candidates=10_000)  # every candidate
-    assert chosen["threshold"] == _brute_force(truth, score, "event_f1")
-    assert chosen["f1"] == event_f1(truth, score, threshold=chosen["threshold"])["f1"]
-    for target in (0.5, 1.0):
-        recall = choose_threshold(
-            truth, score, "event_recall", target_recall=target, max_candidates=10_000
-        )
-        assert recall["threshold"] == _brute_force(truth, score, "event_recall", target)
-    # The thinned default search still tries each event's detection level.
-    assert choose_threshold(truth, score)["f1"] >= chosen["f1"] - 0.1
-
-
-def test_choose_threshold_thins_candidates_and_checks_arguments():
-    rng = np.random.default_rng(0)
-    truth = rng.random((20, 1000)) < 0.002
-    score = rng.random(truth.shape) + truth
-    # Separable scores: the lowest event level is among the candidates, however few.
-    assert choose_threshold(truth, score, max_candidates=5)["f1"] == 1.0
-    assert choose_threshold(truth, score)["threshold"] == score[truth].min()
-    with pytest.raises(ValueError, match="target_recall"):
-        choose_threshold(truth, score, "event_recall")
-    with pytest.raises(ValueError, match="target_recall"):
-        choose_threshold(truth, score, target_recall=0.5)
-    with pytest.raises(ValueError, match="Argument `criterion`"):
-        choose_threshold(truth, score, "f2")
-    with pytest.raises(ValueError, match="no event"):
-        choose_threshold(np.zeros_like(truth), score)
 
 
 # --------------------------------------------------------------------------

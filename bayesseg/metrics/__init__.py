@@ -19,12 +19,14 @@
   near its noise floor.
 * :mod:`~bayesseg.metrics.scores`: :func:`brier_score`,
   :func:`predictive_nll` and :func:`uncertainty_auroc`.
-* :mod:`~bayesseg.metrics.events`: rare events in series,
-  :func:`average_precision` of per-step scores (the area under the
-  precision-recall curve) and :func:`event_f1`, event-level detection
-  within a tolerance of ``DEFAULT_EVENT_TOLERANCE`` steps, and
-  :func:`choose_threshold`, the decision threshold a validation split
-  supports best (event F1, or a target event recall).
+* :mod:`~bayesseg.metrics.events`: rare events in series (arrays or lists
+  of series of any lengths), :func:`average_precision` of per-step scores
+  (the area under the precision-recall curve), :func:`event_f1`, recall
+  per event and precision per flagged step within a tolerance of
+  ``DEFAULT_EVENT_TOLERANCE`` steps (a score that pays for the extent of
+  alarms), :func:`event_chance`, what flagging everything or at random
+  scores on it, and :func:`choose_threshold`, the decision threshold a
+  validation split supports best (event F1, or a target event recall).
 * :mod:`~bayesseg.metrics.selective`: :func:`risk_coverage`
   (:class:`RiskCoverage`), the risk-coverage curve and its area (AURC) for
   setting the most uncertain items aside, and :func:`per_image_dice`.
@@ -56,9 +58,11 @@ from bayesseg.metrics.confusion import F1, Dice, IoU, Precision, Recall
 from bayesseg.metrics.detection import LesionUncertainty, lesion_f1, lesion_uncertainty
 from bayesseg.metrics.events import (
     DEFAULT_EVENT_TOLERANCE,
+    MAX_ALARMS_PER_POSITIVE,
     THRESHOLD_CRITERIA,
     average_precision,
     choose_threshold,
+    event_chance,
     event_f1,
 )
 from bayesseg.metrics.scores import brier_score, predictive_nll, uncertainty_auroc
@@ -72,6 +76,7 @@ __all__ = [
     "ForegroundCalibration",
     "IoU",
     "LesionUncertainty",
+    "MAX_ALARMS_PER_POSITIVE",
     "Precision",
     "Recall",
     "RiskCoverage",
@@ -82,6 +87,7 @@ __all__ = [
     "choose_threshold",
     "classwise_ece",
     "ece_noise_floor",
+    "event_chance",
     "event_f1",
     "foreground_calibration",
     "foreground_ece",

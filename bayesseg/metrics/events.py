@@ -1,58 +1,376 @@
-"""Rare events in series: average precision of per-step scores, event-level detection.
+"""Rare events in series: average precision, an event score that pays for alarms, thresholds.
 
 When 2 steps in 10 000 are positive, per-step accuracy and ROC-AUC say
-little: a detector that ranks every positive above 99.9% of the negatives
-still raises ten false alarms per true step. :func:`average_precision` (the
-area under the precision-recall curve, as scikit-learn computes it) is the
-threshold-free figure that stays honest at that rarity. :func:`event_f1`
-scores detections as a user counts them: an anomaly is a run of consecutive
-positive steps (an *event*), found if any predicted step lies within
-``tolerance`` steps of it, so a causal model that flags a level jump one step
-after its onset is not punished as if it had missed it.
+little, and an event score that counts a detection whenever any alarm
+touches an event says less: one alarm that never stops "detects" every
+event. The scores here are the ones a trivial detector cannot win:
+
+* :func:`average_precision`: the area under the per-step precision-recall
+  curve (scikit-learn's definition). Random scores get the positive rate.
+* :func:`event_f1`: the composite F-score of Garg et al. (2021): *recall
+  per event* (an anomaly is a run of positive steps, found when any flagged
+  step lies within ``tolerance`` steps of it) and *precision per flagged
+  step* (a flagged step is correct when it lies within ``tolerance`` of a
+  true event). Flagging every step scores ``2r / (1 + r)``, with ``r`` the
+  share of steps within tolerance of an event; widening alarms lowers it.
+* :func:`event_chance`: those floors in closed form, for flagging every
+  step and for flagging steps at random at a given rate, to print beside
+  every score.
+* :func:`choose_threshold`: the threshold of the best event F1 (or the
+  most precise one reaching a target event recall) over every distinct
+  score, exactly, from one pass of sorted cumulative counts.
+
+Series may be given as an array ``(N, T)``, ``(N, T, 1)`` or ``(T,)``, or as
+a list of 1-D (or ``(T, 1)``) arrays of different lengths: scores are then
+the counts pooled over the series (average precision: over their
+concatenated steps). Events never span two series.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from bayesseg._validation import argument_error, check_choice, check_float, check_int
 
 __all__ = [
     "DEFAULT_EVENT_TOLERANCE",
+    "MAX_ALARMS_PER_POSITIVE",
     "THRESHOLD_CRITERIA",
     "average_precision",
     "choose_threshold",
+    "event_chance",
     "event_f1",
 ]
 
 #: Steps a detection may lie before or after a true event and still find it.
 DEFAULT_EVENT_TOLERANCE = 2
 
+#: The most steps :func:`choose_threshold` lets a threshold flag per positive step.
+MAX_ALARMS_PER_POSITIVE = 100
 
-def _binary_labels(name: str, labels: Any) -> np.ndarray:
-    y = np.asarray(labels)
-    if y.size and not np.all((y == 0) | (y == 1)):
+#: The rules :func:`choose_threshold` can optimise.
+THRESHOLD_CRITERIA = ("event_f1", "event_recall")
+
+
+def _binary_labels(name: str, labels: np.ndarray) -> np.ndarray:
+    if labels.size and not np.all((labels == 0) | (labels == 1)):
         raise ValueError(
             f"Argument `{name}` must hold 0/1 labels (1 = anomalous step). "
-            f"Received values {np.unique(y)[:6].tolist()}"
+            f"Received values {np.unique(labels)[:6].tolist()}"
         )
-    return y.astype(bool)
+    return labels.astype(bool)
 
 
-def _matching(y_true: Any, y_score: Any, score_name: str) -> tuple[np.ndarray, np.ndarray]:
-    truth = _binary_labels("y_true", y_true)
-    score = np.asarray(y_score, dtype=np.float64)
-    if truth.shape != score.shape:
+def _finite_scores(name: str, scores: np.ndarray) -> np.ndarray:
+    scores = scores.astype(np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"Argument `{name}` must be finite. Received NaN or infinity")
+    return scores
+
+
+def _is_ragged(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and any(
+        isinstance(item, (list, tuple, np.ndarray)) for item in value
+    )
+
+
+def _one_series(name: str, index: int, value: Any) -> np.ndarray:
+    a = np.asarray(value)
+    if a.ndim == 2 and a.shape[-1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
         raise ValueError(
-            f"Arguments `y_true` and `{score_name}` must have the same shape. Received: "
-            f"{truth.shape} and {score.shape}"
+            f"Argument `{name}` must be a list of series of shape (T,) or (T, 1). "
+            f"Received: {name}[{index}] with shape {np.shape(value)}"
         )
-    if not np.all(np.isfinite(score)):
-        raise ValueError(f"Argument `{score_name}` must be finite. Received NaN or infinity")
-    return truth, score
+    return a
+
+
+def _flat_series(
+    y_true: Any, y_score: Any, score_name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(truth, score, lengths)``: every series' steps end to end, and their lengths.
+
+    Accepts matching arrays ``(N, T)``, ``(N, T, 1)`` or ``(T,)``, or matching
+    lists of 1-D (or ``(T, 1)``) series of any lengths.
+    """
+    if _is_ragged(y_true) or _is_ragged(y_score):
+        if not (isinstance(y_true, (list, tuple)) and isinstance(y_score, (list, tuple))):
+            raise ValueError(
+                f"Arguments `y_true` and `{score_name}` must both be lists of series, or "
+                "both arrays. Received: "
+                f"{type(y_true).__name__} and {type(y_score).__name__}"
+            )
+        if len(y_true) != len(y_score):
+            raise ValueError(
+                f"Arguments `y_true` and `{score_name}` must hold the same number of series. "
+                f"Received: {len(y_true)} and {len(y_score)}"
+            )
+        truths = [_one_series("y_true", i, t) for i, t in enumerate(y_true)]
+        scores = [_one_series(score_name, i, s) for i, s in enumerate(y_score)]
+        for i, (t, s) in enumerate(zip(truths, scores, strict=True)):
+            if t.shape != s.shape:
+                raise ValueError(
+                    f"Arguments `y_true` and `{score_name}` must have the same shape per "
+                    f"series. Received: series {i} of {t.shape[0]} and {s.shape[0]} steps"
+                )
+        lengths = np.array([t.size for t in truths], dtype=np.int64)
+        truth = np.concatenate(truths) if truths else np.zeros(0)
+        score = np.concatenate(scores) if scores else np.zeros(0)
+    else:
+        truth, score = np.asarray(y_true), np.asarray(y_score)
+        if truth.shape != score.shape:
+            raise ValueError(
+                f"Arguments `y_true` and `{score_name}` must have the same shape. Received: "
+                f"{truth.shape} and {score.shape}"
+            )
+        if truth.ndim == 3 and truth.shape[-1] == 1:
+            truth, score = truth[..., 0], score[..., 0]
+        if truth.ndim == 1:
+            truth, score = truth[None], score[None]
+        if truth.ndim != 2:
+            raise ValueError(
+                f"Arguments `y_true` and `{score_name}` must be series (N, T), (N, T, 1), one "
+                f"series (T,) or a list of series of any lengths. Received shape {truth.shape}"
+            )
+        lengths = np.full(truth.shape[0], truth.shape[1], dtype=np.int64)
+        truth, score = truth.ravel(), score.ravel()
+    if lengths.size == 0:
+        raise ValueError("Argument `y_true` holds no series.")
+    return _binary_labels("y_true", truth), _finite_scores(score_name, score), lengths
+
+
+@dataclasses.dataclass(frozen=True)
+class _Events:
+    """Series laid end to end, their true events and the steps near them.
+
+    ``near[i]``: step ``i`` lies within ``tolerance`` steps of a true step of
+    its own series. Per true event ``j`` (a run of positive steps):
+    ``zone[j]``, the steps within tolerance of it (clipped to its series),
+    and ``level[j]``, the highest score in that zone: the event is detected
+    at every threshold up to ``level[j]``.
+    """
+
+    truth: np.ndarray
+    score: np.ndarray
+    near: np.ndarray
+    level: np.ndarray
+    zone: np.ndarray
+
+    @classmethod
+    def build(cls, truth: np.ndarray, score: np.ndarray, lengths: np.ndarray, tolerance: int):
+        n = truth.size
+        index = np.arange(n)
+        first = np.repeat(np.cumsum(lengths) - lengths, lengths)  # each step's series start
+        end = first + np.repeat(lengths, lengths)  # and its (exclusive) end
+        previous = np.maximum.accumulate(np.where(truth, index, -1)) if n else index
+        following = np.minimum.accumulate(np.where(truth, index, n)[::-1])[::-1] if n else index
+        near = ((previous >= first) & (index - previous <= tolerance)) | (
+            (following < end) & (following - index <= tolerance)
+        )
+        before = np.zeros(n, dtype=bool)
+        before[1:] = truth[:-1]
+        before &= index != first
+        after = np.zeros(n, dtype=bool)
+        after[:-1] = truth[1:]
+        after &= index + 1 != end
+        starts, ends = np.flatnonzero(truth & ~before), np.flatnonzero(truth & ~after)
+        lo = np.maximum(starts - tolerance, first[starts])
+        hi = np.minimum(ends + tolerance, end[ends] - 1)
+        if starts.size:
+            # The highest score on each run, then on the tolerance steps around it.
+            bounds = np.column_stack([starts, ends + 1]).ravel()
+            level = np.maximum.reduceat(np.r_[score, -np.inf], bounds)[::2]
+            for k in range(1, tolerance + 1):
+                left, right = starts - k, ends + k
+                level = np.maximum(level, np.where(left >= lo, score[np.maximum(left, 0)], -np.inf))
+                level = np.maximum(
+                    level, np.where(right <= hi, score[np.minimum(right, n - 1)], -np.inf)
+                )
+        else:
+            level = np.zeros(0)
+        return cls(truth=truth, score=score, near=near, level=level, zone=hi - lo + 1)
+
+    def counts(self, threshold: float) -> dict[str, int]:
+        flagged = self.score >= threshold
+        return {
+            "steps": int(self.truth.size),
+            "positive_steps": int(self.truth.sum()),
+            "near_steps": int(self.near.sum()),
+            "true_events": int(self.level.size),
+            "detected_events": int((self.level >= threshold).sum()),
+            "flagged_steps": int(flagged.sum()),
+            "correct_steps": int((flagged & self.near).sum()),
+            "flagged_positive_steps": int((flagged & self.truth).sum()),
+        }
+
+
+def _f1(precision, recall):
+    """Harmonic mean, 0 where both are 0 (scalars or arrays)."""
+    total = precision + recall
+    return np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
+
+
+def event_scores(counts: dict[str, int]) -> dict[str, float | int]:
+    """:func:`event_f1`'s dict from its counts (summed over series, for pooled scores).
+
+    Not exported: the one place the ratios and their conventions are written.
+    A ratio whose denominator is 0 is 0, except that with no true event and
+    no flagged step anywhere precision, recall and F1 are all 1 (nothing to
+    find, nothing claimed).
+    """
+    events, flagged = counts["true_events"], counts["flagged_steps"]
+    if events == 0 and flagged == 0:
+        precision = recall = 1.0
+    else:
+        precision = counts["correct_steps"] / flagged if flagged else 0.0
+        recall = counts["detected_events"] / events if events else 0.0
+    positives = counts["positive_steps"]
+    return {
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(_f1(precision, recall)),
+        "flagged_fraction": flagged / counts["steps"] if counts["steps"] else 0.0,
+        "step_recall": counts["flagged_positive_steps"] / positives if positives else 0.0,
+        **counts,
+    }
+
+
+def event_f1(
+    y_true: Any,
+    y_pred: Any,
+    threshold: float = 0.5,
+    tolerance: int = DEFAULT_EVENT_TOLERANCE,
+) -> dict[str, float | int]:
+    """Event-level recall and per-step precision of detections, and their F1.
+
+    The composite F-score of Garg et al. (2021, "event-based F1" in the
+    TSB-AD benchmark), with a tolerance. Along time, a true *event* is a run
+    of consecutive positive steps; a step is *flagged* where ``y_pred >=
+    threshold``. Then, pooled over all series:
+
+    * ``recall``: the share of true events with a flagged step within
+      ``tolerance`` steps of them (``[start - tolerance, end + tolerance]``);
+    * ``precision``: the share of flagged steps that lie within ``tolerance``
+      steps of a true event. Every other flagged step is a false alarm, so
+      an alarm costs what it lasts: flagging every step scores ``2r / (1 +
+      r)`` with ``r`` the share of steps near an event (``event_chance``),
+      and widening alarms beyond the tolerance lowers the score;
+    * ``f1``: their harmonic mean.
+
+    One flagged step inside each long event scores precision 1 and recall 1:
+    the event was found and nothing false was claimed. How much of each event
+    was covered is a different question, answered by ``step_recall``.
+
+    Args:
+        y_true: 0/1 labels ``(N, T)``, ``(N, T, 1)``, one series ``(T,)``,
+            or a list of 1-D (or ``(T, 1)``) series of any lengths.
+        y_pred: probabilities or 0/1 decisions of the same shape (or list).
+        threshold: float, a step is flagged where ``y_pred >= threshold``.
+            Default 0.5.
+        tolerance: int >= 0, steps a flag may lie before or after a true
+            event and still find it (0: it must overlap). Default
+            ``DEFAULT_EVENT_TOLERANCE`` = 2: a causal model sees a level
+            jump only in the steps after its labelled onset.
+
+    Returns:
+        A dict with the float scores ``precision`` (per flagged step),
+        ``recall`` (per event), ``f1``, ``flagged_fraction`` (flagged steps
+        over all steps) and ``step_recall`` (flagged positive steps over
+        positive steps), and the int counts ``steps``, ``positive_steps``,
+        ``near_steps`` (steps within tolerance of an event), ``true_events``,
+        ``detected_events``, ``flagged_steps``, ``correct_steps`` (flagged
+        steps near an event) and ``flagged_positive_steps``. A ratio with a
+        zero denominator is 0, except that with no true event and no flagged
+        step precision, recall and F1 are 1.
+
+    Raises:
+        ValueError: for different shapes, labels other than 0/1, NaN or
+            infinite predictions, a bad ``threshold`` or ``tolerance``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from bayesseg.metrics import event_f1
+    >>> truth = np.zeros((1, 20)); truth[0, 5:7] = 1; truth[0, 15] = 1
+    >>> flags = np.zeros((1, 20)); flags[0, 8] = 1; flags[0, 11:13] = 1
+    >>> s = event_f1(truth, flags, tolerance=2)  # 8 finds 5-6; 11-12 are false alarms
+    >>> s["recall"], round(s["precision"], 3), s["correct_steps"], s["flagged_steps"]
+    (0.5, 0.333, 1, 3)
+    >>> event_f1(truth, np.ones((1, 20)))["precision"]  # flag everything: 11 of 20 steps near
+    0.55
+    """
+    threshold = check_float("threshold", threshold)
+    tolerance = check_int("tolerance", tolerance, minimum=0)
+    truth, score, lengths = _flat_series(y_true, y_pred, "y_pred")
+    return event_scores(_Events.build(truth, score, lengths, tolerance).counts(threshold))
+
+
+def event_chance(
+    y_true: Any, rate: float | None = None, tolerance: int = DEFAULT_EVENT_TOLERANCE
+) -> dict[str, Any]:
+    """What trivial detectors score on these labels under :func:`event_f1`, in closed form.
+
+    * ``flag_all`` (every step flagged): precision ``r``, the share of steps
+      within ``tolerance`` of a true event; recall 1; F1 ``2r / (1 + r)``.
+    * ``random`` (each step flagged independently with probability
+      ``rate``): precision ``r`` (exact: the expected precision given at
+      least one flag), recall the mean over events of ``1 - (1 - rate)^m``
+      with ``m`` the steps within tolerance of the event (exact expected
+      recall), and F1 of those two expectations. With hundreds of events and
+      thousands of flags, the F1 of random flags lies within 0.01 of it.
+
+    A detector is worth its alarms when it beats both at the same rate.
+
+    Args:
+        y_true: 0/1 labels in any form :func:`event_f1` accepts.
+        rate: float in [0, 1], the share of steps random flags hit, usually
+            the detector's ``flagged_fraction``. Default None: no ``random``
+            entry.
+        tolerance: int >= 0, as in :func:`event_f1`.
+
+    Returns:
+        A dict: ``near_fraction`` (``r``), ``flag_all`` and, with ``rate``,
+        ``random``, each a dict of ``precision``, ``recall`` and ``f1``
+        (``random`` also holds ``rate``).
+
+    Raises:
+        ValueError: for labels other than 0/1, a bad ``rate`` or
+            ``tolerance``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from bayesseg.metrics import event_chance
+    >>> truth = np.zeros(100); truth[50] = 1  # 5 of 100 steps lie within 2 of it
+    >>> c = event_chance(truth, rate=0.1)
+    >>> c["flag_all"]["f1"] == 2 * 0.05 / 1.05, round(c["random"]["recall"], 4)
+    (True, 0.4095)
+    """
+    tolerance = check_int("tolerance", tolerance, minimum=0)
+    if rate is not None:
+        rate = check_float("rate", rate, minimum=0.0, maximum=1.0)
+    if isinstance(y_true, (list, tuple)):
+        scores: Any = [np.zeros(np.shape(t)) for t in y_true]
+    else:
+        scores = np.zeros(np.shape(y_true))
+    truth, score, lengths = _flat_series(y_true, scores, "y_true")
+    events = _Events.build(truth, score, lengths, tolerance)
+    near = float(events.near.mean()) if truth.size else 0.0
+    out: dict[str, Any] = {
+        "near_fraction": near,
+        "flag_all": {"precision": near, "recall": 1.0 if events.level.size else 0.0},
+    }
+    if rate is not None:
+        recall = float(np.mean(1 - (1 - rate) ** events.zone)) if events.level.size else 0.0
+        out["random"] = {"rate": rate, "precision": near if rate else 0.0, "recall": recall}
+    for key in ("flag_all", "random"):
+        if key in out:
+            out[key]["f1"] = float(_f1(out[key]["precision"], out[key]["recall"]))
+    return out
 
 
 def average_precision(y_true: Any, y_score: Any) -> float:
@@ -67,9 +385,11 @@ def average_precision(y_true: Any, y_score: Any) -> float:
 
     Args:
         y_true: 0/1 labels of any shape, e.g. ``(N, T)`` series of ``T``
-            steps or ``(N, T, 1)``.
-        y_score: scores of the same shape, higher meaning more anomalous
-            (probabilities, corrected or not: AP depends on their order only).
+            steps or ``(N, T, 1)``, or a list of series of any lengths
+            (their steps are pooled).
+        y_score: scores of the same shape (or list), higher meaning more
+            anomalous (probabilities, corrected or not: AP depends on their
+            order only).
 
     Returns:
         The average precision, a float in [0, 1].
@@ -84,9 +404,20 @@ def average_precision(y_true: Any, y_score: Any) -> float:
     >>> from bayesseg.metrics import average_precision
     >>> average_precision(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
     0.8333333333333333
+    >>> average_precision([np.array([0, 1]), np.array([0, 0, 1])], [[0.1, 0.35], [0.4, 0.0, 0.8]])
+    0.8333333333333333
     """
-    truth, score = _matching(y_true, y_score, "y_score")
-    truth, score = truth.ravel(), score.ravel()
+    if _is_ragged(y_true) or _is_ragged(y_score):
+        truth, score, _ = _flat_series(y_true, y_score, "y_score")
+    else:
+        truth, score = np.asarray(y_true), np.asarray(y_score)
+        if truth.shape != score.shape:
+            raise ValueError(
+                "Arguments `y_true` and `y_score` must have the same shape. Received: "
+                f"{truth.shape} and {score.shape}"
+            )
+        truth = _binary_labels("y_true", truth.ravel())
+        score = _finite_scores("y_score", score.ravel())
     positives = int(truth.sum())
     if positives == 0:
         raise ValueError(
@@ -98,123 +429,9 @@ def average_precision(y_true: Any, y_score: Any) -> float:
     # The last item of each run of equal scores: one threshold per distinct score.
     ends = np.r_[np.flatnonzero(np.diff(score)), score.size - 1]
     true_positives = np.cumsum(truth)[ends]
-    flagged = ends + 1
-    precision = true_positives / flagged
+    precision = true_positives / (ends + 1)
     recall = true_positives / positives
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
-
-
-def _as_series(truth: np.ndarray, score: np.ndarray, score_name: str):
-    """``(N, T)`` views of matching ``(N, T)``, ``(N, T, 1)`` or ``(T,)`` arrays."""
-    if truth.ndim == 3 and truth.shape[-1] == 1:
-        truth, score = truth[..., 0], score[..., 0]
-    if truth.ndim == 1:
-        truth, score = truth[None], score[None]
-    if truth.ndim != 2:
-        raise ValueError(
-            f"Arguments `y_true` and `{score_name}` must be series (N, T), (N, T, 1) or one "
-            f"series (T,). Received shape {truth.shape}"
-        )
-    return truth, score
-
-
-# Runs connect along time only, never across series: a (3, 3) element whose
-# middle row is set (scipy's label wants 3 in every dimension).
-_RUNS = np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], dtype=bool)
-
-
-def event_f1(
-    y_true: Any,
-    y_pred: Any,
-    threshold: float = 0.5,
-    tolerance: int = DEFAULT_EVENT_TOLERANCE,
-) -> dict[str, float]:
-    """Event-level precision, recall and F1 of per-step detections, within a tolerance.
-
-    Along the last axis (time) of each series, a true *event* is a run of
-    consecutive positive steps and a predicted event a run of consecutive
-    steps with ``y_pred >= threshold``. A true event ``[s, e]`` is detected if
-    any predicted step lies in ``[s - tolerance, e + tolerance]``; a
-    predicted event is a true positive if any of its steps lies there for
-    some true event. ``precision = TP_pred / predicted events``, ``recall =
-    detected / true events``, F1 their harmonic mean, pooled over all series
-    (the rules of :func:`lesion_f1`, with time for space and a tolerance).
-    Undefined ratios are 0, except that with no true and no predicted event
-    anywhere all three are 1.
-
-    Args:
-        y_true: 0/1 labels ``(N, T)``, ``(N, T, 1)`` or one series ``(T,)``.
-        y_pred: probabilities or 0/1 decisions of the same shape.
-        threshold: float, a step is flagged where ``y_pred >= threshold``.
-            Default 0.5.
-        tolerance: int >= 0, steps a detection may lie before or after a
-            true event (0: it must overlap). Default
-            ``DEFAULT_EVENT_TOLERANCE`` = 2: a causal model sees a level
-            jump only in the steps after its labelled onset.
-
-    Returns:
-        A dict with float ``precision``, ``recall``, ``f1`` and the counts
-        ``true_events``, ``pred_events``, ``tp_pred`` (predicted events near
-        a true one), ``fp``, ``detected`` (true events found) and ``fn``.
-
-    Raises:
-        ValueError: for different shapes, labels other than 0/1, NaN or
-            infinite predictions, a bad ``threshold`` or ``tolerance``.
-
-    Example:
-
-    >>> import numpy as np
-    >>> from bayesseg.metrics import event_f1
-    >>> truth = np.zeros((1, 20)); truth[0, 5:7] = 1; truth[0, 15] = 1
-    >>> flags = np.zeros((1, 20)); flags[0, 8] = 1; flags[0, 12] = 1
-    >>> scores = event_f1(truth, flags, tolerance=2)  # step 8 finds 5-6; 12 is a false alarm
-    >>> scores["recall"], scores["precision"]
-    (0.5, 0.5)
-    """
-    truth, pred = _as_series(*_matching(y_true, y_pred, "y_pred"), "y_pred")
-    threshold = check_float("threshold", threshold)
-    tolerance = check_int("tolerance", tolerance, minimum=0)
-    flagged = pred >= threshold
-    true_runs, n_true = ndimage.label(truth, _RUNS)
-    pred_runs, n_pred = ndimage.label(flagged, _RUNS)
-    if tolerance:
-        window = np.ones((1, 2 * tolerance + 1), dtype=bool)  # along time only
-        near_truth = ndimage.binary_dilation(truth, window)
-        near_flags = ndimage.binary_dilation(flagged, window)
-    else:
-        near_truth, near_flags = truth, flagged
-    tp_pred = len(np.unique(pred_runs[flagged & near_truth]))
-    detected = len(np.unique(true_runs[truth & near_flags]))
-    return event_scores(int(n_true), int(n_pred), tp_pred, detected)
-
-
-def event_scores(true_events: int, pred_events: int, tp_pred: int, detected: int) -> dict:
-    """:func:`event_f1`'s dict from its counts (summed over series, for pooled scores).
-
-    Not exported: the one place the ratios and their conventions (0 when
-    undefined, 1 with no event on either side) are written.
-    """
-    if true_events == 0 and pred_events == 0:
-        precision = recall = f1 = 1.0
-    else:
-        precision = tp_pred / pred_events if pred_events else 0.0
-        recall = detected / true_events if true_events else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "true_events": true_events,
-        "pred_events": pred_events,
-        "tp_pred": tp_pred,
-        "fp": pred_events - tp_pred,
-        "detected": detected,
-        "fn": true_events - detected,
-    }
-
-
-#: The rules :func:`choose_threshold` can optimise.
-THRESHOLD_CRITERIA = ("event_f1", "event_recall")
 
 
 def choose_threshold(
@@ -223,23 +440,22 @@ def choose_threshold(
     criterion: str = "event_f1",
     target_recall: float | None = None,
     tolerance: int = DEFAULT_EVENT_TOLERANCE,
-    max_candidates: int = 400,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The decision threshold on per-step scores that a validation split supports best.
 
-    The candidates are the level at which each true event is first detected
-    (the highest score within ``tolerance`` steps of it), and
-    ``max_candidates`` distinct scores spread evenly by rank; all of them
-    flag at most 100 steps per positive step (lower thresholds raise alarms
-    that no event-level score should reward: a threshold that flags a whole
-    series makes it one predicted event). Each is scored by
-    :func:`event_f1`:
+    Every distinct score is a candidate, scored exactly by :func:`event_f1`
+    from one sort and cumulative counts (flagged steps and steps near an
+    event above each score; each event detected up to the highest score
+    within tolerance of it). A candidate must leave at least one step
+    unflagged and flag at most ``MAX_ALARMS_PER_POSITIVE`` (100) steps per
+    positive step, ties included: a rule that flags everything is no
+    decision. Then:
 
-    * ``criterion="event_f1"``: the threshold of the highest event-level F1
-      (ties: the higher threshold, fewer alarms);
-    * ``criterion="event_recall"``: the highest threshold whose event recall
+    * ``criterion="event_f1"`` (default): the candidate of the highest
+      event F1 (ties: the higher threshold, fewer alarms);
+    * ``criterion="event_recall"``: the highest candidate whose event recall
       is at least ``target_recall`` (the most precise rule that finds that
-      share of the events); if none reaches it, the one with the highest
+      share of the events); if none reaches it, the one of the highest
       recall.
 
     Choose it on series the model was not trained on, then apply it
@@ -250,23 +466,27 @@ def choose_threshold(
     uncorrected ones do, but the threshold's value differs.
 
     Args:
-        y_true: 0/1 labels ``(N, T)``, ``(N, T, 1)`` or ``(T,)``.
+        y_true: 0/1 labels in any form :func:`event_f1` accepts (arrays or a
+            list of series of any lengths).
         y_score: per-step scores of the same shape (probabilities or any
             score where higher means more anomalous), finite.
         criterion: "event_f1" (default) or "event_recall".
         target_recall: float in (0, 1], required with "event_recall" only.
         tolerance: int >= 0, the event matching tolerance. Default
             ``DEFAULT_EVENT_TOLERANCE``.
-        max_candidates: int >= 1, the most thresholds tried. Default 400.
 
     Returns:
-        A dict: ``threshold`` and the validation ``precision``, ``recall``
-        and ``f1`` (event-level) it reached.
+        A dict: ``threshold``, ``criterion``, ``candidates`` (how many
+        thresholds were admissible) and every entry of :func:`event_f1` at
+        that threshold on these series.
 
     Raises:
         ValueError: for the checks of :func:`event_f1`, an unknown
             ``criterion``, ``target_recall`` missing, given with "event_f1"
-            or outside (0, 1], or labels without any event.
+            or outside (0, 1], labels without any event, or scores with no
+            admissible candidate (constant scores, or a top score shared by
+            more than 100 steps per positive step): such scores cannot
+            separate anything, and no threshold is returned.
 
     Example:
 
@@ -281,7 +501,6 @@ def choose_threshold(
     >>> choose_threshold(truth, score, "event_recall", target_recall=0.5)["threshold"]
     0.9
     """
-    truth, score = _as_series(*_matching(y_true, y_score, "y_score"), "y_score")
     criterion = check_choice("criterion", criterion, THRESHOLD_CRITERIA)
     if criterion == "event_recall":
         if target_recall is None:
@@ -294,36 +513,43 @@ def choose_threshold(
             'Argument `target_recall` applies to criterion="event_recall" only. '
             f"Received: target_recall={target_recall}"
         )
-    max_candidates = check_int("max_candidates", max_candidates)
     tolerance = check_int("tolerance", tolerance, minimum=0)
+    truth, score, lengths = _flat_series(y_true, y_score, "y_score")
     if not truth.any():
         raise ValueError(
             "Argument `y_true` holds no event: there is nothing to tune a threshold on."
         )
-    values = np.unique(score)[::-1]  # distinct scores, highest first
-    ordered = np.sort(score, axis=None)
-    flagged = ordered.size - np.searchsorted(ordered, values)  # steps >= each value
-    # Never more than 100 alarms per true step (the highest value always stays).
-    reach = max(int(np.searchsorted(flagged, 100 * int(truth.sum()), side="right")), 1)
-    ranks = np.unique(np.linspace(0, reach - 1, min(max_candidates, reach)).round().astype(int))
-    # And the level at which each event is first detected: the highest score
-    # within the tolerance of it (where the event-level recall moves).
-    levels = ndimage.maximum_filter1d(score, 2 * tolerance + 1, axis=-1, mode="nearest")[truth]
-    candidates = np.union1d(values[ranks], levels[levels >= values[reach - 1]])[::-1]
-    best: dict[str, float] | None = None
-    for threshold in candidates:  # highest first: ties keep the higher threshold
-        scores = event_f1(truth, score, threshold=float(threshold), tolerance=tolerance)
-        entry = {
-            "threshold": float(threshold),
-            "precision": scores["precision"],
-            "recall": scores["recall"],
-            "f1": scores["f1"],
-        }
-        if criterion == "event_recall":
-            if entry["recall"] >= target_recall:
-                return entry
-            if best is None or entry["recall"] > best["recall"]:
-                best = entry
-        elif best is None or entry["f1"] > best["f1"]:
-            best = entry
-    return best
+    events = _Events.build(truth, score, lengths, tolerance)
+    ordered = np.sort(score)
+    values = np.unique(ordered)[::-1]  # the candidates, highest first
+
+    def at_or_above(sorted_values: np.ndarray) -> np.ndarray:
+        return sorted_values.size - np.searchsorted(sorted_values, values, side="left")
+
+    flagged = at_or_above(ordered)
+    correct = at_or_above(np.sort(score[events.near]))
+    detected = at_or_above(np.sort(events.level))
+    limit = MAX_ALARMS_PER_POSITIVE * int(truth.sum())
+    admissible = (flagged <= limit) & (flagged < score.size)
+    if not admissible.any():
+        raise ValueError(
+            f"Argument `y_score` cannot separate anything: its highest value ({values[0]:.6g}) "
+            f"is shared by {flagged[0]} of {score.size} steps, so every threshold flags every "
+            f"step or more than {MAX_ALARMS_PER_POSITIVE} steps per positive step "
+            f"({truth.sum()} positive). Constant or saturated scores give no threshold."
+        )
+    precision = correct / flagged
+    recall = detected / events.level.size
+    if criterion == "event_recall":
+        reached = admissible & (recall >= target_recall)
+        key = reached if reached.any() else np.where(admissible, recall, -1.0)
+        best = int(np.argmax(key))  # the first (highest) threshold of the best key
+    else:
+        best = int(np.argmax(np.where(admissible, _f1(precision, recall), -1.0)))
+    threshold = float(values[best])
+    return {
+        "threshold": threshold,
+        "criterion": criterion,
+        "candidates": int(admissible.sum()),
+        **event_scores(events.counts(threshold)),
+    }
