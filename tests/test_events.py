@@ -103,9 +103,7 @@ def _reference(truth, flags, tolerance):
         )
         counts["flagged_steps"] += sum(f_row)
         counts["correct_steps"] += sum(f and c for f, c in zip(f_row, near, strict=True))
-        counts["flagged_positive_steps"] += sum(
-            f and t for f, t in zip(f_row, t_row, strict=True)
-        )
+        counts["flagged_positive_steps"] += sum(f and t for f, t in zip(f_row, t_row, strict=True))
     precision = counts["correct_steps"] / counts["flagged_steps"] if counts["flagged_steps"] else 0
     recall = counts["detected_events"] / counts["true_events"] if counts["true_events"] else 0
     if not counts["true_events"] and not counts["flagged_steps"]:
@@ -181,10 +179,13 @@ def test_ragged_series_equal_the_counts_pooled_one_series_at_a_time(tolerance):
     truth[1][-1] = truth[2][0] = True  # events at both ends of neighbouring series
     score = [rng.random(n) for n in lengths]
     pooled = event_f1(truth, score, threshold=0.8, tolerance=tolerance)
-    single = [event_f1(t, s, threshold=0.8, tolerance=tolerance) for t, s in zip(truth, score)]
+    single = [
+        event_f1(t, s, threshold=0.8, tolerance=tolerance)
+        for t, s in zip(truth, score, strict=True)
+    ]
     for key in ("steps", "true_events", "detected_events", "flagged_steps", "correct_steps"):
         assert pooled[key] == sum(one[key] for one in single)
-    expected = _reference([t for t in truth], [s >= 0.8 for s in score], tolerance)
+    expected = _reference(truth, [s >= 0.8 for s in score], tolerance)
     assert {key: pooled[key] for key in expected} == pytest.approx(expected)
     # (T, 1) series and tuples are accepted too.
     columns = tuple(s[:, None] for s in score)

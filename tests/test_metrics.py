@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from scipy import ndimage
 from sklearn.metrics import (
     brier_score_loss,
     f1_score,
@@ -146,24 +147,89 @@ def test_lesion_f1_hand_counted():
     truth[0, 1:4, 1:4] = 1
     truth[0, 8:10, 8:10] = 1
     truth[0, 13:15, 1:3] = 1
-    pred[0, 1, 1] = pred[0, 2, 2] = 0.9  # diagonal neighbours
-    pred[0, 9:12, 9:12] = 0.8
+    pred[0, 1, 1] = pred[0, 2, 2] = 0.9  # diagonal neighbours, IoU 1/9 each
+    pred[0, 8:11, 8:11] = 0.8  # IoU 4/9
     pred[0, 13, 12] = 0.7  # false positive, 1 voxel
     # Image 1: no truth, one false positive of 4 voxels.
     pred[1, 5:7, 5:7] = 0.6
     out = metrics.lesion_f1(truth, pred, connectivity=1)
-    assert out["true_lesions"] == 3 and out["pred_lesions"] == 5
-    assert out["tp_pred"] == 3 and out["fp"] == 2
-    assert out["detected"] == 2 and out["fn"] == 1
-    assert out["precision"] == pytest.approx(3 / 5)
-    assert out["recall"] == pytest.approx(2 / 3)
-    assert out["f1"] == pytest.approx(2 * 0.6 * (2 / 3) / (0.6 + 2 / 3))
-    # Full connectivity joins the diagonal pair; min_size drops the speck.
+    # One to one: the first lesion is matched once, its second blob is a false positive.
+    assert out == {
+        "precision": pytest.approx(2 / 5),
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(2 * 0.4 * (2 / 3) / (0.4 + 2 / 3)),
+        "true_lesions": 3,
+        "pred_lesions": 5,
+        "detected": 2,
+        "fp": 3,
+        "fn": 1,
+    }
+    # Full connectivity joins the diagonal pair (IoU 2/9); min_size drops the speck.
     out = metrics.lesion_f1(truth[..., None], pred[..., None], min_size=2)
-    assert out["pred_lesions"] == 2 + 1 and out["tp_pred"] == 2
+    assert out["pred_lesions"] == 2 + 1 and out["detected"] == 2
     # Thresholding.
     out = metrics.lesion_f1(truth, pred, threshold=0.85, connectivity=1)
     assert out["pred_lesions"] == 2 and out["detected"] == 1
+    # Overlap is not enough: a 9-voxel blob touching one voxel of a 4-voxel
+    # lesion has IoU 1/12 and matches at 0.1, but not at 0.05.
+    touch = np.zeros((1, 16, 16))
+    touch[0, 9:12, 9:12] = 1
+    assert metrics.lesion_f1(truth[:1, 8:12, 8:12], touch[:, 8:12, 8:12])["detected"] == 0
+    loose = metrics.lesion_f1(truth[:1, 8:12, 8:12], touch[:, 8:12, 8:12], iou_threshold=0.05)
+    assert loose["detected"] == 1
+
+
+def test_lesion_f1_cannot_be_won_by_predicting_everything():
+    truth = np.zeros((3, 50, 50))
+    truth[:, 10:17, 10:17] = 1  # 2% foreground: IoU of the whole image 0.0196
+    truth[:, 30:34, 30:34] = 1
+    whole = metrics.lesion_f1(truth, np.ones_like(truth))
+    assert (whole["f1"], whole["pred_lesions"], whole["detected"]) == (0.0, 3, 0)
+    # One component merging two lesions matches at most one of them.
+    merged = np.zeros((1, 8, 8))
+    merged[0, 0:2, 0:2] = merged[0, 0:2, 3:5] = 1
+    blob = np.zeros((1, 8, 8))
+    blob[0, 0:2, 0:5] = 1  # IoU 4/10 with each
+    out = metrics.lesion_f1(merged, blob)
+    assert (out["detected"], out["fn"], out["precision"], out["recall"]) == (1, 1, 1.0, 0.5)
+    with pytest.raises(ValueError, match="`iou_threshold`"):
+        metrics.lesion_f1(merged, blob, iou_threshold=0.0)
+
+
+def _matched_reference(truth, pred, iou_threshold, structure):
+    """Matched pairs per image from IoUs computed pair by pair (an independent count)."""
+    from scipy.optimize import linear_sum_assignment
+
+    matched = 0
+    for t_img, p_img in zip(truth, pred, strict=True):
+        t_lab, n_true = ndimage.label(t_img, structure)
+        p_lab, n_pred = ndimage.label(p_img, structure)
+        iou = np.zeros((n_true, n_pred))
+        for i in range(n_true):
+            for j in range(n_pred):
+                a, b = t_lab == i + 1, p_lab == j + 1
+                iou[i, j] = (a & b).sum() / (a | b).sum()
+        iou[iou < iou_threshold] = 0.0
+        rows, cols = linear_sum_assignment(iou, maximize=True)
+        matched += int((iou[rows, cols] > 0).sum())
+    return matched
+
+
+@pytest.mark.parametrize("iou_threshold", [0.1, 0.3, 0.6])
+@pytest.mark.parametrize("seed", range(3))
+def test_lesion_f1_matches_pairwise_ious(seed, iou_threshold):
+    rng = np.random.default_rng(seed)
+    truth = ndimage.binary_dilation(rng.random((3, 30, 30)) < 0.01, iterations=2)
+    pred = ndimage.binary_dilation(
+        np.roll(truth, rng.integers(-2, 3), axis=2) & (rng.random(truth.shape) < 0.3)
+        | (rng.random(truth.shape) < 0.003),
+        iterations=1,
+    )
+    structure = ndimage.generate_binary_structure(2, 2)
+    out = metrics.lesion_f1(truth, pred, iou_threshold=iou_threshold)
+    assert out["detected"] == _matched_reference(truth, pred, iou_threshold, structure)
+    assert out["true_lesions"] > 5
+    assert out["detected"] > 0 or iou_threshold > 0.5
 
 
 def test_lesion_f1_3d_and_empty():

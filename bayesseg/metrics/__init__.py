@@ -7,7 +7,8 @@
   computed once from the totals (a micro average over elements, not a mean of
   per-batch or per-image scores).
 * :mod:`~bayesseg.metrics.detection`: :func:`lesion_f1`, lesion-wise
-  detection scores from connected components, and
+  detection scores from connected components matched one to one at IoU >=
+  ``LESION_IOU_THRESHOLD`` (0.1), and
   :func:`lesion_uncertainty` (:class:`LesionUncertainty`): each true
   lesion's mean uncertainty and whether it was detected.
 * :mod:`~bayesseg.metrics.calibration`: NumPy calibration metrics,
@@ -55,7 +56,12 @@ from bayesseg.metrics.calibration import (
     top_label_ece,
 )
 from bayesseg.metrics.confusion import F1, Dice, IoU, Precision, Recall
-from bayesseg.metrics.detection import LesionUncertainty, lesion_f1, lesion_uncertainty
+from bayesseg.metrics.detection import (
+    LESION_IOU_THRESHOLD,
+    LesionUncertainty,
+    lesion_f1,
+    lesion_uncertainty,
+)
 from bayesseg.metrics.events import (
     DEFAULT_EVENT_TOLERANCE,
     MAX_ALARMS_PER_POSITIVE,
@@ -75,6 +81,7 @@ __all__ = [
     "FOREGROUND_THRESHOLD",
     "ForegroundCalibration",
     "IoU",
+    "LESION_IOU_THRESHOLD",
     "LesionUncertainty",
     "MAX_ALARMS_PER_POSITIVE",
     "Precision",
