@@ -665,3 +665,22 @@ def test_calibration_bad_inputs():
         metrics.brier_score(np.array([0, 1]), np.array([-2.0, 3.0]))
     with pytest.raises(ValueError, match="`y_true`"):
         metrics.brier_score(np.array([0, 5]), np.array([[0.5, 0.5], [0.1, 0.9]]))
+
+
+@pytest.mark.parametrize("iou_threshold", [0.1, 0.3])
+def test_lesion_chance_equals_scoring_the_whole_image(iou_threshold):
+    rng = np.random.default_rng(4)
+    truth = ndimage.binary_dilation(rng.random((6, 20, 20)) < 0.01, iterations=2)
+    truth[0, :9, :9] = True  # 81 + of 400 voxels: matched at 0.1, not at 0.3
+    truth[1] = False  # an image without lesions still predicts one component
+    chance = metrics.lesion_chance(truth[..., None], iou_threshold=iou_threshold)
+    whole = metrics.lesion_f1(truth, np.ones(truth.shape), iou_threshold=iou_threshold)
+    assert chance["whole_image"] == whole
+    assert whole["pred_lesions"] == 6
+    assert whole["detected"] == (1 if iou_threshold == 0.1 else 0)
+    r = truth.mean()
+    assert chance["foreground_fraction"] == pytest.approx(r)
+    # Per voxel, the all-foreground Dice is 2r / (1 + r): sklearn's F1 on flattened masks.
+    assert chance["voxel_f1_flag_all"] == pytest.approx(
+        f1_score(truth.ravel(), np.ones(truth.size, bool))
+    )

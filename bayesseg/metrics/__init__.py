@@ -8,7 +8,8 @@
   per-batch or per-image scores).
 * :mod:`~bayesseg.metrics.detection`: :func:`lesion_f1`, lesion-wise
   detection scores from connected components matched one to one at IoU >=
-  ``LESION_IOU_THRESHOLD`` (0.1), and
+  ``LESION_IOU_THRESHOLD`` (0.1), :func:`lesion_chance`, what predicting
+  the whole image scores on them, and
   :func:`lesion_uncertainty` (:class:`LesionUncertainty`): each true
   lesion's mean uncertainty and whether it was detected.
 * :mod:`~bayesseg.metrics.calibration`: NumPy calibration metrics,
@@ -59,6 +60,7 @@ from bayesseg.metrics.confusion import F1, Dice, IoU, Precision, Recall
 from bayesseg.metrics.detection import (
     LESION_IOU_THRESHOLD,
     LesionUncertainty,
+    lesion_chance,
     lesion_f1,
     lesion_uncertainty,
 )
@@ -98,6 +100,7 @@ __all__ = [
     "event_f1",
     "foreground_calibration",
     "foreground_ece",
+    "lesion_chance",
     "lesion_f1",
     "lesion_uncertainty",
     "per_image_dice",

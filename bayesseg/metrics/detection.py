@@ -22,7 +22,13 @@ from scipy import ndimage, optimize
 from bayesseg._validation import check_float, check_int
 from bayesseg.metrics.scores import uncertainty_auroc
 
-__all__ = ["LESION_IOU_THRESHOLD", "LesionUncertainty", "lesion_f1", "lesion_uncertainty"]
+__all__ = [
+    "LESION_IOU_THRESHOLD",
+    "LesionUncertainty",
+    "lesion_chance",
+    "lesion_f1",
+    "lesion_uncertainty",
+]
 
 #: The intersection over union at which a predicted component matches a true lesion.
 LESION_IOU_THRESHOLD = 0.1
@@ -209,6 +215,61 @@ def lesion_scores(counts: dict[str, int]) -> dict[str, float | int]:
         "detected": matched,
         "fp": n_pred - matched,
         "fn": n_true - matched,
+    }
+
+
+def lesion_chance(
+    y_true: Any,
+    connectivity: int | None = None,
+    iou_threshold: float = LESION_IOU_THRESHOLD,
+) -> dict[str, Any]:
+    """What predicting the whole image as foreground scores, lesion-wise and per voxel.
+
+    In closed form: each image becomes one predicted component, whose IoU
+    with a lesion of ``s`` voxels is ``s / (image voxels)``; it matches the
+    largest lesion when that reaches ``iou_threshold``, so
+    :func:`lesion_f1` of the whole image counts one predicted lesion per
+    image and at most one match. Per voxel, flagging everything scores a
+    foreground F1 (Dice) of ``2r / (1 + r)`` with ``r`` the foreground
+    fraction. Print both beside a model's scores: the floor a detector must
+    clear.
+
+    Args:
+        y_true: binary masks ``(N, H, W)`` or ``(N, D, H, W)``, optionally
+            with a trailing channel axis of size 1.
+        connectivity: as in :func:`lesion_f1`.
+        iou_threshold: as in :func:`lesion_f1`. Default 0.1.
+
+    Returns:
+        A dict: ``foreground_fraction`` (``r``), ``whole_image`` (the dict of
+        :func:`lesion_f1` for an all-foreground prediction) and
+        ``voxel_f1_flag_all`` (``2r / (1 + r)``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from bayesseg.metrics import lesion_chance
+    >>> t = np.zeros((2, 10, 10)); t[0, :4, :4] = 1; t[1, 0, 0] = 1  # 16% and 1%
+    >>> c = lesion_chance(t)
+    >>> c["whole_image"]["detected"], c["whole_image"]["f1"], round(c["voxel_f1_flag_all"], 4)
+    (1, 0.5, 0.1567)
+    """
+    truth = _spatial_batch("y_true", y_true) >= 0.5
+    iou_threshold = _iou_threshold(iou_threshold)
+    structure = _structure(truth.ndim - 1, connectivity)
+    counts = dict.fromkeys(("true_lesions", "pred_lesions", "detected"), 0)
+    voxels = int(np.prod(truth.shape[1:]))
+    for t_img in truth:
+        t_lab, n_true = ndimage.label(t_img, structure)
+        largest = np.bincount(t_lab.ravel(), minlength=2)[1:].max() if n_true else 0
+        counts["true_lesions"] += n_true
+        counts["pred_lesions"] += int(voxels > 0)
+        counts["detected"] += int(n_true > 0 and largest / voxels >= iou_threshold)
+    r = float(truth.mean()) if truth.size else 0.0
+    return {
+        "foreground_fraction": r,
+        "whole_image": lesion_scores(counts),
+        "voxel_f1_flag_all": 2 * r / (1 + r),
     }
 
 
