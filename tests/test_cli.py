@@ -105,6 +105,16 @@ ANOMALY_TINY += ["--length", "448", "--window", "64", "--num-samples", "2", "--b
 ANOMALY_TINY += ["--base-filters", "2"]
 
 
+def _assert_nested_close(actual, expected):
+    """Equal keys, numbers equal to 1e-9 (relative), at every depth of two dicts."""
+    if isinstance(expected, dict):
+        assert set(actual) == set(expected)
+        for key in expected:
+            _assert_nested_close(actual[key], expected[key])
+    else:
+        assert actual == pytest.approx(expected, rel=1e-9)
+
+
 @pytest.fixture(scope="module")
 def anomaly_run(tmp_path_factory):
     """The tiny anomaly demo's output folder and what it printed."""
@@ -149,17 +159,45 @@ def test_demo_anomaly_tiny(anomaly_run):
     onsets = np.diff(np.pad(tags > 0.5, ((0, 0), (1, 0))).astype(int), axis=1) == 1
     events = metrics["events"]
     assert events["true_events"] == onsets.sum() > 0
-    assert events["detected"] + events["fn"] == events["true_events"]
+    labels = tags > 0.5
+    assert events["positive_steps"] == labels.sum() and events["steps"] == labels.size
+    # Chance rows in closed form, random flags at the tagger's own rate.
+    chance = bs.metrics.event_chance(labels, rate=events["flagged_fraction"])
+    _assert_nested_close(metrics["chance"], chance)
+    assert "pred_events" not in events and "tp_pred" not in events and "fp" not in events
     # The z-score baseline is scored on the same series, with its own threshold.
     baseline = report["baseline_zscore"]
     assert baseline["events"]["true_events"] == events["true_events"]
     assert 0 <= baseline["anomaly_average_precision"] <= 1
     assert report["spikes"] == [] or all("step" in s for s in report["spikes"])
-    assert "per step: anomaly recall" in printed and "events (+-2 steps)" in printed
+    assert "per step: anomaly recall" in printed and "within +-2 steps" in printed
     assert "rolling z-score detector: event F1" in printed
+    assert f"flag every step {chance['flag_all']['f1']:.3f}" in printed
     saved = json.loads((out / "model.json").read_text())
     assert saved["task"] == "anomaly" and saved["decision"] == decision
     assert bs.metrics.DEFAULT_EVENT_TOLERANCE == decision["tolerance"]
+
+
+@pytest.mark.slow
+def test_demo_anomaly_without_an_admissible_threshold_keeps_the_model(
+    tmp_path, monkeypatch, capsys
+):
+    import bayesseg as bs
+
+    real = bs.metrics.choose_threshold
+
+    def saturated(y_true, y_score, **kwargs):  # a model whose probabilities are all 1
+        return real(y_true, np.ones_like(y_score), **kwargs)
+
+    monkeypatch.setattr(bs.metrics, "choose_threshold", saturated)
+    out = tmp_path / "run"
+    assert main([*ANOMALY_TINY, "--epochs", "1", "--num-images", "24", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot separate anything" in err, err
+    assert "saved in" in err and "without a threshold" in err
+    assert (out / "model.keras").is_file()
+    assert json.loads((out / "model.json").read_text())["decision"] is None
+    assert not (out / "report.json").exists()
 
 
 @pytest.mark.slow
@@ -207,8 +245,9 @@ def test_predict_series_applies_the_saved_rule(tmp_path, anomaly_run, capsys):
     # metrics.json pools the event counts over the series.
     metrics = json.loads((preds / "metrics.json").read_text())["overall"]
     expected = bs.metrics.event_f1(y, probs, threshold=decision["threshold"])
-    for key in ("true_events", "pred_events", "tp_pred", "detected"):
-        assert metrics["events"][key] == expected[key]
+    assert metrics["events"] == pytest.approx(expected)
+    chance = bs.metrics.event_chance(y, rate=expected["flagged_fraction"])
+    _assert_nested_close(metrics["chance"], chance)
     assert metrics["average_precision"] == pytest.approx(bs.metrics.average_precision(y, probs))
     # --threshold overrides the saved one.
     again = tmp_path / "again"
@@ -951,6 +990,12 @@ def test_predict_masks_metrics_match_a_hand_computation(tmp_path, calibrated_run
     lesions = [metrics["images"][f"{n}.npy"]["lesion_f1"] for n in names]
     assert overall["lesion_f1"]["true_lesions"] == sum(r["true_lesions"] for r in lesions) == 3
     assert overall["lesion_f1"]["pred_lesions"] == sum(r["pred_lesions"] for r in lesions)
+    assert overall["lesion_f1"]["detected"] == sum(r["detected"] for r in lesions)
+    # The floor beside it: the whole image predicted, over the three images together.
+    stacked = np.stack([truth[n] for n in names])
+    chance = bs.metrics.lesion_chance(stacked > 0)
+    assert overall["chance"]["whole_image_lesion_f1"] == pytest.approx(chance["whole_image"]["f1"])
+    assert overall["chance"]["voxel_f1_flag_all"] == pytest.approx(chance["voxel_f1_flag_all"])
 
 
 def test_predict_masks_need_every_image(tmp_path, capsys):

@@ -9,9 +9,11 @@ one of the best event-level F1 on a held-out validation split
 (``bs.metrics.choose_threshold``). Both are saved beside the model, and
 ``bayesseg predict`` applies them to new series.
 
-The report scores held-out series per event (within +-2 steps), by average
-precision and per step, next to a non-learned detector (a rolling z-score of
-the first difference) whose threshold is chosen on the same validation split.
+The report scores held-out series by the event F1 (recall per event within
++-2 steps, precision per flagged step), by average precision and per step,
+next to a non-learned detector (a rolling z-score of the first difference)
+whose threshold is chosen on the same validation split, and next to the
+chance rows of flagging every step and flagging at random at the same rate.
 """
 
 from __future__ import annotations
@@ -152,11 +154,17 @@ def _step_scores(labels, flags) -> dict[str, float]:
 
 
 def _detector_scores(labels, scores, threshold: float) -> dict[str, Any]:
-    """Event-level, threshold-free and per-step scores of one detector."""
+    """Event-level, threshold-free and per-step scores of one detector, and its chance rows.
+
+    ``chance``: the event F1 of flagging every step and of flagging steps at
+    random at this detector's rate (``bs.metrics.event_chance``).
+    """
     import bayesseg as bs
 
+    events = bs.metrics.event_f1(labels, scores, threshold=threshold)
     return {
-        "events": bs.metrics.event_f1(labels, scores, threshold=threshold),
+        "events": events,
+        "chance": bs.metrics.event_chance(labels, rate=events["flagged_fraction"]),
         "anomaly_average_precision": (
             bs.metrics.average_precision(labels, scores) if labels.any() else None
         ),
@@ -165,7 +173,11 @@ def _detector_scores(labels, scores, threshold: float) -> dict[str, Any]:
 
 
 def _decision(model, xv, yv, correction, args) -> dict[str, Any]:
-    """The threshold of the best validation event F1, on corrected probabilities."""
+    """The threshold of the best validation event F1, on corrected probabilities.
+
+    Raises ValueError (``bs.metrics.choose_threshold``'s) when the validation
+    scores admit no threshold, e.g. constant or saturated probabilities.
+    """
     import bayesseg as bs
 
     pred = _predict(model, xv, correction, args)
@@ -176,7 +188,9 @@ def _decision(model, xv, yv, correction, args) -> dict[str, Any]:
         "criterion": "event_f1",
         "tolerance": bs.metrics.DEFAULT_EVENT_TOLERANCE,
         "validation_series": len(xv),
-        "validation": {k: chosen[k] for k in ("precision", "recall", "f1")},
+        "validation": {
+            k: chosen[k] for k in ("precision", "recall", "f1", "flagged_fraction", "step_recall")
+        },
         "correction_weights": [float(w) for w in correction],
     }
 
@@ -222,17 +236,20 @@ def _print_anomaly_summary(report: dict[str, Any], args: argparse.Namespace, out
     import bayesseg as bs
 
     m, z = report["metrics"], report["baseline_zscore"]
-    d = report["data"]
+    d, e = report["data"], report["metrics"]["events"]
+    chance = m["chance"]
     print(
         f"bayesseg demo (anomaly): {d['train_series']} training series of {args.length} "
         f"steps ({d['train_windows']} windows of {d['window']}), {d['test_series']} held out, "
         f"anomalous steps {100 * d['anomaly_fraction']:.3f}%\n"
-        f"  events (+-{bs.metrics.DEFAULT_EVENT_TOLERANCE} steps): recall "
-        f"{_fmt(m['events']['recall'])}  precision {_fmt(m['events']['precision'])}  "
-        f"F1 {_fmt(m['events']['f1'])} ({m['events']['true_events']} events)   "
-        f"average precision {_fmt(m['anomaly_average_precision'])}\n"
-        f"  rolling z-score detector: event F1 {_fmt(z['events']['f1'])}  average precision "
-        f"{_fmt(z['anomaly_average_precision'])}\n"
+        f"  event F1 {_fmt(e['f1'])} (recall {_fmt(e['recall'])} of {e['true_events']} events "
+        f"within +-{bs.metrics.DEFAULT_EVENT_TOLERANCE} steps, precision "
+        f"{_fmt(e['precision'])} of {e['flagged_steps']} flagged steps, "
+        f"{100 * e['flagged_fraction']:.3f}% flagged)   average precision "
+        f"{_fmt(m['anomaly_average_precision'])}\n"
+        f"  chance: flag every step {_fmt(chance['flag_all']['f1'])}, random flags at the same "
+        f"rate {_fmt(chance['random']['f1'])}   rolling z-score detector: event F1 "
+        f"{_fmt(z['events']['f1'])}, average precision {_fmt(z['anomaly_average_precision'])}\n"
         f"  per step: anomaly recall {_fmt(m['anomaly_recall'])}  precision "
         f"{_fmt(m['anomaly_precision'])}  F1 {_fmt(m['anomaly_f1'])}  "
         f"uncertainty AUROC {_fmt(m['uncertainty_auroc'])}  epistemic share "
@@ -265,8 +282,9 @@ def _plot_series(xt, yt, pred, threshold: float, out: Path) -> None:
         )
 
 
-def _save_model(model, out: Path, args, decision: dict, windows: dict) -> None:
-    """model.keras, and model.json with the decision rule ``bayesseg predict`` applies."""
+def _save_model(model, out: Path, args, decision: dict | None, windows: dict) -> None:
+    """model.keras, and model.json with the decision rule ``bayesseg predict`` applies
+    (``decision`` None: no threshold could be chosen, none is saved)."""
     model.save(out / "model.keras")
     metadata = {
         "task": "anomaly",
@@ -311,14 +329,22 @@ def _demo_anomaly(args: argparse.Namespace, out: Path, start: float) -> int:
         callbacks=[callback, monitor],
     )
     seconds = time.perf_counter() - t0
-    decision = _decision(model, xv, yv, correction, args)
-    metrics, pred = _anomaly_metrics(args, model, xt, yt, decision)
     windows = {
         "window": window,
         "windows": len(xw),
         "window_anomaly_fraction": float(counts[1] / counts.sum()),
         "series_anomaly_fraction": float(series_counts[1] / series_counts.sum()),
     }
+    try:
+        decision = _decision(model, xv, yv, correction, args)
+    except ValueError as err:
+        # Keep what was trained; save no threshold that could not be chosen.
+        _save_model(model, out, args, None, windows)
+        raise ValueError(
+            f"{err} The trained model is saved in {out / 'model.keras'} without a threshold "
+            "(model.json: decision null)."
+        ) from err
+    metrics, pred = _anomaly_metrics(args, model, xt, yt, decision)
     report = {
         "task": "anomaly",
         "config": {k: v for k, v in vars(args).items() if k != "func"},

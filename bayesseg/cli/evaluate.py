@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bayesseg.cli.report import _LESION_KEYS, _foreground_classes
+from bayesseg.cli.report import _LESION_KEYS, _foreground_classes, _lesion_chance
 
 # Lesion-wise counts summed over images for the pooled lesion-wise F1.
-_LESION_COUNTS = ("true_lesions", "pred_lesions", "tp_pred", "detected")
+_LESION_COUNTS = ("true_lesions", "pred_lesions", "detected")
 
 
 def _stem(path: Path) -> str:
@@ -62,7 +62,8 @@ class Evaluation:
 
     Per image: per-class Dice and recall of the mean prediction's decision
     (``bs.metrics.Dice``/``Recall``), lesion-wise detection
-    (``bs.metrics.lesion_f1``), the foreground ECE with its region
+    (``bs.metrics.lesion_f1``) beside its floor (``bs.metrics.lesion_chance``:
+    the whole image predicted as foreground), the foreground ECE with its region
     (``bs.metrics.foreground_calibration``) and the predictive NLL. Pooled:
     Dice and recall over every pixel of every image, the lesion-wise F1 from
     the summed lesion counts, the foreground ECE and NLL of all pixels
@@ -77,6 +78,7 @@ class Evaluation:
         self.pooled = PooledScores(num_classes)
         self.images: dict[str, dict[str, Any]] = {}
         self.lesion_counts = dict.fromkeys(_LESION_COUNTS, 0)
+        self.whole_image_counts = dict.fromkeys(_LESION_COUNTS, 0)
         self.foreground: list = []
         self.truth: list = []
 
@@ -94,13 +96,16 @@ class Evaluation:
         foreground = _probability.foreground_probability(mean).astype(np.float32)
         truth = labels != 0
         lesions = bs.metrics.lesion_f1(truth[None], foreground[None])
+        whole = bs.metrics.lesion_chance(truth[None])["whole_image"]
         for key in _LESION_COUNTS:
             self.lesion_counts[key] += int(lesions[key])
+            self.whole_image_counts[key] += int(whole[key])
         self.foreground.append(foreground.ravel())
         self.truth.append(truth.ravel())
         row = {
             "per_class": scores.per_class(),
             "lesion_f1": {k: lesions[k] for k in _LESION_KEYS},
+            "chance": _lesion_chance(truth[None]),
             **_foreground_scores(truth.ravel(), foreground.ravel()),
             "predictive_nll": scores.nll(),
         }
@@ -111,23 +116,22 @@ class Evaluation:
         """The scores pooled over every image added."""
         import numpy as np
 
-        counts = self.lesion_counts
-        precision = counts["tp_pred"] / counts["pred_lesions"] if counts["pred_lesions"] else 0.0
-        recall = counts["detected"] / counts["true_lesions"] if counts["true_lesions"] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        from bayesseg.metrics.detection import lesion_scores
+
         per_class = self.pooled.per_class()
+        truth = np.concatenate(self.truth)
+        r = float(truth.mean()) if truth.size else 0.0
+        lesions = lesion_scores(self.lesion_counts)
         return {
             "images": len(self.images),
             "per_class": per_class,
             "foreground_classes": _foreground_classes(per_class),
-            "lesion_f1": {
-                "precision": precision,
-                "recall": recall,
-                "f1": f1,
-                "true_lesions": counts["true_lesions"],
-                "pred_lesions": counts["pred_lesions"],
+            "lesion_f1": {k: lesions[k] for k in _LESION_KEYS},
+            "chance": {
+                "whole_image_lesion_f1": lesion_scores(self.whole_image_counts)["f1"],
+                "voxel_f1_flag_all": 2 * r / (1 + r),
             },
-            **_foreground_scores(np.concatenate(self.truth), np.concatenate(self.foreground)),
+            **_foreground_scores(truth, np.concatenate(self.foreground)),
             "predictive_nll": self.pooled.nll(),
         }
 

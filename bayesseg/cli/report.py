@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Any
 
 # The lesion-wise detection figures a report keeps.
-_LESION_KEYS = ("precision", "recall", "f1", "true_lesions", "pred_lesions")
+_LESION_KEYS = ("precision", "recall", "f1", "true_lesions", "pred_lesions", "detected")
+
+
+def _lesion_chance(labels) -> dict[str, Any]:
+    """The floor beside the lesion-wise F1: the whole image predicted as foreground."""
+    import bayesseg as bs
+
+    chance = bs.metrics.lesion_chance(labels > 0)
+    return {
+        "whole_image_lesion_f1": chance["whole_image"]["f1"],
+        "voxel_f1_flag_all": chance["voxel_f1_flag_all"],
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -183,6 +194,7 @@ def _evaluate(model, images, labels, num_classes: int, weights, num_samples: int
         "per_class": per_class,
         "foreground_classes": _foreground_classes(per_class),
         "lesion_f1": {k: v for k, v in lesions.items() if k in _LESION_KEYS},
+        "chance": _lesion_chance(labels),
         "uncertainty_auroc": _uncertainty_auroc(hard != labels, pred.total),
         "mean_epistemic": float(pred.epistemic.mean()),
         "mean_aleatoric": float(pred.aleatoric.mean()),
@@ -276,8 +288,12 @@ def _quality_lines(metrics: dict, num_classes: int) -> list[str]:
     # With many classes the blob-wise F1 only says foreground was told from
     # background, whatever class it was given: say so where it is printed.
     detection = "foreground vs background: lesion-wise F1" if num_classes > 2 else "lesion-wise F1"
+    chance = metrics["chance"]
     return [
-        f"{detection} {_fmt(metrics['lesion_f1']['f1'])}   uncertainty AUROC "
+        f"{detection} {_fmt(metrics['lesion_f1']['f1'])} (whole image predicted: "
+        f"{_fmt(chance['whole_image_lesion_f1'])}; foreground Dice of flagging every pixel: "
+        f"{_fmt(chance['voxel_f1_flag_all'])})",
+        f"uncertainty AUROC "
         f"{_fmt(metrics['uncertainty_auroc'])}   epistemic share "
         f"{_fmt(metrics['epistemic_share'])}",
         f"{which}: foreground ECE {_fmt(calibrated['foreground_ece'])} "

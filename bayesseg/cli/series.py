@@ -86,7 +86,7 @@ class _Pooled:
     """Event counts and per-step scores pooled over the series with labels."""
 
     def __init__(self) -> None:
-        self.counts = {"true_events": 0, "pred_events": 0, "tp_pred": 0, "detected": 0}
+        self.counts: dict[str, int] = {}
         self.labels: list = []
         self.scores: list = []
         self.series: dict[str, dict] = {}
@@ -95,23 +95,27 @@ class _Pooled:
         import bayesseg as bs
 
         events = bs.metrics.event_f1(labels, scores, threshold=threshold)
-        for key in self.counts:
-            self.counts[key] += events[key]
-        self.series[name] = events
+        for key, value in events.items():
+            if isinstance(value, int):  # the counts; the ratios are recomputed from them
+                self.counts[key] = self.counts.get(key, 0) + value
+        self.series[name] = {
+            **events,
+            "chance": bs.metrics.event_chance(labels, rate=events["flagged_fraction"]),
+        }
         self.labels.append(labels)
         self.scores.append(scores)
 
     def overall(self) -> dict[str, Any]:
-        import numpy as np
-
         import bayesseg as bs
         from bayesseg.metrics.events import event_scores
 
-        labels, scores = np.concatenate(self.labels), np.concatenate(self.scores)
+        events = event_scores(self.counts)
+        has_events = any(labels.any() for labels in self.labels)
         return {
-            "events": event_scores(**self.counts),
+            "events": events,
+            "chance": bs.metrics.event_chance(self.labels, rate=events["flagged_fraction"]),
             "average_precision": (
-                bs.metrics.average_precision(labels, scores) if labels.any() else None
+                bs.metrics.average_precision(self.labels, self.scores) if has_events else None
             ),
             "tolerance": bs.metrics.DEFAULT_EVENT_TOLERANCE,
         }
