@@ -6,14 +6,14 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import ndimage, stats
 
 import bayesseg as bs
 from bayesseg import convert
 from bayesseg.cli.anomaly import _difference_zscore
-from bayesseg.data import event_windows, synthetic_anomaly_series
+from bayesseg.data import event_windows, synthetic_anomaly_series, synthetic_event_series
 from bayesseg.imbalance import prior_shift_weights, unweight_probabilities
-from bayesseg.metrics import average_precision
+from bayesseg.metrics import average_precision, choose_threshold, event_chance, event_f1
 
 
 # --------------------------------------------------------------------------
@@ -164,6 +164,75 @@ def test_prior_shift_weights_errors():
         prior_shift_weights([0.5, 0.5], [0.3, 0.3, 0.4])
     with pytest.raises(ValueError, match="Argument `class_weights`"):
         prior_shift_weights([0.5, 0.5], [0.9, 0.1], class_weights=[1.0, -1.0])
+
+
+# --------------------------------------------------------------------------
+# Long events in series of different lengths
+# --------------------------------------------------------------------------
+def test_event_series_lengths_share_and_spacing():
+    x, y = synthetic_event_series(40, length=(4096, 9000), seed=3, num_features=2)
+    assert len(x) == len(y) == 40
+    assert len({len(t) for t in y}) > 30  # lengths differ
+    runs = []
+    for xs, ys in zip(x, y, strict=True):
+        assert xs.shape == (len(ys), 2) and xs.dtype == np.float32
+        assert 4096 <= len(ys) <= 9000 and set(np.unique(ys)) <= {0.0, 1.0}
+        # The last event is cut to the target, never below 29 steps.
+        assert round(0.1 * len(ys)) <= ys.sum() <= round(0.1 * len(ys)) + 29
+        edges = np.flatnonzero(np.diff(np.r_[0, ys, 0]))
+        starts, stops = edges[::2], edges[1::2]
+        assert starts[0] >= 32 and stops[-1] <= len(ys) - 32
+        assert np.all(starts[1:] - stops[:-1] >= 32)  # at least 32 normal steps apart
+        runs += list(stops - starts)
+    assert min(runs) >= 29 and max(runs) <= 1500 and max(runs) > 700
+
+
+def test_event_series_are_seeded_per_series_and_faults_change_the_signal():
+    x3, y3 = synthetic_event_series(3, length=5000, seed=7)
+    x5, y5 = synthetic_event_series(5, length=5000, seed=7)
+    for i in range(3):  # series i depends on (seed, i) only
+        np.testing.assert_array_equal(x3[i], x5[i])
+        np.testing.assert_array_equal(y3[i], y5[i])
+    # The faults are what the labels say: a local statistic separates them.
+    scores = [_fault_statistic(s) for s in x5]
+    assert average_precision(y5, scores) > 0.5 > np.mean(np.concatenate(y5)) + 0.3
+
+
+def test_event_series_errors():
+    with pytest.raises(ValueError, match="Argument `anomaly_fraction`"):
+        synthetic_event_series(2, anomaly_fraction=0.6)
+    with pytest.raises(ValueError, match="Argument `event_length`"):
+        synthetic_event_series(2, event_length=(50, 10))
+    with pytest.raises(ValueError, match="Argument `length`"):
+        synthetic_event_series(2, length=(100, 5000))
+    with pytest.raises(ValueError, match="Argument `length`"):
+        synthetic_event_series(2, length=(6000, 5000))
+
+
+def _fault_statistic(x, window=16):
+    """|level - slow level| + |log local spread / usual spread|: each fault moves one of them."""
+    d = x[:, 0].astype(np.float64)
+    level = ndimage.uniform_filter1d(d, window)
+    slow = ndimage.median_filter(d, 801, mode="nearest")
+    square = ndimage.uniform_filter1d(np.diff(d, prepend=d[0]) ** 2, window)
+    spread = np.sqrt(np.maximum(square, 0.0)) + 1e-3
+    usual = np.median(spread)
+    return np.abs(level - slow) + np.abs(np.log(spread / usual))
+
+
+def test_the_chosen_threshold_on_long_events_flags_little_and_beats_chance():
+    # The acceptance case of the event score: a non-learned detector's
+    # threshold, chosen on validation series, flags at most twice the test
+    # positive rate and beats both chance rows by at least 0.2.
+    xv, yv = synthetic_event_series(12, seed=21)
+    xt, yt = synthetic_event_series(12, seed=22)
+    chosen = choose_threshold(yv, [_fault_statistic(s) for s in xv])
+    test_scores = [_fault_statistic(s) for s in xt]
+    result = event_f1(yt, test_scores, threshold=chosen["threshold"])
+    positive_rate = np.mean(np.concatenate(yt))
+    assert result["flagged_fraction"] <= 2 * positive_rate
+    chance = event_chance(yt, rate=result["flagged_fraction"])
+    assert result["f1"] >= max(chance["flag_all"]["f1"], chance["random"]["f1"]) + 0.2
 
 
 # --------------------------------------------------------------------------

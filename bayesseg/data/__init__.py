@@ -24,7 +24,9 @@ from bayesseg.data.shifts import (
     shift_images,
 )
 from bayesseg.data.synthetic import (
+    EVENT_KINDS,
     synthetic_anomaly_series,
+    synthetic_event_series,
     synthetic_lesions,
     synthetic_multiclass_masks,
 )
@@ -32,6 +34,7 @@ from bayesseg.data.windows import event_windows
 from bayesseg.data.zscore import standardize_image
 
 __all__ = [
+    "EVENT_KINDS",
     "SHIFT_KINDS",
     "SHIFT_SEVERITIES",
     "FolderScan",
@@ -50,6 +53,7 @@ __all__ = [
     "shift_images",
     "standardize_image",
     "synthetic_anomaly_series",
+    "synthetic_event_series",
     "synthetic_lesions",
     "synthetic_multiclass_masks",
     "write_image",

@@ -8,7 +8,9 @@ Three generators reproduce the imbalance of the problems told in
 * :func:`synthetic_multiclass_masks`: 32-class segmentation with 99%
   background, each class identified by its intensity and texture;
 * :func:`synthetic_anomaly_series`: long multichannel series with exactly two
-  anomalous steps in 20% of the series.
+  anomalous steps in 20% of the series;
+* :func:`synthetic_event_series`: series of different lengths whose faults
+  last 29 to 1500 steps, about 10% of the steps, as in public benchmarks.
 
 Every generator is deterministic given ``seed``. Example ``i`` is drawn from
 its own generator seeded by ``(seed, i)``, so it does not depend on ``n`` and
@@ -30,11 +32,14 @@ from bayesseg._validation import (
     check_choice,
     check_float,
     check_int,
+    check_int_tuple,
     is_integer,
 )
 
 __all__ = [
+    "EVENT_KINDS",
     "synthetic_anomaly_series",
+    "synthetic_event_series",
     "synthetic_lesions",
     "synthetic_multiclass_masks",
 ]
@@ -363,6 +368,23 @@ def synthetic_multiclass_masks(
 ANOMALY_KINDS = ("point", "contextual", "mixed")
 
 
+def _series_background(rng: np.random.Generator, length: int, num_features: int) -> np.ndarray:
+    """1 to 3 sinusoids (periods 40 to 600 steps), a slow drift and noise, per feature."""
+    t = np.arange(length, dtype=float)[:, None]
+    x = np.zeros((length, num_features))
+    for _ in range(int(rng.integers(1, 4))):
+        period = rng.uniform(40.0, 600.0, size=num_features)
+        phase = rng.uniform(0.0, 2.0 * math.pi, size=num_features)
+        amplitude = rng.uniform(0.3, 1.0, size=num_features)
+        x += amplitude * np.sin(2.0 * math.pi * t / period + phase)
+    drift = ndimage.gaussian_filter1d(
+        rng.standard_normal((length, num_features)), sigma=length / 40, axis=0
+    )
+    x += drift / (drift.std() + 1e-12) * 0.3
+    x += 0.1 * rng.standard_normal((length, num_features))
+    return x
+
+
 def _beat_train(rng: np.random.Generator, length: int) -> tuple[np.ndarray, float, float]:
     """A periodic pulse train (one narrow pulse per beat): beat times, period, jitter."""
     period = rng.uniform(16.0, 40.0)
@@ -399,18 +421,7 @@ def _series_example(
     kind: str = "point",
 ) -> tuple[np.ndarray, np.ndarray]:
     rng = _rng(seed, index)
-    t = np.arange(length, dtype=float)[:, None]
-    x = np.zeros((length, num_features))
-    for _ in range(int(rng.integers(1, 4))):
-        period = rng.uniform(40.0, 600.0, size=num_features)
-        phase = rng.uniform(0.0, 2.0 * math.pi, size=num_features)
-        amplitude = rng.uniform(0.3, 1.0, size=num_features)
-        x += amplitude * np.sin(2.0 * math.pi * t / period + phase)
-    drift = ndimage.gaussian_filter1d(
-        rng.standard_normal((length, num_features)), sigma=length / 40, axis=0
-    )
-    x += drift / (drift.std() + 1e-12) * 0.3
-    x += 0.1 * rng.standard_normal((length, num_features))
+    x = _series_background(rng, length, num_features)
     y = np.zeros(length, dtype=np.float32)
     if kind == "point":
         if anomalous:
@@ -562,3 +573,137 @@ def synthetic_anomaly_series(
         return _batched(dataset.apply(tf.data.experimental.assert_cardinality(n)), batch_size)
     pairs = [example(i) for i in range(n)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+# --------------------------------------------------------------------------
+# Long events in series of different lengths
+# --------------------------------------------------------------------------
+#: The faults :func:`synthetic_event_series` plants.
+EVENT_KINDS = ("level", "noise", "oscillation", "flat")
+
+# Steps kept free between two events and at both ends of a series.
+_EVENT_GAP = 32
+
+
+def _event_lengths(rng, target: int, low: int, high: int, room: int) -> list[int]:
+    """Log-uniform event lengths in [low, high] adding up to about ``target`` steps."""
+    lengths: list[int] = []
+    while sum(lengths) < target:
+        length = int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
+        length = max(min(length, target - sum(lengths)), low)
+        if sum(lengths) + length + (len(lengths) + 2) * _EVENT_GAP > room:
+            break
+        lengths.append(length)
+    return lengths
+
+
+def _plant_event(rng, x: np.ndarray, start: int, stop: int, kind: str) -> None:
+    """One fault over ``x[start:stop]``, on a random subset of the features."""
+    features = rng.random(x.shape[1]) < 0.7
+    features[rng.integers(x.shape[1])] = True
+    segment = x[start:stop, features]
+    steps = stop - start
+    if kind == "level":  # the mean moves by 0.8 to 1.5 and stays there while it lasts
+        segment += rng.uniform(0.8, 1.5) * rng.choice([-1.0, 1.0])
+    elif kind == "noise":  # a burst of noise 4 to 8 times the normal level
+        segment += rng.uniform(0.4, 0.8) * rng.standard_normal(segment.shape)
+    elif kind == "oscillation":  # a fast vibration (period 4 to 12 steps)
+        t = np.arange(steps)[:, None]
+        segment += rng.uniform(0.4, 0.8) * np.sin(2.0 * math.pi * t / rng.uniform(4.0, 12.0))
+    else:  # "flat": a stuck sensor repeats its last reading
+        segment[:] = x[start - 1, features]
+    x[start:stop, features] = segment
+
+
+def synthetic_event_series(
+    n: int,
+    length: int | tuple[int, int] = (4096, 16384),
+    anomaly_fraction: float = 0.1,
+    event_length: tuple[int, int] = (29, 1500),
+    num_features: int = 1,
+    seed: int = 0,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Series of different lengths with long anomalous events, about 10% of the steps.
+
+    What public anomaly benchmarks of server metrics and industrial sensors
+    look like, rather than our users' two-step spikes: each series is the
+    background of :func:`synthetic_anomaly_series` (sinusoids, drift, noise)
+    with faults lasting up to ``event_length`` steps (log-uniform) planted
+    until ``anomaly_fraction`` of its steps are anomalous, at least 32 steps
+    apart and from either end. Each fault is one of ``EVENT_KINDS``: a level
+    shift (0.8 to 1.5), a burst of noise, a fast oscillation (period 4 to 12
+    steps), or a flat line (a stuck sensor). Every step of a fault is
+    labelled 1. No single step is anomalous on its own: flatness, noise and
+    oscillation show only over a neighbourhood, so a detector must look
+    around, and one flag per event is not the whole event (``event_f1``
+    reports ``step_recall`` for that).
+
+    Lists, not arrays: the series differ in length, as real recordings do,
+    and every metric of :mod:`bayesseg.metrics.events` takes such lists.
+
+    Args:
+        n: int > 0, number of series.
+        length: int, or ``(low, high)`` ints for lengths drawn uniformly in
+            ``[low, high]``. Each must leave room for one event: at least
+            ``event_length[0] + 96``. Default (4096, 16384): long enough
+            for a 1500-step event to stay near 10% of its series.
+        anomaly_fraction: float in (0, 0.5], the share of anomalous steps
+            per series: event lengths are drawn until they reach it, the last
+            one cut to fit (but never below ``event_length[0]``). Default 0.1.
+        event_length: ``(low, high)`` ints >= 1, the range of event lengths.
+            Default (29, 1500).
+        num_features: int > 0, features per step. Default 1.
+        seed: int. Series ``i`` depends on ``(seed, i)`` only. Default 0.
+
+    Returns:
+        ``(x, y)``: lists of ``n`` float32 arrays, ``x[i]`` of shape
+        ``(length_i, num_features)`` and ``y[i]`` of shape ``(length_i,)``
+        holding 0/1 step labels.
+
+    Raises:
+        ValueError: for ``n`` or ``num_features`` <= 0, lengths that leave no
+            room for an event, a fraction outside (0, 0.5] or a bad
+            ``event_length`` range.
+
+    Example:
+
+    >>> from bayesseg.data import synthetic_event_series
+    >>> x, y = synthetic_event_series(3, length=(3000, 5000), seed=0)
+    >>> [len(s) for s in x], [s.shape[-1] for s in x]
+    ([4397, 3817, 3207], [1, 1, 1])
+    >>> [round(float(t.mean()), 2) for t in y]
+    [0.1, 0.1, 0.1]
+    """
+    n = check_int("n", n)
+    num_features = check_int("num_features", num_features)
+    fraction = check_float("anomaly_fraction", anomaly_fraction, 0.0, 0.5, strict_minimum=True)
+    bounds = check_int_tuple("event_length", event_length, 2)
+    if bounds[0] < 1 or bounds[1] < bounds[0]:
+        raise argument_error("event_length", "be (low, high) with 1 <= low <= high", event_length)
+    lengths = check_int_tuple("length", length, 2)
+    if lengths[0] < bounds[0] + 3 * _EVENT_GAP or lengths[1] < lengths[0]:
+        raise argument_error(
+            "length",
+            f"be an int or (low, high) with low <= high, each >= event_length[0] + "
+            f"{3 * _EVENT_GAP} = {bounds[0] + 3 * _EVENT_GAP}",
+            length,
+        )
+    xs, ys = [], []
+    for i in range(n):
+        rng = _rng(seed, i)
+        steps = int(rng.integers(lengths[0], lengths[1] + 1))
+        x = _series_background(rng, steps, num_features)
+        y = np.zeros(steps, dtype=np.float32)
+        events = _event_lengths(rng, max(round(fraction * steps), 1), *bounds, room=steps)
+        free = steps - sum(events) - (len(events) + 1) * _EVENT_GAP
+        # Split the free steps at random among the gaps around the events.
+        cuts = np.sort(rng.integers(0, free + 1, size=len(events)))
+        start = _EVENT_GAP
+        for k, (size, cut) in enumerate(zip(events, cuts, strict=True)):
+            start += int(cut - (cuts[k - 1] if k else 0))
+            _plant_event(rng, x, start, start + size, EVENT_KINDS[rng.integers(4)])
+            y[start : start + size] = 1.0
+            start += size + _EVENT_GAP
+        xs.append(x.astype(np.float32))
+        ys.append(y)
+    return xs, ys
