@@ -670,7 +670,7 @@ def synthetic_event_series(
     >>> from bayesseg.data import synthetic_event_series
     >>> x, y = synthetic_event_series(3, length=(3000, 5000), seed=0)
     >>> [len(s) for s in x], [s.shape[-1] for s in x]
-    ([4397, 3817, 3207], [1, 1, 1])
+    ([4702, 4044, 4959], [1, 1, 1])
     >>> [round(float(t.mean()), 2) for t in y]
     [0.1, 0.1, 0.1]
     """
