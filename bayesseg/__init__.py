@@ -6,7 +6,10 @@ logs its NLL and KL separately.
 
 Submodules load on first use (PEP 562), so ``import bayesseg`` and the
 ``bayesseg --help`` command do not import TensorFlow; ``bs.layers``,
-``bs.ELBO`` and every other public name work as if imported eagerly.
+``bs.ELBO`` and every other public name work as if imported eagerly. The
+submodules that register bayesseg's Keras classes are imported as soon as
+Keras and TensorFlow are loaded (``bayesseg._registration``), so after
+``import bayesseg`` a saved model loads with ``keras.saving.load_model``.
 
 Example:
     >>> import bayesseg as bs
@@ -19,10 +22,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from bayesseg import _registration
 from bayesseg._backend import check_backend_config
 from bayesseg._version import __version__
 
 check_backend_config()
+_registration.install()
 
 _SUBMODULES = (
     "calibration",

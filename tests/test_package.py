@@ -1,10 +1,13 @@
-"""The package entry point: lazy submodules, one version, the backend check."""
+"""The package entry point: lazy submodules, one version, the backend check, and saved
+models that load after ``import bayesseg`` alone."""
 
 import importlib.metadata
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bayesseg as bs
@@ -104,3 +107,56 @@ def test_keras_json_backend_is_read_without_importing_keras(tmp_path):
         timeout=60,
     )
     assert "backend='torch'" in result.stdout, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fixture", "import_order"),
+    [
+        ("image", "import bayesseg, keras"),  # BayesianModel, every layer family, compiled
+        ("volume", "import keras, bayesseg"),  # the 3D U-Net, compiled
+        ("series", "import bayesseg, keras"),  # the LSTM tagger, compiled
+        ("ensemble", "import bayesseg\nimport keras"),  # DeepEnsemble, not compiled
+    ],
+)
+def test_saved_models_load_in_a_fresh_process_after_import_bayesseg(fixture, import_order):
+    """The documented way: ``import bayesseg`` then ``keras.saving.load_model``, nothing else."""
+    here = Path(__file__).parent / "fixtures"
+    code = (
+        f"{import_order}\n"
+        "import numpy as np, sys\n"
+        f"model = keras.saving.load_model({str(here / f'saved_{fixture}.keras')!r})\n"
+        "print(type(model).__name__)\n"
+        f"data = np.load({str(here / f'saved_{fixture}.npz')!r})\n"
+        "import bayesseg as bs\n"
+        "with bs.layers.sampling_mode(model, 'mean'):\n"
+        "    out = np.asarray(model(data['x']))\n"
+        "print(float(np.max(np.abs(out - data['expected']))))\n"
+    )
+    result = _python(code, TF_CPP_MIN_LOG_LEVEL="3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    name, error = result.stdout.split()[-2:]
+    assert name == ("DeepEnsemble" if fixture == "ensemble" else "BayesianModel")
+    assert float(error) < 1e-5
+
+
+@pytest.mark.slow
+def test_an_uncompiled_unet_saved_here_loads_in_a_fresh_process(tmp_path):
+    import keras
+
+    model = bs.models.bayesian_unet((8, 8, 1), 1, base_filters=2, depth=2)
+    model.save(tmp_path / "unet.keras")
+    x = np.random.default_rng(0).normal(size=(1, 8, 8, 1)).astype("float32")
+    with bs.layers.sampling_mode(model, "mean"):
+        expected = keras.ops.convert_to_numpy(model(x))
+    np.savez(tmp_path / "unet.npz", x=x, expected=expected)
+    result = _python(
+        "import bayesseg, keras, numpy as np\n"
+        f"model = keras.saving.load_model({str(tmp_path / 'unet.keras')!r})\n"
+        f"data = np.load({str(tmp_path / 'unet.npz')!r})\n"
+        "with bayesseg.layers.sampling_mode(model, 'mean'):\n"
+        "    print(float(np.max(np.abs(np.asarray(model(data['x'])) - data['expected']))))\n",
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) < 1e-5

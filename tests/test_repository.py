@@ -249,3 +249,21 @@ def test_checker_reports_the_line():
 )
 def test_checker_accepts_references_that_resolve(path, text):
     assert _check(path, text) == []
+
+
+def test_the_readme_demo_tables_are_generated_from_the_committed_reports():
+    """README's demo figures are rendered from docs/reports/*.json, never typed by hand."""
+    import importlib.util
+
+    path = ROOT / "benchmarks" / "readme_tables.py"
+    spec = importlib.util.spec_from_file_location("readme_tables", path)
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    rendered = tables.render()
+    assert set(rendered) == {"lesion", "anomaly", "multiclass"}
+    held = tables.blocks((ROOT / "README.md").read_text())
+    for name, block in rendered.items():
+        assert held.get(name) == block, (
+            f"README's {name} table differs from docs/reports/{name}.json: run "
+            "python benchmarks/readme_tables.py --write"
+        )

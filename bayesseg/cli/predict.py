@@ -25,20 +25,12 @@ def _output_suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-# The submodules whose import registers bayesseg's saveable Keras classes
-# (layers, priors, BayesianModel and its schedules, DeepEnsemble, losses, ELBO,
-# KL scalings, calibrators). bayesseg loads submodules lazily, so a fresh
-# `bayesseg predict` process must import them before Keras looks them up.
-_REGISTERING = ("layers", "priors", "kl", "elbo", "losses", "training", "models", "calibration")
-
-
 def _load_model(args: argparse.Namespace, model_path: Path):
-    import importlib
-
     import keras
 
-    for name in _REGISTERING:
-        importlib.import_module(f"bayesseg.{name}")
+    from bayesseg import _registration
+
+    _registration.register()  # done already once Keras loaded; says what the load needs
     try:
         return keras.saving.load_model(os.fspath(model_path), compile=False)
     except (ValueError, TypeError) as err:
