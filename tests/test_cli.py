@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bayesseg.cli import main
+from bayesseg.cli import build_parser, main
 from bayesseg.data import read_image, write_image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -1051,3 +1051,42 @@ def test_train_validates_on_val_folders_from_the_config(tmp_path):
     assert len(history) == 2
     best = max(range(2), key=lambda i: (history[i]["val_dice"], -i))
     assert meta["best"]["best_epoch"] == best + 1
+
+
+def test_options_are_never_completed_from_an_abbreviation(capsys):
+    # --lr would have been taken as --lr-schedule (argparse's prefix matching).
+    assert main(["demo", "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognized arguments: --lr 0.01" in err, err
+    for command in ("train", "predict"):
+        parser = build_parser()._subparsers._group_actions[0].choices[command]
+        assert parser.allow_abbrev is False
+
+
+@pytest.mark.parametrize(
+    ("content", "name"),
+    [(b"", "empty.keras"), (b"not a zip", "text.keras"), (b"PK\x03\x04 truncated", "cut.keras")],
+)
+def test_predict_names_a_file_that_is_not_a_keras_model(tmp_path, capsys, content, name):
+    images, _ = _npy_folders(tmp_path, 1)
+    model = tmp_path / name
+    model.write_bytes(content)
+    args = ["predict", "--model", str(model), "--images", str(images), "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"Model '{model}' exists but is not a Keras model file" in err
+
+
+def test_predict_names_a_damaged_model_json(tmp_path, capsys):
+    import zipfile
+
+    images, _ = _npy_folders(tmp_path, 1)
+    model = tmp_path / "model.keras"
+    with zipfile.ZipFile(model, "w") as archive:
+        archive.writestr("config.json", "{}")
+    (tmp_path / "model.json").write_text('{"task": "anom')  # cut short
+    args = ["predict", "--model", str(model), "--images", str(images), "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"Cannot read '{tmp_path / 'model.json'}'" in err, err

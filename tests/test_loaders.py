@@ -319,8 +319,8 @@ def _nan_folder(tmp_path, rng, suffix=".nii.gz"):
 
 NAN_ERROR = (
     "Image 'case07.nii.gz' holds 5 NaN values and 2 infinite values; pass "
-    "nan_policy='zero' (bayesseg --nan-policy zero) to replace them by 0 before the "
-    "z-score, or fix the file."
+    "nan_policy='zero' (--nan-policy zero to bayesseg train or predict) to replace them "
+    "by 0 before the z-score, or fix the file."
 )
 
 

@@ -42,7 +42,12 @@ from bayesseg.cli.train import _train
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line (no usage dump)."""
+    """An ``ArgumentParser`` whose errors are one line (no usage dump), and which never
+    completes an abbreviated option (``--lr`` is not ``--lr-schedule``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")

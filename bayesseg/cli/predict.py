@@ -25,6 +25,36 @@ def _output_suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
+def _check_keras_file(model_path: Path) -> None:
+    """A ``.keras`` file is a zip archive holding ``config.json``: say so when it is not."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            holds_config = "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        holds_config = False
+    if not holds_config:
+        raise ValueError(
+            f"Model {os.fspath(model_path)!r} exists but is not a Keras model file (a .keras "
+            "file is a zip archive holding config.json and the weights; this one is damaged, "
+            "truncated or something else)."
+        )
+
+
+def _read_metadata(path: Path) -> dict:
+    """The model's JSON beside it ({} when there is none), its file named on any damage."""
+    if not path.is_file():
+        return {}
+    try:
+        metadata = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"Cannot read {os.fspath(path)!r}: not valid JSON ({err}).") from err
+    if not isinstance(metadata, dict):
+        raise ValueError(f"Cannot read {os.fspath(path)!r}: expected a JSON object.")
+    return metadata
+
+
 def _load_model(args: argparse.Namespace, model_path: Path):
     import keras
 
@@ -206,8 +236,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     files = bs.data.list_images(args.images, "--images")
     masks = _paired_masks(args, files)
+    _check_keras_file(model_path)
     metadata_path = model_path.with_suffix(".json")
-    metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+    metadata = _read_metadata(metadata_path)
     model = _load_model(args, model_path)
     out = Path(args.out)
     from bayesseg.cli import series

@@ -54,7 +54,8 @@ def image_error(name: str, nan: int, inf: int) -> ValueError:
     """The one-line error of an image holding non-finite values."""
     return ValueError(
         f"Image {name!r} holds {_describe(nan, inf)}; pass nan_policy='zero' "
-        "(bayesseg --nan-policy zero) to replace them by 0 before the z-score, or fix the file."
+        "(--nan-policy zero to bayesseg train or predict) to replace them by 0 before the "
+        "z-score, or fix the file."
     )
 
 
