@@ -91,6 +91,36 @@ def test_snr_with_several_samples():
         diagnostics.gradient_contributions(model, _elbo(100), x, y, num_samples=0)
 
 
+def test_gradient_snr_by_hand():
+    # Three draws of a 3-parameter gradient: mean (2, 1, 0); variances (2/3, 2/3, 0).
+    samples = np.array([[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [3.0, 0.0, 0.0]])
+    expected = np.sqrt(2.0**2 + 1.0**2) / np.sqrt(2 / 3 + 2 / 3)
+    assert diagnostics.gradients.gradient_snr(samples) == pytest.approx(expected)
+    # A parameter with a tiny, steady gradient no longer inflates it (the old
+    # mean of per-element ratios with a 1e-12 guard read about 1e9 here).
+    steady = np.array([[1.0, 1e-9], [-1.0, 1e-9]])
+    assert diagnostics.gradients.gradient_snr(steady) == pytest.approx(1e-9, rel=1e-6)
+    assert diagnostics.gradients.gradient_snr(np.ones((2, 3))) == float("inf")
+    assert diagnostics.gradients.gradient_snr(np.zeros((2, 3))) is None
+
+
+def test_report_snr_is_gradient_snr_of_the_draws(monkeypatch):
+    model, (x, y) = _model(), _batch()
+    seen = []
+    real = diagnostics.gradients.gradient_snr
+
+    def spy(samples):
+        seen.append(np.asarray(samples))
+        return real(samples)
+
+    monkeypatch.setattr(diagnostics.gradients, "gradient_snr", spy)
+    report = diagnostics.gradient_contributions(model, _elbo(100), x, y, num_samples=3)
+    assert seen and all(s.shape[0] == 3 for s in seen)
+    # The total row is computed last, over every parameter.
+    assert report.total.snr == pytest.approx(real(seen[-1]))
+    assert seen[-1].shape[1] == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
 def test_callback_matches_the_function_and_writes_logs(tmp_path):
     model, (x, y) = _model(), _batch()
     elbo = _elbo(16)

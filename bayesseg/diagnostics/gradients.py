@@ -12,6 +12,7 @@ import dataclasses
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from bayesseg._validation import check_int
@@ -24,6 +25,7 @@ __all__ = [
     "GradientRow",
     "flat_gradients",
     "gradient_contributions",
+    "gradient_snr",
     "parameter_groups",
 ]
 
@@ -199,6 +201,37 @@ def _row(layer, group, g_nll, g_kl, total_sq, snr=None) -> GradientRow:
     )
 
 
+def gradient_snr(samples: np.ndarray) -> float | None:
+    """Signal-to-noise ratio of a group's gradient over Monte Carlo draws.
+
+    ``|mean_s g_s| / sqrt(sum_j var_s(g_s[j]))``: the norm of the mean
+    gradient vector over the square root of the summed variance of its
+    elements across draws (population variance, over the ``S`` draws). A
+    value below 1 means one draw's gradient is mostly noise; it grows like
+    ``sqrt(S)`` when the draws are averaged. Defined on the group as a
+    whole, so parameters with a tiny gradient cannot inflate it (the former
+    mean of per-element ratios, guarded by 1e-12, read 1e7 for them).
+
+    Args:
+        samples: array ``(S, P)``, one flattened gradient per draw, ``S >= 2``.
+
+    Returns:
+        The ratio; ``inf`` when the draws agree exactly on a non-zero
+        gradient, ``None`` when every draw's gradient is zero.
+
+    Example:
+        >>> import numpy as np
+        >>> gradient_snr(np.array([[3.0, 0.0], [1.0, 0.0]]))  # mean (2, 0), variance (1, 0)
+        2.0
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    signal = float(np.linalg.norm(samples.mean(axis=0)))
+    noise = float(np.sqrt(samples.var(axis=0).sum()))
+    if noise == 0.0:
+        return float("inf") if signal > 0.0 else None
+    return signal / noise
+
+
 def gradient_contributions(
     model: keras.Model, elbo, x, y, sample_weight=None, num_samples: int = 1
 ) -> GradientReport:
@@ -210,9 +243,10 @@ def gradient_contributions(
     and reports per (layer, parameter group): their norms, ``|g_kl| /
     |g_nll|``, their cosine similarity, the group's share of the squared norm
     of the total gradient ``g_nll + g_kl`` and, with ``num_samples > 1``, the
-    gradient signal-to-noise ratio ``|mean| / std`` across draws (mean over
-    the group's parameters). ``total`` gives the same over the whole model:
-    ``g_nll + g_kl`` is the gradient of the loss.
+    gradient signal-to-noise ratio across draws (:func:`gradient_snr`: the
+    norm of the mean gradient over the square root of the summed variance).
+    ``total`` gives the same over the whole model: ``g_nll + g_kl`` is the
+    gradient of the loss.
 
     Args:
         model: a model with Bayesian layers.
@@ -274,10 +308,7 @@ def gradient_contributions(
                 for dn, dk in zip(draws_nll, draws_kl, strict=True)
             ]
         )
-        mean = tf.reduce_mean(samples, 0)
-        std = tf.math.reduce_std(samples, 0)
-        ratio = tf.abs(mean) / (std + 1e-12)
-        return float(tf.reduce_mean(ratio))
+        return gradient_snr(samples.numpy())
 
     grouping = parameter_groups(model)
     rows = [
