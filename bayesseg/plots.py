@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -90,7 +91,8 @@ def plot_uncertainty(
     mask, the mean prediction (foreground probability for a one-channel
     output, the argmax label map for a softmax), the epistemic and the
     aleatoric maps (nats, with colour bars). 3D volumes show slice
-    ``slice_index`` of the first spatial axis (default: the middle one).
+    ``slice_index`` of the first spatial axis (default: the middle one), and
+    the figure's title says which slice of which axis it is.
 
     Args:
         image: array ``(N, *spatial, channels)``, 2D or 3D spatial.
@@ -144,6 +146,10 @@ def plot_uncertainty(
         truth_map = _to_2d("truth", np.asarray(truth)[index], rank, slice_index)
         panels.insert(1, ("truth", truth_map, "gray"))
     fig = Figure(figsize=(3.2 * len(panels), 3.4), layout="constrained")
+    if rank == 3:
+        depth = image.shape[1]
+        shown_slice = depth // 2 if slice_index is None else slice_index
+        fig.suptitle(f"slice {shown_slice} of {depth} along axis 0 (D of the volume's (D, H, W))")
     for ax, (title, data, cmap) in zip(fig.subplots(1, len(panels)), panels, strict=True):
         shown = ax.imshow(data, cmap=cmap, interpolation="nearest")
         ax.set_title(title)
@@ -362,12 +368,14 @@ def plot_gradient_contributions(records: Any, path: str | os.PathLike, max_layer
             kl.append(np.sqrt(kl_sq))
     layers = [k for k in per_layer if k != "model (all)"]
     layers = sorted(layers, key=lambda k: -per_layer[k][0][-1])[:max_layers]
-    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    fig = Figure(figsize=(13, 5.5), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[3, 2])
-    colors = [f"C{i % 10}" for i in range(len(layers) + 1)]
-    for color, key in zip(colors, ["model (all)", *layers], strict=False):
+    # One colour per layer (tab20 holds 20 distinct ones), the model in black.
+    palette = matplotlib.colormaps["tab20"]
+    colors = ["black", *(palette(i % 20) for i in range(len(layers)))]
+    for color, key in zip(colors, ["model (all)", *layers], strict=True):
         nll, kl = per_layer[key]
-        width = 2.5 if key == "model (all)" else 1.0
+        width = 2.5 if key == "model (all)" else 1.2
         left.plot(steps, nll, "-", color=color, lw=width, label=key)
         left.plot(steps, np.maximum(kl, 1e-30), "--", color=color, lw=width)
     left.set(
@@ -375,7 +383,8 @@ def plot_gradient_contributions(records: Any, path: str | os.PathLike, max_layer
         xlabel="optimizer step",
         title="gradient norm: NLL (solid) vs scaled KL (dashed)",
     )
-    left.legend(fontsize=7, ncol=2)
+    # Below the axes, never over the curves.
+    left.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     ratios = [per_layer[k][1][-1] / max(per_layer[k][0][-1], 1e-30) for k in layers]
     right.barh(range(len(layers)), ratios, color=colors[1:])
     right.set_yticks(range(len(layers)), layers, fontsize=7)

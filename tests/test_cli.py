@@ -339,7 +339,7 @@ def test_train_predict_nifti_volumes(tmp_path, capsys):
     assert main([*args, "--out", str(preds), "--num-samples", "2", "--quiet"]) == 0
     for stem, depth in (("case0", 12), ("case1", 16)):  # 2 evenly spread slices each
         for index in (depth // 4, 3 * depth // 4):
-            _assert_valid_png(preds / f"{stem}_preview_slice{index}.png")
+            _assert_valid_png(preds / f"{stem}_preview_axis0_slice{index}.png")
     metrics = json.loads((preds / "metrics.json").read_text())
     assert set(metrics["images"]) == {"case0.nii.gz", "case1.nii.gz"}
     assert set(metrics["overall"]["per_class"]) == {"0", "1", "2"}

@@ -47,6 +47,26 @@ def test_plot_gradient_contributions_writes_png(trained, tmp_path):
         bs.plots.plot_gradient_contributions([], tmp_path / "x.png")
 
 
+def test_gradient_figure_colours_are_distinct_and_its_legend_is_off_the_curves(
+    trained, tmp_path, monkeypatch
+):
+    _, callback = trained
+    figures = []
+    save = bs.plots._save
+    monkeypatch.setattr(bs.plots, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
+    bs.plots.plot_gradient_contributions(callback, tmp_path / "g.png")
+    left = figures[0].axes[0]
+    solid = [line for line in left.get_lines() if line.get_linestyle() == "-"]
+    colours = [str(line.get_color()) for line in solid]
+    assert len(solid) > 5 and len(set(colours)) == len(colours)
+    # The legend hangs below the axes, never over the curves.
+    legend_box = left.get_legend().get_window_extent(figures[0].canvas.get_renderer())
+    axes_box = left.get_window_extent(figures[0].canvas.get_renderer())
+    assert legend_box.y1 <= axes_box.y0
+    with pytest.raises(ValueError, match="`records`"):
+        bs.plots.plot_gradient_contributions([], tmp_path / "x.png")
+
+
 def test_plot_reliability_shows_foreground_ece_and_region(tmp_path, monkeypatch):
     import doctest
 

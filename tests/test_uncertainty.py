@@ -275,7 +275,7 @@ def test_bad_arguments_name_the_argument(kwargs, name):
 
 
 # ------------------------------------------------------------------------ plots
-def test_plots_write_png(tmp_path):
+def test_plots_write_png(tmp_path, monkeypatch):
     rng = np.random.default_rng(6)
     image = rng.normal(size=(2, 16, 16, 1)).astype("float32")
     truth = (rng.random((2, 16, 16, 1)) < 0.1).astype("float32")
@@ -301,6 +301,11 @@ def test_plots_write_png(tmp_path):
     }
     path3d = plots.plot_uncertainty(volume, volume[..., 0] > 0, maps, tmp_path / "v.png")
     assert open(path3d, "rb").read(8) == PNG_SIGNATURE
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
+    plots.plot_uncertainty(volume, None, maps, tmp_path / "v2.png", slice_index=2)
+    assert figures[0].get_suptitle() == "slice 2 of 6 along axis 0 (D of the volume's (D, H, W))"
     probs = 1 / (1 + np.exp(-(4 * truth - 2 + rng.normal(size=truth.shape))))
     rel = plots.plot_reliability(truth, probs, tmp_path / "r.png", num_bins=10)
     assert open(rel, "rb").read(8) == PNG_SIGNATURE

@@ -164,12 +164,14 @@ def preview_slices(spatial: tuple[int, ...], count: int) -> list[int | None]:
 def write_previews(out: Path, stem: str, image, labels, pred, count: int) -> list[str]:
     """PNG previews (input, truth when ``labels`` is given, mean prediction,
     epistemic, aleatoric) of a few slices of one image, by
-    ``bs.plots.plot_uncertainty``; the file names written."""
+    ``bs.plots.plot_uncertainty``; the file names written. Volumes are
+    sliced along their first spatial axis (D of ``(D, H, W)``), which both
+    the file name (``_axis0_slice<i>``) and the figure's title say."""
     import bayesseg as bs
 
     written = []
     for index in preview_slices(image.shape[:-1], count):
-        suffix = "" if index is None else f"_slice{index}"
+        suffix = "" if index is None else f"_axis0_slice{index}"
         target = out / f"{stem}_preview{suffix}.png"
         truth = None if labels is None else labels[None]
         bs.plots.plot_uncertainty(image[None], truth, pred, target, slice_index=index)
