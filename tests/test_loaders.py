@@ -430,3 +430,80 @@ def test_integer_images_and_bad_policy(tmp_path):
         scan_folder(images_dir, nan_policy="omit")
     assert str(info.value).startswith("Argument `nan_policy` must be one of")
     assert str(info.value).endswith("Received: nan_policy='omit'")
+
+
+# --------------------------------------------------------------------------
+# Damaged files: one ValueError naming the file, whatever the reader
+# --------------------------------------------------------------------------
+def _damaged_files(folder):
+    """A truncated file of each format (and one that is not what its suffix says)."""
+    import gzip
+    import io
+
+    nib = pytest.importorskip("nibabel")
+    image = np.random.default_rng(0).normal(size=(24, 24)).astype(np.float32)
+    files = {}
+    np.save(folder / "whole.npy", image)
+    files["cut.npy"] = (folder / "whole.npy").read_bytes()[:90]  # inside the header
+    files["short.npy"] = (folder / "whole.npy").read_bytes()[:-100]  # data cut short
+    np.savez(folder / "whole.npz", image=image)
+    files["cut.npz"] = (folder / "whole.npz").read_bytes()[:-200]
+    buffer = io.BytesIO()
+    Image.fromarray((image * 10 + 100).clip(0, 255).astype(np.uint8)).save(buffer, "PNG")
+    files["cut.png"] = buffer.getvalue()[:-60]
+    files["text.png"] = b"this is not a PNG"
+    nib.save(nib.Nifti1Image(np.stack([image] * 4, axis=-1), np.eye(4)), folder / "v.nii.gz")
+    files["cut.nii.gz"] = (folder / "v.nii.gz").read_bytes()[:-400]
+    files["plain.nii.gz"] = gzip.compress(b"not a NIfTI header at all")
+    for name in ("whole.npy", "whole.npz", "v.nii.gz"):
+        (folder / name).unlink()
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return sorted(files)
+
+
+def test_every_reader_names_a_damaged_file(tmp_path):
+    for name in _damaged_files(tmp_path):
+        with pytest.raises(ValueError, match=f"Cannot read '.*{name}': the file is damaged"):
+            read_image(tmp_path / name).sum()  # lazy readers fail on the voxels
+        with pytest.raises(ValueError, match=f"Cannot read '.*{name}'"):
+            read_mask(tmp_path / name)
+
+
+def test_cli_says_one_line_and_exits_2_for_each_damaged_file(tmp_path, capsys):
+    from bayesseg.cli import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in _damaged_files(folder):
+        single = tmp_path / f"only_{name}"
+        single.mkdir()
+        (folder / name).rename(single / name)
+        args = ["train", "--images", str(single), "--masks", str(single)]
+        assert main([*args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"Cannot read '{single / name}'" in err, err
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [(b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "damaged"), (b"garbage,1,2\n", "header")],
+)
+def test_train_names_a_damaged_training_log_before_training(tmp_path, capsys, content, what):
+    from bayesseg.cli import main
+
+    images, masks = _folders(tmp_path)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        image, mask = _pair(rng, (16, 16), num_classes=2)
+        np.save(images / f"c{i}.npy", image)
+        np.save(masks / f"c{i}.npy", mask)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "training.csv").write_bytes(content)
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    assert main([*args, "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"Cannot read '{out / 'training.csv'}'" in err, err
+    assert what in err
+    assert not (out / "model.keras").exists()

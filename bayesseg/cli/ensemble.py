@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from bayesseg.cli.report import _finite
+from bayesseg.cli.report import _finite, _read_json
 
 PROGRESS = "ensemble.json"
 
@@ -32,7 +32,7 @@ def _read_progress(out: Path, options: dict) -> list[int]:
     path = out / PROGRESS
     if not path.is_file():
         return []
-    progress = json.loads(path.read_text())
+    progress = _read_json(path)
     if progress.get("members") != options["ensemble"] or progress.get("seed") != options["seed"]:
         raise ValueError(
             f"{path} belongs to another ensemble run (members {progress.get('members')}, "
@@ -81,7 +81,7 @@ def train_ensemble(args: argparse.Namespace, options: dict) -> int:
     ensemble.save(out / "model.keras")
     # The ensemble's model.json: member 0's (data, classes, weights), its own
     # options, the members, and a calibration fitted on the ensemble itself.
-    metadata = json.loads((out / "member_0" / "model.json").read_text())
+    metadata = _read_json(out / "member_0" / "model.json")
     metadata.pop("best", None)
     metadata["config"] = options
     metadata["ensemble"] = {

@@ -16,7 +16,7 @@ from typing import Any
 
 from bayesseg._tiling import check_unet_shape, unet_divisor
 from bayesseg.cli.options import _one_line
-from bayesseg.cli.report import _write_json
+from bayesseg.cli.report import _read_json, _write_json
 from bayesseg.cli.training import _expand_patch
 
 
@@ -40,19 +40,6 @@ def _check_keras_file(model_path: Path) -> None:
             "file is a zip archive holding config.json and the weights; this one is damaged, "
             "truncated or something else)."
         )
-
-
-def _read_metadata(path: Path) -> dict:
-    """The model's JSON beside it ({} when there is none), its file named on any damage."""
-    if not path.is_file():
-        return {}
-    try:
-        metadata = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"Cannot read {os.fspath(path)!r}: not valid JSON ({err}).") from err
-    if not isinstance(metadata, dict):
-        raise ValueError(f"Cannot read {os.fspath(path)!r}: expected a JSON object.")
-    return metadata
 
 
 def _load_model(args: argparse.Namespace, model_path: Path):
@@ -238,7 +225,7 @@ def _predict(args: argparse.Namespace) -> int:
     masks = _paired_masks(args, files)
     _check_keras_file(model_path)
     metadata_path = model_path.with_suffix(".json")
-    metadata = _read_metadata(metadata_path)
+    metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
     model = _load_model(args, model_path)
     out = Path(args.out)
     from bayesseg.cli import series

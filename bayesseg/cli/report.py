@@ -62,6 +62,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON object the commands wrote earlier; the file named on any damage."""
+    try:
+        content = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"Cannot read {str(path)!r}: not valid JSON ({err}).") from err
+    if not isinstance(content, dict):
+        raise ValueError(f"Cannot read {str(path)!r}: expected a JSON object.")
+    return content
+
+
 def _write_json(path: Path, content: Any) -> None:
     """``content`` as indented JSON, NaN/inf written as null."""
     with open(path, "w") as f:

@@ -165,6 +165,27 @@ def _tensorboard_installed() -> bool:
     return True
 
 
+def _check_training_log(path: Path) -> None:
+    """A training.csv left by an earlier run, which the CSV log appends to, must be text
+    whose first line is a header: else say so, naming it, before any training."""
+    if not path.is_file():
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline()
+            f.read()  # a damaged byte anywhere would stop the log at the end of the run
+    except (UnicodeDecodeError, OSError) as err:
+        raise ValueError(
+            f"Cannot read {os.fspath(path)!r}: the training log is damaged ({err}); "
+            "move it away or use another --out."
+        ) from err
+    if header and not header.startswith("epoch"):
+        raise ValueError(
+            f"Cannot read {os.fspath(path)!r}: a training log starts with an 'epoch,...' "
+            f"header, this one with {header[:40]!r}; move it away or use another --out."
+        )
+
+
 def _callbacks(out: Path, diagnostics, validation=None) -> list:
     """Validation (first: it adds the val_* logs the others read), checkpoint,
     resume, CSV log, the diagnostics and TensorBoard when installed."""
@@ -371,6 +392,7 @@ def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
     _resolve_class_defaults(options, num_classes)
     out = Path(options["out"])
     out.mkdir(parents=True, exist_ok=True)
+    _check_training_log(out / "training.csv")
     import keras
     import numpy as np
 

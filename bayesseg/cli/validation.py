@@ -20,7 +20,12 @@ import numpy as np
 import bayesseg as bs
 from bayesseg.cli.options import MONITORS
 from bayesseg.cli.predict import _window
-from bayesseg.cli.report import _confusion, _confusion_scores, _foreground_classes
+from bayesseg.cli.report import (
+    _confusion,
+    _confusion_scores,
+    _foreground_classes,
+    _read_json,
+)
 
 BEST_MODEL = "model_best.keras"
 STATE_FILE = "early_stopping.json"
@@ -131,7 +136,7 @@ def load_state(out: Path, monitor: str, resuming: bool) -> dict[str, Any]:
     an interrupted run of the same monitor, else fresh."""
     path = out / STATE_FILE
     if resuming and path.is_file():
-        state = json.loads(path.read_text())
+        state = _read_json(path)
         if state.get("monitor") == monitor:
             return state
     return _fresh_state(monitor)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 import os
+import struct
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,11 +78,41 @@ def _nibabel():
     return nibabel
 
 
+class _KeyError(ValueError):
+    """A wrong ``key`` for an ``.npz`` file: the user's argument, not a damaged file."""
+
+
 # --------------------------------------------------------------------------
 # Lazy sources: shape first, voxels on demand
 # --------------------------------------------------------------------------
+# What a damaged file raises, by reader: NumPy (ValueError "mmap length is
+# greater than file size", EOFError), zip archives (BadZipFile), gzip (EOFError,
+# BadGzipFile is an OSError), nibabel (ImageFileError is a ValueError), Pillow
+# (UnidentifiedImageError is an OSError; truncated data raises OSError);
+# nibabel's ImageFileError, which derives from Exception alone, is caught
+# where NIfTI files are opened.
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, struct.error)
+
+
+class _DamagedFile(ValueError):
+    """A file that exists but cannot be read."""
+
+
+def _damaged(path: Path, err: BaseException) -> ValueError:
+    """The one-line error of a file that exists but cannot be read."""
+    reason = " ".join(str(err).split()) or type(err).__name__
+    return _DamagedFile(
+        f"Cannot read {os.fspath(path)!r}: the file is damaged, truncated or not a "
+        f"{_suffix(path)} file ({type(err).__name__}: {reason})."
+    )
+
+
 class _Source:
-    """One file: its raw shape without reading it, and slices on demand."""
+    """One file: its raw shape without reading it, and slices on demand.
+
+    Any failure to read it (at opening or later, when a lazy reader meets a
+    truncated file) is a ``ValueError`` naming the file.
+    """
 
     def __init__(self, path: Path, key: str | None = None):
         self.path = path
@@ -88,24 +120,37 @@ class _Source:
         self._array = None
         self._proxy = None
         self.pages = 1
+        try:
+            self._open(key)
+        except (_KeyError, _DamagedFile):
+            raise
+        except _READ_ERRORS as err:
+            raise _damaged(path, err) from err
+
+    def _open(self, key: str | None) -> None:
+        path = self.path
         if self.suffix == ".npy":
             self._array = np.load(path, mmap_mode="r", allow_pickle=False)
         elif self.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 names = list(archive.files)
                 if key is None and len(names) != 1:
-                    raise ValueError(
+                    raise _KeyError(
                         f"File {path.name!r} holds arrays {names}; pass `key` to choose one."
                     )
                 chosen = key if key is not None else names[0]
                 if chosen not in names:
-                    raise ValueError(
+                    raise _KeyError(
                         f"Argument `key` names no array of {path.name!r} ({names}). "
                         f"Received: key={key!r}"
                     )
                 self._array = archive[chosen]
         elif self.suffix in (".nii", ".nii.gz"):
-            self._proxy = _nibabel().load(os.fspath(path))
+            nib = _nibabel()
+            try:
+                self._proxy = nib.load(os.fspath(path))
+            except nib.filebasedimages.ImageFileError as err:  # not a ValueError
+                raise _damaged(path, err) from err
         else:
             self._array, self.pages = _read_pillow(path)
         self.shape = tuple(
@@ -121,10 +166,13 @@ class _Source:
 
     def read(self, index: tuple[slice, ...] | None = None) -> np.ndarray:
         """The voxels in ``index`` (all of them by default)."""
-        if self._proxy is not None:
-            data = self._proxy.dataobj
-            return np.asarray(data if index is None else data[index])
-        return np.asarray(self._array if index is None else self._array[index])
+        try:
+            if self._proxy is not None:
+                data = self._proxy.dataobj
+                return np.asarray(data if index is None else data[index])
+            return np.asarray(self._array if index is None else self._array[index])
+        except _READ_ERRORS as err:
+            raise _damaged(self.path, err) from err
 
     def slabs(self) -> Iterator[np.ndarray]:
         """The whole array in slabs along the first axis (bounded memory)."""
