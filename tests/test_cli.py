@@ -1090,3 +1090,80 @@ def test_predict_names_a_damaged_model_json(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"Cannot read '{tmp_path / 'model.json'}'" in err, err
+
+
+# Lines TensorFlow prints on start-up (recorded on a CPU-only machine).
+TF_NOISE = [
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    b"I0000 00:00:1796527675.163175    2316 port.cc:153] oneDNN custom operations are on.",
+    b"I0000 00:00:1796527675.164592    2316 cudart_stub.cc:31] Could not find cuda drivers on "
+    b"your machine, GPU will not be used.",
+    b"I0000 00:00:1796527675.247728    2316 cpu_feature_guard.cc:227] This TensorFlow binary "
+    b"is optimized to use available CPU instructions in performance-critical operations.",
+    b"To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild "
+    b"TensorFlow with the appropriate compiler flags.",
+    b"E0000 00:00:1733214522.339393    1 cuda_executor.cc:1228] failed call to cuInit: "
+    b"INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+]
+
+
+def test_noise_filter_hides_start_up_lines_at_the_level_in_force():
+    from bayesseg.cli._quiet import is_noise
+
+    assert all(is_noise(line, 2) for line in TF_NOISE)
+    real = b"E0000 00:00:1.0    7 op_kernel.cc:1857] OP_REQUIRES failed: RESOURCE_EXHAUSTED"
+    assert not is_noise(real, 2) and is_noise(real, 3)  # a real error shows unless level 3
+    ours = [b"bayesseg train: error: Cannot read 'a.npy'", b"Traceback (most recent call last):"]
+    assert not any(is_noise(line, 3) for line in ours)
+    assert not any(is_noise(line, 0) for line in TF_NOISE)  # the user asked for everything
+    assert is_noise(TF_NOISE[1], 1) and not is_noise(TF_NOISE[-1], 1)  # E shows at level 1
+
+
+def test_stderr_filter_passes_everything_else_in_order(capfd):
+    import os
+
+    from bayesseg.cli._quiet import StderrFilter
+
+    with StderrFilter(2):
+        for line in [b"first\n", TF_NOISE[0] + b"\n", TF_NOISE[1] + b"\n", b"second\n"]:
+            os.write(2, line)
+    assert capfd.readouterr().err == "first\nsecond\n"
+
+
+@pytest.mark.slow
+def test_commands_print_no_tensorflow_start_up_lines(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    images, masks = _npy_folders(tmp_path, 3)
+    run, preds = tmp_path / "run", tmp_path / "preds"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    np.save(bad / "x.npy", np.zeros((16, 16), np.float32))
+    np.save(tmp_path / "badmask.npy", np.full((16, 16), 7, np.uint8))
+    (tmp_path / "badmasks").mkdir()
+    (tmp_path / "badmask.npy").rename(tmp_path / "badmasks" / "x.npy")
+    script = (
+        "from bayesseg.cli import main\n"
+        f"print(main(['train', '--images', {str(images)!r}, '--masks', {str(masks)!r}, "
+        f"'--out', {str(run)!r}, '--epochs', '1', '--base-filters', '2', '--depth', '2', "
+        "'--quiet']))\n"
+        f"print(main(['predict', '--model', {str(run / 'model.keras')!r}, '--images', "
+        f"{str(images)!r}, '--out', {str(preds)!r}, '--num-samples', '2', '--quiet']))\n"
+        # An error after TensorFlow is loaded: a mask label outside the 2 classes.
+        f"print(main(['train', '--images', {str(bad)!r}, '--masks', "
+        f"{str(tmp_path / 'badmasks')!r}, '--out', {str(tmp_path / 'r2')!r}, "
+        "'--num-classes', '2']))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, env=env, timeout=300
+    )
+    out, err = result.stdout.decode(), result.stderr.decode()
+    codes = [line for line in out.splitlines() if line.strip().isdigit()]
+    assert codes == ["0", "0", "2"], (out, err)
+    for marker in ("absl::InitializeLog", "I0000", "E0000", "cuInit", "cuda drivers", "oneDNN"):
+        assert marker not in out + err, (marker, err)
+    assert err.strip().splitlines() == [err.strip()]  # the one error line, nothing else
+    assert "bayesseg train: error:" in err

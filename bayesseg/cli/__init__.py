@@ -20,9 +20,11 @@ the printed summary).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
+from bayesseg.cli._quiet import StderrFilter, log_level
 from bayesseg.cli.options import EXIT_USAGE, _one_line, _UsageError
 from bayesseg.cli.parser import build_parser
 
@@ -45,12 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["demo", "--epochs", "-3"])
     2
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = None
     try:
         args = parser.parse_args(argv)
-        return args.func(args)
+        if getattr(args, "verbose", False):
+            return args.func(args)
+        # Quiet unless asked: TensorFlow's start-up lines and its Python warnings
+        # (retracing notes) are not the command's output. A level the user set wins.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        with StderrFilter(log_level()):
+            return args.func(args)
     except _UsageError as err:
         print(_one_line(err), file=sys.stderr)
     except (ValueError, OSError, ImportError) as err:

@@ -194,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_train(sub)
     _add_predict(sub)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            help="show TensorFlow's own start-up and warning lines (hidden by default; a "
+            "TF_CPP_MIN_LOG_LEVEL you set is respected either way)",
+        )
     return parser
 
 
