@@ -28,6 +28,9 @@ logger = logging.getLogger("bayesseg.diagnostics")
 
 _ON_SPIKE = ("log", "skip_update", "stop")
 DEFAULT_ID_KEY = "example_id"
+#: The share of a batch over which a jump must be spread to be flagged at its
+#: z-score alone (``LossSpikeMonitor(min_spread=)``; measured in docs/diagnostics.md).
+DEFAULT_MIN_SPREAD = 0.5
 
 
 @dataclasses.dataclass
@@ -37,7 +40,8 @@ class SpikeState:
     Attributes:
         buffer: (window,) the last non-spike losses (a ring).
         count: non-spike steps seen so far.
-        last: the step's ``[loss, median, z, gradient_norm, spike, step]``.
+        last: the step's ``[loss, median, z, gradient_norm, spike, step, ratio,
+            spread]``.
         batch_x, batch_y, batch_pred: the last spike's batch (first input),
             targets and predictions.
         batch_elements: the last spike's per-element losses.
@@ -65,7 +69,7 @@ class SpikeState:
         return cls(
             buffer=tf.Variable(tf.zeros([window]), trainable=False),
             count=tf.Variable(0, trainable=False),
-            last=tf.Variable(tf.zeros([6]), trainable=False),
+            last=tf.Variable(tf.zeros([8]), trainable=False),
             batch_x=any_shape(),
             batch_y=any_shape(),
             batch_pred=any_shape(),
@@ -89,9 +93,11 @@ class _SpikeHook(TrainStepHook):
         min_ratio: float,
         veto: bool,
         id_key: str,
+        min_spread: float = 1.0,
     ):
         self.threshold = threshold
         self.min_ratio = min_ratio
+        self.min_spread = min_spread
         self.window = window
         self.min_history = min_history
         self.veto = veto
@@ -116,13 +122,15 @@ class _SpikeHook(TrainStepHook):
         # Until the ring is full, its first `count` entries are the history.
         history = buffer[: tf.maximum(tf.minimum(state.count, self.window), 1)]
         ready = state.count >= self.min_history
-        median = _median(history)
-        mad = _median(tf.abs(history - median))
-        z = (loss - median) / (1.4826 * mad + 1e-12 + 1e-3 * tf.abs(median))
-        # Far outside the baseline's spread AND a multiple of its level: weighted
-        # losses are heavy-tailed, and a z-score alone flags their ordinary tail.
-        jump = loss - median >= (self.min_ratio - 1.0) * tf.abs(median)
-        spike = tf.logical_and(ready, tf.logical_and(z > self.threshold, jump))
+        median, z, ratio, spread = step_statistics(
+            loss,
+            history,
+            tf.cast(context.per_example_nll, tf.float32),
+            loss - tf.cast(context.nll, tf.float32),
+        )
+        spike = tf.logical_and(
+            ready, spike_rule(z, ratio, spread, self.threshold, self.min_ratio, self.min_spread)
+        )
         inputs, ids = _split_ids(context.x, self.id_key)
 
         def record():
@@ -155,6 +163,8 @@ class _SpikeHook(TrainStepHook):
                     grad_norm,
                     tf.cast(spike, tf.float32),
                     tf.cast(context.step, tf.float32),
+                    ratio,
+                    spread,
                 ]
             )
         )
@@ -166,6 +176,67 @@ class _SpikeHook(TrainStepHook):
         if self.veto:
             return tf.logical_not(spike)
         return None
+
+
+def step_statistics(loss, history, per_example_nll, kl_term):
+    """A step's ``(median, z, ratio, spread)`` against the window ``history``.
+
+    * ``median``: the median of the window's losses (the baseline);
+    * ``z``: the robust z-score ``(loss - median) / (1.4826 * MAD)`` (MAD:
+      the window's median absolute deviation; a floor of 1e-3 of the median
+      keeps a flat window from dividing by zero);
+    * ``ratio``: ``loss / median``;
+    * ``spread``: over how many of the batch's examples the jump is spread,
+      as a share of the batch. Each example's excess is its NLL above the
+      baseline's NLL (``median - kl_term``, floored at 0), and ``spread``
+      is their participation ratio ``(sum e)^2 / (B * sum e^2)``: 1 when
+      every example carries the same excess, ``1 / B`` when one carries it
+      all, 0 when none exceeds the baseline.
+
+    Plain TensorFlow ops on tensors (or NumPy arrays, eagerly): the train
+    step's hook and the tests on recorded traces call the same function.
+
+    Example:
+        >>> import numpy as np
+        >>> m, z, r, s = step_statistics(4.0, np.ones(10, "float32"),
+        ...                              np.array([1.0, 7.0, 1.0, 7.0], "float32"), 0.0)
+        >>> float(m), round(float(r), 2), round(float(s), 2)  # two of four examples jumped
+        (1.0, 4.0, 0.5)
+    """
+    loss = tf.cast(loss, tf.float32)
+    history = tf.cast(history, tf.float32)
+    per_example = tf.reshape(tf.cast(per_example_nll, tf.float32), [-1])
+    median = _median(history)
+    mad = _median(tf.abs(history - median))
+    z = (loss - median) / (1.4826 * mad + 1e-12 + 1e-3 * tf.abs(median))
+    ratio = loss / tf.maximum(tf.abs(median), 1e-12)
+    excess = tf.nn.relu(per_example - tf.nn.relu(median - tf.cast(kl_term, tf.float32)))
+    total = tf.reduce_sum(excess)
+    size = tf.cast(tf.size(excess), tf.float32)
+    spread = tf.math.divide_no_nan(total * total, size * tf.reduce_sum(excess * excess))
+    return median, z, ratio, spread
+
+
+def spike_rule(z, ratio, spread, threshold, min_ratio, min_spread):
+    """Whether a step spikes: far out by the robust z-score, and either a large jump
+    or a jump spread over many examples.
+
+    ``z > threshold`` and (``ratio >= min_ratio`` or ``spread >= min_spread``).
+    Weighted losses are heavy-tailed: one true anomaly the model finds
+    unlikely lifts its example's loss, and the batch's, well past a z of 6,
+    so the z-score alone would bury users in alarms. A jump carried by one
+    or two examples must be large (a positive step at p ~ 0.01 under weight
+    100 multiplies the loss by hundreds); a jump carried by most of the batch
+    (a mislabelled or corrupted batch) is flagged at its z-score.
+
+    Example:
+        >>> bool(spike_rule(22.0, 2.4, 0.8, 6.0, 10.0, 0.5))  # spread over the batch
+        True
+        >>> bool(spike_rule(22.0, 2.4, 0.1, 6.0, 10.0, 0.5))  # one example: not large enough
+        False
+    """
+    large = tf.logical_or(ratio >= min_ratio, spread >= min_spread)
+    return tf.logical_and(z > threshold, large)
 
 
 def _split_ids(x, id_key):
@@ -253,12 +324,14 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         min_history: int = 10,
         min_ratio: float = 10.0,
         id_key: str = DEFAULT_ID_KEY,
+        min_spread: float = DEFAULT_MIN_SPREAD,
     ):
         super().__init__()
         self.threshold = check_float("threshold", threshold, minimum=0, strict_minimum=True)
         self.window = check_int("window", window, minimum=3)
         self.min_history = min(check_int("min_history", min_history, minimum=3), self.window)
         self.min_ratio = check_float("min_ratio", min_ratio, minimum=1)
+        self.min_spread = check_float("min_spread", min_spread, minimum=0, maximum=1)
         self.save_dir = save_dir
         self.on_spike = check_choice("on_spike", on_spike, _ON_SPIKE)
         self.top_k = check_int("top_k", top_k)
@@ -266,6 +339,7 @@ class LossSpikeMonitor(keras.callbacks.Callback):
             raise argument_error("id_key", "be a non-empty string", id_key)
         self.id_key = id_key
         self.spikes: list[dict] = []
+        self.trace: list[tuple[int, float, float, float, float, float]] = []
         self._hook = _SpikeHook(
             self.threshold,
             self.window,
@@ -273,6 +347,7 @@ class LossSpikeMonitor(keras.callbacks.Callback):
             self.min_ratio,
             veto=self.on_spike in ("skip_update", "stop"),
             id_key=self.id_key,
+            min_spread=self.min_spread,
         )
 
     def set_model(self, model):
@@ -282,12 +357,15 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         model.add_train_step_hook(self._hook)
 
     def on_train_batch_end(self, batch, logs=None):
-        loss, median, z, grad_norm, spike, step = (float(v) for v in self._hook.state.last.numpy())
+        last = (float(v) for v in self._hook.state.last.numpy())
+        loss, median, z, grad_norm, spike, step, ratio, spread = last
+        self.trace.append((int(step), loss, median, z, ratio, spread))
         if self.spikes and self.spikes[-1].get("loss_after") is None:
             self.spikes[-1]["loss_after"] = loss
         if not spike:
             return
         record = self._record(int(step), loss, median, z, grad_norm)
+        record["spread"] = spread
         self.spikes.append(record)
         logger.warning(
             "Loss spike at step %d: loss %.4g vs baseline median %.4g (z=%.1f); "
@@ -343,6 +421,7 @@ class LossSpikeMonitor(keras.callbacks.Callback):
                 }
             )
         total = float(elements.sum()) or 1.0
+        listed = float(sum(e["loss"] for e in top_elements))
         classes = {}
         for value in np.unique(label_values):
             share = float(elements[label_values == value].sum()) / total
@@ -364,6 +443,8 @@ class LossSpikeMonitor(keras.callbacks.Callback):
                 for i in example_order
             ],
             "top_elements": top_elements,
+            # How much of the batch's loss the listed elements carry.
+            "top_elements_loss_share": listed / total,
             "class_loss_share": classes,
         }
 
