@@ -156,7 +156,7 @@ def render() -> dict[str, str]:
 
 def _pattern(name: str) -> re.Pattern:
     return re.compile(
-        rf"(<!-- generated:{name} -->\n)(.*?)(\n<!-- /generated:{name} -->)", re.DOTALL
+        rf"(<!-- generated:{name} -->\n)(.*?)\n?(<!-- /generated:{name} -->)", re.DOTALL
     )
 
 
@@ -173,7 +173,9 @@ def main() -> int:
     stale = [name for name, block in rendered.items() if blocks(text).get(name) != block]
     if args.write:
         for name in stale:
-            text = _pattern(name).sub(lambda m, b=rendered[name]: m.group(1) + b + m.group(3), text)
+            text = _pattern(name).sub(
+                lambda m, b=rendered[name]: m.group(1) + b + "\n" + m.group(3), text
+            )
         README.write_text(text)
     for name in stale:
         print(f"{'rewrote' if args.write else 'stale'}: {name}")

@@ -1,0 +1,216 @@
+"""Loss-spike rule: alarms on clean demo runs, and the planted bad batches it must catch.
+
+Records, step by step, what ``LossSpikeMonitor`` computes (loss, baseline
+median, robust z-score, ratio to the median, spread of the jump over the
+batch's examples) while each ``bayesseg demo`` task trains at its defaults
+(the demo's own data, model, optimizer, batch and epochs), and while the
+anomaly task trains with one planted bad batch of each kind:
+
+- ``flat``: in every window of the batch, 4 normal steps labelled anomalous;
+- ``swapped``: the batch's labels swapped (0 <-> 1);
+- ``corrupted``: the batch's inputs replaced by noise 5 times their scale.
+
+The monitor runs with an unreachable threshold while recording, so every
+step enters its baseline and the trace does not depend on the rule; the
+rule (``bayesseg.diagnostics.spikes.spike_rule``) is then applied to the
+traces. Traces are written to ``benchmarks/spike_traces/<task>_seed<s>.npz``
+and ``planted_<kind>.npz`` (columns: step, loss, median, z, ratio, spread),
+which ``tests/test_diagnostics.py`` replays.
+
+Run: python benchmarks/bench_spike_rule.py [--tasks lesion multiclass anomaly]
+      [--seeds 0 1 2] [--planted flat swapped corrupted] [--skip-record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+TRACES = Path(__file__).resolve().parent / "spike_traces"
+PLANTED_EPOCH = 5  # the bad batch arrives in the 6th of the anomaly demo's 8 epochs
+PLANTED_BATCH = 10
+
+
+def _options(task: str, seed: int):
+    from bayesseg.cli.demo import _apply_task_defaults
+    from bayesseg.cli.parser import build_parser
+
+    options = build_parser().parse_args(["demo", "--task", task, "--seed", str(seed), "--quiet"])
+    _apply_task_defaults(options)
+    return options
+
+
+def _recorder():
+    import bayesseg as bs
+
+    # An unreachable threshold: every step enters the baseline, none is flagged.
+    return bs.diagnostics.LossSpikeMonitor(threshold=1e30)
+
+
+def _save(name: str, monitor) -> None:
+    import numpy as np
+
+    TRACES.mkdir(exist_ok=True)
+    np.savez_compressed(TRACES / f"{name}.npz", trace=np.array(monitor.trace, dtype=np.float64))
+
+
+def record_unet(task: str, seed: int):
+    """The lesion or multiclass demo's training, with the recording monitor."""
+    import keras
+    import numpy as np
+
+    import bayesseg as bs
+    from bayesseg.cli.demo import _demo_data
+    from bayesseg.cli.training import _build_model
+
+    args = _options(task, seed)
+    x, y, _, _, num_classes = _demo_data(args)
+    counts = bs.imbalance.count_classes(y, num_classes=num_classes)
+    keras.utils.set_random_seed(args.seed)
+    options = vars(args) | {
+        "normalization": "none",
+        "kl_scaling": "per-example",
+        "class_weights": args.class_weights,
+    }
+    steps = math.ceil(len(x) / args.batch_size)
+    model, _, _ = _build_model(x.shape[1:], num_classes, np.asarray(counts), len(x), steps, options)
+    monitor = _recorder()
+    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[monitor])
+    return monitor
+
+
+def _anomaly_setup(seed: int):
+    import keras
+
+    import bayesseg as bs
+    from bayesseg.cli import anomaly
+
+    args = _options("anomaly", seed)
+    keras.utils.set_random_seed(args.seed)
+    x, y, _, _, _, _ = anomaly._anomaly_data(args)
+    xw, yw = bs.data.event_windows(x, y, min(args.window, args.length), seed=args.seed)
+    counts = bs.imbalance.count_classes(yw, num_classes=2)
+    steps = math.ceil(len(xw) / args.batch_size) * args.epochs
+    model, _, _ = anomaly._anomaly_model(args, counts, len(xw), steps)
+    return args, model, xw, yw
+
+
+def record_anomaly(seed: int):
+    args, model, xw, yw = _anomaly_setup(seed)
+    monitor = _recorder()
+    model.fit(
+        xw, yw, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[monitor]
+    )
+    return monitor
+
+
+def plant(kind: str, x, y, rng):
+    """One batch's inputs and labels, made bad in the way ``kind`` names."""
+    import numpy as np
+
+    x, y = x.copy(), y.copy()
+    if kind == "flat":
+        for row in range(len(y)):
+            normal = np.flatnonzero(y[row] == 0)
+            start = normal[len(normal) // 2]
+            y[row, start : start + 4] = 1.0  # 4 normal steps labelled anomalous
+    elif kind == "swapped":
+        y = 1.0 - y
+    elif kind == "corrupted":
+        x = rng.normal(0.0, 5.0 * x.std(), size=x.shape).astype(x.dtype)
+    else:
+        raise ValueError(f"unknown plant {kind!r}")
+    return x, y
+
+
+def record_planted(kind: str, seed: int = 0):
+    """The anomaly demo's training with one bad batch in epoch PLANTED_EPOCH + 1."""
+    import numpy as np
+
+    args, model, xw, yw = _anomaly_setup(seed)
+    rng = np.random.default_rng(seed)
+    monitor = _recorder()
+    batch = args.batch_size
+    fit = {"batch_size": batch, "verbose": 0, "callbacks": [monitor]}
+    model.fit(xw, yw, epochs=PLANTED_EPOCH, **fit)
+    order = rng.permutation(len(xw))  # the planted epoch in a known order
+    xe, ye = xw[order], yw[order]
+    where = slice(PLANTED_BATCH * batch, (PLANTED_BATCH + 1) * batch)
+    xe[where], ye[where] = plant(kind, xe[where], ye[where], rng)
+    model.fit(xe, ye, epochs=1, shuffle=False, **fit)
+    model.fit(xw, yw, epochs=args.epochs - PLANTED_EPOCH - 1, **fit)
+    steps_per_epoch = math.ceil(len(xw) / batch)
+    return monitor, PLANTED_EPOCH * steps_per_epoch + PLANTED_BATCH
+
+
+def evaluate(threshold: float, min_ratio: float, min_spread: float, min_history: int = 10):
+    """Alarms per 200 steps on every clean trace, and which planted steps are flagged."""
+    import numpy as np
+
+    from bayesseg.diagnostics.spikes import spike_rule
+
+    rows = []
+    for path in sorted(TRACES.glob("*.npz")):
+        trace = np.load(path)["trace"]
+        step, _, _, z, ratio, spread = trace.T
+        flagged = np.asarray(spike_rule(z, ratio, spread, threshold, min_ratio, min_spread))
+        flagged &= np.arange(len(step)) >= min_history
+        rows.append((path.stem, len(step), step[flagged].astype(int).tolist(), trace))
+    return rows
+
+
+def main() -> None:
+    import json
+
+    import numpy as np
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="*", default=["lesion", "multiclass", "anomaly"])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--planted", nargs="*", default=["flat", "swapped", "corrupted"])
+    parser.add_argument("--skip-record", action="store_true", help="only evaluate the traces")
+    args = parser.parse_args()
+    planted_steps = {}
+    if not args.skip_record:
+        for task in args.tasks:
+            for seed in args.seeds:
+                record = record_anomaly(seed) if task == "anomaly" else record_unet(task, seed)
+                _save(f"{task}_seed{seed}", record)
+                print(f"recorded {task} seed {seed}: {len(record.trace)} steps", flush=True)
+        for kind in args.planted:
+            monitor, step = record_planted(kind)
+            _save(f"planted_{kind}", monitor)
+            planted_steps[kind] = step
+            print(f"recorded planted {kind} at step {step}", flush=True)
+        if planted_steps:
+            (TRACES / "planted.json").write_text(json.dumps(planted_steps, indent=2))
+    planted_steps = json.loads((TRACES / "planted.json").read_text())
+    from bayesseg.diagnostics.spikes import DEFAULT_MIN_SPREAD
+
+    for min_spread in sorted({DEFAULT_MIN_SPREAD, 0.3, 0.5, 0.7, 1.1}):
+        print(f"\nrule: z > 6 and (ratio >= 10 or spread >= {min_spread})")
+        for name, steps, flagged, trace in evaluate(6.0, 10.0, min_spread):
+            kind = name.removeprefix("planted_")
+            at = planted_steps.get(kind)
+            row = trace[int(np.flatnonzero(trace[:, 0] == at)[0])] if at is not None else None
+            note = ""
+            if row is not None:
+                caught = at in flagged
+                note = (
+                    f"  planted at {at}: {'CAUGHT' if caught else 'missed'} "
+                    f"(z {row[3]:.1f}, ratio {row[4]:.2f}, spread {row[5]:.2f})"
+                )
+                flagged = [s for s in flagged if s != at]
+            rate = 200 * len(flagged) / steps
+            print(
+                f"  {name:22s} {steps:5d} steps, {len(flagged)} other alarms "
+                f"({rate:.2f} per 200 steps){note}"
+            )
+
+
+if __name__ == "__main__":
+    main()
