@@ -17,9 +17,11 @@ held-out series:
 - ``zscore``: the non-learned detector, the |z-score| of the first difference
   over a centred window of 128 steps.
 
-Per variant: event-level F1, precision and recall (+-2 steps), per-step
-average precision, per-step F1 at the chosen threshold, training and
-prediction seconds; time ratios are against ``keras`` of the same seed.
+Per variant: the event F1 (recall per event, precision per flagged step,
++-2 steps), the steps it flagged and the chance rows beside it (flag every
+step; random flags at its rate), per-step average precision, per-step F1 at
+the chosen threshold, training and prediction seconds; time ratios are
+against ``keras`` of the same seed.
 
 Run: python benchmarks/bench_anomaly.py [--seeds 0 1] [--variants bayesian keras ...]
       [--json out.json]
@@ -149,14 +151,17 @@ def _print(run: dict) -> None:
         f"{run['test_series']} held out with {run['test_events']} events"
     )
     print(
-        f"  {'variant':15s} {'event F1':>8s} {'prec':>6s} {'recall':>6s} {'AP':>6s} "
-        f"{'step F1':>7s} {'train s':>8s} {'x keras':>7s} {'predict s':>9s}"
+        f"  {'variant':15s} {'event F1':>8s} {'prec':>6s} {'recall':>6s} {'flagged':>7s} "
+        f"{'all':>6s} {'random':>6s} {'AP':>6s} {'step F1':>7s} {'train s':>8s} "
+        f"{'x keras':>7s} {'predict s':>9s}"
     )
     for name, v in variants.items():
         ratio = f"{v['train_s'] / base:.2f}" if base and v["train_s"] else "-"
-        e = v["events"]
+        e, chance = v["events"], v["chance"]
         print(
             f"  {name:15s} {e['f1']:8.3f} {e['precision']:6.3f} {e['recall']:6.3f} "
+            f"{e['flagged_steps']:7d} {chance['flag_all']['f1']:6.4f} "
+            f"{chance['random']['f1']:6.4f} "
             f"{v['anomaly_average_precision']:6.3f} {v['anomaly_f1']:7.3f} "
             f"{v['train_s']:8.1f} {ratio:>7s} {v['predict_s']:9.1f}"
         )

@@ -82,6 +82,17 @@ def decision_rule(args: argparse.Namespace, metadata: dict, model_path: Path) ->
     }
 
 
+# What metrics.json's "events" are, written into it (the per-run counts
+# pred_events, tp_pred and fp of earlier versions no longer exist).
+EVENT_SCORE_DEFINITION = (
+    "events: recall per true event (found when a flagged step lies within the tolerance of "
+    "it) and precision per flagged step (correct when within the tolerance of an event), "
+    "the composite F-score of Garg et al. 2021; flagged_steps and correct_steps replace the "
+    "per-run pred_events, tp_pred and fp of bayesseg before 2026-12. chance: the same score "
+    "for flagging every step and for random flags at this detector's flagged_fraction."
+)
+
+
 class _Pooled:
     """Event counts and per-step scores pooled over the series with labels."""
 
@@ -112,6 +123,7 @@ class _Pooled:
         events = event_scores(self.counts)
         has_events = any(labels.any() for labels in self.labels)
         return {
+            "definition": EVENT_SCORE_DEFINITION,
             "events": events,
             "chance": bs.metrics.event_chance(self.labels, rate=events["flagged_fraction"]),
             "average_precision": (
