@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -637,3 +638,107 @@ def test_callbacks_need_a_bayesian_model():
         plain.fit(
             np.ones((2, 2)), np.ones((2, 1)), verbose=0, callbacks=[diagnostics.LossSpikeMonitor()]
         )
+
+
+# --------------------------------------------------------------------------
+# The spike rule on recorded traces (benchmarks/bench_spike_rule.py)
+# --------------------------------------------------------------------------
+TRACES = Path(__file__).resolve().parents[1] / "benchmarks" / "spike_traces"
+
+
+def _alarms(trace, min_history=10, **rule):
+    """The steps the default rule (or ``rule``'s overrides) flags in a recorded trace."""
+    from bayesseg.diagnostics.spikes import DEFAULT_MIN_SPREAD, DEFAULT_THRESHOLD, spike_rule
+
+    options = {
+        "threshold": DEFAULT_THRESHOLD,
+        "min_ratio": 10.0,
+        "min_spread": DEFAULT_MIN_SPREAD,
+        **rule,
+    }
+    step, _, _, z, ratio, spread = np.asarray(trace).T
+    flagged = np.asarray(spike_rule(z, ratio, spread, **options)) & (
+        np.arange(len(step)) >= min_history
+    )
+    return step[flagged].astype(int).tolist()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in TRACES.glob("*_seed*.npz")) or ["missing"])
+def test_spike_rule_stays_quiet_on_clean_demo_runs(name):
+    # Every demo task at its defaults, 3 seeds: at most 1 alarm per 200 steps.
+    trace = np.load(TRACES / f"{name}.npz")["trace"]
+    assert len(trace) >= 200
+    assert len(_alarms(trace)) <= len(trace) / 200, _alarms(trace)
+
+
+@pytest.mark.parametrize("kind", ["flat", "swapped", "corrupted", "whole_series"])
+def test_spike_rule_catches_each_planted_bad_batch(kind):
+    # The anomaly demo's training with one bad batch in its 6th epoch: the
+    # rule flags that step, and at most 1 other per 200 steps.
+    planted = json.loads((TRACES / "planted.json").read_text())[kind]
+    trace = np.load(TRACES / f"planted_{kind}.npz")["trace"]
+    flagged = _alarms(trace)
+    assert planted in flagged
+    assert len(flagged) - 1 <= len(trace) / 200, flagged
+
+
+def test_the_diluted_mislabelled_batch_is_caught_by_its_spread_not_its_level():
+    # The case users report: a tagger trained on whole 1024-step series with
+    # pos_weight 100, one batch with 4 normal steps per series labelled
+    # anomalous, after 160 clean steps. The jump is 5x the median at z 9.8,
+    # spread over 0.91 of the batch: under min_ratio (the level rule before
+    # this release, z > 6 and 10x, missed it), flagged by its spread.
+    planted = json.loads((TRACES / "planted.json").read_text())["whole_series"]
+    trace = np.load(TRACES / "planted_whole_series.npz")["trace"]
+    row = trace[trace[:, 0] == planted][0]
+    assert row[3] > 8 and row[4] < 10 and row[5] > 0.9  # z, ratio, spread
+    assert planted in _alarms(trace)
+    assert planted not in _alarms(trace, threshold=6.0, min_spread=np.inf)
+    assert _alarms(trace) == [planted]
+
+
+def test_step_statistics_by_hand():
+    from bayesseg.diagnostics.spikes import step_statistics
+
+    history = np.array([1.0, 1.2, 0.8, 1.0, 1.1], "float32")  # median 1.0, MAD 0.1
+    per_example = np.array([0.5, 0.5, 3.5, 3.5], "float32")
+    median, z, ratio, spread = step_statistics(2.0, history, per_example, 0.5)
+    assert float(median) == pytest.approx(1.0)
+    assert float(z) == pytest.approx((2.0 - 1.0) / (1.4826 * 0.1 + 1e-12 + 1e-3), rel=1e-5)
+    assert float(ratio) == pytest.approx(2.0)
+    # Baseline NLL = 1.0 - 0.5; excesses (0, 0, 3, 3): spread (6^2) / (4 * 18) = 0.5.
+    assert float(spread) == pytest.approx(0.5)
+    none = step_statistics(2.0, history, np.zeros(4, "float32"), 0.5)[3]
+    assert float(none) == 0.0
+
+
+@pytest.mark.slow
+def test_spike_monitor_flags_a_batch_whose_every_example_is_mislabelled(
+    pretrained_planted_state,
+):
+    # One mislabelled step in every series of batch 15 (the spread path: the
+    # ratio path is switched off), and the record names those steps.
+    length, batch = 64, 8
+    x, y = _series(160, length, seed=0)
+    planted_at = 15
+    bad = []
+    for i in range(batch):
+        row = planted_at * batch + i
+        t = 20 + 3 * i
+        if y[row, t] == 0:
+            y[row, t] = 1.0
+            bad.append((i, t))
+    model = _planted_model(length)
+    weights, optimizer_state = pretrained_planted_state
+    model.set_weights(weights)
+    model.optimizer.build(model.trainable_variables)
+    for variable, value in zip(model.optimizer.variables, optimizer_state, strict=True):
+        variable.assign(value)
+    monitor = diagnostics.LossSpikeMonitor(window=10, min_ratio=1e9, min_spread=0.5)
+    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
+    assert [s["step"] for s in monitor.spikes] == [3 * 20 + planted_at]
+    (spike,) = monitor.spikes
+    assert spike["spread"] >= 0.5
+    assert {tuple(e["index"]) for e in spike["top_elements"][: len(bad)]} == set(bad)
+    assert spike["top_elements_loss_share"] > 0.5
+    assert len(monitor.trace) == 20 and monitor.trace[planted_at][0] == 3 * 20 + planted_at
