@@ -10,6 +10,9 @@ have when bayesseg is imported, otherwise right after the import that
 completes them (a finder on ``sys.meta_path`` watches for it). TensorFlow
 imports Keras while it loads itself, so registering after Keras alone would
 run against a half-initialised TensorFlow; waiting for both avoids that.
+Likewise, when the import that loads Keras comes from one of our own
+submodules (``import bayesseg.elbo`` first), registration waits until that
+submodule has finished.
 
 Example:
     >>> import keras
@@ -45,6 +48,7 @@ REGISTERING = (
     "calibration",
 )
 _WATCHED = ("keras", "tensorflow")
+_OURS = "bayesseg."
 _state: dict[str, Any] = {"finished": set(), "registered": False}
 
 
@@ -63,17 +67,27 @@ def _loaded(name: str) -> bool:
     return module is not None and not getattr(spec, "_initializing", False)
 
 
+def _ours_loading() -> bool:
+    """Whether one of our submodules is still being imported (it may be the one
+    whose import loaded Keras: registering now would meet it half built)."""
+    return any(
+        name.startswith(_OURS) and name not in _state["finished"] and not _loaded(name)
+        for name in list(sys.modules)
+    )
+
+
 def _finished(name: str) -> None:
     _state["finished"].add(name)
-    if all(n in _state["finished"] or _loaded(n) for n in _WATCHED):
+    ready = all(n in _state["finished"] or _loaded(n) for n in _WATCHED)
+    if ready and not _ours_loading():
         _uninstall()
         try:
             register()
         except Exception:  # never break the user's own import of Keras
             _state["registered"] = False
             logging.getLogger("bayesseg").warning(
-                "bayesseg could not register its Keras classes; import bayesseg.training "
-                "before loading a saved bayesseg model.",
+                "bayesseg could not register its Keras classes; call "
+                "bayesseg._registration.register() before loading a saved bayesseg model.",
                 exc_info=True,
             )
 
@@ -94,6 +108,8 @@ class _ThenRegister(importlib.abc.Loader):
         _finished(self._name)
 
     def __getattr__(self, attribute: str):  # resources, source, ... of the real loader
+        if attribute.startswith("__") or attribute == "_loader":
+            raise AttributeError(attribute)
         return getattr(self._loader, attribute)
 
 
@@ -101,7 +117,7 @@ class _Watcher(importlib.abc.MetaPathFinder):
     """Finds Keras and TensorFlow with the other finders and wraps their loaders."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname not in _WATCHED:
+        if fullname not in _WATCHED and not fullname.startswith(_OURS):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is None or spec.loader is None:
@@ -122,7 +138,7 @@ def install() -> None:
     """Register now if Keras and TensorFlow are loaded, else once they are."""
     if _state["registered"]:
         return
-    if all(_loaded(n) for n in _WATCHED):
+    if all(_loaded(n) for n in _WATCHED) and not _ours_loading():
         register()
     elif _WATCHER not in sys.meta_path:
         sys.meta_path.insert(0, _WATCHER)

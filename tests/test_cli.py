@@ -196,8 +196,16 @@ def test_demo_anomaly_without_an_admissible_threshold_keeps_the_model(
     assert err.count("\n") == 1 and "cannot separate anything" in err, err
     assert "saved in" in err and "without a threshold" in err
     assert (out / "model.keras").is_file()
-    assert json.loads((out / "model.json").read_text())["decision"] is None
+    decision = json.loads((out / "model.json").read_text())["decision"]
+    assert decision["threshold"] is None and len(decision["correction_weights"]) == 2
     assert not (out / "report.json").exists()
+    # predict asks for a threshold rather than deciding at 0.5 silently.
+    series = tmp_path / "series"
+    series.mkdir()
+    np.save(series / "s.npy", np.zeros(448, np.float32))
+    args = ["predict", "--model", str(out / "model.keras"), "--images", str(series)]
+    assert main([*args, "--out", str(tmp_path / "p"), "--num-samples", "2"]) == 2
+    assert "holds no threshold" in capsys.readouterr().err
 
 
 @pytest.mark.slow

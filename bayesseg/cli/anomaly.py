@@ -284,7 +284,7 @@ def _plot_series(xt, yt, pred, threshold: float, out: Path) -> None:
 
 def _save_model(model, out: Path, args, decision: dict | None, windows: dict) -> None:
     """model.keras, and model.json with the decision rule ``bayesseg predict`` applies
-    (``decision`` None: no threshold could be chosen, none is saved)."""
+    (``decision["threshold"]`` None: no threshold could be chosen, none is saved)."""
     model.save(out / "model.keras")
     metadata = {
         "task": "anomaly",
@@ -338,11 +338,17 @@ def _demo_anomaly(args: argparse.Namespace, out: Path, start: float) -> int:
     try:
         decision = _decision(model, xv, yv, correction, args)
     except ValueError as err:
-        # Keep what was trained; save no threshold that could not be chosen.
-        _save_model(model, out, args, None, windows)
+        # Keep what was trained and its correction; save no threshold that could
+        # not be chosen (predict then asks for --threshold).
+        failed = {
+            "threshold": None,
+            "error": str(err),
+            "correction_weights": [float(w) for w in correction],
+        }
+        _save_model(model, out, args, failed, windows)
         raise ValueError(
             f"{err} The trained model is saved in {out / 'model.keras'} without a threshold "
-            "(model.json: decision null)."
+            "(model.json: decision.threshold null; bayesseg predict needs --threshold)."
         ) from err
     metrics, pred = _anomaly_metrics(args, model, xt, yt, decision)
     report = {

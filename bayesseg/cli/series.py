@@ -68,8 +68,18 @@ def _events(flags) -> list[list[int]]:
 
 
 def decision_rule(args: argparse.Namespace, metadata: dict, model_path: Path) -> dict[str, Any]:
-    """The saved rule, with --threshold overriding its threshold."""
+    """The saved rule, with --threshold overriding its threshold.
+
+    A tagger saved without a threshold (its validation scores admitted none)
+    needs ``--threshold``: deciding at 0.5 on corrected probabilities would
+    flag almost nothing, silently.
+    """
     saved = metadata.get("decision") or {}
+    if saved and saved.get("threshold") is None and args.threshold is None:
+        raise ValueError(
+            f"{model_path.with_suffix('.json').name} holds no threshold: the demo could not "
+            f"choose one ({saved.get('error', 'no admissible threshold')}). Pass --threshold T."
+        )
     threshold = args.threshold if args.threshold is not None else saved.get("threshold", 0.5)
     return {
         "threshold": float(threshold),

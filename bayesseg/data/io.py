@@ -29,6 +29,7 @@ import math
 import os
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ class _KeyError(ValueError):
 # (UnidentifiedImageError is an OSError; truncated data raises OSError);
 # nibabel's ImageFileError, which derives from Exception alone, is caught
 # where NIfTI files are opened.
-_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, struct.error)
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, struct.error, zlib.error)
 
 
 class _DamagedFile(ValueError):

@@ -181,15 +181,11 @@ class _Events:
         lo = np.maximum(starts - tolerance, first[starts])
         hi = np.minimum(ends + tolerance, end[ends] - 1)
         if starts.size:
-            # The highest score on each run, then on the tolerance steps around it.
-            bounds = np.column_stack([starts, ends + 1]).ravel()
+            # The highest score in each zone: reduceat reduces every [lo, hi + 1)
+            # slice on its own, so overlapping zones are fine (the odd slices,
+            # between zones, are dropped).
+            bounds = np.column_stack([lo, hi + 1]).ravel()
             level = np.maximum.reduceat(np.r_[score, -np.inf], bounds)[::2]
-            for k in range(1, tolerance + 1):
-                left, right = starts - k, ends + k
-                level = np.maximum(level, np.where(left >= lo, score[np.maximum(left, 0)], -np.inf))
-                level = np.maximum(
-                    level, np.where(right <= hi, score[np.minimum(right, n - 1)], -np.inf)
-                )
         else:
             level = np.zeros(0)
         return cls(truth=truth, score=score, near=near, level=level, zone=hi - lo + 1)
@@ -353,7 +349,7 @@ def event_chance(
     tolerance = check_int("tolerance", tolerance, minimum=0)
     if rate is not None:
         rate = check_float("rate", rate, minimum=0.0, maximum=1.0)
-    if isinstance(y_true, (list, tuple)):
+    if _is_ragged(y_true):
         scores: Any = [np.zeros(np.shape(t)) for t in y_true]
     else:
         scores = np.zeros(np.shape(y_true))
@@ -454,9 +450,9 @@ def choose_threshold(
     * ``criterion="event_f1"`` (default): the candidate of the highest
       event F1 (ties: the higher threshold, fewer alarms);
     * ``criterion="event_recall"``: the highest candidate whose event recall
-      is at least ``target_recall`` (the most precise rule that finds that
-      share of the events); if none reaches it, the one of the highest
-      recall.
+      is at least ``target_recall`` (the rule with the fewest alarms that
+      finds that share of the events); if none reaches it, the one of the
+      highest recall.
 
     Choose it on series the model was not trained on, then apply it
     unchanged to new ones (``bayesseg demo --task anomaly`` saves it beside
