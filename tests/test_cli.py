@@ -1175,3 +1175,30 @@ def test_commands_print_no_tensorflow_start_up_lines(tmp_path):
         assert marker not in out + err, (marker, err)
     assert err.strip().splitlines() == [err.strip()]  # the one error line, nothing else
     assert "bayesseg train: error:" in err
+
+
+def test_stderr_filter_survives_an_abort_and_a_flood():
+    # The filter runs in a child process: a fatal line written just before the
+    # process aborts still shows, and more than a pipe's worth written by C
+    # code holding the GIL neither blocks nor is lost.
+    import subprocess
+    import sys
+
+    aborting = (
+        "import os\nfrom bayesseg.cli._quiet import StderrFilter\n"
+        "with StderrFilter(2):\n"
+        "    os.write(2, b'I0000 00:00:1.0 1 port.cc:1] start-up note\\n')\n"
+        "    os.write(2, b'F0000 00:00:1.0 1 x.cc:1] Check failed: fatal\\n')\n"
+        "    os.abort()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", aborting], capture_output=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr == b"F0000 00:00:1.0 1 x.cc:1] Check failed: fatal\n"
+    flood = (
+        "import ctypes\nfrom bayesseg.cli._quiet import StderrFilter\n"
+        "with StderrFilter(2):\n"
+        "    data = (b'x' * 99 + b'\\n') * 3000\n"
+        "    ctypes.PyDLL(None).write(2, data, len(data))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", flood], capture_output=True, timeout=60)
+    assert result.returncode == 0 and len(result.stderr) == 300_000

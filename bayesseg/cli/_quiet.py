@@ -5,11 +5,11 @@ log level applies (``WARNING: All log messages before absl::InitializeLog()
 ...``, oneDNN and CPU-feature notes, "Could not find cuda drivers", and on a
 machine without a GPU ``E0000 ... failed call to cuInit``, which reads like a
 crash), so ``TF_CPP_MIN_LOG_LEVEL`` alone does not silence them. While a
-command runs, :class:`StderrFilter` puts a pipe on descriptor 2 and passes on
-every line except those of a severity below the log level in force (the
-user's ``TF_CPP_MIN_LOG_LEVEL`` when set, else 2) and the known notices of a
-machine without a GPU. Our own messages, Python tracebacks and any other
-TensorFlow error pass through unchanged.
+command runs, :class:`StderrFilter` puts a pipe on descriptor 2, read by a
+forked child process, and passes on every line except those of a severity
+below the log level in force (the user's ``TF_CPP_MIN_LOG_LEVEL`` when set,
+else 2) and the known notices of a machine without a GPU. Our own messages,
+Python tracebacks and any other TensorFlow error pass through unchanged.
 
 Example:
     >>> is_noise(b"I0000 00:00:1796527675.16 2316 port.cc:153] oneDNN custom operations ...", 2)
@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
-import threading
+import time
 
 __all__ = ["StderrFilter", "is_noise", "log_level"]
 
@@ -59,32 +60,79 @@ def is_noise(line: bytes, level: int) -> bool:
     return level >= 1 and bool(_PRE_INIT.match(line) or _CONTINUATION.match(line))
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _pump(read_end: int, out: int, level: int) -> None:
+    """Copy lines from ``read_end`` to ``out``, leaving out the noise, until EOF."""
+    pending = b""
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        kept = b"".join(line + b"\n" for line in lines if not is_noise(line, level))
+        if kept:
+            _write_all(out, kept)
+    if pending and not is_noise(pending, level):
+        _write_all(out, pending)
+
+
 class StderrFilter:
-    """Filter file descriptor 2 through :func:`is_noise` while the block runs."""
+    """Filter file descriptor 2 through :func:`is_noise` while the block runs.
+
+    The filtering runs in a forked child process, so it needs nothing of
+    this one: what TensorFlow writes while holding the GIL (however much)
+    is drained, and a fatal error's last lines still reach the terminal
+    when this process aborts. Where ``fork`` is missing (Windows), or
+    stderr is closed, nothing is filtered.
+    """
+
+    #: Seconds to wait, on leaving, for the child to pass on the last lines.
+    DRAIN_SECONDS = 5.0
 
     def __init__(self, level: int) -> None:
         self.level = level
         self._saved: int | None = None
-        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
 
     def __enter__(self) -> StderrFilter:
-        sys.stderr.flush()
-        self._saved = os.dup(2)
+        if sys.stderr is None or not hasattr(os, "fork"):
+            return self
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            return self
         read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drain to EOF, even through Ctrl-C, then leave
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                os.close(write_end)
+                _pump(read_end, saved, self.level)
+            finally:
+                os._exit(0)
+        os.close(read_end)
         os.dup2(write_end, 2)
         os.close(write_end)
-        self._thread = threading.Thread(target=self._pump, args=(read_end,), daemon=True)
-        self._thread.start()
+        self._saved, self._pid = saved, pid
         return self
 
-    def _pump(self, read_end: int) -> None:
-        with os.fdopen(read_end, "rb") as pipe:
-            for line in pipe:
-                if not is_noise(line, self.level):
-                    os.write(self._saved, line)
-
     def __exit__(self, *exc) -> None:
+        if self._pid is None:
+            return
         sys.stderr.flush()
-        os.dup2(self._saved, 2)  # the pipe's last writer closes: the pump reads to its end
-        self._thread.join(timeout=5)
+        os.dup2(self._saved, 2)  # our last writer closes: the child reads to EOF
         os.close(self._saved)
+        # A process started inside the block may still hold the pipe: wait a
+        # little for the child, never for ever (it exits at EOF on its own).
+        deadline = time.monotonic() + self.DRAIN_SECONDS
+        while time.monotonic() < deadline:
+            if os.waitpid(self._pid, os.WNOHANG) != (0, 0):
+                break
+            time.sleep(0.01)
+        self._pid = self._saved = None
