@@ -141,4 +141,6 @@ def install() -> None:
     if all(_loaded(n) for n in _WATCHED) and not _ours_loading():
         register()
     elif _WATCHER not in sys.meta_path:
+        # A finder left by an earlier copy of this module (importlib.reload) goes first.
+        sys.meta_path[:] = [f for f in sys.meta_path if type(f).__qualname__ != "_Watcher"]
         sys.meta_path.insert(0, _WATCHER)

@@ -401,3 +401,12 @@ def test_choose_threshold_checks_its_arguments():
         choose_threshold(truth, score, "f2")
     with pytest.raises(ValueError, match="no event"):
         choose_threshold(np.zeros_like(truth), score)
+
+
+def test_chance_rows_follow_event_f1s_conventions_without_events():
+    nothing = np.zeros((2, 50))
+    chance = event_chance(nothing, rate=0.0)
+    assert chance["random"]["f1"] == event_f1(nothing, nothing)["f1"] == 1.0
+    # Flagging every step of series without events: all false alarms, like event_f1.
+    assert chance["flag_all"]["f1"] == event_f1(nothing, np.ones((2, 50)))["f1"] == 0.0
+    assert event_chance([0, 1, 0, 0])["flag_all"]["precision"] == 1.0  # a plain list

@@ -360,7 +360,10 @@ def event_chance(
         "near_fraction": near,
         "flag_all": {"precision": near, "recall": 1.0 if events.level.size else 0.0},
     }
-    if rate is not None:
+    if rate is not None and not events.level.size and rate == 0.0:
+        # Nothing to find and nothing flagged: event_f1's convention, 1.
+        out["random"] = {"rate": rate, "precision": 1.0, "recall": 1.0}
+    elif rate is not None:
         recall = float(np.mean(1 - (1 - rate) ** events.zone)) if events.level.size else 0.0
         out["random"] = {"rate": rate, "precision": near if rate else 0.0, "recall": recall}
     for key in ("flag_all", "random"):
