@@ -310,7 +310,9 @@ class LossSpikeMonitor(keras.callbacks.Callback):
         threshold: float > 0, robust z-score above which a step can spike
             (twice this for a jump flagged by its spread). Default 4: with
             the rest of the rule, at most 1 alarm per 200 steps on clean
-            runs of every demo task (docs/diagnostics.md).
+            runs of every demo task for the seeds it was chosen on; one of
+            two held-out multiclass runs, unstable at its peak learning
+            rate, gave 2 (docs/diagnostics.md).
         window: int >= 3, non-spike steps in the baseline. Default 50.
         save_dir: optional directory for ``.npz``/``.json`` records.
         on_spike: "log" (default), "skip_update" or "stop".
