@@ -6,6 +6,10 @@ checkpoint, resume backup, history, validation and early stopping) with seed
 ``seed + k``; every member holds out the same images (the split is seeded by
 ``seed``). ``out/ensemble.json`` lists the finished members, so rerunning an
 interrupted command resumes the member in progress and skips the others.
+
+:func:`train_command` is what ``bayesseg train`` runs: one model
+(:mod:`bayesseg.cli.train`), or K of them here. It lives here so that the
+dependency goes one way, from the ensemble to the single-model pipeline.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import time
 from pathlib import Path
 
+from bayesseg.cli import train
 from bayesseg.cli.report import _finite, _read_json
 
 PROGRESS = "ensemble.json"
@@ -47,10 +52,16 @@ def _write_progress(out: Path, options: dict, finished: list[int]) -> None:
     (out / PROGRESS).write_text(json.dumps(progress, indent=2))
 
 
+def train_command(args: argparse.Namespace) -> int:
+    """``bayesseg train``: one model, or ``--ensemble K`` members and their ensemble."""
+    options = train._resolve_train_options(args)
+    if options["ensemble"] > 1:
+        return train_ensemble(args, options)
+    return train._train_one(args, options)
+
+
 def train_ensemble(args: argparse.Namespace, options: dict) -> int:
     """Train ``options["ensemble"]`` members, then save and calibrate the ensemble."""
-    from bayesseg.cli import train
-
     start = time.perf_counter()
     out = Path(options["out"])
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from bayesseg._defaults import (
 )
 from bayesseg._version import __version__
 from bayesseg.cli.demo import _demo
+from bayesseg.cli.ensemble import train_command
 from bayesseg.cli.options import (
     _BAYESIAN_BLOCKS,
     _CLASS_WEIGHTS,
@@ -38,7 +39,6 @@ from bayesseg.cli.options import (
     _val_samples,
 )
 from bayesseg.cli.predict import _predict
-from bayesseg.cli.train import _train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -445,7 +445,7 @@ def _add_train(sub) -> None:
     _add_nan_policy(train, None)
     train.add_argument("--seed", type=_int, default=None, help="random seed (default: 0)")
     _add_model_options(train, defaults=False)
-    train.set_defaults(func=_train)
+    train.set_defaults(func=train_command)
 
 
 def _add_predict(sub) -> None:

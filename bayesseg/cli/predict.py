@@ -14,10 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bayesseg._tiling import check_unet_shape, unet_divisor
 from bayesseg.cli.options import _one_line
 from bayesseg.cli.report import _read_json, _write_json
-from bayesseg.cli.training import _expand_patch
+from bayesseg.cli.training import _window
 
 
 def _output_suffix(path: Path) -> str:
@@ -88,34 +87,6 @@ def _class_weights(args: argparse.Namespace, metadata: dict, metadata_path: Path
             f"{metadata_path.name!r}."
         )
     return weights
-
-
-def _window(patch_size, spatial: tuple[int, ...], model, train_patch, depth) -> tuple[int, ...]:
-    """The sliding-window size for an image of ``spatial`` shape (``patch_size``: the
-    --patch-size values or None)."""
-    rank = len(spatial)
-    if patch_size:
-        patch = _expand_patch(patch_size, rank)
-        if patch is None:
-            raise ValueError(
-                f"Argument --patch-size needs 1 or {rank} values. Received: {patch_size}"
-            )
-    elif train_patch and any(s > p for s, p in zip(spatial, train_patch, strict=True)):
-        patch = tuple(train_patch)
-    elif model.input_shape[1:-1] != (None,) * rank:
-        patch = tuple(model.input_shape[1:-1])
-    else:
-        # One window covering the image, zero-padded to a size the U-Net accepts.
-        divisor = unet_divisor(depth)
-        patch = tuple(math.ceil(s / divisor) * divisor for s in spatial)
-    check_unet_shape(
-        patch,
-        depth,
-        lambda divisor: (
-            f"Patch size {patch} must be divisible by 2**(depth-1) = {divisor} for this model."
-        ),
-    )
-    return patch
 
 
 def _maps(pred, num_classes: int, suffix: str) -> dict[str, tuple[Any, float | None]]:

@@ -335,15 +335,6 @@ def _finish_validation(callback, options, held_scan, patch, metadata, out: Path,
     )
 
 
-def _train(args: argparse.Namespace) -> int:
-    options = _resolve_train_options(args)
-    if options["ensemble"] > 1:
-        from bayesseg.cli.ensemble import train_ensemble
-
-        return train_ensemble(args, options)
-    return _train_one(args, options)
-
-
 def _scan_and_split(options: dict):
     """The image scan, the patch, the held-out split (seeded by ``options["seed"]``)
     and the training counts."""

@@ -1,14 +1,16 @@
-"""The training pipeline shared by ``demo`` and ``train``: the U-Net's size rule,
-class weights and output bias, the compiled Bayesian U-Net, the gradient
-diagnostics callback. TensorFlow is imported inside the functions only.
+"""The training pipeline shared by ``demo``, ``train`` and ``predict``: the U-Net's size
+rule, class weights and output bias, the compiled Bayesian U-Net, the gradient
+diagnostics callback, and the sliding-window size of an image (which validation and
+prediction share). TensorFlow is imported inside the functions only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
-from bayesseg._tiling import check_patch_size
+from bayesseg._tiling import check_patch_size, check_unet_shape, unet_divisor
 
 
 def _imbalance(counts, num_classes: int, method: str):
@@ -133,3 +135,31 @@ def _expand_patch(values: Sequence[int], rank: int) -> tuple[int, ...] | None:
         return check_patch_size(values[0] if len(values) == 1 else tuple(values), rank)
     except ValueError:
         return None
+
+
+def _window(patch_size, spatial: tuple[int, ...], model, train_patch, depth) -> tuple[int, ...]:
+    """The sliding-window size for an image of ``spatial`` shape (``patch_size``: the
+    --patch-size values or None)."""
+    rank = len(spatial)
+    if patch_size:
+        patch = _expand_patch(patch_size, rank)
+        if patch is None:
+            raise ValueError(
+                f"Argument --patch-size needs 1 or {rank} values. Received: {patch_size}"
+            )
+    elif train_patch and any(s > p for s, p in zip(spatial, train_patch, strict=True)):
+        patch = tuple(train_patch)
+    elif model.input_shape[1:-1] != (None,) * rank:
+        patch = tuple(model.input_shape[1:-1])
+    else:
+        # One window covering the image, zero-padded to a size the U-Net accepts.
+        divisor = unet_divisor(depth)
+        patch = tuple(math.ceil(s / divisor) * divisor for s in spatial)
+    check_unet_shape(
+        patch,
+        depth,
+        lambda divisor: (
+            f"Patch size {patch} must be divisible by 2**(depth-1) = {divisor} for this model."
+        ),
+    )
+    return patch

@@ -19,13 +19,13 @@ import numpy as np
 
 import bayesseg as bs
 from bayesseg.cli.options import MONITORS
-from bayesseg.cli.predict import _window
 from bayesseg.cli.report import (
     _confusion,
     _confusion_scores,
     _foreground_classes,
     _read_json,
 )
+from bayesseg.cli.training import _window
 
 BEST_MODEL = "model_best.keras"
 STATE_FILE = "early_stopping.json"

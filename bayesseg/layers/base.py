@@ -477,6 +477,10 @@ class BayesianLayer(keras.layers.Layer):
 
 # The functions over a whole model live in ``model_functions.py`` (they need
 # this module's BayesianLayer); re-exported here, where they were released.
+# This re-export is the one import from base back to model_functions: a known,
+# accepted cycle that keeps the released path ``bayesseg.layers.base.kl_divergence``
+# working. It runs after BayesianLayer is defined, so either module imports
+# first; inside the package, import these functions from model_functions.
 from bayesseg.layers.model_functions import (  # noqa: E402
     bayesian_layers,
     kl_divergence,

@@ -14,7 +14,7 @@ import math
 
 import keras
 
-from bayesseg.layers.base import bayesian_layers
+from bayesseg.layers.model_functions import bayesian_layers
 from bayesseg.models.ensemble import ensemble_members
 from bayesseg.uncertainty._sampling import resolve_training
 

@@ -13,7 +13,7 @@ import contextlib
 import keras
 
 from bayesseg._validation import check_bool
-from bayesseg.layers.base import bayesian_layers, sampling_mode
+from bayesseg.layers.model_functions import bayesian_layers, sampling_mode
 
 __all__ = ["batch_norm_in_inference", "mc_randomness", "resolve_training"]
 
