@@ -30,6 +30,15 @@ def _f(value) -> str:
     return f"{value:.2g}" if 0 < abs(value) < 0.01 else f"{value:.3f}"
 
 
+def _images_run(report: dict, name: str) -> str:
+    """The image demos' closing sentence: the data, the time, the report's file."""
+    data = report["data"]
+    return (
+        f"{data['train_images']} training and {data['test_images']} held-out images, "
+        f"{report['runtime_seconds']:.0f} s of demo (`docs/reports/{name}.json`)."
+    )
+
+
 def lesion(report: dict) -> str:
     m, base = report["metrics"], report["baseline_bce"]["metrics"]
     chance = m["chance"]
@@ -60,10 +69,7 @@ def lesion(report: dict) -> str:
         f"its predictive entropy over plausible-foreground pixels is epistemic. After undoing "
         f"the class weights its foreground ECE is {_f(corrected['foreground_ece'])} against a "
         f"noise floor of {_f(corrected['foreground_ece_floor'])} "
-        f"({corrected['ece_region_pixels']:,} pixels). "
-        f"{report['data']['train_images']} training and {report['data']['test_images']} "
-        f"held-out images, {report['runtime_seconds']:.0f} s of demo "
-        f"(`docs/reports/lesion.json`).",
+        f"({corrected['ece_region_pixels']:,} pixels). " + _images_run(report, "lesion"),
     ]
     return "\n".join(lines)
 
@@ -136,9 +142,7 @@ def multiclass(report: dict) -> str:
             f"| foreground vs background: lesion-wise F1 (IoU >= 0.1) | {_f(m['lesion_f1']['f1'])} "
             f"(whole image predicted: {_f(chance['whole_image_lesion_f1'])}) |",
             "",
-            f"{report['data']['train_images']} training and {report['data']['test_images']} "
-            f"held-out images, {report['runtime_seconds']:.0f} s of demo "
-            f"(`docs/reports/multiclass.json`).",
+            _images_run(report, "multiclass"),
         ]
     )
 

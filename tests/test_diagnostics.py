@@ -324,6 +324,17 @@ def _planted_model(length):
     return model
 
 
+def _restored_planted_model(length, state):
+    """A fresh planted-test model continuing from ``pretrained_planted_state``."""
+    model = _planted_model(length)
+    weights, optimizer_state = state
+    model.set_weights(weights)
+    model.optimizer.build(model.trainable_variables)
+    for variable, value in zip(model.optimizer.variables, optimizer_state, strict=True):
+        variable.assign(value)
+    return model
+
+
 @pytest.fixture(scope="module")
 def pretrained_planted_state():
     """The planted-elements test's pre-training on clean data (p ~ 0.01 on plain
@@ -351,12 +362,7 @@ def test_spike_monitor_names_planted_elements(planted, pretrained_planted_state,
             y[row, t] = 1.0
             bad.append((i, t))
     # Pre-trained on clean data so the model predicts p ~ 0.01 on plain noise.
-    model = _planted_model(length)
-    weights, optimizer_state = pretrained_planted_state
-    model.set_weights(weights)
-    model.optimizer.build(model.trainable_variables)
-    for variable, value in zip(model.optimizer.variables, optimizer_state, strict=True):
-        variable.assign(value)
+    model = _restored_planted_model(length, pretrained_planted_state)
     assert int(model.optimizer.iterations.numpy()) == 3 * 20
     monitor = diagnostics.LossSpikeMonitor(threshold=8.0, window=10, save_dir=str(tmp_path))
     model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
@@ -728,12 +734,7 @@ def test_spike_monitor_flags_a_batch_whose_every_example_is_mislabelled(
         if y[row, t] == 0:
             y[row, t] = 1.0
             bad.append((i, t))
-    model = _planted_model(length)
-    weights, optimizer_state = pretrained_planted_state
-    model.set_weights(weights)
-    model.optimizer.build(model.trainable_variables)
-    for variable, value in zip(model.optimizer.variables, optimizer_state, strict=True):
-        variable.assign(value)
+    model = _restored_planted_model(length, pretrained_planted_state)
     monitor = diagnostics.LossSpikeMonitor(window=10, min_ratio=1e9, min_spread=0.5)
     model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
     assert [s["step"] for s in monitor.spikes] == [3 * 20 + planted_at]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bayesseg.cli.report import _LESION_KEYS, _foreground_classes, _lesion_chance
+from bayesseg.cli.report import _LESION_KEYS, _chance_row, _foreground_classes
 
 # Lesion-wise counts summed over images for the pooled lesion-wise F1.
 _LESION_COUNTS = ("true_lesions", "pred_lesions", "detected")
@@ -96,7 +96,8 @@ class Evaluation:
         foreground = _probability.foreground_probability(mean).astype(np.float32)
         truth = labels != 0
         lesions = bs.metrics.lesion_f1(truth[None], foreground[None])
-        whole = bs.metrics.lesion_chance(truth[None])["whole_image"]
+        chance = bs.metrics.lesion_chance(truth[None])
+        whole = chance["whole_image"]
         for key in _LESION_COUNTS:
             self.lesion_counts[key] += int(lesions[key])
             self.whole_image_counts[key] += int(whole[key])
@@ -105,7 +106,7 @@ class Evaluation:
         row = {
             "per_class": scores.per_class(),
             "lesion_f1": {k: lesions[k] for k in _LESION_KEYS},
-            "chance": _lesion_chance(truth[None]),
+            "chance": _chance_row(chance),
             **_foreground_scores(truth.ravel(), foreground.ravel()),
             "predictive_nll": scores.nll(),
         }

@@ -16,11 +16,9 @@ from typing import Any
 _LESION_KEYS = ("precision", "recall", "f1", "true_lesions", "pred_lesions", "detected")
 
 
-def _lesion_chance(labels) -> dict[str, Any]:
-    """The floor beside the lesion-wise F1: the whole image predicted as foreground."""
-    import bayesseg as bs
-
-    chance = bs.metrics.lesion_chance(labels > 0)
+def _chance_row(chance: dict[str, Any]) -> dict[str, Any]:
+    """The floor a report keeps beside the lesion-wise F1, from ``bs.metrics.lesion_chance``:
+    the whole image predicted as foreground."""
     return {
         "whole_image_lesion_f1": chance["whole_image"]["f1"],
         "voxel_f1_flag_all": chance["voxel_f1_flag_all"],
@@ -205,7 +203,7 @@ def _evaluate(model, images, labels, num_classes: int, weights, num_samples: int
         "per_class": per_class,
         "foreground_classes": _foreground_classes(per_class),
         "lesion_f1": {k: v for k, v in lesions.items() if k in _LESION_KEYS},
-        "chance": _lesion_chance(labels),
+        "chance": _chance_row(bs.metrics.lesion_chance(labels > 0)),
         "uncertainty_auroc": _uncertainty_auroc(hard != labels, pred.total),
         "mean_epistemic": float(pred.epistemic.mean()),
         "mean_aleatoric": float(pred.aleatoric.mean()),

@@ -113,3 +113,17 @@ def foreground(y_true: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
     # The two-column form of a binary input holds the foreground in column 1.
     p_fg = p[:, 1] if binary else _probability.foreground_probability(p)
     return p_fg, (labels != 0).astype(np.float64)
+
+
+def harmonic_mean(precision, recall):
+    """F1 of precision and recall, 0 where both are 0 (scalars or arrays).
+
+    The one place the detection scores (events, lesions) write it.
+
+    Example:
+        >>> float(harmonic_mean(0.5, 1.0)), float(harmonic_mean(0.0, 0.0))
+        (0.6666666666666666, 0.0)
+    """
+    precision, recall = np.asarray(precision, dtype=np.float64), np.asarray(recall, np.float64)
+    total = precision + recall
+    return np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)

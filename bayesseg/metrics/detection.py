@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from bayesseg._validation import check_float, check_int
+from bayesseg.metrics._arrays import harmonic_mean
 from bayesseg.metrics.scores import uncertainty_auroc
 
 __all__ = [
@@ -201,15 +202,14 @@ def lesion_scores(counts: dict[str, int]) -> dict[str, float | int]:
     """
     n_true, n_pred, matched = counts["true_lesions"], counts["pred_lesions"], counts["detected"]
     if n_true == 0 and n_pred == 0:
-        precision = recall = f1 = 1.0
+        precision = recall = 1.0
     else:
         precision = matched / n_pred if n_pred else 0.0
         recall = matched / n_true if n_true else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
         "precision": float(precision),
         "recall": float(recall),
-        "f1": float(f1),
+        "f1": float(harmonic_mean(precision, recall)),
         "true_lesions": n_true,
         "pred_lesions": n_pred,
         "detected": matched,

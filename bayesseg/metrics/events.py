@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bayesseg._validation import argument_error, check_choice, check_float, check_int
+from bayesseg.metrics._arrays import harmonic_mean
 
 __all__ = [
     "DEFAULT_EVENT_TOLERANCE",
@@ -204,12 +205,6 @@ class _Events:
         }
 
 
-def _f1(precision, recall):
-    """Harmonic mean, 0 where both are 0 (scalars or arrays)."""
-    total = precision + recall
-    return np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
-
-
 def event_scores(counts: dict[str, int]) -> dict[str, float | int]:
     """:func:`event_f1`'s dict from its counts (summed over series, for pooled scores).
 
@@ -228,7 +223,7 @@ def event_scores(counts: dict[str, int]) -> dict[str, float | int]:
     return {
         "precision": float(precision),
         "recall": float(recall),
-        "f1": float(_f1(precision, recall)),
+        "f1": float(harmonic_mean(precision, recall)),
         "flagged_fraction": flagged / counts["steps"] if counts["steps"] else 0.0,
         "step_recall": counts["flagged_positive_steps"] / positives if positives else 0.0,
         **counts,
@@ -368,7 +363,7 @@ def event_chance(
         out["random"] = {"rate": rate, "precision": near if rate else 0.0, "recall": recall}
     for key in ("flag_all", "random"):
         if key in out:
-            out[key]["f1"] = float(_f1(out[key]["precision"], out[key]["recall"]))
+            out[key]["f1"] = float(harmonic_mean(out[key]["precision"], out[key]["recall"]))
     return out
 
 
@@ -544,7 +539,7 @@ def choose_threshold(
         key = reached if reached.any() else np.where(admissible, recall, -1.0)
         best = int(np.argmax(key))  # the first (highest) threshold of the best key
     else:
-        best = int(np.argmax(np.where(admissible, _f1(precision, recall), -1.0)))
+        best = int(np.argmax(np.where(admissible, harmonic_mean(precision, recall), -1.0)))
     threshold = float(values[best])
     return {
         "threshold": threshold,
