@@ -167,6 +167,19 @@ def _print(run: dict) -> None:
         )
 
 
+def run_seeds(args: argparse.Namespace, run, show) -> list[dict]:
+    """``run(args, seed)`` for each of ``args.seeds``, shown as it ends, then
+    written with the arguments to ``args.json`` when given."""
+    runs = []
+    for seed in args.seeds:
+        runs.append(run(args, seed))
+        show(runs[-1])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "runs": runs}, f, indent=2, default=float)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -180,13 +193,7 @@ def main() -> None:
     parser.add_argument("--lr-schedule", default=None, help="default: the demo's")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
-    runs = []
-    for seed in args.seeds:
-        runs.append(run_seed(args, seed))
-        _print(runs[-1])
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "runs": runs}, f, indent=2, default=float)
+    run_seeds(args, run_seed, _print)
 
 
 if __name__ == "__main__":

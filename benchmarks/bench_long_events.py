@@ -33,7 +33,6 @@ Run: python benchmarks/bench_long_events.py [--seeds 0] [--json out.json]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
@@ -188,6 +187,8 @@ def _print(run: dict) -> None:
 
 
 def main() -> None:
+    from bench_anomaly import run_seeds
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument(
@@ -200,13 +201,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo's")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
-    runs = []
-    for seed in args.seeds:
-        runs.append(run_seed(args, seed))
-        _print(runs[-1])
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "runs": runs}, f, indent=2, default=float)
+    run_seeds(args, run_seed, _print)
 
 
 if __name__ == "__main__":
