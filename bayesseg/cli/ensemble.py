@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bayesseg.cli import train
+from bayesseg.cli.options import canonical_task
 from bayesseg.cli.report import _finite, _read_json
 
 PROGRESS = "ensemble.json"
@@ -55,6 +56,10 @@ def _write_progress(out: Path, options: dict, finished: list[int]) -> None:
 def train_command(args: argparse.Namespace) -> int:
     """``bayesseg train``: one model, or ``--ensemble K`` members and their ensemble."""
     options = train._resolve_train_options(args)
+    if canonical_task(options["task"]) == "series":
+        from bayesseg.cli import train_series
+
+        return train_series.train_series_command(args, options)
     if options["ensemble"] > 1:
         return train_ensemble(args, options)
     return train._train_one(args, options)

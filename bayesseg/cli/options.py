@@ -37,6 +37,17 @@ MIN_VAL_SAMPLES = 4
 # written out because importing bayesseg.data imports TensorFlow (a test keeps
 # the two equal).
 NAN_POLICIES = ("error", "zero")
+# What `train` trains: a U-Net on images and masks, or a tagger on series and
+# per-step labels ("anomaly" is another name of "series", the demo's name).
+TRAIN_TASKS = ("segmentation", "series", "anomaly")
+# How `train` places the model: bayesseg.training.STRATEGIES, written out
+# because importing bayesseg.training imports TensorFlow (a test keeps them equal).
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+
+
+def canonical_task(task: str) -> str:
+    """The one name of a task: "anomaly" is "series" (the demo's older name)."""
+    return "series" if task == "anomaly" else task
 
 
 class _UsageError(Exception):
@@ -135,6 +146,7 @@ def _text(text: str) -> str:
 
 # Options of `train` that a TOML config may set: name -> (type, default).
 _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "task": (_choice(TRAIN_TASKS), "segmentation"),
     "images": (_text, None),
     "masks": (_text, None),
     "out": (_text, "bayesseg-run"),
@@ -168,4 +180,8 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "min_delta": (_non_negative_float, 0.0),
     "nan_policy": (_choice(NAN_POLICIES), "error"),
     "seed": (_int, 0),
+    "strategy": (_choice(STRATEGIES), "auto"),
+    # --task series: windows (None: the series recipe's default) and labels in the CSV.
+    "window": (_positive_int, None),
+    "label_column": (_text, None),
 }

@@ -25,6 +25,8 @@ from bayesseg.cli.options import (
     LR_SCHEDULES,
     MONITORS,
     NAN_POLICIES,
+    STRATEGIES,
+    TRAIN_TASKS,
     _choice,
     _fraction,
     _int,
@@ -388,8 +390,54 @@ def _add_train(sub) -> None:
         "gradients.png and TensorBoard logs when tensorboard is installed. Options may "
         "come from --config (TOML; flags override it).",
     )
-    train.add_argument("--images", default=None, help="folder of images (required)")
-    train.add_argument("--masks", default=None, help="folder of integer masks (required)")
+    train.add_argument(
+        "--task",
+        type=_choice(TRAIN_TASKS),
+        default=None,
+        help="segmentation: a U-Net on --images and --masks; series (or anomaly): a "
+        "Bayesian LSTM tagger on a folder of series (.npy of shape (length,) or (length, "
+        "features), or .csv with a header row, one column per feature) of any lengths, "
+        "with 0/1 per-step labels of the same stem in --masks (or --label-column) "
+        "(default: segmentation)",
+    )
+    train.add_argument(
+        "--images", default=None, help="folder of images, or of series (required)"
+    )
+    train.add_argument(
+        "--masks",
+        default=None,
+        help="folder of integer masks, or of per-step 0/1 labels (required, unless "
+        "--label-column)",
+    )
+    train.add_argument(
+        "--label-column",
+        default=None,
+        metavar="NAME",
+        help="--task series with .csv series: the column holding the 0/1 labels (the "
+        "other columns are the features; no --masks then)",
+    )
+    train.add_argument(
+        "--window",
+        type=_positive_int,
+        default=None,
+        help="--task series: training windows of this many steps, half of them around an "
+        "event (default: 512)",
+    )
+    train.add_argument(
+        "--strategy",
+        type=_choice(STRATEGIES),
+        default=None,
+        help="where training runs: default (one device), mirrored (every visible GPU, or "
+        "CPU), multiworker (the cluster TF_CONFIG describes) or auto (mirrored over the "
+        "GPUs when there is more than one, else default) (default: auto)",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from scratch into an --out that holds another run (its files are "
+        "replaced); without it such a folder is an error, a finished identical run is "
+        "reported and kept, an interrupted one is resumed",
+    )
     _add_train_data_options(train)
     train.add_argument(
         "--num-classes",
@@ -528,6 +576,13 @@ def _add_predict(sub) -> None:
         help="write <stem>_preview*.png (input, truth with --masks, mean prediction, "
         "epistemic, aleatoric) of each image, SLICES evenly spread slices of a volume "
         "(default when given without a number: 3)",
+    )
+    predict.add_argument(
+        "--label-column",
+        default=None,
+        metavar="NAME",
+        help="series tagger with .csv series: the column holding 0/1 labels (scored as "
+        "--masks would be; the other columns are the features)",
     )
     _add_nan_policy(predict, "error")
     predict.add_argument("--quiet", action="store_true", help="less output")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bayesseg._tiling import check_unet_shape
-from bayesseg.cli.options import _TRAIN_OPTIONS, _UsageError
+from bayesseg.cli.options import _TRAIN_OPTIONS, _UsageError, canonical_task
 from bayesseg.cli.report import _final_logs, _finite, _versions, _write_json
 from bayesseg.cli.splits import _calibration_split
 from bayesseg.cli.training import (
@@ -69,7 +69,10 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
     for name, (_, default) in _TRAIN_OPTIONS.items():
         value = getattr(args, name)
         options[name] = value if value is not None else config.get(name, default)
+    series = canonical_task(options["task"]) == "series"
     for name in ("images", "masks"):
+        if name == "masks" and series and options["label_column"] is not None:
+            continue  # the labels are a column of each CSV series
         if options[name] is None:
             raise _UsageError(
                 f"bayesseg train: error: --{name} is required (on the command line or in "
