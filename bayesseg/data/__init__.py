@@ -6,6 +6,7 @@
 * :mod:`bayesseg.data.datasets`: folders (or their patches) streamed into ``tf.data``;
 * :mod:`bayesseg.data.zscore`: the per-image z-score of every input image;
 * :mod:`bayesseg.data.shifts`: distribution-shift transforms (noise, blur, gain, inversion);
+* :mod:`bayesseg.data.series`: folders of .npy/.csv series and their step labels;
 * :mod:`bayesseg.data.windows`: training windows cut around the events of long series.
 
 (:mod:`bayesseg.data.loaders` re-exports the names of io, folders and datasets.)
@@ -14,6 +15,13 @@
 from bayesseg.data.datasets import folder_dataset, grid_patch_origins
 from bayesseg.data.folders import FolderScan, list_images, load_folder, scan_folder
 from bayesseg.data.io import read_image, read_mask, write_image
+from bayesseg.data.series import (
+    SERIES_SUFFIXES,
+    list_series,
+    pair_series_labels,
+    read_labels,
+    read_series,
+)
 from bayesseg.data.shifts import (
     SHIFT_KINDS,
     SHIFT_SEVERITIES,
@@ -35,6 +43,7 @@ from bayesseg.data.zscore import standardize_image
 
 __all__ = [
     "EVENT_KINDS",
+    "SERIES_SUFFIXES",
     "SHIFT_KINDS",
     "SHIFT_SEVERITIES",
     "FolderScan",
@@ -45,9 +54,13 @@ __all__ = [
     "grid_patch_origins",
     "invert_contrast",
     "list_images",
+    "list_series",
     "load_folder",
+    "pair_series_labels",
     "read_image",
+    "read_labels",
     "read_mask",
+    "read_series",
     "scale_intensity",
     "scan_folder",
     "shift_images",
