@@ -33,16 +33,19 @@ from bayesseg.data.shifts import (
 )
 from bayesseg.data.synthetic import (
     EVENT_KINDS,
+    SENSOR_ANOMALY_KINDS,
     synthetic_anomaly_series,
     synthetic_event_series,
     synthetic_lesions,
     synthetic_multiclass_masks,
+    synthetic_sensor_series,
 )
 from bayesseg.data.windows import event_windows
 from bayesseg.data.zscore import standardize_image
 
 __all__ = [
     "EVENT_KINDS",
+    "SENSOR_ANOMALY_KINDS",
     "SERIES_SUFFIXES",
     "SHIFT_KINDS",
     "SHIFT_SEVERITIES",
@@ -69,5 +72,6 @@ __all__ = [
     "synthetic_event_series",
     "synthetic_lesions",
     "synthetic_multiclass_masks",
+    "synthetic_sensor_series",
     "write_image",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 
 from bayesseg import layers as bl
 from bayesseg import priors
@@ -14,10 +15,16 @@ from bayesseg._defaults import (
     DEFAULT_TAGGER_HEAD_PRIOR_SCALE,
     ESTIMATORS,
 )
-from bayesseg._validation import argument_error, check_choice, check_int, is_integer
+from bayesseg._validation import (
+    argument_error,
+    check_choice,
+    check_float,
+    check_int,
+    is_integer,
+)
 from bayesseg.training import BayesianModel
 
-__all__ = ["bayesian_lstm_tagger"]
+__all__ = ["bayesian_lstm_tagger", "lstm_tagger"]
 
 
 def _layer_sizes(name: str, value, allow_empty: bool) -> tuple[int, ...]:
@@ -94,18 +101,61 @@ def bayesian_lstm_tagger(
     >>> model.output_shape
     (None, None, 1)
     """
+    estimator = check_choice("estimator", estimator, ESTIMATORS)
+    bayes = {
+        "posterior_scale_init": posterior_scale_init,
+        "scale_multiplier": scale_multiplier,
+    }
+    head_prior = priors.Normal(DEFAULT_TAGGER_HEAD_PRIOR_SCALE) if prior is None else prior
+
+    def layer(family: str, *args, **kwargs):
+        head = family == "Dense"
+        options = {**bayes, "prior": head_prior if head else prior, **kwargs}
+        return bl.bayesian_twin(family, estimator)(*args, **options)
+
+    inputs, outputs = _tagger_graph(
+        layer,
+        num_features,
+        units,
+        output_bias,
+        timesteps,
+        mask_value,
+        bidirectional,
+        conv_filters,
+        conv_kernel_size,
+    )
+    return BayesianModel(inputs, outputs, name="bayesian_lstm_tagger")
+
+
+def _tagger_graph(
+    layer,
+    num_features: int,
+    units,
+    output_bias,
+    timesteps,
+    mask_value,
+    bidirectional,
+    conv_filters,
+    conv_kernel_size: int,
+):
+    """The tagger's inputs and logits, its layers made by ``layer(family, *args, **kwargs)``
+    (family: "Conv1D", "LSTM" or "Dense"), so the Bayesian tagger and its deterministic
+    twin share one architecture, layer names and weight shapes."""
     check_int("num_features", num_features)
     units = _layer_sizes("units", units, allow_empty=False)
-    estimator = check_choice("estimator", estimator, ESTIMATORS)
     check_int("timesteps", timesteps, allow_none=True)
     conv_filters = _layer_sizes("conv_filters", conv_filters, allow_empty=True)
     check_int("conv_kernel_size", conv_kernel_size)
     if not isinstance(bidirectional, bool):
         raise argument_error("bidirectional", "be True or False", bidirectional)
+    if conv_filters and mask_value is not None:
+        raise ValueError(
+            "Arguments `conv_filters` and `mask_value` cannot be combined: a convolution "
+            "would mix padded steps into real ones. Received: "
+            f"conv_filters={conv_filters}, mask_value={mask_value}"
+        )
     bias_initializer = "zeros"
     if output_bias is not None:
-        import numpy as np
-
         bias = np.asarray(output_bias, dtype="float32").reshape(-1)
         if bias.size != 1 or not np.isfinite(bias[0]):
             raise ValueError(
@@ -113,45 +163,88 @@ def bayesian_lstm_tagger(
                 f"Received: output_bias={output_bias!r}"
             )
         bias_initializer = keras.initializers.Constant(float(bias[0]))
-    lstm_cls = bl.bayesian_twin("LSTM", estimator)
-    dense_cls = bl.bayesian_twin("Dense", estimator)
-    bayes = {
-        "posterior_scale_init": posterior_scale_init,
-        "scale_multiplier": scale_multiplier,
-    }
-    head_prior = priors.Normal(DEFAULT_TAGGER_HEAD_PRIOR_SCALE) if prior is None else prior
     inputs = keras.Input((timesteps, num_features), name="series")
     x = inputs
     if mask_value is not None:
         x = keras.layers.Masking(mask_value=float(mask_value), name="masking")(x)
-    if conv_filters and mask_value is not None:
-        raise ValueError(
-            "Arguments `conv_filters` and `mask_value` cannot be combined: a convolution "
-            "would mix padded steps into real ones. Received: "
-            f"conv_filters={conv_filters}, mask_value={mask_value}"
-        )
-    conv_cls = bl.bayesian_twin("Conv1D", estimator)
     for i, f in enumerate(conv_filters):
-        x = conv_cls(
-            f,
-            conv_kernel_size,
-            padding="same",
-            activation="relu",
-            name=f"conv{i}",
-            prior=prior,
-            **bayes,
+        x = layer(
+            "Conv1D", f, conv_kernel_size, padding="same", activation="relu", name=f"conv{i}"
         )(x)
     for i, n in enumerate(units):
-        lstm = lstm_cls(n, return_sequences=True, name=f"lstm{i}", prior=prior, **bayes)
+        lstm = layer("LSTM", n, return_sequences=True, name=f"lstm{i}")
         if bidirectional:
             lstm = keras.layers.Bidirectional(lstm, name=f"bilstm{i}")
         x = lstm(x)
-    outputs = dense_cls(
-        1,
-        bias_initializer=bias_initializer,
-        name="logits",
-        dtype="float32",
-        prior=head_prior,
-        **bayes,
-    )(x)
-    return BayesianModel(inputs, outputs, name="bayesian_lstm_tagger")
+    outputs = layer("Dense", 1, bias_initializer=bias_initializer, name="logits", dtype="float32")(
+        x
+    )
+    return inputs, outputs
+
+
+def lstm_tagger(
+    num_features: int,
+    units: Sequence[int] = (64, 64),
+    output_bias=None,
+    timesteps: int | None = None,
+    mask_value: float | None = None,
+    bidirectional: bool = False,
+    conv_filters: Sequence[int] = (),
+    conv_kernel_size: int = 5,
+    dropout: float = 0.0,
+) -> keras.Model:
+    """A deterministic LSTM tagger with plain Keras layers (the Bayesian tagger's twin).
+
+    Same architecture, layer names and weight shapes as
+    :func:`bayesian_lstm_tagger` (``Conv1D`` front-end, stacked, optionally
+    bidirectional ``LSTM`` layers, a per-step ``Dense`` logit head), as
+    :func:`bayesseg.models.unet` is the Bayesian U-Net's. It is what a
+    Bayesian tagger must beat to earn its cost; with ``dropout > 0`` (applied
+    to every LSTM's inputs, Keras' ``dropout=``) it is the MC-dropout baseline
+    through ``bs.uncertainty.predict_mc``.
+
+    Args:
+        num_features: int > 0, features per timestep.
+        units: sequence of positive ints, the units of each stacked LSTM.
+        output_bias: initial logit bias (one value), e.g. from
+            ``bs.imbalance.initial_bias``.
+        timesteps: int or None (variable-length sequences).
+        mask_value: optional float; timesteps whose features all equal it are masked.
+        bidirectional: bool, wrap every LSTM in ``keras.layers.Bidirectional``.
+        conv_filters: sequence of ints, ``Conv1D`` (ReLU, "same") filters before the LSTMs.
+        conv_kernel_size: int, their kernel size. Default 5.
+        dropout: float in [0, 1), each LSTM's input dropout. Default 0.
+
+    Returns:
+        A ``keras.Model`` mapping ``(batch, timesteps, num_features)`` to
+        per-step logits ``(batch, timesteps, 1)``.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> twin = bs.models.lstm_tagger(2, units=(8,), bidirectional=True, conv_filters=(4,))
+    >>> bayes = bs.models.bayesian_lstm_tagger(2, units=(8,), bidirectional=True,
+    ...                                       conv_filters=(4,))
+    >>> bayes_kernel = bayes.get_layer("conv0").posterior_variables()["kernel"].loc
+    >>> tuple(twin.get_layer("conv0").kernel.shape) == tuple(bayes_kernel.shape)
+    True
+    """
+    dropout = check_float("dropout", dropout, 0.0, 1.0, strict_maximum=True)
+
+    def layer(family: str, *args, **kwargs):
+        if family == "LSTM":
+            kwargs["dropout"] = dropout
+        return getattr(keras.layers, family)(*args, **kwargs)
+
+    inputs, outputs = _tagger_graph(
+        layer,
+        num_features,
+        units,
+        output_bias,
+        timesteps,
+        mask_value,
+        bidirectional,
+        conv_filters,
+        conv_kernel_size,
+    )
+    return keras.Model(inputs, outputs, name="lstm_tagger")
