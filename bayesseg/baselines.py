@@ -59,7 +59,7 @@ def rolling_zscore(x: Any, window: int = ZSCORE_WINDOW) -> np.ndarray | list[np.
     >>> import numpy as np
     >>> from bayesseg.baselines import rolling_zscore
     >>> x = np.sin(np.arange(600) / 20.0)[:, None]
-    >>> x[300] += 3.0                      # a spike
+    >>> x[300:] += 2.0                     # a level shift at step 300
     >>> int(np.argmax(rolling_zscore(x)))
     300
     """
