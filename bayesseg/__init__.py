@@ -30,6 +30,7 @@ check_backend_config()
 _registration.install()
 
 _SUBMODULES = (
+    "baselines",
     "calibration",
     "convert",
     "data",
@@ -43,6 +44,7 @@ _SUBMODULES = (
     "models",
     "plots",
     "priors",
+    "recipes",
     "training",
     "uncertainty",
 )
@@ -58,6 +60,7 @@ __all__ = sorted(set(_SUBMODULES) - {"elbo"}) + sorted(_NAMES) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from bayesseg import (  # noqa: F401
+        baselines,
         calibration,
         convert,
         data,
@@ -70,6 +73,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
         models,
         plots,
         priors,
+        recipes,
         training,
         uncertainty,
     )

@@ -52,6 +52,7 @@ def bayesian_lstm_tagger(
     bidirectional: bool = False,
     conv_filters: Sequence[int] = (),
     conv_kernel_size: int = 5,
+    input_normalization=None,
 ) -> BayesianModel:
     """Stacked Bayesian LSTMs with a Bayesian per-timestep logit head.
 
@@ -89,6 +90,10 @@ def bayesian_lstm_tagger(
             front-end that turns a pulse or a jump into a few features the
             LSTMs read. Default ``()``: none.
         conv_kernel_size: int, their kernel size. Default 5.
+        input_normalization: None (default: raw inputs) or ``(mean, std)``,
+            one value per feature: a ``keras.layers.Normalization`` first
+            layer maps each feature to ``(x - mean) / std``, so the saved
+            model carries the training series' scaling with it.
 
     Returns:
         A :class:`bayesseg.BayesianModel` mapping ``(batch, timesteps,
@@ -137,6 +142,7 @@ def _tagger_graph(
     bidirectional,
     conv_filters,
     conv_kernel_size: int,
+    input_normalization=None,
 ):
     """The tagger's inputs and logits, its layers made by ``layer(family, *args, **kwargs)``
     (family: "Conv1D", "LSTM" or "Dense"), so the Bayesian tagger and its deterministic
@@ -165,6 +171,23 @@ def _tagger_graph(
         bias_initializer = keras.initializers.Constant(float(bias[0]))
     inputs = keras.Input((timesteps, num_features), name="series")
     x = inputs
+    if input_normalization is not None:
+        mean, std = (np.asarray(v, dtype="float32").reshape(-1) for v in input_normalization)
+        if mean.shape != (num_features,) or std.shape != (num_features,):
+            raise argument_error(
+                "input_normalization",
+                f"be (mean, std), each of {num_features} values (one per feature)",
+                input_normalization,
+            )
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise argument_error(
+                "input_normalization",
+                "hold finite means and standard deviations > 0",
+                input_normalization,
+            )
+        x = keras.layers.Normalization(
+            mean=mean.tolist(), variance=(std**2).tolist(), name="normalize"
+        )(x)
     if mask_value is not None:
         x = keras.layers.Masking(mask_value=float(mask_value), name="masking")(x)
     for i, f in enumerate(conv_filters):
@@ -191,6 +214,7 @@ def lstm_tagger(
     bidirectional: bool = False,
     conv_filters: Sequence[int] = (),
     conv_kernel_size: int = 5,
+    input_normalization=None,
     dropout: float = 0.0,
 ) -> keras.Model:
     """A deterministic LSTM tagger with plain Keras layers (the Bayesian tagger's twin).
@@ -213,6 +237,8 @@ def lstm_tagger(
         bidirectional: bool, wrap every LSTM in ``keras.layers.Bidirectional``.
         conv_filters: sequence of ints, ``Conv1D`` (ReLU, "same") filters before the LSTMs.
         conv_kernel_size: int, their kernel size. Default 5.
+        input_normalization: None or ``(mean, std)`` per feature, as for
+            :func:`bayesian_lstm_tagger`.
         dropout: float in [0, 1), each LSTM's input dropout. Default 0.
 
     Returns:

@@ -1,0 +1,31 @@
+"""Recipes: what the command line runs, public and typed, one per task.
+
+A recipe holds every default of a task once (a frozen config dataclass),
+builds and compiles the model, trains it, chooses what a prediction needs
+(a decision threshold, a calibration) and returns a run object that
+predicts and saves. ``bayesseg train``, ``bayesseg demo``, the benchmarks and
+the examples all call these functions.
+
+* :mod:`bayesseg.recipes.series`: the Bayesian LSTM tagger for rare events
+  in series of any lengths (``bayesseg train --task series``).
+"""
+
+from bayesseg.recipes.series import (
+    SeriesConfig,
+    SeriesPrediction,
+    SeriesRun,
+    build_series_model,
+    predict_series,
+    split_series,
+    train_series,
+)
+
+__all__ = [
+    "SeriesConfig",
+    "SeriesPrediction",
+    "SeriesRun",
+    "build_series_model",
+    "predict_series",
+    "split_series",
+    "train_series",
+]
