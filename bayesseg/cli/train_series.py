@@ -1,0 +1,234 @@
+"""``bayesseg train --task series``: the series recipe on a folder of the user's series.
+
+Parse -> :class:`bayesseg.recipes.SeriesConfig` -> read and check every
+series and label file -> :func:`bayesseg.recipes.train_series` -> write
+model.keras, model.json (the decision rule ``bayesseg predict`` applies),
+training.csv and history.json, and print the validation scores next to the
+rolling z-score's on the same validation series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bayesseg.cli.options import _TRAIN_OPTIONS
+from bayesseg.cli.report import _fmt, _versions, _write_json
+
+# Options of `train` that mean nothing to the series recipe: given explicitly,
+# they are an error rather than silently ignored.
+_SEGMENTATION_ONLY = (
+    "patch_size",
+    "patches_per_image",
+    "depth",
+    "normalization",
+    "lr_schedule",
+    "kl_scaling",
+    "calibration_split",
+    "val_samples",
+    "monitor",
+    "patience",
+    "min_delta",
+)
+# train option -> SeriesConfig field, where the names differ or match.
+_FIELDS = {
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "clipnorm": "clipnorm",
+    "class_weights": "class_weights",
+    "estimator": "estimator",
+    "posterior_scale_init": "posterior_scale_init",
+    "scale_multiplier": "scale_multiplier",
+    "window": "window",
+    "val_fraction": "val_fraction",
+    "seed": "seed",
+}
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The options set on the command line or in --config (not the defaults)."""
+    from bayesseg.cli.train import _load_config
+
+    given = _load_config(args.config) if args.config else {}
+    for name in _TRAIN_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None:
+            given[name] = value
+    return given
+
+
+def series_config(args: argparse.Namespace, options: dict[str, Any]):
+    """The :class:`SeriesConfig` of the command: its defaults, overridden by what was given."""
+    from bayesseg.recipes import SeriesConfig
+
+    given = _given(args)
+    wrong = [name for name in _SEGMENTATION_ONLY if name in given]
+    if options["ensemble"] > 1:
+        wrong.append("ensemble")
+    if given.get("num_classes") not in (None, 2):
+        wrong.append("num_classes")
+    if given.get("bayesian_blocks") in ("decoder", "last"):
+        wrong.append("bayesian_blocks")
+    if wrong:
+        flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
+        raise ValueError(
+            f"Argument(s) {flags} apply to --task segmentation (U-Net options); the series "
+            "recipe does not use them. Received: --task series"
+        )
+    values = {field: given[name] for name, field in _FIELDS.items() if name in given}
+    if "val_fraction" in values and values["val_fraction"] == 0.0:
+        raise ValueError(
+            "Argument --val-fraction must be > 0 for --task series: the decision threshold "
+            "is chosen on held-out series (or pass --val-images and --val-masks). "
+            "Received: --val-fraction 0"
+        )
+    if "base_filters" in given:
+        values["conv_filters"] = (2 * given["base_filters"],) * 2
+        values["units"] = (4 * given["base_filters"],)
+    if given.get("bayesian_blocks") == "none":
+        values["bayesian"] = False
+    return SeriesConfig(**values)
+
+
+def read_labelled_series(folder, masks, label_column, nan_policy: str, what: str):
+    """Every series of ``folder`` and its labels, all read and checked before any work.
+
+    Returns ``(files, series, labels)``.
+    """
+    import bayesseg as bs
+
+    files = bs.data.list_series(folder, what)
+    if label_column is None and masks is None:
+        raise ValueError(
+            f"Argument --masks (or --label-column for .csv series) is required: the series in "
+            f"{os.fspath(folder)!r} need per-step labels."
+        )
+    label_files = None if label_column is not None else bs.data.pair_series_labels(files, masks)
+    series, labels = [], []
+    features = None
+    for k, path in enumerate(files):
+        x, y = bs.data.read_series(path, label_column=label_column, nan_policy=nan_policy)
+        if label_files is not None:
+            y = bs.data.read_labels(label_files[k], length=len(x))
+        if features is None:
+            features = x.shape[1]
+        elif x.shape[1] != features:
+            raise ValueError(
+                f"Series {path.name!r} has {x.shape[1]} feature(s), {files[0].name!r} "
+                f"{features}: every series needs the same features."
+            )
+        series.append(x)
+        labels.append(y)
+    return files, series, labels
+
+
+def _zscore_on(xv, yv) -> dict[str, Any] | None:
+    """The rolling z-score detector's best event F1 on the validation series."""
+    import bayesseg as bs
+
+    scores = bs.baselines.rolling_zscore(xv)
+    try:
+        chosen = bs.metrics.choose_threshold(yv, scores)
+    except ValueError:
+        return None
+    return {
+        "description": "|z-score| of the first difference over a centred window of "
+        f"{bs.baselines.ZSCORE_WINDOW} steps (bs.baselines.rolling_zscore), threshold of "
+        "the best validation event F1",
+        "threshold": chosen["threshold"],
+        "f1": chosen["f1"],
+        "average_precision": bs.metrics.average_precision(yv, scores),
+    }
+
+
+def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """Train the series recipe into ``options["out"]`` (see the module's docstring)."""
+    start = time.perf_counter()
+    config = series_config(args, options)
+    files, series, labels = read_labelled_series(
+        options["images"],
+        options["masks"],
+        options["label_column"],
+        options["nan_policy"],
+        "--images",
+    )
+    validation = None
+    if options["val_images"] is not None:
+        _, xv, yv = read_labelled_series(
+            options["val_images"],
+            options["val_masks"],
+            options["label_column"],
+            options["nan_policy"],
+            "--val-images",
+        )
+        validation = (xv, yv)
+    shortest = min(len(s) for s in series)
+    if shortest < config.window:
+        name = files[min(range(len(series)), key=lambda i: len(series[i]))].name
+        raise ValueError(
+            f"Series {name!r} holds {shortest} steps, fewer than a training window of "
+            f"{config.window}: pass a smaller --window (windows never cross a series' end)."
+        )
+    out = Path(options["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    import keras
+
+    import bayesseg as bs
+
+    if not args.quiet:
+        steps = sum(len(s) for s in series)
+        events = bs.metrics.event_f1(labels, labels)["true_events"]
+        print(
+            f"bayesseg train: {len(series)} series ({steps} steps, {series[0].shape[1]} "
+            f"feature(s), {events} events, {100 * sum(t.sum() for t in labels) / steps:.3f}% "
+            f"anomalous steps); the series recipe: windows of {config.window}, "
+            f"{config.epochs} epochs"
+        )
+    csv_log = keras.callbacks.CSVLogger(os.fspath(out / "training.csv"))
+    run = bs.recipes.train_series(
+        series,
+        labels,
+        config,
+        validation=validation,
+        callbacks=[csv_log],
+        verbose=0 if args.quiet else 2,
+    )
+    if validation is None:
+        xv = [series[i] for i in run.val_index]
+        yv = [labels[i] for i in run.val_index]
+        names = [files[i].name for i in run.val_index]
+    else:
+        names = None
+    baseline = _zscore_on(xv, yv)
+    extra = {
+        "validation_series_names": names,
+        "baseline_zscore": baseline,
+        "training_seconds": time.perf_counter() - start,
+        "files": {"series": len(files), "label_column": options["label_column"]},
+        "versions": _versions(),
+    }
+    run.save(out, extra)
+    _write_json(out / "history.json", run.history)
+    if run.threshold is None:
+        raise ValueError(
+            f"{run.decision['error']} The trained model is saved in {out / 'model.keras'} "
+            "without a threshold (model.json: decision.threshold null; bayesseg predict "
+            "needs --threshold)."
+        )
+    v = run.decision["validation"]
+    floor = (
+        ""
+        if baseline is None
+        else f"; rolling z-score on the same series: event F1 {_fmt(baseline['f1'])}"
+    )
+    print(
+        f"bayesseg train: wrote {out / 'model.keras'} and model.json after "
+        f"{time.perf_counter() - start:.0f} s; threshold {run.threshold:.4g} (validation event "
+        f"F1 {_fmt(v['f1'])}, recall {_fmt(v['recall'])}, precision {_fmt(v['precision'])}, "
+        f"{100 * v['flagged_fraction']:.3f}% of steps flagged, on {len(xv)} series{floor})"
+    )
+    return 0
