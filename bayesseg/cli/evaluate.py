@@ -60,8 +60,12 @@ def read_labels(mask_path: Path, spatial: tuple[int, ...], num_classes: int):
 class Evaluation:
     """Scores of the predicted maps against masks: per image, and pooled.
 
-    Per image: per-class Dice and recall of the mean prediction's decision
-    (``bs.metrics.Dice``/``Recall``), lesion-wise detection
+    Per image: per-class Dice, recall, precision and support of the mean
+    prediction's decision (``p >= 0.5`` or the argmax), from
+    ``bs.metrics.confusion_counts`` and ``bs.metrics.per_class_scores`` (a
+    score whose denominator is 0 is None: recall of a class absent from the
+    mask, precision of a class never predicted, Dice of a class absent from
+    both), lesion-wise detection
     (``bs.metrics.lesion_f1``) beside its floor (``bs.metrics.lesion_chance``:
     the whole image predicted as foreground), the foreground ECE with its region
     (``bs.metrics.foreground_calibration``) and the predictive NLL. Pooled:
@@ -72,10 +76,12 @@ class Evaluation:
     """
 
     def __init__(self, num_classes: int):
-        from bayesseg.cli.validation import PooledScores
+        import numpy as np
 
         self.num_classes = num_classes
-        self.pooled = PooledScores(num_classes)
+        self.counts = np.zeros((num_classes, 3), np.int64)  # TP, FP, FN of every class
+        self.nll_sum = 0.0
+        self.pixels = 0
         self.images: dict[str, dict[str, Any]] = {}
         self.lesion_counts = dict.fromkeys(_LESION_COUNTS, 0)
         self.whole_image_counts = dict.fromkeys(_LESION_COUNTS, 0)
@@ -88,11 +94,14 @@ class Evaluation:
 
         import bayesseg as bs
         from bayesseg import _probability
-        from bayesseg.cli.validation import PooledScores
 
-        scores = PooledScores(self.num_classes)
-        scores.update(labels, mean)
-        self.pooled.update(labels, mean)
+        counts = bs.metrics.confusion_counts(
+            labels, _probability.hard_labels(mean), self.num_classes
+        )
+        self.counts += counts
+        nll = bs.metrics.predictive_nll(labels, mean[..., 0] if self.num_classes == 2 else mean)
+        self.nll_sum += nll * labels.size
+        self.pixels += labels.size
         foreground = _probability.foreground_probability(mean).astype(np.float32)
         truth = labels != 0
         lesions = bs.metrics.lesion_f1(truth[None], foreground[None])
@@ -104,11 +113,11 @@ class Evaluation:
         self.foreground.append(foreground.ravel())
         self.truth.append(truth.ravel())
         row = {
-            "per_class": scores.per_class(),
+            "per_class": _per_class_rows(counts),
             "lesion_f1": {k: lesions[k] for k in _LESION_KEYS},
             "chance": _chance_row(chance),
             **_foreground_scores(truth.ravel(), foreground.ravel()),
-            "predictive_nll": scores.nll(),
+            "predictive_nll": nll,
         }
         self.images[name] = row
         return row
@@ -119,7 +128,7 @@ class Evaluation:
 
         from bayesseg.metrics.detection import lesion_scores
 
-        per_class = self.pooled.per_class()
+        per_class = _per_class_rows(self.counts)
         truth = np.concatenate(self.truth)
         r = float(truth.mean()) if truth.size else 0.0
         lesions = lesion_scores(self.lesion_counts)
@@ -133,8 +142,16 @@ class Evaluation:
                 "voxel_f1_flag_all": 2 * r / (1 + r),
             },
             **_foreground_scores(truth, np.concatenate(self.foreground)),
-            "predictive_nll": self.pooled.nll(),
+            "predictive_nll": self.nll_sum / self.pixels if self.pixels else None,
         }
+
+
+def _per_class_rows(counts) -> dict[str, dict[str, Any]]:
+    """metrics.json's ``per_class``: ``bs.metrics.per_class_scores`` keyed by class name
+    (a score whose denominator is 0 is None, written as null)."""
+    import bayesseg as bs
+
+    return {str(c): row for c, row in bs.metrics.per_class_scores(counts).items()}
 
 
 def _foreground_scores(truth, foreground) -> dict[str, Any]:

@@ -6,6 +6,10 @@
   positives and false negatives are summed over every batch and the score is
   computed once from the totals (a micro average over elements, not a mean of
   per-batch or per-image scores).
+* :mod:`~bayesseg.metrics.per_class`: the NumPy owner of per-class
+  confusion counts, :func:`confusion_counts` (TP / FP / FN of every class of
+  hard labels) and :func:`per_class_scores` (Dice, recall, precision and
+  support from them; a score whose denominator is 0 is None).
 * :mod:`~bayesseg.metrics.detection`: :func:`lesion_f1`, lesion-wise
   detection scores from connected components matched one to one at IoU >=
   ``LESION_IOU_THRESHOLD`` (0.1), :func:`lesion_chance`, what predicting
@@ -73,6 +77,7 @@ from bayesseg.metrics.events import (
     event_chance,
     event_f1,
 )
+from bayesseg.metrics.per_class import confusion_counts, per_class_scores
 from bayesseg.metrics.scores import brier_score, predictive_nll, uncertainty_auroc
 from bayesseg.metrics.selective import RiskCoverage, per_image_dice, risk_coverage
 
@@ -95,6 +100,7 @@ __all__ = [
     "brier_score",
     "choose_threshold",
     "classwise_ece",
+    "confusion_counts",
     "ece_noise_floor",
     "event_chance",
     "event_f1",
@@ -103,6 +109,7 @@ __all__ = [
     "lesion_chance",
     "lesion_f1",
     "lesion_uncertainty",
+    "per_class_scores",
     "per_image_dice",
     "predictive_nll",
     "reliability_curve",
