@@ -128,6 +128,7 @@ def bayesian_lstm_tagger(
         bidirectional,
         conv_filters,
         conv_kernel_size,
+        input_normalization,
     )
     return BayesianModel(inputs, outputs, name="bayesian_lstm_tagger")
 
@@ -272,5 +273,6 @@ def lstm_tagger(
         bidirectional,
         conv_filters,
         conv_kernel_size,
+        input_normalization,
     )
     return keras.Model(inputs, outputs, name="lstm_tagger")
