@@ -1,16 +1,25 @@
 """``bayesseg predict``: Monte Carlo probability, label and uncertainty maps of a
 trained model, written in each input's format, with predictions.json.
 
-A series tagger (``bayesseg demo --task anomaly``'s model) goes to
+A series tagger (a model.json ``"task"`` of ``"series"``, or ``"anomaly"``,
+its older name; or a model of ``(batch, steps, features)`` inputs) goes to
 :mod:`bayesseg.cli.series` instead, which applies its saved decision rule.
+
+Predict is all or nothing: every input (and mask) is read and checked before
+anything is written, the outputs are written into a folder beside ``--out``
+(:func:`staged_output`) and moved into ``--out`` at the end, predictions.json
+last; a failure on the way leaves ``--out`` as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +117,9 @@ def _maps(pred, num_classes: int, suffix: str) -> dict[str, tuple[Any, float | N
     return maps
 
 
-def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]:
-    """Predict one image and write its maps; returns the file names written."""
+def _check_image(args, path: Path, setup: dict, model) -> tuple[int, ...]:
+    """Read one image (and its mask) as predict will, checking everything that can
+    fail; returns its sliding-window size. Nothing is kept: images can be large."""
     import bayesseg as bs
 
     image = bs.data.read_image(path, spatial_rank=setup["rank"], nan_policy=args.nan_policy)
@@ -119,8 +129,22 @@ def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]
             f"expects {setup['channels']}."
         )
     spatial = image.shape[:-1]
-    image = bs.data.standardize_image(image)
     patch = _window(args.patch_size, spatial, model, setup["train_patch"], setup["depth"])
+    if setup["evaluation"] is not None:
+        from bayesseg.cli import evaluate
+
+        evaluate.read_labels(setup["masks"][path], spatial, setup["num_classes"])
+    return patch
+
+
+def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]:
+    """Predict one (checked) image and write its maps; returns the file names written."""
+    import bayesseg as bs
+
+    image = bs.data.read_image(path, spatial_rank=setup["rank"], nan_policy=args.nan_policy)
+    spatial = image.shape[:-1]
+    image = bs.data.standardize_image(image)
+    patch = setup["patches"][path]
     pred = bs.uncertainty.predict_mc(
         model,
         image[None],
@@ -153,6 +177,102 @@ def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]
     if not args.quiet:
         print(f"{path.name}: mean epistemic {pred.epistemic.mean():.4g} nats, windows of {patch}")
     return written
+
+
+MANIFEST = "predictions.json"
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a folder or not exist yet; checked before any work.
+
+    >>> check_out(Path("a-folder-that-does-not-exist"))
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"Argument --out must be a folder (existing or not). Received: {os.fspath(out)!r}, "
+            "a file."
+        )
+
+
+def _staging_folder(out: Path) -> Path:
+    """A new empty folder ``<out>.tmp-<pid>`` beside ``out`` (one filesystem: the moves
+    into ``out`` are renames); inside an existing ``out`` (hidden) when its parent
+    cannot be written to."""
+    target = out.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):
+        name = f"{target.name}.tmp-{os.getpid()}" + (f"-{attempt}" if attempt else "")
+        tmp = target.with_name(name)
+        try:
+            tmp.mkdir()
+        except FileExistsError:
+            continue
+        except PermissionError:
+            if not target.is_dir():
+                raise
+            tmp = target / f".{name}"
+            try:
+                tmp.mkdir()
+            except FileExistsError:
+                continue
+        return tmp
+    raise OSError(f"Cannot create a staging folder beside {os.fspath(out)!r}.")
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the staged files into ``out``, the manifest last."""
+    if not out.exists():
+        try:
+            os.rename(tmp, out)  # the whole folder at once
+            return
+        except OSError:
+            if not out.is_dir():
+                raise
+    # An existing folder: a stale manifest would describe a half-replaced set of
+    # maps while the files move, so it goes first and the new one comes last.
+    (out / MANIFEST).unlink(missing_ok=True)
+    for path in sorted(tmp.iterdir()):
+        if path.name != MANIFEST:
+            os.replace(path, out / path.name)
+    if (tmp / MANIFEST).exists():
+        os.replace(tmp / MANIFEST, out / MANIFEST)
+    tmp.rmdir()
+
+
+@contextlib.contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """Write into a temporary folder beside ``out``; publish it only if the block succeeds.
+
+    The block writes every output (predictions.json included) into the folder
+    it is given. On success the files move into ``out`` (the folder is
+    renamed to ``out`` when ``out`` does not exist yet), predictions.json
+    last; on any exception the folder is removed and ``out`` is left as it
+    was (files already in it, from an earlier run or anything else, stay).
+
+    Example:
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "preds"
+    >>> with staged_output(out) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("a")
+    >>> sorted(p.name for p in out.iterdir())
+    ['a.txt']
+    >>> try:
+    ...     with staged_output(out) as tmp:
+    ...         _ = (tmp / "b.txt").write_text("b")
+    ...         raise RuntimeError("prediction failed")
+    ... except RuntimeError:
+    ...     pass
+    >>> sorted(p.name for p in out.parent.iterdir()), sorted(p.name for p in out.iterdir())
+    (['preds'], ['a.txt'])
+    """
+    tmp = _staging_folder(out)
+    try:
+        yield tmp
+        _publish(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _manifest(args, model_path: Path, calibration, num_classes: int, written: list[str]) -> dict:
@@ -191,19 +311,29 @@ def _predict(args: argparse.Namespace) -> int:
         )
     import bayesseg as bs
     from bayesseg import _probability
+    from bayesseg.cli import series
 
+    out = Path(args.out)
+    check_out(out)
+    metadata_path = model_path.with_suffix(".json")
+    metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
+    if series.declares_tagger(metadata):
+        inputs = series.list_inputs(args)  # paired before the model loads
+        _check_keras_file(model_path)
+        model = _load_model(args, model_path)
+        return series.predict_series(args, model, metadata, model_path, out, inputs)
     files = bs.data.list_images(args.images, "--images")
     masks = _paired_masks(args, files)
     _check_keras_file(model_path)
-    metadata_path = model_path.with_suffix(".json")
-    metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
     model = _load_model(args, model_path)
-    out = Path(args.out)
-    from bayesseg.cli import series
-
     if series.is_tagger(model, metadata):
-        out.mkdir(parents=True, exist_ok=True)
-        return series.predict_series(args, files, masks, model, metadata, model_path, out)
+        return series.predict_series(args, model, metadata, model_path, out)
+    if args.label_column is not None:
+        raise ValueError(
+            "Argument --label-column applies to a series tagger's .csv series; "
+            f"{model_path.name!r} is a segmentation model (pass its masks with --masks). "
+            f"Received: --label-column {args.label_column!r}"
+        )
     if args.threshold is not None:
         raise ValueError(
             "Argument --threshold applies to a series tagger; a segmentation model's labels "
@@ -224,18 +354,21 @@ def _predict(args: argparse.Namespace) -> int:
         from bayesseg.cli.evaluate import Evaluation
 
         setup["evaluation"] = Evaluation(setup["num_classes"])
-    out.mkdir(parents=True, exist_ok=True)
+    # Every image and mask is read and checked before anything is written.
+    setup["patches"] = {path: _check_image(args, path, setup, model) for path in files}
     written = []
-    for path in files:
-        written += _predict_image(args, path, model, setup, out)
-    if setup["evaluation"] is not None:
-        evaluation = setup["evaluation"]
-        _write_json(
-            out / "metrics.json", {"overall": evaluation.overall(), "images": evaluation.images}
-        )
-        written.append("metrics.json")
-    manifest = _manifest(args, model_path, setup["calibration"], setup["num_classes"], written)
-    with open(out / "predictions.json", "w") as f:
-        json.dump(manifest, f, indent=2)
+    with staged_output(out) as staging:
+        for path in files:
+            written += _predict_image(args, path, model, setup, staging)
+        if setup["evaluation"] is not None:
+            evaluation = setup["evaluation"]
+            _write_json(
+                staging / "metrics.json",
+                {"overall": evaluation.overall(), "images": evaluation.images},
+            )
+            written.append("metrics.json")
+        manifest = _manifest(args, model_path, setup["calibration"], setup["num_classes"], written)
+        with open(staging / MANIFEST, "w") as f:
+            json.dump(manifest, f, indent=2)
     print(f"bayesseg predict: wrote {len(written)} maps for {len(files)} images to {out}")
     return 0

@@ -1,13 +1,21 @@
 """``bayesseg predict`` on series: a saved tagger's probabilities, decisions and events.
 
-A tagger saved by ``bayesseg demo --task anomaly`` carries its decision rule
-in model.json (``decision``): the weights that correct its probabilities for
-the class weights and the training windows' prior, and the threshold chosen
-on a validation split. Each ``.npy`` series of ``(length,)`` or ``(length,
-features)`` is predicted whole (an LSTM reads any length) and gets
-``<stem>_prob.npy`` (corrected probabilities), ``<stem>_labels.npy`` (0/1
-decisions), ``<stem>_epistemic.npy`` and ``<stem>_aleatoric.npy``;
+A tagger saved by ``bayesseg train --task series`` or ``bayesseg demo --task
+anomaly`` carries its decision rule in model.json (``decision``): the
+weights that correct its probabilities for the class weights and the
+training windows' prior, and the threshold chosen on a validation split.
+Each series of ``--images`` (``.npy`` of ``(length,)`` or ``(length,
+features)``, or ``.csv`` with a header row, read by
+``bs.data.read_series``) is predicted whole (an LSTM reads any length) and
+gets ``<stem>_prob.npy`` (corrected probabilities), ``<stem>_labels.npy``
+(0/1 decisions), ``<stem>_epistemic.npy`` and ``<stem>_aleatoric.npy``;
 predictions.json lists each series' flagged events (runs of flagged steps).
+Labels, from ``--masks`` (files of the same stem) or from the CSV's
+``--label-column``, are scored the same way into metrics.json.
+
+Every series and label file is read and checked before anything is written,
+and the outputs reach ``--out`` through ``predict.staged_output``: all or
+nothing.
 """
 
 from __future__ import annotations
@@ -18,44 +26,71 @@ from typing import Any
 
 from bayesseg.cli.report import _write_json
 
+#: model.json ``"task"`` values of a series tagger: "series", and "anomaly", its older name.
+TAGGER_TASKS = ("series", "anomaly")
+
+
+def declares_tagger(metadata: dict) -> bool:
+    """Whether model.json says the model is a series tagger.
+
+    >>> declares_tagger({"task": "anomaly"}), declares_tagger({"task": "series"})
+    (True, True)
+    >>> declares_tagger({"task": "lesion"}), declares_tagger({})
+    (False, False)
+    """
+    return metadata.get("task") in TAGGER_TASKS
+
 
 def is_tagger(model, metadata: dict) -> bool:
-    """A per-step tagger of series: a saved anomaly model, or ``(batch, steps, features)`` in."""
-    return metadata.get("task") == "anomaly" or len(model.input_shape) == 3
+    """A per-step tagger of series: model.json says so, or ``(batch, steps, features)`` in."""
+    return declares_tagger(metadata) or len(model.input_shape) == 3
 
 
-def _read_series(path: Path, features: int, nan_policy: str, what: str = "Series"):
-    import numpy as np
+def list_inputs(args: argparse.Namespace) -> tuple[list[Path], dict[Path, Path]]:
+    """The series of ``--images`` and each one's label file in ``--masks`` (an empty
+    dict without), checked before the model loads.
 
-    from bayesseg.data._finite import apply_policy
+    >>> import argparse, tempfile, numpy as np
+    >>> d = Path(tempfile.mkdtemp())
+    >>> np.save(d / "a.npy", np.zeros(4))
+    >>> files, labels = list_inputs(argparse.Namespace(images=str(d), masks=None,
+    ...                                                label_column=None))
+    >>> [p.name for p in files], labels
+    (['a.npy'], {})
+    """
+    import bayesseg as bs
 
-    if path.suffix.lower() != ".npy":
+    if args.label_column is not None and args.masks:
         raise ValueError(
-            f"{what} {path.name!r}: a tagger reads series from .npy files of shape "
-            "(length,) or (length, features)."
+            "Arguments --label-column and --masks both give the series' labels; pass one. "
+            f"Received: --label-column {args.label_column!r} and --masks {args.masks!r}"
         )
-    array = np.load(path, allow_pickle=False)
-    if array.ndim == 1:
-        array = array[:, None]
-    if array.ndim != 2 or array.shape[-1] != features or array.shape[0] < 1:
-        raise ValueError(
-            f"{what} {path.name!r} has shape {array.shape}; the model expects (length, "
-            f"{features})" + (" or (length,)" if features == 1 else "") + "."
-        )
-    return apply_policy(array.astype(np.float32), path.name, nan_policy)
+    files = bs.data.list_series(args.images, "--images")
+    if not args.masks:
+        return files, {}
+    return files, dict(zip(files, bs.data.pair_series_labels(files, args.masks), strict=True))
 
 
-def _read_labels(path: Path, length: int):
-    import numpy as np
+def _read_inputs(args, files: list[Path], label_paths: dict, features: int) -> list[tuple]:
+    """``(path, series, labels or None)`` of every file, each read and checked once."""
+    import bayesseg as bs
 
-    labels = _read_series(path, 1, "error", "Labels")[:, 0]
-    if labels.shape[0] != length:
-        raise ValueError(
-            f"Labels {path.name!r} hold {labels.shape[0]} steps; the series holds {length}."
+    inputs = []
+    for path in files:
+        series, labels = bs.data.read_series(
+            path, label_column=args.label_column, nan_policy=args.nan_policy
         )
-    if not np.all((labels == 0) | (labels == 1)):
-        raise ValueError(f"Labels {path.name!r} must hold 0/1 per step.")
-    return labels
+        if series.shape[1] != features:
+            raise ValueError(
+                f"Series {path.name!r} has {series.shape[1]} feature(s) (shape "
+                f"{series.shape}); the model expects (length, {features})"
+                + (" or (length,)" if features == 1 else "")
+                + "."
+            )
+        if label_paths:
+            labels = bs.data.read_labels(label_paths[path], len(series))
+        inputs.append((path, series, labels))
+    return inputs
 
 
 def _events(flags) -> list[list[int]]:
@@ -143,60 +178,68 @@ class _Pooled:
         }
 
 
-def predict_series(args, files: list[Path], masks: dict, model, metadata, model_path, out):
-    """Predict every series of ``files``; returns the file names written."""
+def predict_series(args, model, metadata, model_path, out, inputs=None):
+    """Predict every series of ``--images`` into ``out``; returns the exit code.
+
+    ``inputs``: ``list_inputs(args)`` when already done (else done here).
+    """
     import numpy as np
 
     import bayesseg as bs
+    from bayesseg.cli.predict import MANIFEST, staged_output
 
     if args.calibrate or args.patch_size:
         raise ValueError(
             "Arguments --calibrate and --patch-size apply to images; a tagger's correction "
             "and threshold come from its model.json (override the threshold with --threshold)."
         )
+    files, label_paths = list_inputs(args) if inputs is None else inputs
     rule = decision_rule(args, metadata, model_path)
-    features = model.input_shape[-1]
-    pooled = _Pooled() if masks else None
+    series_inputs = _read_inputs(args, files, label_paths, model.input_shape[-1])
+    scored = bool(label_paths) or args.label_column is not None
+    pooled = _Pooled() if scored else None
     written, events = [], {}
-    for path in files:
-        series = _read_series(path, features, args.nan_policy)
-        labels = _read_labels(masks[path], len(series)) if masks else None
-        pred = bs.uncertainty.predict_mc(
-            model,
-            series[None],
-            num_samples=args.num_samples,
-            batch_size=args.batch_size,
-            correct_for_class_weights=rule["correction_weights"],
-            verbose=0,
-        )
-        prob = pred.mean[0, :, 0]
-        flags = prob >= rule["threshold"]
-        stem = path.name[: -len(".npy")]
-        arrays = {
-            "prob": prob.astype(np.float32),
-            "labels": flags.astype(np.uint8),
-            "epistemic": pred.epistemic[0].astype(np.float32),
-            "aleatoric": pred.aleatoric[0].astype(np.float32),
-        }
-        for kind, array in arrays.items():
-            np.save(out / f"{stem}_{kind}.npy", array)
-            written.append(f"{stem}_{kind}.npy")
-        events[path.name] = _events(flags)
+    with staged_output(out) as staging:
+        for path, series, labels in series_inputs:
+            pred = bs.uncertainty.predict_mc(
+                model,
+                series[None],
+                num_samples=args.num_samples,
+                batch_size=args.batch_size,
+                correct_for_class_weights=rule["correction_weights"],
+                verbose=0,
+            )
+            prob = pred.mean[0, :, 0]
+            flags = prob >= rule["threshold"]
+            arrays = {
+                "prob": prob.astype(np.float32),
+                "labels": flags.astype(np.uint8),
+                "epistemic": pred.epistemic[0].astype(np.float32),
+                "aleatoric": pred.aleatoric[0].astype(np.float32),
+            }
+            for kind, array in arrays.items():
+                np.save(staging / f"{path.stem}_{kind}.npy", array)
+                written.append(f"{path.stem}_{kind}.npy")
+            events[path.name] = _events(flags)
+            if pooled is not None:
+                pooled.add(path.name, labels, prob, rule["threshold"])
+            if not args.quiet:
+                print(
+                    f"{path.name}: {len(events[path.name])} event(s) flagged in {len(series)} steps"
+                )
         if pooled is not None:
-            pooled.add(path.name, labels, prob, rule["threshold"])
-        if not args.quiet:
-            print(f"{path.name}: {len(events[path.name])} event(s) flagged in {len(series)} steps")
-    if pooled is not None:
-        _write_json(out / "metrics.json", {"overall": pooled.overall(), "series": pooled.series})
-        written.append("metrics.json")
-    manifest = {
-        "model": str(model_path),
-        "num_samples": args.num_samples,
-        "decision": rule,
-        "events": events,
-        "files": written,
-    }
-    _write_json(out / "predictions.json", manifest)
+            _write_json(
+                staging / "metrics.json", {"overall": pooled.overall(), "series": pooled.series}
+            )
+            written.append("metrics.json")
+        manifest = {
+            "model": str(model_path),
+            "num_samples": args.num_samples,
+            "decision": rule,
+            "events": events,
+            "files": written,
+        }
+        _write_json(staging / MANIFEST, manifest)
     print(
         f"bayesseg predict: {sum(map(len, events.values()))} event(s) flagged in "
         f"{len(files)} series (threshold {rule['threshold']:.4g}); wrote {len(written)} "
