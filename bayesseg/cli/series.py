@@ -42,7 +42,14 @@ def declares_tagger(metadata: dict) -> bool:
 
 
 def is_tagger(model, metadata: dict) -> bool:
-    """A per-step tagger of series: model.json says so, or ``(batch, steps, features)`` in."""
+    """A per-step tagger of series: model.json says so, or ``(batch, steps, features)`` in.
+
+    >>> from types import SimpleNamespace
+    >>> unet = SimpleNamespace(input_shape=(None, 64, 64, 1))
+    >>> lstm = SimpleNamespace(input_shape=(None, None, 2))
+    >>> is_tagger(unet, {"task": "series"}), is_tagger(lstm, {}), is_tagger(unet, {})
+    (True, True, False)
+    """
     return declares_tagger(metadata) or len(model.input_shape) == 3
 
 
@@ -181,7 +188,25 @@ class _Pooled:
 def predict_series(args, model, metadata, model_path, out, inputs=None):
     """Predict every series of ``--images`` into ``out``; returns the exit code.
 
+    Every series (and label file) is read and checked first; the outputs
+    reach ``out`` through ``predict.staged_output``, all or nothing.
     ``inputs``: ``list_inputs(args)`` when already done (else done here).
+
+    Example (a tiny untrained tagger, its rule a threshold of 0.5):
+
+    >>> import argparse, contextlib, io, tempfile, numpy as np, bayesseg as bs
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "in").mkdir(); np.save(d / "in" / "pump.npy", np.zeros((30, 2), np.float32))
+    >>> args = argparse.Namespace(images=str(d / "in"), masks=None, label_column=None,
+    ...     nan_policy="error", calibrate=False, patch_size=None, threshold=0.5,
+    ...     num_samples=2, batch_size=8, quiet=True)
+    >>> model = bs.models.bayesian_lstm_tagger(2, units=(2,))
+    >>> with contextlib.redirect_stdout(io.StringIO()):
+    ...     code = predict_series(args, model, {}, d / "model.keras", d / "out")
+    >>> code
+    0
+    >>> sorted(p.name for p in (d / "out").iterdir())[:3]
+    ['predictions.json', 'pump_aleatoric.npy', 'pump_epistemic.npy']
     """
     import numpy as np
 
