@@ -185,11 +185,22 @@ class _Pooled:
         }
 
 
+def prediction_window(metadata: dict) -> int | None:
+    """Steps per prediction window of a saved tagger: its config's ``predict_window``, else
+    twice its training window (the series recipe's rule), else None (whole series)."""
+    config = metadata.get("config") or {}
+    if config.get("predict_window"):
+        return int(config["predict_window"])
+    return 2 * int(config["window"]) if config.get("window") else None
+
+
 def predict_series(args, model, metadata, model_path, out, inputs=None):
     """Predict every series of ``--images`` into ``out``; returns the exit code.
 
     Every series (and label file) is read and checked first; the outputs
-    reach ``out`` through ``predict.staged_output``, all or nothing.
+    reach ``out`` through ``predict.staged_output``, all or nothing. Each
+    series is predicted in blended windows (``bs.recipes.predict_series``) of
+    :func:`prediction_window` steps, as the threshold was chosen.
     ``inputs``: ``list_inputs(args)`` when already done (else done here).
 
     Example (a tiny untrained tagger, its rule a threshold of 0.5):
@@ -224,23 +235,24 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
     scored = bool(label_paths) or args.label_column is not None
     pooled = _Pooled() if scored else None
     written, events = [], {}
+    window = prediction_window(metadata)
     with staged_output(out) as staging:
         for path, series, labels in series_inputs:
-            pred = bs.uncertainty.predict_mc(
+            pred = bs.recipes.predict_series(
                 model,
-                series[None],
+                [series],
+                correction=rule["correction_weights"],
                 num_samples=args.num_samples,
+                window=window or len(series),
                 batch_size=args.batch_size,
-                correct_for_class_weights=rule["correction_weights"],
-                verbose=0,
-            )
-            prob = pred.mean[0, :, 0]
+            )[0]
+            prob = pred.prob
             flags = prob >= rule["threshold"]
             arrays = {
                 "prob": prob.astype(np.float32),
                 "labels": flags.astype(np.uint8),
-                "epistemic": pred.epistemic[0].astype(np.float32),
-                "aleatoric": pred.aleatoric[0].astype(np.float32),
+                "epistemic": pred.epistemic,
+                "aleatoric": pred.aleatoric,
             }
             for kind, array in arrays.items():
                 np.save(staging / f"{path.stem}_{kind}.npy", array)
@@ -260,6 +272,7 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
         manifest = {
             "model": str(model_path),
             "num_samples": args.num_samples,
+            "window": window,
             "decision": rule,
             "events": events,
             "files": written,
