@@ -189,17 +189,26 @@ def _check_training_log(path: Path) -> None:
         )
 
 
-def _callbacks(out: Path, diagnostics, validation=None) -> list:
-    """Validation (first: it adds the val_* logs the others read), checkpoint,
-    resume, CSV log, the diagnostics and TensorBoard when installed."""
+def _callbacks(out: Path, diagnostics, validation=None, run=None) -> list:
+    """The divergence guard (first: nothing non-finite reaches a checkpoint),
+    validation (it adds the val_* logs the others read), resume backup,
+    checkpoint, CSV log, model.json (after the checkpoint it describes), the
+    diagnostics and TensorBoard when installed. ``run``: the guard and the
+    model.json recorder (:mod:`bayesseg.cli.runs`)."""
     import keras
 
-    callbacks = [] if validation is None else [validation]
+    from bayesseg.cli import runs
+
+    guard, recorder = run if run is not None else (None, None)
+    callbacks = [] if guard is None else [guard]
+    callbacks += [] if validation is None else [validation]
     callbacks += [
-        keras.callbacks.BackupAndRestore(os.fspath(out / "backup")),
+        keras.callbacks.BackupAndRestore(os.fspath(out / runs.BACKUP)),
         keras.callbacks.ModelCheckpoint(os.fspath(out / "model.keras")),
-        keras.callbacks.CSVLogger(os.fspath(out / "training.csv"), append=True),
+        runs.EpochLog(out / "training.csv"),
     ]
+    if recorder is not None:
+        callbacks.append(recorder)
     if diagnostics is not None:
         callbacks.append(diagnostics)
     if _tensorboard_installed():
@@ -207,10 +216,15 @@ def _callbacks(out: Path, diagnostics, validation=None) -> list:
     return callbacks
 
 
-def _training_dataset(options: dict, patch, train_scan):
+def _training_dataset(options: dict, patch, train_scan, distributed: bool = False):
+    """The shuffled training batches (global batches); ``distributed``: shard them
+    by data across workers (each worker reads every file and keeps its part of
+    each global batch: the generator cannot be split by file)."""
+    import tensorflow as tf
+
     import bayesseg as bs
 
-    return bs.data.folder_dataset(
+    dataset = bs.data.folder_dataset(
         options["images"],
         options["masks"],
         patch_size=patch,
@@ -221,6 +235,11 @@ def _training_dataset(options: dict, patch, train_scan):
         scan=train_scan,
         nan_policy=options["nan_policy"],
     )
+    if distributed:
+        shard = tf.data.Options()
+        shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(shard)
+    return dataset
 
 
 def _metadata(options, scans, patch, counts, num_examples: int, outputs) -> dict[str, Any]:
@@ -271,14 +290,20 @@ def _write_metadata(out: Path, metadata: dict, name: str = "model.json") -> None
         json.dump(metadata, f, indent=2)
 
 
-def _print_start(scans, options: dict, num_classes: int, counts, steps: int) -> None:
+def _print_start(scans, options: dict, num_classes: int, counts, steps: int, run=None) -> None:
     scan, train_scan, held_scan = scans
     purpose = "validation" if _validated(options) else "calibration"
     held = "" if held_scan is None else f" ({len(held_scan.names)} held out for {purpose})"
+    where = ""
+    if run is not None and run["strategy"]["strategy"] != "default":
+        placed = run["strategy"]
+        where = f", {placed['strategy']} over {placed['replicas']} replica(s)"
+        where += f" on {placed['workers']} workers" if placed["workers"] > 1 else ""
     print(
         f"bayesseg train: {len(train_scan.names)} training images{held} ({scan.spatial_rank}D, "
         f"{scan.channels} channel(s)), {num_classes} classes, class counts "
-        f"{[int(c) for c in counts]}, {steps} steps per epoch"
+        f"{[int(c) for c in counts]}, {steps} steps per epoch (global batch "
+        f"{options['batch_size']}{where})"
     )
 
 
@@ -374,30 +399,176 @@ def _resolve_class_defaults(options: dict, num_classes: int) -> None:
             options[name] = many if num_classes > 2 else binary
 
 
+# --------------------------------------------------------------------------
+# Where training runs: the --strategy
+# --------------------------------------------------------------------------
+# Options that do not change what is trained: where it is written and where it
+# runs. The data are compared by their fingerprint (file names, sizes and
+# contents), not by the paths of their folders.
+_NOT_COMPARED = ("out", "images", "masks", "val_images", "val_masks", "strategy")
+# TensorFlow's class names of the public strategies.
+_STRATEGY_NAMES = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}
+# The folders of the non-chief workers of a multi-worker run, inside the chief's --out.
+_WORKER_FOLDERS = ("worker_*",)
+
+
+def _is_default(strategy) -> bool:
+    import tensorflow as tf
+
+    return strategy is tf.distribute.get_strategy()
+
+
+def _task(strategy) -> tuple[str, int, dict] | None:
+    """(task type, index, cluster spec) of a multi-worker process; None otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return None
+    return resolver.task_type, int(resolver.task_id or 0), resolver.cluster_spec().as_dict()
+
+
+def _worker_out(strategy, out: Path) -> Path:
+    """Where this process writes: ``out`` for the chief (worker 0, or the "chief"
+    task), ``out/<type>_<index>`` for the other workers. Each worker keeps its own
+    checkpoint and backup, so that every worker resumes from the same epoch, on a
+    shared file system or not."""
+    task = _task(strategy)
+    if task is None:
+        return out
+    task_type, index, spec = task
+    chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in spec)
+    return out if chief else out / f"{task_type}_{index}"
+
+
+def _strategy_record(options: dict, strategy) -> dict[str, Any]:
+    """model.json's run["strategy"]: what was asked, what ran, on how many replicas."""
+    task = _task(strategy)
+    workers = 1 if task is None else sum(len(task[2].get(t, [])) for t in ("chief", "worker"))
+    kind = type(strategy).__name__
+    return {
+        "requested": options["strategy"],
+        "strategy": "default" if _is_default(strategy) else _STRATEGY_NAMES.get(kind, kind),
+        "replicas": int(strategy.num_replicas_in_sync),
+        "workers": workers,
+    }
+
+
+def _fit(model, dataset, strategy, options: dict, steps: int, callbacks, quiet: bool):
+    """Keras' fit under the default strategy; bayesseg's ``strategy.run`` loop
+    (``bs.training.fit_distributed``) under any other (Keras' fit fails under
+    MultiWorkerMirroredStrategy). Both drive the same callbacks."""
+    import bayesseg as bs
+
+    verbose = 0 if quiet else 1
+    if _is_default(strategy):
+        return model.fit(
+            dataset,
+            epochs=options["epochs"],
+            shuffle=False,  # the data set shuffles files and patches itself, seeded
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+    return bs.training.fit_distributed(
+        model,
+        dataset,
+        epochs=options["epochs"],
+        strategy=strategy,
+        callbacks=callbacks,
+        steps_per_epoch=steps,
+        verbose=verbose,
+    )
+
+
+def _replica_batches(dataset, num_examples: int, options: dict, strategy):
+    """The batches and steps per epoch; under several replicas, without a last
+    batch too small to give every replica an example (TensorFlow's convolutions
+    fail on an empty batch), which is then left out of every epoch, with a note."""
+    batch, replicas = options["batch_size"], int(strategy.num_replicas_in_sync)
+    steps = math.ceil(num_examples / batch)
+    if replicas == 1:
+        return dataset, steps
+    if batch < replicas:
+        raise ValueError(
+            f"Argument --batch-size (the global batch) must be at least the {replicas} "
+            f"replicas of --strategy {options['strategy']}: each replica trains on a part "
+            f"of every batch. Received: --batch-size {batch}"
+        )
+    left = num_examples % batch
+    if 0 < left < replicas:
+        steps = num_examples // batch
+        print(
+            f"bayesseg train: each epoch's last batch ({left} of the {num_examples} "
+            f"examples, shuffled anew every epoch) is left out: {replicas} replicas need one "
+            "example each; a --batch-size that divides the examples per epoch keeps them all"
+        )
+        dataset = dataset.take(steps)
+    return dataset, steps
+
+
+def _input_files(options: dict, scan, held_scan) -> list:
+    """The files training reads, in a fixed order: what the fingerprint hashes."""
+    files = [*scan.image_paths, *scan.mask_paths]
+    if options["val_images"] is not None and held_scan is not None:
+        files += [*held_scan.image_paths, *held_scan.mask_paths]
+    return files
+
+
+def _prepare_run(args: argparse.Namespace, options: dict, strategy, scans):
+    """The run's folder and plan (:func:`bayesseg.cli.runs.prepare_out`) and the
+    input fingerprint; ``options["out"]`` becomes this worker's folder."""
+    from bayesseg.cli import runs
+
+    scan, _, held_scan = scans
+    out = _worker_out(strategy, Path(options["out"]))
+    options["out"] = os.fspath(out) if out != Path(options["out"]) else options["out"]
+    overwrite = bool(getattr(args, "overwrite", False))
+    if not overwrite:
+        _check_training_log(out / "training.csv")
+    fingerprint = runs.input_fingerprint(_input_files(options, scan, held_scan))
+    plan = runs.prepare_out(
+        out, options, fingerprint, overwrite, ignore=_NOT_COMPARED, skip=_WORKER_FOLDERS
+    )
+    return out, plan, fingerprint
+
+
 def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
     """Train one model into ``options["out"]`` (the whole single-model pipeline).
 
     ``prepared``: the result of :func:`_scan_and_split`, when the caller (an
     ensemble) scanned the images once for every member; None scans them here.
+    The folder decides first (:func:`bayesseg.cli.runs.prepare_out`): train,
+    resume an interrupted run, nothing to do for a finished identical one, or
+    a one-line error suggesting ``--overwrite``. A non-finite loss ends in a
+    one-line :class:`bayesseg.cli.runs.Diverged` (exit code 2), the folder
+    keeping the last finished epoch.
     """
     start = time.perf_counter()
+    import bayesseg as bs
+
+    # Before any TensorFlow op: a multi-worker strategy must come first.
+    strategy = bs.training.resolve_strategy(options["strategy"])
     scan, num_classes, patch, split = prepared or _scan_and_split(options)
     train_scan, held_scan, counts = split
     _resolve_class_defaults(options, num_classes)
-    out = Path(options["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    _check_training_log(out / "training.csv")
+    scans = (scan, train_scan, held_scan)
+    out, plan, fingerprint = _prepare_run(args, options, strategy, scans)
+    if plan.action == "done":
+        return 0
     import keras
     import numpy as np
 
+    from bayesseg.cli import runs
+
     keras.utils.set_random_seed(options["seed"])
-    dataset = _training_dataset(options, patch, train_scan)
+    dataset = _training_dataset(options, patch, train_scan, not _is_default(strategy))
     num_examples = len(train_scan.names) * (1 if patch is None else options["patches_per_image"])
-    steps = math.ceil(num_examples / options["batch_size"])
+    dataset, steps = _replica_batches(dataset, num_examples, options, strategy)
     input_shape = (None,) * scan.spatial_rank + (scan.channels,)
-    model, weights, bias = _build_model(
-        input_shape, num_classes, np.asarray(counts), num_examples, steps, options
-    )
+    # Built and compiled under the strategy; the KL's N is the examples per
+    # epoch (the global batch's replicas do not change it).
+    with strategy.scope():
+        model, weights, bias = _build_model(
+            input_shape, num_classes, np.asarray(counts), num_examples, steps, options
+        )
     # The NLL / KL gradient split needs Bayesian layers (not --bayesian-blocks none).
     diagnostics = (
         _gradient_callback(steps * options["epochs"])
@@ -412,20 +583,31 @@ def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
         "nan_policy": options["nan_policy"],
     }
     validation = _validation(options, held_scan, out, setup)
-    callbacks = _callbacks(out, diagnostics, validation)
-    scans = (scan, train_scan, held_scan)
     outputs = (num_classes, weights, bias)
     metadata = _metadata(options, scans, patch, counts, num_examples, outputs)
-    _write_metadata(out, metadata)
-    if not args.quiet:
-        _print_start(scans, options, num_classes, counts, steps)
-    history = model.fit(
-        dataset,
-        epochs=options["epochs"],
-        shuffle=False,  # the data set shuffles files and patches itself, seeded
-        verbose=0 if args.quiet else 1,
-        callbacks=callbacks,
+    metadata[runs.RUN_KEY] = runs.run_record(
+        fingerprint,
+        options["epochs"],
+        epochs_finished=plan.initial_epoch,
+        strategy=_strategy_record(options, strategy),
     )
+    runs.write_json(out / "model.json", metadata)
+    guard = runs.DivergenceGuard(options["epochs"], steps)
+    recorder = runs.RunRecorder(out / "model.json", metadata)
+    callbacks = _callbacks(out, diagnostics, validation, (guard, recorder))
+    if not args.quiet:
+        _print_start(scans, options, num_classes, counts, steps, metadata[runs.RUN_KEY])
+    try:
+        history = _fit(model, dataset, strategy, options, steps, callbacks, args.quiet)
+    except Exception as err:
+        diverged = runs.diverged_from_error(err, guard)
+        saved = runs.finish_failed(out, plan, recorder.epochs_finished, diverged)
+        if diverged is None:
+            raise
+        raise diverged.with_saved(saved) from err
+    except BaseException:  # KeyboardInterrupt: resumable unless nothing was saved
+        runs.finish_failed(out, plan, recorder.epochs_finished)
+        raise
     _save_history(history, diagnostics, out)
     if validation is not None:
         _finish_validation(validation, options, held_scan, patch, metadata, out, args.quiet)
@@ -433,7 +615,8 @@ def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
         metadata["calibration"] = _finite(
             _fit_calibration(model, options, held_scan, patch, num_classes, args.quiet)
         )
-        _write_metadata(out, metadata)
+    metadata[runs.RUN_KEY].update(finished=True, epochs_finished=recorder.epochs_finished)
+    runs.write_json(out / "model.json", metadata)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in _final_logs(history).items())
     print(
         f"bayesseg train: wrote {out / 'model.keras'} after "

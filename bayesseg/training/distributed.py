@@ -1,18 +1,125 @@
-"""fit_distributed: a ``strategy.run`` training loop for any ``tf.distribute`` strategy."""
+"""Distributed training: :func:`resolve_strategy` (a ``tf.distribute`` strategy by
+name, as ``bayesseg train --strategy`` picks it) and :func:`fit_distributed` (a
+``strategy.run`` training loop for any strategy).
+"""
 
 from __future__ import annotations
+
+import json
+import os
 
 import keras
 import tensorflow as tf
 
-from bayesseg._validation import argument_error, check_int
-from bayesseg.training.model import BayesianModel
+from bayesseg._validation import argument_error, check_choice, check_int
 
-__all__ = ["fit_distributed"]
+__all__ = ["STRATEGIES", "fit_distributed", "resolve_strategy"]
+
+# The names resolve_strategy accepts (bayesseg.cli.options keeps a copy, so that
+# the command line's help needs no TensorFlow; a test keeps the two equal).
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+
+# One MultiWorkerMirroredStrategy per process: TensorFlow configures its
+# collective ops once, at start-up.
+_MULTI_WORKER: dict[str, tf.distribute.Strategy] = {}
+
+
+def _tf_config() -> str:
+    """TF_CONFIG, checked: a JSON object with a "cluster" and a "task" (one line else)."""
+    text = os.environ.get("TF_CONFIG")
+    expectation = (
+        'the TF_CONFIG environment variable describing the cluster: JSON such as {"cluster": '
+        '{"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}, '
+        "one process per worker"
+    )
+    if not text:
+        raise ValueError(
+            f"Argument name='multiworker' needs {expectation}. Received: TF_CONFIG unset"
+        )
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError:
+        config = None
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("cluster"), dict)
+        or not isinstance(config.get("task"), dict)
+    ):
+        raise ValueError(
+            f"Argument name='multiworker' needs {expectation}. Received: TF_CONFIG={text!r}"
+        )
+    return text
+
+
+def resolve_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The ``tf.distribute`` strategy called ``name`` (one of :data:`STRATEGIES`).
+
+    * ``"default"``: the strategy in force, outside any scope the default one
+      (one device).
+    * ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over every visible GPU;
+      without a GPU, over the logical CPU devices (one, unless
+      ``tf.config.set_logical_device_configuration`` split the CPU, as the
+      tests do to run 2 replicas).
+    * ``"auto"``: ``"mirrored"`` over the GPUs when more than one is visible,
+      else ``"default"``.
+    * ``"multiworker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` of the
+      cluster that the ``TF_CONFIG`` environment variable describes (one process
+      per worker, started with the same arguments). TensorFlow allows it only
+      before it has initialised its devices, so resolve it first thing in the
+      process; a second call in the same process returns the first strategy.
+
+    Build and compile the model under ``strategy.scope()`` and feed it *global*
+    batches; :func:`fit_distributed` trains under any of them (Keras' ``fit``
+    fails under ``MultiWorkerMirroredStrategy``).
+
+    Args:
+        name: "auto" (default), "default", "mirrored" or "multiworker".
+
+    Returns:
+        A ``tf.distribute.Strategy``.
+
+    Raises:
+        ValueError: an unknown ``name``; "multiworker" without a valid
+            ``TF_CONFIG``, or after TensorFlow initialised its devices.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> strategy = bs.training.resolve_strategy("default")
+    >>> strategy.num_replicas_in_sync
+    1
+    >>> bs.training.resolve_strategy("horovod")
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `name` must be one of 'auto', 'default', 'mirrored', \
+'multiworker'. Received: name='horovod'
+    """
+    name = check_choice("name", name, STRATEGIES)
+    if name == "multiworker":
+        config = _tf_config()
+        if config not in _MULTI_WORKER:
+            try:
+                _MULTI_WORKER[config] = tf.distribute.MultiWorkerMirroredStrategy()
+            except (RuntimeError, ValueError) as err:
+                raise ValueError(
+                    "Argument name='multiworker' must be resolved before TensorFlow "
+                    "initialises its devices (first thing in a fresh process, one process "
+                    f"per worker). Received: {' '.join(str(err).split())}"
+                ) from err
+        return _MULTI_WORKER[config]
+    if name == "default":
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy([d.name for d in gpus])
+        return tf.distribute.get_strategy()
+    devices = gpus or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
 
 
 def fit_distributed(
-    model: BayesianModel,
+    model: keras.Model,
     dataset,
     epochs: int,
     strategy: tf.distribute.Strategy | None = None,
@@ -21,7 +128,7 @@ def fit_distributed(
     steps_per_epoch: int | None = None,
     verbose: int = 0,
 ) -> keras.callbacks.History:
-    """Train a compiled :class:`BayesianModel` with a custom ``strategy.run`` loop.
+    """Train a compiled Keras model with a custom ``strategy.run`` loop.
 
     Keras 3's ``model.fit`` fails under ``MultiWorkerMirroredStrategy``
     (keras-team/keras#20585); this loop runs ``model.train_step`` (the same
@@ -31,7 +138,9 @@ def fit_distributed(
     model inside ``strategy.scope()``.
 
     Args:
-        model: a compiled ``BayesianModel`` created under ``strategy.scope()``.
+        model: a compiled ``BayesianModel`` (or any compiled ``keras.Model``,
+            whose own train step scales its loss for the replicas as Keras'
+            does) created under ``strategy.scope()``.
         dataset: a ``tf.data.Dataset`` of *global* batches ``(x, y)`` or
             ``(x, y, sample_weight)``, or a function ``epoch -> Dataset`` (use it
             to shuffle with a seed derived from the epoch, so a run resumed by
@@ -60,8 +169,8 @@ def fit_distributed(
     ...     (np.zeros((8, 16, 16, 1), "float32"), np.zeros((8, 16, 16, 1), "float32"))).batch(4)
     >>> history = bs.training.fit_distributed(model, data, epochs=1)
     """
-    if not isinstance(model, BayesianModel) or not model.compiled:
-        raise argument_error("model", "be a compiled bayesseg.BayesianModel", model)
+    if not isinstance(model, keras.Model) or not model.compiled:
+        raise argument_error("model", "be a compiled Keras model (a bayesseg.BayesianModel)", model)
     epochs = check_int("epochs", epochs)
     strategy = strategy or model.distribute_strategy
     make_dataset = (
