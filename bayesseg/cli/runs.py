@@ -597,6 +597,7 @@ class DivergenceGuard(keras.callbacks.Callback):
     ...     bs.losses.WeightedBinaryCrossentropy(), bs.kl.PerExample(num_examples=8)))
     >>> guard = DivergenceGuard(epochs=1, steps=1)
     >>> guard.set_model(model)
+    >>> guard.on_train_batch_begin(0)
     >>> guard.on_train_batch_end(0, {"loss": 0.7, "nll": 0.7, "kl": float("inf")})
     Traceback (most recent call last):
     ...
