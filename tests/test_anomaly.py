@@ -10,7 +10,6 @@ from scipy import ndimage, stats
 
 import bayesseg as bs
 from bayesseg import convert
-from bayesseg.cli.anomaly import _difference_zscore
 from bayesseg.data import event_windows, synthetic_anomaly_series, synthetic_event_series
 from bayesseg.imbalance import prior_shift_weights, unweight_probabilities
 from bayesseg.metrics import average_precision, choose_threshold, event_chance, event_f1
@@ -37,7 +36,7 @@ def test_the_difference_zscore_finds_point_anomalies_but_not_contextual_ones():
     scores = {}
     for kind in ("point", "contextual"):
         x, y = synthetic_anomaly_series(60, length=1024, seed=1, kind=kind)
-        scores[kind] = average_precision(y, _difference_zscore(x))
+        scores[kind] = average_precision(y, bs.baselines.rolling_zscore(x))
     assert scores["point"] > 0.8
     assert scores["contextual"] < 0.05
 

@@ -140,8 +140,12 @@ def test_demo_anomaly_tiny(anomaly_run):
     assert report["data"]["train_series"] == 32 and report["data"]["validation_series"] == 8
     assert report["model"]["bidirectional"] and report["model"]["units"] == [8]
     metrics = report["metrics"]
-    for key in ("anomaly_recall", "anomaly_precision", "anomaly_f1", "anomaly_average_precision"):
+    for key in ("anomaly_recall", "anomaly_f1", "anomaly_average_precision"):
         assert 0.0 <= metrics[key] <= 1.0
+    # Precision is 0/0, null in JSON (bs.metrics.per_class_scores' rule), exactly
+    # when nothing is flagged.
+    flagged = metrics["events"]["flagged_steps"]
+    assert (metrics["anomaly_precision"] is None) == (flagged == 0)
     assert all(math.isfinite(x) for x in _numbers(report))
     for name in ("uncertainty.png", "training.png", "gradients.png"):
         _assert_valid_png(out / name)
@@ -174,7 +178,7 @@ def test_demo_anomaly_tiny(anomaly_run):
     assert "rolling z-score detector: event F1" in printed
     assert f"flag every step {chance['flag_all']['f1']:.3f}" in printed
     saved = json.loads((out / "model.json").read_text())
-    assert saved["task"] == "anomaly" and saved["decision"] == decision
+    assert saved["task"] == "series" and saved["decision"] == decision
     assert bs.metrics.DEFAULT_EVENT_TOLERANCE == decision["tolerance"]
 
 
@@ -187,7 +191,8 @@ def test_demo_anomaly_without_an_admissible_threshold_keeps_the_model(
     real = bs.metrics.choose_threshold
 
     def saturated(y_true, y_score, **kwargs):  # a model whose probabilities are all 1
-        return real(y_true, np.ones_like(y_score), **kwargs)
+        ones = [np.ones_like(s) for s in y_score] if isinstance(y_score, list) else None
+        return real(y_true, np.ones_like(y_score) if ones is None else ones, **kwargs)
 
     monkeypatch.setattr(bs.metrics, "choose_threshold", saturated)
     out = tmp_path / "run"

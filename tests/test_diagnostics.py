@@ -550,7 +550,7 @@ def test_spike_monitor_is_quiet_on_the_clean_anomaly_demo():
     # reports its monitor's flags in report.json (none at 4096 steps:
     # docs/lstm.md); before the windowed recipe, 1280x weights held steps at
     # z > 6 that only the default min_ratio left unflagged (docs/diagnostics.md).
-    from bayesseg.cli.anomaly import _anomaly_data, _anomaly_model
+    from bayesseg.cli.anomaly import _anomaly_data, series_config
     from bayesseg.cli.demo import _apply_task_defaults
     from bayesseg.cli.parser import build_parser
 
@@ -562,8 +562,9 @@ def test_spike_monitor_is_quiet_on_the_clean_anomaly_demo():
     x, y, _, _, _, _ = _anomaly_data(args)
     xw, yw = bs.data.event_windows(x, y, 256, seed=args.seed)
     counts = bs.imbalance.count_classes(yw, num_classes=2)
-    steps = -(-len(xw) // args.batch_size) * args.epochs
-    model, weights, _ = _anomaly_model(args, counts, len(xw), steps)
+    model, weights, _ = bs.recipes.build_series_model(
+        series_config(args), x.shape[-1], counts, len(xw)
+    )
     assert 10 < weights[1] / weights[0] < 100  # inverse-sqrt weights on the windows
     monitor = diagnostics.LossSpikeMonitor()
     recorded = []
@@ -580,7 +581,7 @@ def test_spike_monitor_is_quiet_on_the_clean_anomaly_demo():
         verbose=0,
         callbacks=[monitor, Record()],
     )
-    assert len(recorded) == steps
+    assert len(recorded) == -(-len(xw) // args.batch_size) * args.epochs
     assert monitor.spikes == []
     loss, median, _ = np.array(recorded)[10:].T
     assert (loss / median).max() < 10

@@ -1,13 +1,13 @@
-"""``bayesseg demo --task anomaly``: a Bayesian tagger for rare events in long series.
+"""``bayesseg demo --task series`` (or ``anomaly``): the series recipe on generated series.
 
-The recipe (docs/lstm.md): a small Bayesian ``Conv1D`` front-end and a
-bidirectional Bayesian LSTM, trained with the weighted ELBO on windows cut
-around the anomalies (``bs.data.event_windows``). The windows' class prior is
-recorded, so the per-step probabilities are corrected back to the series'
-prior (``bs.imbalance.prior_shift_weights``); the decision threshold is the
-one of the best event-level F1 on a held-out validation split
-(``bs.metrics.choose_threshold``). Both are saved beside the model, and
-``bayesseg predict`` applies them to new series.
+The recipe is :mod:`bayesseg.recipes.series` (docs/lstm.md): a small Bayesian
+``Conv1D`` front-end and a bidirectional Bayesian LSTM, trained with the
+weighted ELBO on windows cut around the anomalies; the per-step probabilities
+are corrected back to the series' prior and thresholded at the best
+validation event F1. The demo maps its flags onto a
+:class:`bayesseg.recipes.SeriesConfig`, holds out its own validation series,
+and saves the run as ``bayesseg train --task series`` does, for ``bayesseg
+predict``.
 
 The report scores held-out series by the event F1 (recall per event within
 +-2 steps, precision per flagged step), by average precision and per step,
@@ -24,30 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bayesseg.cli.report import _final_logs, _fmt, _plot_training, _versions, _write_json
-from bayesseg.cli.training import _gradient_callback, _learning_rate
+from bayesseg.cli.report import _fmt, _plot_training, _versions, _write_json
+from bayesseg.cli.training import _gradient_callback
 
 # The share of the generated training series held out to choose the threshold.
 VALIDATION_FRACTION = 0.1
-# Window of the rolling z-score detector (steps): 128 beat 32 and 64 on the
-# validation series of every kind (docs/lstm.md).
-ZSCORE_WINDOW = 128
-
-
-def _difference_zscore(x, window: int = ZSCORE_WINDOW):
-    """The non-learned detector: |z-score| of the first difference, max over features.
-
-    ``z_t = (d_t - mean(d)) / std(d)`` with ``d_t = x_t - x_(t-1)`` and the
-    mean and standard deviation over a centred window of ``window`` steps.
-    """
-    import numpy as np
-    from scipy import ndimage
-
-    d = np.diff(np.asarray(x, np.float64), axis=1, prepend=x[:, :1])
-    mean = ndimage.uniform_filter1d(d, window, axis=1, mode="nearest")
-    square = ndimage.uniform_filter1d(d * d, window, axis=1, mode="nearest")
-    std = np.sqrt(np.maximum(square - mean * mean, 1e-12))
-    return np.abs((d - mean) / std).max(axis=-1)
 
 
 def _anomaly_data(args: argparse.Namespace):
@@ -86,66 +67,60 @@ def _validation_split(x, y, num_images: int):
     return x[train], y[train], x[val], y[val]
 
 
-def _anomaly_model(
-    args: argparse.Namespace, counts, num_train: int, num_steps: int, bidirectional: bool = True
-):
-    """The compiled tagger with a class-weighted ELBO (and its weights, bias).
+def series_config(args: argparse.Namespace, bidirectional: bool = True):
+    """The :class:`bayesseg.recipes.SeriesConfig` of the demo's flags.
 
-    ``bidirectional=False`` is the benchmark's causal variant.
+    ``bidirectional=False`` is the benchmarks' causal variant.
     """
-    import keras
+    from bayesseg.recipes import SeriesConfig
 
-    import bayesseg as bs
-
-    weights = None
-    if args.class_weights != "none":
-        weights = bs.imbalance.class_weights(counts, method=args.class_weights, normalize=True)
-    bias = bs.imbalance.initial_bias(counts / counts.sum(), class_weights=weights)
-    model = bs.models.bayesian_lstm_tagger(
-        1,
+    if args.lr_schedule not in (None, "constant"):
+        raise ValueError(
+            "Argument --lr-schedule applies to the U-Net tasks; the series recipe trains at a "
+            f"constant rate. Received: --lr-schedule {args.lr_schedule}"
+        )
+    return SeriesConfig(
+        window=min(args.window, args.length),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        clipnorm=args.clipnorm,
+        class_weights=args.class_weights,
+        conv_filters=(args.base_filters * 2,) * 2,
         units=(args.base_filters * 4,),
+        bidirectional=bidirectional,
         estimator=args.estimator,
-        output_bias=bias,
         posterior_scale_init=args.posterior_scale_init,
         scale_multiplier=args.scale_multiplier,
-        bidirectional=bidirectional,
-        conv_filters=(args.base_filters * 2,) * 2,
+        num_samples=args.num_samples,
+        seed=args.seed,
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            _learning_rate(vars(args), num_steps), global_clipnorm=args.clipnorm
-        ),
-        loss=bs.ELBO(
-            bs.losses.WeightedBinaryCrossentropy(class_weights=weights),
-            bs.kl.PerExample(num_train),
-        ),
-    )
-    return model, weights, bias
 
 
-def _predict(model, series, correction, args: argparse.Namespace):
-    """The Monte Carlo prediction of whole series, corrected by ``correction``.
+def _as_prediction(predictions):
+    """Equal-length ``SeriesPrediction`` s as one ``MCPrediction`` (for the uncertainty scores)."""
+    import numpy as np
 
-    Series go 32 at a time at least: prediction needs no gradients, and a
-    whole 4096-step series costs what a training batch of windows does.
-    """
     import bayesseg as bs
 
-    return bs.uncertainty.predict_mc(
-        model,
-        series,
-        num_samples=args.num_samples,
-        batch_size=max(args.batch_size, 32),
-        correct_for_class_weights=correction,
-        verbose=0,
+    mean = np.stack([p.prob for p in predictions])
+    aleatoric = np.stack([p.aleatoric for p in predictions])
+    epistemic = np.stack([p.epistemic for p in predictions])
+    return bs.uncertainty.MCPrediction(
+        mean=mean[..., None],
+        total=aleatoric + epistemic,
+        aleatoric=aleatoric,
+        epistemic=epistemic,
+        num_samples=0,
     )
 
 
-def _step_scores(labels, flags) -> dict[str, float]:
+def _step_scores(labels, flags) -> dict[str, float | None]:
     """Per-step recall, precision and F1 (the Dice of class 1) of boolean decisions."""
-    from bayesseg.cli.report import _confusion, _confusion_scores
+    import bayesseg as bs
 
-    anomaly = _confusion_scores(_confusion(labels, flags[..., None].astype("float32"), 2))["1"]
+    counts = bs.metrics.confusion_counts(labels.astype(int), flags.astype(int), 2)
+    anomaly = bs.metrics.per_class_scores(counts)[1]
     return {
         "anomaly_recall": anomaly["recall"],
         "anomaly_precision": anomaly["precision"],
@@ -172,40 +147,17 @@ def _detector_scores(labels, scores, threshold: float) -> dict[str, Any]:
     }
 
 
-def _decision(model, xv, yv, correction, args) -> dict[str, Any]:
-    """The threshold of the best validation event F1, on corrected probabilities.
-
-    Raises ValueError (``bs.metrics.choose_threshold``'s) when the validation
-    scores admit no threshold, e.g. constant or saturated probabilities.
-    """
+def _anomaly_metrics(run, xt, yt):
+    """Held-out metrics of the tagger (and its prediction)."""
     import bayesseg as bs
 
-    pred = _predict(model, xv, correction, args)
-    chosen = bs.metrics.choose_threshold(yv > 0.5, pred.mean[..., 0])
-    return {
-        "rule": "flag a step where the corrected probability >= threshold",
-        "threshold": chosen["threshold"],
-        "criterion": "event_f1",
-        "tolerance": bs.metrics.DEFAULT_EVENT_TOLERANCE,
-        "validation_series": len(xv),
-        "validation": {
-            k: chosen[k] for k in ("precision", "recall", "f1", "flagged_fraction", "step_recall")
-        },
-        "correction_weights": [float(w) for w in correction],
-    }
-
-
-def _anomaly_metrics(args, model, xt, yt, decision):
-    """Held-out metrics of the tagger (and its Monte Carlo prediction)."""
-    import bayesseg as bs
-
-    pred = _predict(model, xt, decision["correction_weights"], args)
+    pred = _as_prediction(run.predict(xt))
     scores = pred.mean[..., 0]
     labels = (yt > 0.5).reshape(scores.shape)
-    flags = scores >= decision["threshold"]
-    errors = flags != labels
+    threshold = run.threshold
+    errors = (scores >= threshold) != labels
     metrics = {
-        **_detector_scores(labels, scores, decision["threshold"]),
+        **_detector_scores(labels, scores, threshold),
         "events_at_0.5": bs.metrics.event_f1(labels, scores),
         "predictive_nll": bs.metrics.predictive_nll(yt, scores),
         "uncertainty_auroc": (
@@ -223,12 +175,13 @@ def _zscore_baseline(xv, yv, xt, yt) -> dict[str, Any]:
     """The rolling z-score detector, its threshold chosen on the same validation series."""
     import bayesseg as bs
 
-    chosen = bs.metrics.choose_threshold(yv > 0.5, _difference_zscore(xv))
+    chosen = bs.metrics.choose_threshold(yv > 0.5, bs.baselines.rolling_zscore(xv))
     return {
         "description": "|z-score| of the first difference over a centred window of "
-        f"{ZSCORE_WINDOW} steps, threshold of the best validation event F1",
+        f"{bs.baselines.ZSCORE_WINDOW} steps (bs.baselines.rolling_zscore), threshold of the "
+        "best validation event F1",
         "threshold": chosen["threshold"],
-        **_detector_scores(yt > 0.5, _difference_zscore(xt), chosen["threshold"]),
+        **_detector_scores(yt > 0.5, bs.baselines.rolling_zscore(xt), chosen["threshold"]),
     }
 
 
@@ -282,109 +235,81 @@ def _plot_series(xt, yt, pred, threshold: float, out: Path) -> None:
         )
 
 
-def _save_model(model, out: Path, args, decision: dict | None, windows: dict) -> None:
-    """model.keras, and model.json with the decision rule ``bayesseg predict`` applies
-    (``decision["threshold"]`` None: no threshold could be chosen, none is saved)."""
-    model.save(out / "model.keras")
-    metadata = {
-        "task": "anomaly",
-        "architecture": "bayesian_lstm_tagger",
-        "input": "raw series (length, features); no standardisation",
-        "config": {k: v for k, v in vars(args).items() if k != "func"},
-        "decision": decision,
-        "windows": windows,
-    }
-    _write_json(out / "model.json", metadata)
-
-
 def _demo_anomaly(args: argparse.Namespace, out: Path, start: float) -> int:
-    import keras
-    import numpy as np
 
     import bayesseg as bs
 
-    keras.utils.set_random_seed(args.seed)
+    config = series_config(args)
     x, y, xv, yv, xt, yt = _anomaly_data(args)
-    window = min(args.window, args.length)
-    xw, yw = bs.data.event_windows(x, y, window, seed=args.seed)
-    series_counts = bs.imbalance.count_classes(y, num_classes=2)
-    counts = bs.imbalance.count_classes(yw, num_classes=2)
-    steps = math.ceil(len(xw) / args.batch_size) * args.epochs
-    model, weights, bias = _anomaly_model(args, counts, len(xw), steps)
-    correction = bs.imbalance.prior_shift_weights(counts, series_counts, class_weights=weights)
-    callback = _gradient_callback(steps)
+    callback = _gradient_callback(
+        math.ceil(2 * (y > 0.5).sum() * config.windows_per_event / config.batch_size)
+        * config.epochs
+    )
     monitor = bs.diagnostics.LossSpikeMonitor()
     if not args.quiet:
         print(
-            f"bayesseg demo: anomaly, training the Bayesian tagger on {len(xw)} windows of "
-            f"{window} steps with the weighted ELBO"
+            f"bayesseg demo: series, training the Bayesian tagger on windows of "
+            f"{config.window} steps of {len(x)} series with the weighted ELBO"
         )
     t0 = time.perf_counter()
-    history = model.fit(
-        xw,
-        yw,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        verbose=0 if args.quiet else 2,
+    run = bs.recipes.train_series(
+        list(x),
+        list(y),
+        config,
+        validation=(list(xv), list(yv)),
         callbacks=[callback, monitor],
+        verbose=0 if args.quiet else 2,
     )
     seconds = time.perf_counter() - t0
-    windows = {
-        "window": window,
-        "windows": len(xw),
-        "window_anomaly_fraction": float(counts[1] / counts.sum()),
-        "series_anomaly_fraction": float(series_counts[1] / series_counts.sum()),
-    }
-    try:
-        decision = _decision(model, xv, yv, correction, args)
-    except ValueError as err:
-        # Keep what was trained and its correction; save no threshold that could
-        # not be chosen (predict then asks for --threshold).
-        failed = {
-            "threshold": None,
-            "error": str(err),
-            "correction_weights": [float(w) for w in correction],
-        }
-        _save_model(model, out, args, failed, windows)
+    demo = {"demo": {k: v for k, v in vars(args).items() if k != "func"}}
+    run.save(out, demo)
+    if run.threshold is None:
+        # The trained model and its correction are saved, without a threshold
+        # that could not be chosen (predict then asks for --threshold).
         raise ValueError(
-            f"{err} The trained model is saved in {out / 'model.keras'} without a threshold "
-            "(model.json: decision.threshold null; bayesseg predict needs --threshold)."
-        ) from err
-    metrics, pred = _anomaly_metrics(args, model, xt, yt, decision)
+            f"{run.decision['error']} The trained model is saved in {out / 'model.keras'} "
+            "without a threshold (model.json: decision.threshold null; bayesseg predict needs "
+            "--threshold)."
+        )
+    metrics, pred = _anomaly_metrics(run, xt, yt)
+    history = run.history
     report = {
         "task": "anomaly",
         "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "recipe": config.to_dict(),
         "data": {
             "kind": args.anomaly_kind,
             "train_series": len(x),
             "validation_series": len(xv),
             "test_series": len(xt),
             "length": args.length,
-            "window": window,
-            "train_windows": len(xw),
-            "anomaly_fraction": windows["series_anomaly_fraction"],
-            "window_anomaly_fraction": windows["window_anomaly_fraction"],
-            "class_weights": None if weights is None else weights.tolist(),
-            "output_bias": np.asarray(bias).tolist(),
+            "window": config.window,
+            "train_windows": run.windows["windows"],
+            "anomaly_fraction": run.windows["series_anomaly_fraction"],
+            "window_anomaly_fraction": run.windows["window_anomaly_fraction"],
+            "class_weights": run.class_weights,
+            "output_bias": run.output_bias,
         },
         "model": {
-            "architecture": "bayesian_lstm_tagger",
-            "conv_filters": [args.base_filters * 2] * 2,
-            "units": [args.base_filters * 4],
-            "bidirectional": True,
-            "parameters": int(model.count_params()),
+            "architecture": run.model.name,
+            "conv_filters": list(config.conv_filters),
+            "units": list(config.units),
+            "bidirectional": config.bidirectional,
+            "parameters": int(run.model.count_params()),
         },
-        "training": {"seconds": seconds, "final": _final_logs(history)},
-        "decision": decision,
+        "training": {
+            "seconds": seconds,
+            "final": {k: v[-1] for k, v in history.items() if v},
+        },
+        "decision": run.decision,
         "metrics": metrics,
         "baseline_zscore": _zscore_baseline(xv, yv, xt, yt),
         "spikes": [{k: s[k] for k in ("step", "loss") if k in s} for s in monitor.spikes],
         "posterior_warnings": callback.warnings,
         "versions": _versions(),
     }
-    _save_model(model, out, args, decision, windows)
     _plot_training(history, callback, out)
-    _plot_series(xt, yt, pred, decision["threshold"], out)
+    _plot_series(xt, yt, pred, run.threshold, out)
     report["runtime_seconds"] = time.perf_counter() - start
     _write_json(out / "report.json", report)
     _print_anomaly_summary(report, args, out)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bayesseg._defaults import DEFAULT_RECURRENT_SCALE_MULTIPLIER, DEFAULT_SCALE_MULTIPLIER
+from bayesseg._defaults import DEFAULT_SCALE_MULTIPLIER
 from bayesseg._tiling import check_unet_shape, unet_divisor
 from bayesseg.cli.report import (
     _evaluate,
@@ -28,6 +28,7 @@ from bayesseg.cli.training import (
     _build_model,
     _gradient_callback,
 )
+from bayesseg.recipes.series import SeriesConfig
 
 # report["comparison"] rows of the lesion task: name -> where in the metrics.
 _COMPARISON = {
@@ -49,24 +50,28 @@ _COMPARISON = {
 # background are told apart by small differences of intensity and texture; at a
 # constant 1e-3 the U-Net learned 1 of 31 classes, at a warmed-up and decayed
 # peak of 1e-2 on 8x the images it finds every class, within 5 minutes.
+# The anomaly column is the series recipe's (bayesseg.recipes.SeriesConfig), not a copy.
+_SERIES = SeriesConfig()
 _TASK_DEFAULTS = {
-    "class_weights": ("inverse_sqrt", "inverse_sqrt", "inverse_sqrt"),
-    "learning_rate": (1e-3, 1e-2, 3e-3),
+    "class_weights": ("inverse_sqrt", "inverse_sqrt", _SERIES.class_weights),
+    "learning_rate": (1e-3, 1e-2, _SERIES.learning_rate),
     "lr_schedule": ("constant", "cosine", "constant"),
     "num_images": (160, 1280, 640),
-    "epochs": (12, 10, 8),
-    "batch_size": (8, 8, 32),
+    "epochs": (12, 10, _SERIES.epochs),
+    "batch_size": (8, 8, _SERIES.batch_size),
     "scale_multiplier": (
         DEFAULT_SCALE_MULTIPLIER,
         DEFAULT_SCALE_MULTIPLIER,
-        DEFAULT_RECURRENT_SCALE_MULTIPLIER,
+        _SERIES.scale_multiplier,
     ),
 }
 _TASKS = ("lesion", "multiclass", "anomaly")
 
 
 def _apply_task_defaults(args: argparse.Namespace) -> None:
-    """Fill the options whose defaults depend on --task."""
+    """Fill the options whose defaults depend on --task ("series" is "anomaly")."""
+    if args.task == "series":
+        args.task = "anomaly"
     task = _TASKS.index(args.task)
     for name, values in _TASK_DEFAULTS.items():
         if getattr(args, name) is None:

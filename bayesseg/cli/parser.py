@@ -220,10 +220,10 @@ def _add_demo(sub) -> None:
     )
     demo.add_argument(
         "--task",
-        choices=("lesion", "multiclass", "anomaly"),
+        choices=("lesion", "multiclass", "series", "anomaly"),
         default="lesion",
         help="lesion: binary masks, ~1 lesion pixel per 60; multiclass: "
-        "--num-classes classes, mostly background; anomaly: per-timestep "
+        "--num-classes classes, mostly background; series (or anomaly): per-timestep "
         "anomalies (2 steps in 20%% of the series) in series of --length steps, "
         "Bayesian LSTM tagger (default: lesion)",
     )
