@@ -6,10 +6,19 @@ builds and compiles the model, trains it, chooses what a prediction needs
 predicts and saves. ``bayesseg train``, ``bayesseg demo``, the benchmarks and
 the examples all call these functions.
 
+* :mod:`bayesseg.recipes.segmentation`: the Bayesian U-Net with a
+  class-weighted ELBO (``bayesseg train``, ``bayesseg demo --task lesion |
+  multiclass``);
 * :mod:`bayesseg.recipes.series`: the Bayesian LSTM tagger for rare events
   in series of any lengths (``bayesseg train --task series``).
 """
 
+from bayesseg.recipes.segmentation import (
+    CLASS_DEPENDENT_DEFAULTS,
+    SegmentationConfig,
+    build_segmentation_model,
+    segmentation_imbalance,
+)
 from bayesseg.recipes.series import (
     SeriesConfig,
     SeriesPrediction,
@@ -21,11 +30,15 @@ from bayesseg.recipes.series import (
 )
 
 __all__ = [
+    "CLASS_DEPENDENT_DEFAULTS",
+    "SegmentationConfig",
     "SeriesConfig",
     "SeriesPrediction",
     "SeriesRun",
+    "build_segmentation_model",
     "build_series_model",
     "predict_series",
+    "segmentation_imbalance",
     "split_series",
     "train_series",
 ]

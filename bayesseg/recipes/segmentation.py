@@ -1,0 +1,257 @@
+"""The segmentation recipe: a Bayesian U-Net with a class-weighted ELBO.
+
+What ``bayesseg train`` (images) and ``bayesseg demo --task lesion |
+multiclass`` build, in public and typed form: class weights and the output
+bias from the training masks' counts (a class absent from them gets a
+pseudo-count of 1, so its weight and bias stay finite), the weighted
+likelihood (binary or categorical), the KL scaled per example, per batch or
+by Blundell's schedule, Adam with a global gradient clip, and a constant
+rate or a warm-up + cosine schedule.
+
+Every default lives once, in :class:`SegmentationConfig`, including those
+that depend on the number of classes (:meth:`SegmentationConfig.resolve`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bayesseg._defaults import (
+    DEFAULT_POSTERIOR_SCALE_INIT,
+    DEFAULT_SCALE_MULTIPLIER,
+    ESTIMATORS,
+)
+from bayesseg._validation import argument_error, check_choice, check_float, check_int
+
+__all__ = [
+    "CLASS_DEPENDENT_DEFAULTS",
+    "SegmentationConfig",
+    "build_segmentation_model",
+    "segmentation_imbalance",
+]
+
+CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
+NORMALIZATIONS = ("none", "batch", "group")
+#: bs.models.bayesian_unet's bayesian_blocks, and "none": a deterministic U-Net.
+BAYESIAN_BLOCKS = ("all", "decoder", "last", "none")
+KL_SCALINGS = ("per-example", "per-batch", "blundell")
+LR_SCHEDULES = ("constant", "cosine")
+
+#: The defaults that depend on the number of classes: name -> (binary, more classes).
+#: The many-class recipe (docs/imbalance.md): with more than 2 classes the
+#: classes must be told apart by small differences, which a U-Net learns in a
+#: CPU budget only at a high peak rate, warmed up and decayed; at that rate
+#: balanced weights (3000:1 at 32 classes and 99% background) collapse the
+#: model onto one class, their square roots do not.
+CLASS_DEPENDENT_DEFAULTS = {
+    "class_weights": ("balanced", "inverse_sqrt"),
+    "learning_rate": (1e-3, 1e-2),
+    "lr_schedule": ("constant", "cosine"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationConfig:
+    """Every setting of the segmentation recipe, checked on creation.
+
+    ``class_weights``, ``learning_rate`` and ``lr_schedule`` default to None:
+    their values depend on the number of classes
+    (:data:`CLASS_DEPENDENT_DEFAULTS`), filled in by :meth:`resolve`.
+
+    Attributes:
+        epochs, batch_size: passes over the data and examples per step.
+        base_filters, depth: the U-Net's width and resolution levels.
+        normalization: "none", "batch" or "group".
+        bayesian_blocks: "all", "decoder", "last", or "none" for the
+            deterministic U-Net with the weighted likelihood alone.
+        estimator: "flipout" or "reparameterization".
+        class_weights: "balanced", "inverse_sqrt", "effective_number", "none" or None.
+        learning_rate: Adam's (peak) rate, or None.
+        lr_schedule: "constant", "cosine" (warm-up then cosine decay) or None.
+        clipnorm: Adam's ``global_clipnorm``.
+        kl_scaling: "per-example" (1/N), "per-batch" (1/(M B)) or "blundell".
+        posterior_scale_init, scale_multiplier: the posterior's start and
+            parameterisation.
+        seed: the seed of the weights and the data order.
+
+    Example:
+
+    >>> from bayesseg.recipes import SegmentationConfig
+    >>> SegmentationConfig().resolve(2).learning_rate, SegmentationConfig().resolve(32).lr_schedule
+    (0.001, 'cosine')
+    >>> SegmentationConfig(learning_rate=5e-4).resolve(32).learning_rate  # given: kept
+    0.0005
+    """
+
+    epochs: int = 20
+    batch_size: int = 4
+    base_filters: int = 16
+    depth: int = 4
+    normalization: str = "none"
+    bayesian_blocks: str = "all"
+    estimator: str = "flipout"
+    class_weights: str | None = None
+    learning_rate: float | None = None
+    lr_schedule: str | None = None
+    clipnorm: float = 1.0
+    kl_scaling: str = "per-example"
+    posterior_scale_init: float = DEFAULT_POSTERIOR_SCALE_INIT
+    scale_multiplier: float = DEFAULT_SCALE_MULTIPLIER
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "base_filters", "depth"):
+            check_int(name, getattr(self, name))
+        check_choice("normalization", self.normalization, NORMALIZATIONS)
+        check_choice("bayesian_blocks", self.bayesian_blocks, BAYESIAN_BLOCKS)
+        check_choice("estimator", self.estimator, ESTIMATORS)
+        check_choice("kl_scaling", self.kl_scaling, KL_SCALINGS)
+        if self.class_weights is not None:
+            check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+        if self.lr_schedule is not None:
+            check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.learning_rate is not None:
+            check_float("learning_rate", self.learning_rate, minimum=0.0, strict_minimum=True)
+        for name in ("clipnorm", "posterior_scale_init", "scale_multiplier"):
+            check_float(name, getattr(self, name), minimum=0.0, strict_minimum=True)
+        check_int("seed", self.seed, minimum=None)
+
+    def resolve(self, num_classes: int) -> SegmentationConfig:
+        """This config with the class-dependent settings left None filled in."""
+        num_classes = check_int("num_classes", num_classes, minimum=2)
+        column = 1 if num_classes > 2 else 0
+        filled = {
+            name: values[column]
+            for name, values in CLASS_DEPENDENT_DEFAULTS.items()
+            if getattr(self, name) is None
+        }
+        return dataclasses.replace(self, **filled)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values."""
+        return dataclasses.asdict(self)
+
+
+def segmentation_imbalance(counts: Sequence[float], num_classes: int, method: str):
+    """Class weights (None for "none") and the output bias from training label counts.
+
+    A class absent from the counts gets a pseudo-count of 1
+    (``zero_count="pseudo"``), so its weight and bias stay finite.
+
+    Example:
+
+    >>> from bayesseg.recipes import segmentation_imbalance
+    >>> weights, bias = segmentation_imbalance([990, 10], 2, "balanced")
+    >>> [round(float(w), 2) for w in weights], round(float(bias[0]), 2)  # an even weighted prior
+    ([0.51, 50.0], 0.0)
+    """
+    import bayesseg as bs
+    from bayesseg import _probability
+
+    activation = _probability.activation(_probability.output_channels(num_classes))
+    counts = np.asarray(counts, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        weights = None
+        if method != "none":
+            weights = bs.imbalance.class_weights(counts, method=method, zero_count="pseudo")
+        bias = bs.imbalance.initial_bias(
+            counts, activation, class_weights=weights, zero_count="pseudo"
+        )
+    return weights, bias
+
+
+def _kl_scaling(name: str, num_examples: int, steps_per_epoch: int):
+    import bayesseg as bs
+
+    if name == "per-example":
+        return bs.kl.PerExample(num_examples)
+    if name == "per-batch":
+        return bs.kl.PerBatch(steps_per_epoch)
+    return bs.kl.Blundell(steps_per_epoch)
+
+
+def build_segmentation_model(
+    config: SegmentationConfig,
+    input_shape: Sequence[int | None],
+    num_classes: int,
+    counts: Sequence[float],
+    num_examples: int,
+    steps_per_epoch: int,
+):
+    """The compiled U-Net of ``config``, its class weights and its output bias.
+
+    Args:
+        config: a :class:`SegmentationConfig` (its class-dependent settings
+            are resolved for ``num_classes`` here).
+        input_shape: ``(H, W, C)`` or ``(D, H, W, C)``; None for any size.
+        num_classes: 2 for one sigmoid output, more for a softmax.
+        counts: the training labels' count per class.
+        num_examples: examples (images or patches) per epoch: the KL's 1/N.
+        steps_per_epoch: optimizer steps per epoch (per-batch and Blundell
+            KL scaling, the cosine schedule's length with ``config.epochs``).
+
+    Returns:
+        ``(model, class_weights or None, output_bias)``: a compiled
+        ``BayesianModel`` with the weighted ELBO, or with
+        ``bayesian_blocks="none"`` a Keras U-Net with the weighted likelihood.
+
+    Example:
+
+    >>> from bayesseg.recipes import SegmentationConfig, build_segmentation_model
+    >>> model, weights, bias = build_segmentation_model(
+    ...     SegmentationConfig(base_filters=4, depth=2), (None, None, 1), 2, [990, 10], 40, 10)
+    >>> model.loss.likelihood.__class__.__name__, [round(float(w), 2) for w in weights]
+    ('WeightedBinaryCrossentropy', [0.51, 50.0])
+    """
+    import keras
+
+    import bayesseg as bs
+    from bayesseg import _probability
+
+    if not isinstance(config, SegmentationConfig):
+        raise argument_error("config", "be a SegmentationConfig", type(config).__name__)
+    config = config.resolve(num_classes)
+    weights, bias = segmentation_imbalance(counts, num_classes, config.class_weights)
+    common = {
+        "base_filters": config.base_filters,
+        "depth": config.depth,
+        "normalization": None if config.normalization == "none" else config.normalization,
+        "output_bias": bias,
+    }
+    channels = _probability.output_channels(num_classes)
+    if num_classes == 2:
+        likelihood = bs.losses.WeightedBinaryCrossentropy(class_weights=weights)
+        metrics = [bs.metrics.Dice(class_id=1), bs.metrics.Recall(class_id=1)]
+    else:
+        likelihood = bs.losses.WeightedCategoricalCrossentropy(class_weights=weights)
+        metrics = []
+    total_steps = steps_per_epoch * config.epochs
+    rate = config.learning_rate
+    if config.lr_schedule == "cosine" and total_steps >= 2:
+        rate = bs.training.warmup_cosine_decay(config.learning_rate, total_steps)
+    optimizer = keras.optimizers.Adam(rate, global_clipnorm=config.clipnorm)
+    if config.bayesian_blocks == "none":
+        model = bs.models.unet(tuple(input_shape), channels, **common)
+        model.compile(optimizer=optimizer, loss=likelihood, metrics=metrics)
+        return model, weights, bias
+    model = bs.models.bayesian_unet(
+        tuple(input_shape),
+        channels,
+        estimator=config.estimator,
+        bayesian_blocks=config.bayesian_blocks,
+        posterior_scale_init=config.posterior_scale_init,
+        scale_multiplier=config.scale_multiplier,
+        **common,
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=bs.ELBO(likelihood, _kl_scaling(config.kl_scaling, num_examples, steps_per_epoch)),
+        metrics=metrics,
+    )
+    return model, weights, bias
