@@ -60,8 +60,11 @@ class SeriesConfig:
     The defaults are the recipe measured in docs/lstm.md: 512-step windows,
     half of them around an event; inverse-sqrt class weights; two Bayesian
     ``Conv1D(16)`` layers and one bidirectional Bayesian LSTM of 32 units per
-    direction; 32 windows per step; Adam at 3e-3 for 8 epochs; a tenth of the
-    series (at least 8) held out to choose the threshold.
+    direction; 32 windows per step; Adam at 3e-3 for 12 epochs; a tenth of the
+    series (at least 8) held out to choose the threshold. 12 epochs, not 8:
+    on 120 series of ``synthetic_sensor_series`` (seed 5, kept for tuning)
+    the held-out average precision was 0.73 / 0.85 / 0.88 after 8 / 12 / 16
+    epochs and the event F1 0.87 / 0.86 / 0.84.
 
     Attributes:
         window: steps per training window (at most the shortest series).
@@ -107,7 +110,7 @@ class SeriesConfig:
     window: int = 512
     positive_fraction: float = 0.5
     windows_per_event: int = 4
-    epochs: int = 8
+    epochs: int = 12
     batch_size: int = 32
     learning_rate: float = 3e-3
     clipnorm: float = 1.0
