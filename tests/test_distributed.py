@@ -156,3 +156,47 @@ def test_two_worker_processes_agree_with_each_other_and_a_single_process(tmp_pat
     assert result["max_diff_between_workers"] < 1e-6
     assert result["max_diff_to_single_process"] < 1e-5
     assert result["max_weight_update"] > 1e-3
+
+
+def test_fit_distributed_trains_a_plain_keras_model_as_fit_does():
+    """A deterministic U-Net (``bayesseg train --bayesian-blocks none``): Keras' own
+    train step scales its loss for the replicas, so 2 replicas equal one device."""
+    x, y = _data()
+    y = np.maximum(y, 0)
+
+    def compiled(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = bs.models.unet((8, 8, 1), 1, base_filters=2, depth=2)
+            model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+        return model
+
+    reference = compiled(tf.distribute.get_strategy())
+    reference.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    # resolve_strategy, not a bare MirroredStrategy: a new one over the devices of
+    # the earlier tests' would reuse their collective keys (resolve_strategy's notes).
+    strategy = bs.training.resolve_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    model = compiled(strategy)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    bs.training.fit_distributed(model, dataset, epochs=2, strategy=strategy)
+    for a, b in zip(reference.trainable_variables, model.trainable_variables, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5)
+    uncompiled = bs.models.unet((8, 8, 1), 1, base_filters=2, depth=2)
+    with pytest.raises(ValueError, match="must be a compiled Keras model"):
+        bs.training.fit_distributed(uncompiled, dataset, epochs=1)
+
+
+def test_strategies_resolved_one_after_another_keep_their_all_reduces_apart():
+    """Two MirroredStrategy over the same devices, models of other shapes: a bare
+    second MirroredStrategy fails ("Shape mismatch in the collective instance")."""
+    x, y = _data()
+    y = np.maximum(y, 0)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    for filters in (2, 3):
+        strategy = bs.training.resolve_strategy("mirrored")
+        with strategy.scope():
+            model = bs.models.unet((8, 8, 1), 1, base_filters=filters, depth=2)
+            model.compile(optimizer="adam", loss="binary_crossentropy")
+        history = bs.training.fit_distributed(model, dataset, epochs=1, strategy=strategy)
+        assert np.isfinite(history.history["loss"][0])

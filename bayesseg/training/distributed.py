@@ -59,7 +59,9 @@ def resolve_strategy(name: str = "auto") -> tf.distribute.Strategy:
     * ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over every visible GPU;
       without a GPU, over the logical CPU devices (one, unless
       ``tf.config.set_logical_device_configuration`` split the CPU, as the
-      tests do to run 2 replicas).
+      tests do to run 2 replicas). Each call makes a new strategy, in
+      collective keys of its own, so several in one process (an ensemble's
+      members) do not mix their all-reduces up.
     * ``"auto"``: ``"mirrored"`` over the GPUs when more than one is visible,
       else ``"default"``.
     * ``"multiworker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` of the
@@ -111,11 +113,23 @@ def resolve_strategy(name: str = "auto") -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
-        if len(gpus) > 1:
-            return tf.distribute.MirroredStrategy([d.name for d in gpus])
-        return tf.distribute.get_strategy()
-    devices = gpus or tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy([d.name for d in devices])
+        return _mirrored(gpus) if len(gpus) > 1 else tf.distribute.get_strategy()
+    return _mirrored(gpus or tf.config.list_logical_devices("CPU"))
+
+
+def _mirrored(devices) -> tf.distribute.MirroredStrategy:
+    """A MirroredStrategy over ``devices``, in collective keys of its own.
+
+    A new MirroredStrategy over the devices of an earlier one in the same
+    process starts from the same collective keys, and TensorFlow then mixes
+    their all-reduces up ("Shape mismatch in the collective instance 100"
+    once the models differ): each one made here starts from a fresh key
+    range, as TensorFlow's own tests do (``strategy_combinations``).
+    """
+    cls = tf.distribute.MirroredStrategy
+    if isinstance(getattr(cls, "_collective_key_base", None), int):
+        cls._collective_key_base += 100_000
+    return cls([d.name for d in devices])
 
 
 def fit_distributed(
