@@ -377,3 +377,41 @@ def test_train_task_series_names_series_without_labels(tiny_series, tmp_path, ca
         ]
     )
     assert code == 2 and "s03.npy" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# docs/lstm.md's walkthrough, run as written
+# --------------------------------------------------------------------------
+def _walkthrough_blocks():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "lstm.md").read_text()
+    section = text.split("## Your own series, end to end", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(python|bash)\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.slow
+def test_the_own_series_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    blocks = _walkthrough_blocks()
+    assert [kind for kind, _ in blocks] == ["python", "bash", "bash", "python"]
+    namespace: dict = {}
+    for kind, code in blocks:
+        if kind == "python":
+            exec(compile(code, "docs/lstm.md", "exec"), namespace)
+            continue
+        for line in code.strip().splitlines():
+            words = shlex.split(line)
+            assert words[0] == "bayesseg"
+            assert main(words[1:]) == 0, capsys.readouterr().err
+    for name in ("model.keras", "model.json", "training.csv", "history.json"):
+        assert (tmp_path / "run" / name).is_file()
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["task"] == "series"
+    metrics = json.loads((tmp_path / "pred" / "metrics.json").read_text())["overall"]
+    assert metrics["events"]["true_events"] > 0
+    assert (tmp_path / "pred" / "pump_040_prob.npy").is_file()
+    assert (tmp_path / "run-python" / "model.json").is_file()
+    assert len(namespace["flags"]) == 8
