@@ -1,6 +1,11 @@
 """``bayesseg train``: the options (flags over a TOML config), the checks that
 run before training, the seeded calibration split, training with checkpoints
 and the calibration fitted on the held-out images.
+
+What a rerun does with ``--out`` (resume, nothing to do, refuse, ``--overwrite``),
+the divergence guard and ``training.csv`` come from :mod:`bayesseg.cli.runs`;
+``--strategy`` from ``bs.training.resolve_strategy`` (Keras' fit on the default
+strategy, ``bs.training.fit_distributed`` under any other).
 """
 
 from __future__ import annotations
