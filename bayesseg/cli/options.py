@@ -14,11 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from bayesseg._defaults import (
-    DEFAULT_POSTERIOR_SCALE_INIT,
-    DEFAULT_SCALE_MULTIPLIER,
     ESTIMATORS,
 )
 from bayesseg._validation import check_choice, check_float, check_int
+from bayesseg.recipes.segmentation import SegmentationConfig
 
 EXIT_USAGE = 2
 
@@ -144,32 +143,35 @@ def _text(text: str) -> str:
     return str(text)
 
 
+# The segmentation recipe's defaults: `train`'s, written once in the recipe's config
+# (the series recipe's are bayesseg.recipes.SeriesConfig's, applied by train_series.py).
+_SEGMENTATION = SegmentationConfig()
 # Options of `train` that a TOML config may set: name -> (type, default).
 _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "task": (_choice(TRAIN_TASKS), "segmentation"),
     "images": (_text, None),
     "masks": (_text, None),
     "out": (_text, "bayesseg-run"),
-    "epochs": (_positive_int, 20),
-    "batch_size": (_positive_int, 4),
+    "epochs": (_positive_int, _SEGMENTATION.epochs),
+    "batch_size": (_positive_int, _SEGMENTATION.batch_size),
     "patch_size": (_positive_int, None),
     "patches_per_image": (_positive_int, 4),
     "num_classes": (_num_classes, None),
-    "estimator": (_choice(ESTIMATORS), "flipout"),
-    "bayesian_blocks": (_choice(_BAYESIAN_BLOCKS), "all"),
+    "estimator": (_choice(ESTIMATORS), _SEGMENTATION.estimator),
+    "bayesian_blocks": (_choice(_BAYESIAN_BLOCKS), _SEGMENTATION.bayesian_blocks),
     "ensemble": (_positive_int, 1),
-    "base_filters": (_positive_int, 16),
-    "depth": (_positive_int, 4),
-    "normalization": (_choice(_NORMALIZATIONS), "none"),
-    # None: resolved from the classes found (_resolve_class_defaults in train.py);
-    # class_weights too, below.
+    "base_filters": (_positive_int, _SEGMENTATION.base_filters),
+    "depth": (_positive_int, _SEGMENTATION.depth),
+    "normalization": (_choice(_NORMALIZATIONS), _SEGMENTATION.normalization),
+    # None: resolved from the classes found (SegmentationConfig.resolve, the
+    # recipe's CLASS_DEPENDENT_DEFAULTS); class_weights too, below.
     "learning_rate": (_positive_float, None),
     "lr_schedule": (_choice(LR_SCHEDULES), None),
-    "clipnorm": (_positive_float, 1.0),
+    "clipnorm": (_positive_float, _SEGMENTATION.clipnorm),
     "class_weights": (_choice(_CLASS_WEIGHTS), None),
-    "kl_scaling": (_choice(_KL_SCALINGS), "per-example"),
-    "posterior_scale_init": (_positive_float, DEFAULT_POSTERIOR_SCALE_INIT),
-    "scale_multiplier": (_positive_float, DEFAULT_SCALE_MULTIPLIER),
+    "kl_scaling": (_choice(_KL_SCALINGS), _SEGMENTATION.kl_scaling),
+    "posterior_scale_init": (_positive_float, _SEGMENTATION.posterior_scale_init),
+    "scale_multiplier": (_positive_float, _SEGMENTATION.scale_multiplier),
     "calibration_split": (_fraction, 0.0),
     "val_fraction": (_fraction, 0.0),
     "val_images": (_text, None),
@@ -179,7 +181,7 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "patience": (_non_negative_int, 10),
     "min_delta": (_non_negative_float, 0.0),
     "nan_policy": (_choice(NAN_POLICIES), "error"),
-    "seed": (_int, 0),
+    "seed": (_int, _SEGMENTATION.seed),
     "strategy": (_choice(STRATEGIES), "auto"),
     # --task series: windows (None: the series recipe's default) and labels in the CSV.
     "window": (_positive_int, None),

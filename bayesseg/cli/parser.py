@@ -10,7 +10,6 @@ import argparse
 
 from bayesseg._defaults import (
     DEFAULT_POSTERIOR_SCALE_INIT,
-    DEFAULT_RECURRENT_SCALE_MULTIPLIER,
     DEFAULT_SCALE_MULTIPLIER,
     ESTIMATORS,
 )
@@ -41,6 +40,8 @@ from bayesseg.cli.options import (
     _val_samples,
 )
 from bayesseg.cli.predict import _predict
+from bayesseg.recipes.segmentation import SegmentationConfig
+from bayesseg.recipes.series import SeriesConfig
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +54,11 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+# The recipes' defaults, quoted in the help (they hold them once).
+_SEGMENTATION = SegmentationConfig()
+_SERIES = SeriesConfig()
 
 
 def _note(value) -> str:
@@ -70,7 +76,11 @@ def _add_network_options(parser: argparse.ArgumentParser, defaults: bool) -> Non
         type=_positive_int,
         default=None,
         help="examples per optimizer step"
-        + _note("8; --task anomaly: 32 windows" if defaults else 4),
+        + _note(
+            f"8; --task series: {_SERIES.batch_size} windows"
+            if defaults
+            else f"{_SEGMENTATION.batch_size}; --task series: {_SERIES.batch_size} windows"
+        ),
     )
     parser.add_argument(
         "--estimator",
@@ -83,7 +93,9 @@ def _add_network_options(parser: argparse.ArgumentParser, defaults: bool) -> Non
         "--base-filters",
         type=_positive_int,
         default=default(8),
-        help="filters of the first U-Net level, doubled per level" + _note(8 if defaults else 16),
+        help="filters of the first U-Net level, doubled per level (--task series: 2x "
+        "this in each of the two Conv1D layers, 4x LSTM units per direction)"
+        + _note(8 if defaults else _SEGMENTATION.base_filters),
     )
     parser.add_argument(
         "--depth",
@@ -107,7 +119,11 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
         help="how class weights are computed from the training masks: balanced "
         "(N / (C * n_c)), inverse_sqrt (sqrt of balanced: recall without wrecking "
         "precision), effective_number or none"
-        + _note("inverse_sqrt" if defaults else "balanced; inverse_sqrt for more than 2 classes"),
+        + _note(
+            "inverse_sqrt"
+            if defaults
+            else "balanced; inverse_sqrt for more than 2 classes and for --task series"
+        ),
     )
     parser.add_argument(
         "--clipnorm",
@@ -121,9 +137,9 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
         default=None,
         help="Adam's (peak) learning rate"
         + _note(
-            "0.001; --task anomaly: 0.003; --task multiclass: 0.01"
+            f"0.001; --task series: {_SERIES.learning_rate:g}; --task multiclass: 0.01"
             if defaults
-            else "0.001; 0.01 for more than 2 classes"
+            else f"0.001; 0.01 for more than 2 classes; --task series: {_SERIES.learning_rate:g}"
         ),
     )
     parser.add_argument(
@@ -152,12 +168,7 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
         help="posterior scale = softplus(multiplier * rho): how many times faster than "
         "the learning rate the scales move under Adam; 1 gives the classic, "
         "rate-limited parameterisation"
-        + _note(
-            f"{DEFAULT_SCALE_MULTIPLIER:g}; demo --task anomaly: "
-            f"{DEFAULT_RECURRENT_SCALE_MULTIPLIER:g}"
-            if defaults
-            else f"{DEFAULT_SCALE_MULTIPLIER:g}"
-        ),
+        + _note(f"{DEFAULT_SCALE_MULTIPLIER:g}; --task series: {_SERIES.scale_multiplier:g}"),
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -307,7 +318,11 @@ def _add_train_data_options(train: argparse.ArgumentParser) -> None:
         "under [train]); command-line flags override it",
     )
     train.add_argument(
-        "--epochs", type=_positive_int, default=None, help="training epochs (default: 20)"
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help=f"training epochs (default: {_SEGMENTATION.epochs}; --task series: "
+        f"{_SERIES.epochs}, over the windows)",
     )
     train.add_argument(
         "--patch-size",
@@ -334,7 +349,9 @@ def _add_train_validation_options(train: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FRACTION",
         help="hold out this fraction of the images (seeded, by image or volume) for "
-        "validation after every epoch; the calibration is then fitted on them (default: 0)",
+        "validation after every epoch; the calibration is then fitted on them (default: 0; "
+        f"--task series: {_SERIES.val_fraction:g} of the series, at least "
+        f"{_SERIES.min_val_series}, to choose the decision threshold on)",
     )
     train.add_argument(
         "--val-images", default=None, help="folder of validation images (with --val-masks)"
@@ -400,14 +417,11 @@ def _add_train(sub) -> None:
         "with 0/1 per-step labels of the same stem in --masks (or --label-column) "
         "(default: segmentation)",
     )
-    train.add_argument(
-        "--images", default=None, help="folder of images, or of series (required)"
-    )
+    train.add_argument("--images", default=None, help="folder of images, or of series (required)")
     train.add_argument(
         "--masks",
         default=None,
-        help="folder of integer masks, or of per-step 0/1 labels (required, unless "
-        "--label-column)",
+        help="folder of integer masks, or of per-step 0/1 labels (required, unless --label-column)",
     )
     train.add_argument(
         "--label-column",
@@ -421,7 +435,7 @@ def _add_train(sub) -> None:
         type=_positive_int,
         default=None,
         help="--task series: training windows of this many steps, half of them around an "
-        "event (default: 512)",
+        f"event (default: {_SERIES.window})",
     )
     train.add_argument(
         "--strategy",
