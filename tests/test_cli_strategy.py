@@ -101,6 +101,11 @@ def test_multiworker_without_tf_config_is_one_line(tmp_path, capsys, monkeypatch
     assert main(_args(tmp_path, tmp_path / "o", "--strategy", "multiworker", *TINY)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs the TF_CONFIG environment variable" in err
+    # An ensemble's own files would be written by every worker: refused first.
+    argv = _args(tmp_path, tmp_path / "o", "--strategy", "multiworker", "--ensemble", "2")
+    assert main([*argv, *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--ensemble 2 and --strategy multiworker cannot" in err
 
 
 def _free_ports(count):

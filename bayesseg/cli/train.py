@@ -75,6 +75,12 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name)
         options[name] = value if value is not None else config.get(name, default)
     series = canonical_task(options["task"]) == "series"
+    if not series and options["ensemble"] > 1 and options["strategy"] == "multiworker":
+        raise ValueError(
+            f"Arguments --ensemble {options['ensemble']} and --strategy multiworker cannot "
+            "be combined (every worker would write the ensemble into the same --out); use "
+            "--strategy mirrored (the GPUs of one machine) or default."
+        )
     for name in ("images", "masks"):
         if name == "masks" and series and options["label_column"] is not None:
             continue  # the labels are a column of each CSV series
