@@ -14,7 +14,7 @@ from bayesseg._validation import argument_error, check_choice, check_int
 from bayesseg.calibration import _rows
 from bayesseg.calibration.base import DEFAULT_MAX_ELEMENTS, LogitCalibrator
 from bayesseg.calibration.scaling import PlattScaling, TemperatureScaling
-from bayesseg.layers.base import check_sampling
+from bayesseg.layers.model_functions import check_sampling
 
 __all__ = ["fit_calibration"]
 

@@ -37,7 +37,21 @@ from bayesseg._defaults import (
     DEFAULT_PRIOR_SCALE,
     DEFAULT_SCALE_MULTIPLIER,
 )
-from bayesseg._validation import argument_error, check_choice, check_float, check_int
+from bayesseg._validation import argument_error, check_float, check_int
+
+# The functions over a whole model live in model_functions.py and are
+# re-exported here, where they were released; the sampling modes live there
+# too. model_functions imports nothing from this module (the imports go one
+# way), so either module may be imported first.
+from bayesseg.layers.model_functions import (  # noqa: F401 - SAMPLING_MODES importable as before
+    SAMPLING_MODES,
+    BayesianLayerType,
+    bayesian_layers,
+    check_sampling,
+    kl_divergence,
+    sampling_mode,
+    set_sampling,
+)
 
 tfd = tfp.distributions
 
@@ -48,8 +62,6 @@ __all__ = [
     "set_sampling",
     "sampling_mode",
 ]
-
-SAMPLING_MODES = ("sample", "mean", "shared")
 
 # Noise streams: distinct stateless seeds folded from one call's seed, owned
 # here for every layer of the package (public to the package, not in
@@ -83,11 +95,6 @@ def inverse_softplus(x):
     x = np.asarray(x, dtype="float64")
     rho = x + np.log(-np.expm1(-x))
     return float(rho) if rho.ndim == 0 else rho
-
-
-def check_sampling(sampling: str) -> str:
-    """A sampling mode, one of ``SAMPLING_MODES`` (the shared ``check_choice``)."""
-    return check_choice("sampling", sampling, SAMPLING_MODES)
 
 
 def check_unsupported(layer: str, **arguments) -> None:
@@ -475,15 +482,6 @@ class BayesianLayer(keras.layers.Layer):
         return super().from_config({"scale_multiplier": 1.0, **config})
 
 
-# The functions over a whole model live in ``model_functions.py`` (they need
-# this module's BayesianLayer); re-exported here, where they were released.
-# This re-export is the one import from base back to model_functions: a known,
-# accepted cycle that keeps the released path ``bayesseg.layers.base.kl_divergence``
-# working. It runs after BayesianLayer is defined, so either module imports
-# first; inside the package, import these functions from model_functions.
-from bayesseg.layers.model_functions import (  # noqa: E402
-    bayesian_layers,
-    kl_divergence,
-    sampling_mode,
-    set_sampling,
-)
+# The functions over a whole model find Bayesian layers as instances of
+# model_functions.BayesianLayerType, which imports nothing from here.
+BayesianLayerType.register(BayesianLayer)

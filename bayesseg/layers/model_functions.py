@@ -1,24 +1,66 @@
 """Functions over every Bayesian layer of a model: find them, sum their KL, switch sampling.
 
 Re-exported by :mod:`bayesseg.layers.base` (where they were released) and
-:mod:`bayesseg.layers`.
+:mod:`bayesseg.layers`. The imports go one way: ``base`` imports this module,
+never the reverse. This module owns the sampling modes, which ``BayesianLayer``
+checks with :func:`check_sampling`, and knows a Bayesian layer as an instance
+of :class:`BayesianLayerType`, with which ``base`` registers ``BayesianLayer``
+(and so every subclass) as it defines it.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
 
-from bayesseg._validation import argument_error
-from bayesseg.layers import base
+from bayesseg._validation import argument_error, check_choice
+
+if TYPE_CHECKING:  # annotations only (base imports this module)
+    from bayesseg.layers.base import BayesianLayer
 
 __all__ = ["bayesian_layers", "kl_divergence", "set_sampling", "sampling_mode"]
 
+SAMPLING_MODES = ("sample", "mean", "shared")
 
-def bayesian_layers(model: keras.layers.Layer) -> list[base.BayesianLayer]:
+
+def check_sampling(sampling: str) -> str:
+    """A sampling mode, one of ``SAMPLING_MODES`` (the shared ``check_choice``).
+
+    Example:
+
+    >>> from bayesseg.layers.model_functions import check_sampling
+    >>> check_sampling("mean")
+    'mean'
+    >>> check_sampling("draw")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `sampling` must be one of 'sample', 'mean', 'shared'. Received: ...
+    """
+    return check_choice("sampling", sampling, SAMPLING_MODES)
+
+
+class BayesianLayerType(abc.ABC):  # noqa: B024 - a type to register with, no methods
+    """What :func:`bayesian_layers` collects: the abstract type of a Bayesian layer.
+
+    :class:`~bayesseg.layers.base.BayesianLayer` registers itself here when
+    it is defined, so every bayesseg Bayesian layer is an instance, and this
+    module needs no import of ``base`` (which imports this one).
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> from bayesseg.layers.model_functions import BayesianLayerType
+    >>> isinstance(bs.layers.DenseFlipout(2), BayesianLayerType)
+    True
+    """
+
+
+def bayesian_layers(model: keras.layers.Layer) -> list[BayesianLayer]:
     """All Bayesian layers inside ``model`` (nested models and RNN cells too).
 
     Args:
@@ -38,7 +80,7 @@ def bayesian_layers(model: keras.layers.Layer) -> list[base.BayesianLayer]:
         raise argument_error("model", "be a Keras model or layer", model)
     found, seen = [], set()
     for layer in model._flatten_layers(include_self=True, recursive=True):
-        if isinstance(layer, base.BayesianLayer) and id(layer) not in seen:
+        if isinstance(layer, BayesianLayerType) and id(layer) not in seen:
             seen.add(id(layer))
             found.append(layer)
     return found
@@ -108,7 +150,7 @@ def set_sampling(model: keras.layers.Layer, mode: str) -> None:
     >>> model = keras.Sequential([keras.Input((3,)), bs.layers.DenseFlipout(2)])
     >>> bs.layers.set_sampling(model, "mean")
     """
-    mode = base.check_sampling(mode)
+    mode = check_sampling(mode)
     for layer in bayesian_layers(model):
         layer.sampling = mode
     _reset_compiled_functions(model)
@@ -125,7 +167,7 @@ def sampling_mode(model: keras.layers.Layer, mode: str) -> Iterator[None]:
     >>> with bs.layers.sampling_mode(model, "mean"):
     ...     y = model.predict(np.ones((4, 3)), verbose=0)
     """
-    mode = base.check_sampling(mode)
+    mode = check_sampling(mode)
     layers = bayesian_layers(model)
     previous = [layer.sampling for layer in layers]
     # Functions traced before the block saw the previous modes, so they are

@@ -46,6 +46,10 @@ def bayesian_twin(family: str, estimator: str = "flipout") -> type:
     if family not in FAMILIES:
         listed = ", ".join(repr(f) for f in FAMILIES)
         raise argument_error("family", f"be one of {listed}", family)
-    from bayesseg import layers
+    # From the modules that hold the classes, not from the package (whose
+    # __init__ imports this module): Dense in dense, LSTM in lstm, LSTMCell in
+    # lstm_cell, every convolution in conv (which re-exports the families).
+    from bayesseg.layers import conv, dense, lstm, lstm_cell
 
-    return getattr(layers, family + _SUFFIXES[estimator])
+    module = {"Dense": dense, "LSTM": lstm, "LSTMCell": lstm_cell}.get(family, conv)
+    return getattr(module, family + _SUFFIXES[estimator])

@@ -26,8 +26,7 @@ from bayesseg._input_shapes import fits, model_input_shapes, show
 from bayesseg._tiling import check_patch_size
 from bayesseg._validation import argument_error, check_float, check_int
 from bayesseg.imbalance import unweight_probabilities
-from bayesseg.layers.base import check_sampling
-from bayesseg.layers.model_functions import bayesian_layers
+from bayesseg.layers.model_functions import bayesian_layers, check_sampling
 from bayesseg.uncertainty import _windows
 from bayesseg.uncertainty._members import Member, plan_draws
 from bayesseg.uncertainty._sampling import mc_randomness, resolve_training
