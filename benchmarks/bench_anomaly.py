@@ -3,24 +3,28 @@
 One process, one data set per seed (the demo's: ``--num-series`` generated
 training series of ``--length`` steps with mixed point and contextual
 anomalies, a tenth held out as the validation split, ``--num-test`` held-out
-series), and every variant trained on the same windows, its threshold chosen
-on the same validation split (best event-level F1) and scored on the same
-held-out series:
+series; benchmarks/_demo.py writes out the demo's settings), and every
+variant trained by ``bs.recipes.train_series`` on the same windows, its
+threshold chosen on the same validation split (best event-level F1 on
+corrected probabilities) and scored on the same held-out series, predicted
+in overlapping windows (``bs.recipes.predict_series``) as the demo does:
 
-- ``bayesian``: the demo's recipe (Bayesian Conv1D front-end, bidirectional
-  Bayesian LSTM, weighted ELBO, Monte Carlo mean of ``--num-samples`` draws);
-- ``keras``: a deterministic Keras model of the same shape (Conv1D x2,
-  ``Bidirectional(LSTM)``, Dense), the same weighted cross-entropy, optimizer
-  and learning-rate schedule, windows and epochs, predicted once;
+- ``bayesian``: the demo's recipe (its ``SeriesConfig``: Bayesian Conv1D
+  front-end, bidirectional Bayesian LSTM, weighted ELBO, Monte Carlo mean of
+  ``--num-samples`` draws);
+- ``keras``: the recipe's deterministic twin (``SeriesConfig(bayesian=False)``:
+  ``bs.models.lstm_tagger``, Conv1D x2, ``Bidirectional(LSTM)``, Dense), the
+  same weighted cross-entropy, optimizer, windows and epochs, predicted once;
 - ``unidirectional``: the Bayesian recipe with one forward LSTM (what a
   causal tagger can do on contextual anomalies);
-- ``zscore``: the non-learned detector, the |z-score| of the first difference
-  over a centred window of 128 steps.
+- ``zscore``: the non-learned detector (``bs.baselines.rolling_zscore``), the
+  |z-score| of the first difference over a centred window of 128 steps.
 
 Per variant: the event F1 (recall per event, precision per flagged step,
 +-2 steps), the steps it flagged and the chance rows beside it (flag every
 step; random flags at its rate), per-step average precision, per-step F1 at
-the chosen threshold, training and prediction seconds; time ratios are
+the chosen threshold, training seconds (``fit``'s) and prediction seconds
+(choosing the threshold and predicting the held-out series); time ratios are
 against ``keras`` of the same seed.
 
 Run: python benchmarks/bench_anomaly.py [--seeds 0 1] [--variants bayesian keras ...]
@@ -31,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 
@@ -40,104 +43,92 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 VARIANTS = ("bayesian", "keras", "unidirectional", "zscore")
 
 
-def _options(args: argparse.Namespace, seed: int) -> argparse.Namespace:
-    """The demo's own options (its parser and task defaults) at this size and seed."""
-    from bayesseg.cli.demo import _apply_task_defaults
-    from bayesseg.cli.parser import build_parser
+def _variant_config(config, variant: str):
+    """The recipe's config of a learned variant (the demo's for ``bayesian``)."""
+    import dataclasses
 
-    options = build_parser().parse_args(
-        ["demo", "--task", "anomaly", "--length", str(args.length), "--seed", str(seed)]
-        + ["--num-images", str(args.num_series), "--num-test-images", str(args.num_test)]
-        + ["--num-samples", str(args.num_samples)]
-        + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
-        + (["--epochs", str(args.epochs)] if args.epochs else [])
-        + (["--lr-schedule", args.lr_schedule] if args.lr_schedule else [])
-    )
-    _apply_task_defaults(options)
-    return options
+    if variant == "keras":  # the deterministic twin, predicted once
+        return dataclasses.replace(config, bayesian=False, num_samples=1)
+    if variant == "unidirectional":
+        return dataclasses.replace(config, bidirectional=False)
+    return config
 
 
-def _keras_model(options, bias: float):
+def _fit_timer():
+    """A Keras callback measuring the seconds ``fit`` takes (in ``.seconds``)."""
     import keras
 
-    filters, units = options.base_filters * 2, options.base_filters * 4
-    inputs = keras.Input((None, 1))
-    x = keras.layers.Conv1D(filters, 5, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv1D(filters, 5, padding="same", activation="relu")(x)
-    x = keras.layers.Bidirectional(keras.layers.LSTM(units, return_sequences=True))(x)
-    outputs = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(bias))(x)
-    return keras.Model(inputs, outputs)
+    class FitTimer(keras.callbacks.Callback):
+        seconds = 0.0
+
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_end(self, logs=None):
+            self.seconds = time.perf_counter() - self.start
+
+    return FitTimer()
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> dict:
     import keras
     import numpy as np
+    from _demo import detector_scores, series_config, series_data, zscore_baseline
 
     import bayesseg as bs
-    from bayesseg.cli import anomaly
-    from bayesseg.cli.training import _learning_rate
 
-    options = _options(args, seed)
+    config = series_config(
+        seed,
+        length=args.length,
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+    )
     keras.utils.set_random_seed(seed)
-    x, y, xv, yv, xt, yt = anomaly._anomaly_data(options)
-    window = min(options.window, options.length)
-    xw, yw = bs.data.event_windows(x, y, window, seed=seed)
-    counts = bs.imbalance.count_classes(yw, num_classes=2)
-    series_counts = bs.imbalance.count_classes(y, num_classes=2)
-    steps = math.ceil(len(xw) / options.batch_size) * options.epochs
-    results = {}
+    x, y, xv, yv, xt, yt = series_data(seed, args.num_series, args.num_test, args.length)
+    labels = yt > 0.5
+    results, windows = {}, None
     for variant in args.variants:
         keras.utils.set_random_seed(seed)
         if variant == "zscore":
             start = time.perf_counter()
-            scores = anomaly._zscore_baseline(xv, yv, xt, yt)
+            scores = zscore_baseline(xv, yv, xt, yt)
             results[variant] = {**scores, "train_s": 0.0, "predict_s": time.perf_counter() - start}
             continue
-        if variant == "keras":
-            model, weights, bias = anomaly._anomaly_model(options, counts, len(xw), steps)
-            model = _keras_model(options, float(np.asarray(bias).reshape(-1)[0]))
-            model.compile(
-                optimizer=keras.optimizers.Adam(
-                    _learning_rate(vars(options), steps), global_clipnorm=options.clipnorm
-                ),
-                loss=bs.losses.WeightedBinaryCrossentropy(class_weights=weights),
-            )
-        else:
-            model, weights, _ = anomaly._anomaly_model(
-                options, counts, len(xw), steps, bidirectional=variant == "bayesian"
-            )
-        correction = bs.imbalance.prior_shift_weights(counts, series_counts, class_weights=weights)
+        # The recipe as the demo runs it: the same windows for every variant
+        # (drawn with the config's seed), the threshold of the best validation
+        # event F1 on corrected probabilities, held-out series predicted in
+        # overlapping windows (bs.recipes.predict_series).
+        timer = _fit_timer()
         start = time.perf_counter()
-        model.fit(xw, yw, batch_size=options.batch_size, epochs=options.epochs, verbose=0)
-        train_s = time.perf_counter() - start
-        start = time.perf_counter()
-        if variant == "keras":
-
-            def predict(series, model=model, correction=correction):
-                logits = model.predict(series, batch_size=options.batch_size, verbose=0)
-                p = keras.ops.convert_to_numpy(keras.ops.sigmoid(logits))[..., 0]
-                return bs.imbalance.unweight_probabilities(p, correction)
-
-            chosen = bs.metrics.choose_threshold(yv > 0.5, predict(xv))
-            scores = anomaly._detector_scores(yt > 0.5, predict(xt), chosen["threshold"])
-            threshold = chosen["threshold"]
-        else:
-            decision = anomaly._decision(model, xv, yv, correction, options)
-            scores, _ = anomaly._anomaly_metrics(options, model, xt, yt, decision)
-            threshold = decision["threshold"]
+        run = bs.recipes.train_series(
+            list(x),
+            list(y),
+            _variant_config(config, variant),
+            validation=(list(xv), list(yv)),
+            callbacks=[timer],
+        )
+        if run.threshold is None:
+            raise ValueError(f"{variant}: {run.decision['error']}")
+        scores = np.stack([p.prob for p in run.predict(list(xt))])
+        predict_s = time.perf_counter() - start - timer.seconds  # validation and test
+        windows = run.windows["windows"]
         results[variant] = {
-            **scores,
-            "threshold": threshold,
-            "train_s": train_s,
-            "predict_s": time.perf_counter() - start,
+            **detector_scores(labels, scores, run.threshold),
+            "events_at_0.5": bs.metrics.event_f1(labels, scores),
+            "predictive_nll": bs.metrics.predictive_nll(yt, scores),
+            "threshold": run.threshold,
+            "validation": run.decision["validation"],
+            "train_s": timer.seconds,
+            "predict_s": predict_s,
         }
-        print(f"  seed {seed} {variant}: done in {train_s:.0f} s training", flush=True)
+        print(f"  seed {seed} {variant}: done in {timer.seconds:.0f} s training", flush=True)
     return {
         "seed": seed,
         "train_series": len(x),
         "validation_series": len(xv),
         "test_series": len(xt),
-        "windows": len(xw),
+        "windows": windows,
         "test_events": int(results[args.variants[0]]["events"]["true_events"]),
         "variants": results,
     }
@@ -190,7 +181,6 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the demo's")
     parser.add_argument("--epochs", type=int, default=None, help="default: the demo's")
-    parser.add_argument("--lr-schedule", default=None, help="default: the demo's")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     run_seeds(args, run_seed, _print)

@@ -12,12 +12,15 @@ training series (no event-centred sampling: events are common here), its
 threshold chosen by ``bs.metrics.choose_threshold`` (event F1, the
 default) on the validation series, scored on the held-out series:
 
-- ``bayesian``: the anomaly demo's recipe (``bayesseg.cli.anomaly``: Bayesian
+- ``bayesian``: the series demo's recipe (``bs.recipes.build_series_model``
+  with the demo's ``SeriesConfig``, benchmarks/_demo.py: a first layer
+  standardising the inputs by the training series' mean and scale, Bayesian
   Conv1D front-end, bidirectional Bayesian LSTM, inverse-sqrt weighted ELBO,
-  Adam 3e-3 with the demo's schedule), Monte Carlo mean of 16 draws, the
-  probabilities corrected for the class weights;
-- ``keras``: the deterministic twin of the same shape (``bench_anomaly.py``),
-  the same weighted likelihood, optimizer, windows and epochs.
+  Adam 3e-3), Monte Carlo mean of 16 draws, the probabilities corrected for
+  the class weights;
+- ``keras``: the recipe's deterministic twin of the same shape
+  (``SeriesConfig(bayesian=False)``, ``bs.models.lstm_tagger``), the same
+  weighted likelihood, optimizer, windows and epochs.
 
 Series are predicted whole; to share traced shapes they are padded to a
 multiple of 1024 steps by reflection and the padding is cut off.
@@ -75,49 +78,42 @@ def _predict_series(predict, xs):
 
 
 def run_seed(args, seed: int) -> dict:
+    import dataclasses
+
     import keras
     import numpy as np
-    from bench_anomaly import _keras_model, _options
+    from _demo import series_config
 
     import bayesseg as bs
-    from bayesseg.cli import anomaly
-    from bayesseg.cli.training import _learning_rate
 
-    options = _options(
-        argparse.Namespace(
-            length=WINDOW,
-            num_series=args.num_series,
-            num_test=args.num_test,
-            num_samples=args.num_samples,
-            batch_size=None,
-            epochs=args.epochs,
-            lr_schedule=None,
-        ),
-        seed,
-    )
+    config = series_config(seed, length=WINDOW, num_samples=args.num_samples, epochs=args.epochs)
     x, y = bs.data.synthetic_event_series(args.num_series, seed=3 * seed)
     xv, yv = bs.data.synthetic_event_series(args.num_validation, seed=3 * seed + 1)
     xt, yt = bs.data.synthetic_event_series(args.num_test, seed=3 * seed + 2)
     xw, yw = _windows(x, y)
     counts = bs.imbalance.count_classes(yw, num_classes=2)
-    steps = math.ceil(len(xw) / options.batch_size) * options.epochs
+    normalization = None
+    if config.standardize:
+        # The recipe's first layer: each feature's mean and scale over the
+        # training series (as bs.recipes.train_series computes them).
+        steps = np.concatenate(x).astype(np.float64)
+        std = steps.std(axis=0)
+        normalization = (steps.mean(axis=0), np.where(std > 0, std, 1.0))
     positive_rate = float(np.mean(np.concatenate(yt)))
     results = {}
     for variant in args.variants:
         keras.utils.set_random_seed(seed)
-        model, weights, bias = anomaly._anomaly_model(options, counts, len(xw), steps)
-        if variant == "keras":
-            model = _keras_model(options, float(np.asarray(bias).reshape(-1)[0]))
-            model.compile(
-                optimizer=keras.optimizers.Adam(
-                    _learning_rate(vars(options), steps), global_clipnorm=options.clipnorm
-                ),
-                loss=bs.losses.WeightedBinaryCrossentropy(class_weights=weights),
-            )
+        model, weights, _ = bs.recipes.build_series_model(
+            dataclasses.replace(config, bayesian=variant == "bayesian"),
+            xw.shape[-1],
+            counts,
+            len(xw),
+            normalization,
+        )
         # Windows cut end to end keep the series' prior: the correction undoes the weights.
         correction = bs.imbalance.prior_shift_weights(counts, counts, class_weights=weights)
         start = time.perf_counter()
-        model.fit(xw, yw, batch_size=options.batch_size, epochs=options.epochs, verbose=0)
+        model.fit(xw, yw, batch_size=config.batch_size, epochs=config.epochs, verbose=0)
         train_s = time.perf_counter() - start
 
         def predict(batch, model=model, variant=variant, correction=correction):
@@ -128,7 +124,7 @@ def run_seed(args, seed: int) -> dict:
             pred = bs.uncertainty.predict_mc(
                 model,
                 batch,
-                num_samples=options.num_samples,
+                num_samples=config.num_samples,
                 batch_size=8,
                 correct_for_class_weights=correction,
                 verbose=0,

@@ -36,17 +36,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 TRACES = Path(__file__).resolve().parent / "spike_traces"
-PLANTED_EPOCH = 5  # the bad batch arrives in the 6th of the anomaly demo's 8 epochs
+# The bad batch arrives in the 6th epoch (of the anomaly demo's 8 when the
+# committed traces were recorded; SeriesConfig's default epochs since).
+PLANTED_EPOCH = 5
 PLANTED_BATCH = 10
-
-
-def _options(task: str, seed: int):
-    from bayesseg.cli.demo import _apply_task_defaults
-    from bayesseg.cli.parser import build_parser
-
-    options = build_parser().parse_args(["demo", "--task", task, "--seed", str(seed), "--quiet"])
-    _apply_task_defaults(options)
-    return options
 
 
 def _recorder():
@@ -64,51 +57,71 @@ def _save(name: str, monitor) -> None:
 
 
 def record_unet(task: str, seed: int):
-    """The lesion or multiclass demo's training, with the recording monitor."""
+    """The lesion or multiclass demo's training, with the recording monitor.
+
+    The demo's data, U-Net, optimizer, batch and epochs (benchmarks/_demo.py,
+    as ``bayesseg/cli/demo.py::_train_unet`` builds them).
+    """
     import keras
     import numpy as np
+    from _demo import segmentation_config, unet_data
 
     import bayesseg as bs
-    from bayesseg.cli.demo import _demo_data
-    from bayesseg.cli.training import _build_model
 
-    args = _options(task, seed)
-    x, y, _, _, num_classes = _demo_data(args)
+    x, y, _, _, num_classes = unet_data(task, seed)
     counts = bs.imbalance.count_classes(y, num_classes=num_classes)
-    keras.utils.set_random_seed(args.seed)
-    options = vars(args) | {
-        "normalization": "none",
-        "kl_scaling": "per-example",
-        "class_weights": args.class_weights,
-    }
-    steps = math.ceil(len(x) / args.batch_size)
-    model, _, _ = _build_model(x.shape[1:], num_classes, np.asarray(counts), len(x), steps, options)
+    keras.utils.set_random_seed(seed)
+    config = segmentation_config(task, seed)
+    steps = math.ceil(len(x) / config.batch_size)
+    model, _, _ = bs.recipes.build_segmentation_model(
+        config, x.shape[1:], num_classes, np.asarray(counts), len(x), steps
+    )
     monitor = _recorder()
-    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[monitor])
+    model.fit(
+        x, y, batch_size=config.batch_size, epochs=config.epochs, verbose=0, callbacks=[monitor]
+    )
     return monitor
 
 
 def _anomaly_setup(seed: int):
+    """The series demo's config, training windows and compiled tagger, built by the
+    steps of ``bs.recipes.train_series`` (so that a bad batch can be planted)."""
     import keras
+    import numpy as np
+    from _demo import series_config, series_data
 
     import bayesseg as bs
-    from bayesseg.cli import anomaly
 
-    args = _options("anomaly", seed)
-    keras.utils.set_random_seed(args.seed)
-    x, y, _, _, _, _ = anomaly._anomaly_data(args)
-    xw, yw = bs.data.event_windows(x, y, min(args.window, args.length), seed=args.seed)
+    config = series_config(seed)
+    x, y, _, _, _, _ = series_data(seed)
+    keras.utils.set_random_seed(config.seed)
+    xw, yw = bs.data.event_windows(
+        list(x),
+        list(y),
+        config.window,
+        positive_fraction=config.positive_fraction,
+        windows_per_event=config.windows_per_event,
+        seed=config.seed,
+    )
     counts = bs.imbalance.count_classes(yw, num_classes=2)
-    steps = math.ceil(len(xw) / args.batch_size) * args.epochs
-    model, _, _ = anomaly._anomaly_model(args, counts, len(xw), steps)
-    return args, model, xw, yw
+    steps = np.concatenate(list(x)).astype(np.float64)
+    std = steps.std(axis=0)
+    normalization = (steps.mean(axis=0), np.where(std > 0, std, 1.0))
+    model, _, _ = bs.recipes.build_series_model(config, 1, counts, len(xw), normalization)
+    return config, model, xw, yw
 
 
 def record_anomaly(seed: int):
-    args, model, xw, yw = _anomaly_setup(seed)
+    """The series demo's training (``bs.recipes.train_series`` with its data and
+    config), with the recording monitor."""
+    from _demo import series_config, series_data
+
+    import bayesseg as bs
+
+    x, y, xv, yv, _, _ = series_data(seed)
     monitor = _recorder()
-    model.fit(
-        xw, yw, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[monitor]
+    bs.recipes.train_series(
+        list(x), list(y), series_config(seed), validation=(list(xv), list(yv)), callbacks=[monitor]
     )
     return monitor
 
@@ -136,10 +149,10 @@ def record_planted(kind: str, seed: int = 0):
     """The anomaly demo's training with one bad batch in epoch PLANTED_EPOCH + 1."""
     import numpy as np
 
-    args, model, xw, yw = _anomaly_setup(seed)
+    config, model, xw, yw = _anomaly_setup(seed)
     rng = np.random.default_rng(seed)
     monitor = _recorder()
-    batch = args.batch_size
+    batch = config.batch_size
     fit = {"batch_size": batch, "verbose": 0, "callbacks": [monitor]}
     model.fit(xw, yw, epochs=PLANTED_EPOCH, **fit)
     order = rng.permutation(len(xw))  # the planted epoch in a known order
@@ -147,7 +160,7 @@ def record_planted(kind: str, seed: int = 0):
     where = slice(PLANTED_BATCH * batch, (PLANTED_BATCH + 1) * batch)
     xe[where], ye[where] = plant(kind, xe[where], ye[where], rng)
     model.fit(xe, ye, epochs=1, shuffle=False, **fit)
-    model.fit(xw, yw, epochs=args.epochs - PLANTED_EPOCH - 1, **fit)
+    model.fit(xw, yw, epochs=config.epochs - PLANTED_EPOCH - 1, **fit)
     steps_per_epoch = math.ceil(len(xw) / batch)
     return monitor, PLANTED_EPOCH * steps_per_epoch + PLANTED_BATCH
 
@@ -156,24 +169,24 @@ def record_planted_whole_series(seed: int = 0):
     """The case users report: a tagger trained on whole series with a large positive
     weight (100), where one batch labels 4 normal steps per series as anomalous.
 
-    The demo's tagger (``_anomaly_model``) on 160 whole series of 1024 steps
-    (mixed anomalies), ``WeightedBinaryCrossentropy(pos_weight=100)``, batches
-    of 8, 8 clean epochs (160 steps: a settled baseline, as in a user's long
-    run), then the bad batch, the 6th of the 9th epoch. Per-element
-    normalisation over 1024 steps dilutes each mislabelled step, so the jump
-    is a few times the median, not orders of magnitude.
+    The series demo's tagger (``bs.recipes.build_series_model`` of its
+    config, without the standardising first layer) on 160 whole series of
+    1024 steps (mixed anomalies), ``WeightedBinaryCrossentropy(pos_weight=100)``,
+    batches of 8, 8 clean epochs (160 steps: a settled baseline, as in a
+    user's long run), then the bad batch, the 6th of the 9th epoch.
+    Per-element normalisation over 1024 steps dilutes each mislabelled step,
+    so the jump is a few times the median, not orders of magnitude.
     """
     import keras
     import numpy as np
+    from _demo import series_config
 
     import bayesseg as bs
-    from bayesseg.cli import anomaly
 
-    args = _options("anomaly", seed)
     keras.utils.set_random_seed(seed)
     x, y = bs.data.synthetic_anomaly_series(160, length=1024, seed=seed, kind="mixed")
     counts = bs.imbalance.count_classes(y, num_classes=2)
-    model, _, _ = anomaly._anomaly_model(args, counts, len(x), 180)
+    model, _, _ = bs.recipes.build_series_model(series_config(seed), 1, counts, len(x))
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=100.0), bs.kl.PerExample(160)),

@@ -36,7 +36,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
-from bayesseg.cli.anomaly import _difference_zscore as zscore  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--num-train", type=int, default=640)
@@ -134,7 +133,7 @@ e05 = bs.metrics.event_f1(yt, st, threshold=0.5)
 ap = bs.metrics.average_precision(yt, st)
 nll = bs.metrics.predictive_nll(yt, st)
 # z-score baseline, threshold on the same validation series
-zv, zt = zscore(xv, 128), zscore(xt, 128)
+zv, zt = bs.baselines.rolling_zscore(xv, 128), bs.baselines.rolling_zscore(xt, 128)
 zb = (-1, 0)
 for q in np.quantile(zv, 1 - np.geomspace(1e-5, 1e-2, 40)):
     f = bs.metrics.event_f1(yv, zv, threshold=q)["f1"]

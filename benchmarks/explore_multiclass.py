@@ -1,6 +1,6 @@
 """The search behind the many-class recipe: one training configuration per run.
 
-Trains the demo's U-Net (``bayesseg.cli.training._build_model``: the
+Trains the demo's U-Net (``bs.recipes.build_segmentation_model``: the
 Bayesian U-Net, the weighted ELBO, Adam with ``global_clipnorm=1``) on the
 32-class synthetic task (64x64, 99% background, training seed ``--seed``,
 200 held-out images of seed ``--seed + 10000``) with the options given, and
@@ -42,8 +42,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
-from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_SCALE_MULTIPLIER  # noqa: E402
-from bayesseg.cli.training import _build_model  # noqa: E402
 
 NUM_CLASSES = 32
 SIZE = 64
@@ -166,23 +164,24 @@ def main() -> None:
     px, py = _patches(args, x, y, rng)
     counts = bs.imbalance.count_classes(py, num_classes=NUM_CLASSES)
     steps_per_epoch = math.ceil(len(px) / args.batch_size)
-    options = {
-        "normalization": args.normalization,
-        "kl_scaling": "per-example",
-        "class_weights": args.class_weights,
-        "base_filters": args.base_filters,
-        "depth": args.depth,
-        "learning_rate": args.learning_rate,
-        "lr_schedule": args.lr_schedule,
-        "epochs": args.epochs,
-        "clipnorm": 1.0,
-        "estimator": "flipout",
-        "bayesian_blocks": args.bayesian_blocks,
-        "posterior_scale_init": DEFAULT_POSTERIOR_SCALE_INIT,
-        "scale_multiplier": DEFAULT_SCALE_MULTIPLIER,
-    }
-    build = (px.shape[1:], NUM_CLASSES, counts, len(px), steps_per_epoch, options)
-    model, weights, _ = _build_model(*build)
+    # The posterior's start and scale multiplier: SegmentationConfig's defaults.
+    config = bs.recipes.SegmentationConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        base_filters=args.base_filters,
+        depth=args.depth,
+        normalization=args.normalization,
+        bayesian_blocks=args.bayesian_blocks,
+        estimator="flipout",
+        class_weights=args.class_weights,
+        learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
+        clipnorm=1.0,
+        kl_scaling="per-example",
+        seed=args.seed,
+    )
+    build = (px.shape[1:], NUM_CLASSES, counts, len(px), steps_per_epoch)
+    model, weights, _ = bs.recipes.build_segmentation_model(config, *build)
     if args.dice:
         likelihood = bs.losses.DiceLoss(
             include_background=False,
@@ -201,7 +200,7 @@ def main() -> None:
         model.fit(px, py, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True)
     seconds = time.perf_counter() - start
     if args.patch:  # the same weights at the whole image's size
-        whole = _build_model((SIZE, SIZE, 1), *build[1:])[0]
+        whole = bs.recipes.build_segmentation_model(config, (SIZE, SIZE, 1), *build[1:])[0]
         whole.set_weights(model.get_weights())
         model = whole
     pred = bs.uncertainty.predict_mc(model, xt, num_samples=args.samples, verbose=0)
