@@ -193,8 +193,9 @@ def test_strategies_resolved_one_after_another_keep_their_all_reduces_apart():
     x, y = _data()
     y = np.maximum(y, 0)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
-    for filters in (2, 3):
-        strategy = bs.training.resolve_strategy("mirrored")
+    # Resolved, resolved, then a bare MirroredStrategy made after them.
+    for filters, make in ((2, "resolve"), (3, "resolve"), (4, "bare")):
+        strategy = bs.training.resolve_strategy("mirrored") if make == "resolve" else _strategy()
         with strategy.scope():
             model = bs.models.unet((8, 8, 1), 1, base_filters=filters, depth=2)
             model.compile(optimizer="adam", loss="binary_crossentropy")

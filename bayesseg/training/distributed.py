@@ -123,13 +123,19 @@ def _mirrored(devices) -> tf.distribute.MirroredStrategy:
     A new MirroredStrategy over the devices of an earlier one in the same
     process starts from the same collective keys, and TensorFlow then mixes
     their all-reduces up ("Shape mismatch in the collective instance 100"
-    once the models differ): each one made here starts from a fresh key
-    range, as TensorFlow's own tests do (``strategy_combinations``).
+    once the models differ): each one made here takes a key range of its
+    own, as TensorFlow's own tests do (``strategy_combinations``), and moves
+    the class's base on past it, so that a MirroredStrategy made directly
+    afterwards does not share it either.
     """
     cls = tf.distribute.MirroredStrategy
-    if isinstance(getattr(cls, "_collective_key_base", None), int):
+    keyed = isinstance(getattr(cls, "_collective_key_base", None), int)
+    if keyed:
         cls._collective_key_base += 100_000
-    return cls([d.name for d in devices])
+    strategy = cls([d.name for d in devices])
+    if keyed:
+        cls._collective_key_base += 100_000
+    return strategy
 
 
 def fit_distributed(
