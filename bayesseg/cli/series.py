@@ -14,7 +14,7 @@ Labels, from ``--masks`` (files of the same stem) or from the CSV's
 ``--label-column``, are scored the same way into metrics.json.
 
 Every series and label file is read and checked before anything is written,
-and the outputs reach ``--out`` through ``predict.staged_output``: all or
+and the outputs reach ``--out`` through ``staging.staged_output``: all or
 nothing.
 """
 
@@ -198,7 +198,7 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
     """Predict every series of ``--images`` into ``out``; returns the exit code.
 
     Every series (and label file) is read and checked first; the outputs
-    reach ``out`` through ``predict.staged_output``, all or nothing. Each
+    reach ``out`` through ``staging.staged_output``, all or nothing. Each
     series is predicted in blended windows (``bs.recipes.predict_series``) of
     :func:`prediction_window` steps, as the threshold was chosen.
     ``inputs``: ``list_inputs(args)`` when already done (else done here).
@@ -222,7 +222,7 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
     import numpy as np
 
     import bayesseg as bs
-    from bayesseg.cli.predict import MANIFEST, staged_output
+    from bayesseg.cli.staging import MANIFEST, staged_output
 
     if args.calibrate or args.patch_size:
         raise ValueError(
