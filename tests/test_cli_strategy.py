@@ -45,6 +45,17 @@ def test_strategy_names_are_the_command_line_choices():
     assert "resolve_strategy" in bs.training.__all__ and "STRATEGIES" in bs.training.__all__
 
 
+def test_resolve_strategy_docstring_example():
+    import doctest
+
+    from bayesseg.training import distributed
+
+    finder = doctest.DocTestFinder()
+    (test,) = finder.find(distributed.resolve_strategy, "resolve_strategy", globs={})
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert runner.run(test).failed == 0 and test.examples
+
+
 def test_resolve_strategy(monkeypatch):
     assert bs.training.resolve_strategy("default") is tf.distribute.get_strategy()
     # No GPU here: auto is the default strategy; mirrored spans the 2 logical CPUs.

@@ -237,6 +237,14 @@ class RunPlan:
             same run already finished: nothing to train).
         out: the output folder (it exists).
         initial_epoch: epochs already trained (0 for "train").
+
+    Example:
+
+    >>> import pathlib
+    >>> from bayesseg.cli.runs import RunPlan
+    >>> plan = RunPlan("resume", pathlib.Path("run"), 2)
+    >>> plan.action, plan.initial_epoch
+    ('resume', 2)
     """
 
     action: str
@@ -512,9 +520,14 @@ class Diverged(ValueError):
     Example:
 
     >>> from bayesseg.cli.runs import Diverged
-    >>> print(Diverged("NLL", 2, 3, value=float("nan"), epochs=5, steps=4))
+    >>> error = Diverged("NLL", 2, 3, value=float("nan"), epochs=5, steps=4)
+    >>> print(error)
     training diverged at epoch 2 of 5, step 3 of 4: the NLL is not finite (nan); \
 lower --learning-rate (or --clipnorm), or check the inputs and labels for extreme values.
+    >>> error.record()
+    {'epoch': 2, 'step': 3, 'term': 'NLL'}
+    >>> str(error.with_saved("Kept epoch 1.")).endswith("values. Kept epoch 1.")
+    True
     """
 
     def __init__(
@@ -624,7 +637,16 @@ without bound).
         return None if self.hints is None else self.hints.get(term)
 
     def diverged(self, term: str, value: float | None = None) -> Diverged:
-        """:class:`Diverged` at the current epoch and step."""
+        """:class:`Diverged` at the current epoch and step.
+
+        Example:
+
+        >>> from bayesseg.cli.runs import DivergenceGuard
+        >>> guard = DivergenceGuard(epochs=3)
+        >>> guard.on_epoch_begin(1)
+        >>> guard.diverged("KL").record()
+        {'epoch': 2, 'step': None, 'term': 'KL'}
+        """
         return Diverged(
             term,
             self.epoch + 1,

@@ -34,7 +34,8 @@ def _tf_config() -> str:
     )
     if not text:
         raise ValueError(
-            f"Argument name='multiworker' needs {expectation}. Received: TF_CONFIG unset"
+            f"Argument `name` 'multiworker' (--strategy multiworker) needs {expectation}. "
+            "Received: TF_CONFIG unset"
         )
     try:
         config = json.loads(text)
@@ -46,7 +47,8 @@ def _tf_config() -> str:
         or not isinstance(config.get("task"), dict)
     ):
         raise ValueError(
-            f"Argument name='multiworker' needs {expectation}. Received: TF_CONFIG={text!r}"
+            f"Argument `name` 'multiworker' (--strategy multiworker) needs {expectation}. "
+            f"Received: TF_CONFIG={text!r}"
         )
     return text
 
@@ -104,7 +106,7 @@ def resolve_strategy(name: str = "auto") -> tf.distribute.Strategy:
                 _MULTI_WORKER[config] = tf.distribute.MultiWorkerMirroredStrategy()
             except (RuntimeError, ValueError) as err:
                 raise ValueError(
-                    "Argument name='multiworker' must be resolved before TensorFlow "
+                    "Argument `name` 'multiworker' must be resolved before TensorFlow "
                     "initialises its devices (first thing in a fresh process, one process "
                     f"per worker). Received: {' '.join(str(err).split())}"
                 ) from err
