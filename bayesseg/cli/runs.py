@@ -56,7 +56,11 @@ import keras
 import numpy as np
 
 __all__ = [
+    "BACKUP",
+    "CONFIG_KEY",
+    "HINTS",
     "RUN_FILES",
+    "RUN_KEY",
     "DivergenceGuard",
     "Diverged",
     "EpochLog",
