@@ -415,3 +415,113 @@ def test_the_own_series_walkthrough_runs_as_written(tmp_path, monkeypatch, capsy
     assert (tmp_path / "pred" / "pump_040_prob.npy").is_file()
     assert (tmp_path / "run-python" / "model.json").is_file()
     assert len(namespace["flags"]) == 8
+
+
+# --------------------------------------------------------------------------
+# train --task series: reruns, divergence, resume (bayesseg.cli.runs)
+# --------------------------------------------------------------------------
+def _series_args(tmp_path, *extra):
+    return [
+        "train",
+        "--task",
+        "series",
+        "--images",
+        str(tmp_path / "series"),
+        "--masks",
+        str(tmp_path / "labels"),
+        "--out",
+        str(tmp_path / "run"),
+        "--window",
+        "96",
+        "--base-filters",
+        "2",
+        "--quiet",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def series_folder(tiny_series, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("series_runs")
+    x, y = tiny_series
+    _write(folder, x[:16], y[:16])
+    return folder
+
+
+def test_series_rerun_of_a_finished_run_does_nothing(series_folder, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(series_folder / "series", tmp_path / "series")
+    shutil.copytree(series_folder / "labels", tmp_path / "labels")
+    args = _series_args(tmp_path, "--epochs", "1")
+    assert main(args) == 0
+    model = tmp_path / "run" / "model.keras"
+    before = (model.stat().st_mtime_ns, model.read_bytes())
+    run = json.loads((tmp_path / "run" / "model.json").read_text())["run"]
+    assert run["finished"] and run["epochs_finished"] == 1
+    assert run["strategy"]["strategy"] == "default"
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "is already trained" in capsys.readouterr().out
+    assert (model.stat().st_mtime_ns, model.read_bytes()) == before
+    # Other settings in the same folder: refused in one line, suggesting --overwrite.
+    assert main(_series_args(tmp_path, "--epochs", "2")) == 2
+    err = capsys.readouterr().err
+    assert "add --overwrite" in err and "epochs 1 -> 2" in err and err.count("\n") == 1
+    # Other input files: refused too.
+    np.save(
+        tmp_path / "labels" / "s00.npy", np.zeros_like(np.load(tmp_path / "labels" / "s00.npy"))
+    )
+    assert main(args) == 2 and "add --overwrite" in capsys.readouterr().err
+
+
+def test_series_divergence_is_one_line_and_leaves_nothing(series_folder, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(series_folder / "series", tmp_path / "series")
+    shutil.copytree(series_folder / "labels", tmp_path / "labels")
+    assert main(_series_args(tmp_path, "--epochs", "1", "--learning-rate", "1e6")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "training diverged at epoch 1 of 1, step" in err
+    assert "is not finite" in err and "nothing was saved" in err
+    assert not (tmp_path / "run" / "model.json").exists()
+    assert not (tmp_path / "run" / "training.csv").exists()
+
+
+class _InterruptAfterSecondEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_series_interrupted_run_resumes_and_logs_each_epoch_once(
+    series_folder, tmp_path, capsys, monkeypatch
+):
+    import csv
+    import shutil
+
+    from bayesseg.cli import train_series
+
+    shutil.copytree(series_folder / "series", tmp_path / "series")
+    shutil.copytree(series_folder / "labels", tmp_path / "labels")
+    args = _series_args(tmp_path, "--epochs", "3")
+    real = train_series._callbacks
+
+    def interrupted(*a):
+        callbacks, guard, recorder = real(*a)
+        return [*callbacks, _InterruptAfterSecondEpoch()], guard, recorder
+
+    monkeypatch.setattr(train_series, "_callbacks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    monkeypatch.undo()
+    out = tmp_path / "run"
+    assert json.loads((out / "model.json").read_text())["run"]["epochs_finished"] == 2
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "resuming from epoch 3 of 3" in capsys.readouterr().out  # 2 of 3 finished
+    with open(out / "training.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
+    saved = json.loads((out / "model.json").read_text())
+    assert saved["run"]["finished"] and saved["decision"]["correction_weights"]

@@ -97,7 +97,8 @@ def series_config(args: argparse.Namespace, options: dict[str, Any]):
 def read_labelled_series(folder, masks, label_column, nan_policy: str, what: str):
     """Every series of ``folder`` and its labels, all read and checked before any work.
 
-    Returns ``(files, series, labels)``.
+    Returns ``(files, series, labels, label_files)`` (``label_files`` empty
+    when the labels are a CSV column).
     """
     import bayesseg as bs
 
@@ -123,7 +124,7 @@ def read_labelled_series(folder, masks, label_column, nan_policy: str, what: str
             )
         series.append(x)
         labels.append(y)
-    return files, series, labels
+    return files, series, labels, label_files or []
 
 
 def _zscore_on(xv, yv) -> dict[str, Any] | None:
@@ -145,20 +146,69 @@ def _zscore_on(xv, yv) -> dict[str, Any] | None:
     }
 
 
+# Options that do not change what is trained: where it is written and where it
+# runs (the data are compared by their fingerprint, not by their folders' paths).
+_NOT_COMPARED = ("out", "strategy")
+
+
+def _resolved(config, options: dict[str, Any]) -> dict[str, Any]:
+    """model.json's "config": the recipe's settings and how the files were read."""
+    return {
+        "task": "series",
+        **config.to_dict(),
+        "label_column": options["label_column"],
+        "nan_policy": options["nan_policy"],
+        "validation_folder": options["val_images"] is not None,
+    }
+
+
+def _callbacks(out: Path, epochs: int, steps: int, metadata: dict):
+    """The divergence guard (first), resume backup, checkpoint, CSV log, model.json."""
+    import keras
+
+    from bayesseg.cli import runs
+
+    guard = runs.DivergenceGuard(epochs, steps)
+    recorder = runs.RunRecorder(out / "model.json", metadata)
+    callbacks = [
+        guard,
+        keras.callbacks.BackupAndRestore(os.fspath(out / runs.BACKUP)),
+        keras.callbacks.ModelCheckpoint(os.fspath(out / "model.keras")),
+        runs.EpochLog(out / "training.csv"),
+        recorder,
+    ]
+    return callbacks, guard, recorder
+
+
 def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> int:
-    """Train the series recipe into ``options["out"]`` (see the module's docstring)."""
+    """Train the series recipe into ``options["out"]`` (see the module's docstring).
+
+    The folder decides first (:func:`bayesseg.cli.runs.prepare_out`): train,
+    resume an interrupted run ("resuming from epoch k of n"), nothing to do
+    for a finished run of the same settings and files, or a one-line error
+    suggesting ``--overwrite``. A non-finite loss ends in one line naming the
+    epoch, step and term (exit code 2), the folder keeping the last finished
+    epoch.
+    """
     start = time.perf_counter()
+    import bayesseg as bs
+    from bayesseg.cli import runs
+    from bayesseg.cli.train import _strategy_record, _worker_out
+
+    # Before any TensorFlow op: a multi-worker strategy must come first.
+    strategy = bs.training.resolve_strategy(options["strategy"])
     config = series_config(args, options)
-    files, series, labels = read_labelled_series(
+    files, series, labels, label_files = read_labelled_series(
         options["images"],
         options["masks"],
         options["label_column"],
         options["nan_policy"],
         "--images",
     )
+    inputs = [*files, *label_files]
     validation = None
     if options["val_images"] is not None:
-        _, xv, yv = read_labelled_series(
+        val_files, xv, yv, val_labels = read_labelled_series(
             options["val_images"],
             options["val_masks"],
             options["label_column"],
@@ -166,6 +216,7 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
             "--val-images",
         )
         validation = (xv, yv)
+        inputs += [*val_files, *val_labels]
     shortest = min(len(s) for s in series)
     if shortest < config.window:
         name = files[min(range(len(series)), key=lambda i: len(series[i]))].name
@@ -173,30 +224,62 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
             f"Series {name!r} holds {shortest} steps, fewer than a training window of "
             f"{config.window}: pass a smaller --window (windows never cross a series' end)."
         )
-    out = Path(options["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    import keras
-
-    import bayesseg as bs
-
+    data = bs.recipes.prepare_series(series, labels, config, validation=validation)
+    out = _worker_out(strategy, Path(options["out"]))
+    resolved = _resolved(config, options)
+    fingerprint = runs.input_fingerprint(inputs)
+    plan = runs.prepare_out(
+        out,
+        resolved,
+        fingerprint,
+        bool(args.overwrite),
+        epochs=config.epochs,
+        ignore=_NOT_COMPARED,
+        skip=("worker_*",),
+    )
+    if plan.action == "done":
+        return 0
+    steps = data.steps_per_epoch(config.batch_size)
+    metadata = {
+        "task": "series",
+        "config": resolved,
+        runs.RUN_KEY: runs.run_record(
+            fingerprint,
+            config.epochs,
+            epochs_finished=plan.initial_epoch,
+            strategy=_strategy_record(options, strategy),
+        ),
+    }
+    runs.write_json(out / "model.json", metadata)
+    callbacks, guard, recorder = _callbacks(out, config.epochs, steps, metadata)
     if not args.quiet:
-        steps = sum(len(s) for s in series)
+        total = sum(len(s) for s in series)
         events = bs.metrics.event_f1(labels, labels)["true_events"]
         print(
-            f"bayesseg train: {len(series)} series ({steps} steps, {series[0].shape[1]} "
-            f"feature(s), {events} events, {100 * sum(t.sum() for t in labels) / steps:.3f}% "
-            f"anomalous steps); the series recipe: windows of {config.window}, "
-            f"{config.epochs} epochs"
+            f"bayesseg train: {len(series)} series ({total} steps, {series[0].shape[1]} "
+            f"feature(s), {events} events, {100 * sum(t.sum() for t in labels) / total:.3f}% "
+            f"anomalous steps); the series recipe: {len(data.x_windows)} windows of "
+            f"{config.window}, {steps} steps per epoch, {config.epochs} epochs"
         )
-    csv_log = keras.callbacks.CSVLogger(os.fspath(out / "training.csv"))
-    run = bs.recipes.train_series(
-        series,
-        labels,
-        config,
-        validation=validation,
-        callbacks=[csv_log],
-        verbose=0 if args.quiet else 2,
-    )
+    try:
+        run = bs.recipes.train_series(
+            series,
+            labels,
+            config,
+            data=data,
+            callbacks=callbacks,
+            strategy=strategy,
+            verbose=0 if args.quiet else 2,
+        )
+    except Exception as err:
+        diverged = runs.diverged_from_error(err, guard)
+        saved = runs.finish_failed(out, plan, recorder.epochs_finished, diverged)
+        if diverged is None:
+            raise
+        raise diverged.with_saved(saved) from err
+    except BaseException:  # KeyboardInterrupt: resumable unless nothing was saved
+        runs.finish_failed(out, plan, recorder.epochs_finished)
+        raise
     if validation is None:
         xv = [series[i] for i in run.val_index]
         yv = [labels[i] for i in run.val_index]
@@ -204,7 +287,10 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
     else:
         names = None
     baseline = _zscore_on(xv, yv)
+    metadata[runs.RUN_KEY].update(finished=True, epochs_finished=recorder.epochs_finished)
     extra = {
+        "config": resolved,
+        runs.RUN_KEY: metadata[runs.RUN_KEY],
         "validation_series_names": names,
         "baseline_zscore": baseline,
         "training_seconds": time.perf_counter() - start,

@@ -21,10 +21,12 @@ from bayesseg.recipes.segmentation import (
 )
 from bayesseg.recipes.series import (
     SeriesConfig,
+    SeriesData,
     SeriesPrediction,
     SeriesRun,
     build_series_model,
     predict_series,
+    prepare_series,
     split_series,
     train_series,
 )
@@ -33,11 +35,13 @@ __all__ = [
     "CLASS_DEPENDENT_DEFAULTS",
     "SegmentationConfig",
     "SeriesConfig",
+    "SeriesData",
     "SeriesPrediction",
     "SeriesRun",
     "build_segmentation_model",
     "build_series_model",
     "predict_series",
+    "prepare_series",
     "segmentation_imbalance",
     "split_series",
     "train_series",

@@ -41,10 +41,12 @@ from bayesseg._validation import argument_error, check_choice, check_float, chec
 
 __all__ = [
     "SeriesConfig",
+    "SeriesData",
     "SeriesPrediction",
     "SeriesRun",
     "build_series_model",
     "predict_series",
+    "prepare_series",
     "split_series",
     "train_series",
 ]
@@ -548,6 +550,156 @@ def _decision(model, xv, yv, correction, config: SeriesConfig) -> dict[str, Any]
     }
 
 
+@dataclasses.dataclass
+class SeriesData:
+    """What :func:`prepare_series` makes of labelled series: the training windows and
+    the validation series, before any model exists.
+
+    Attributes:
+        x_windows, y_windows: float32 ``(m, window, features)`` and ``(m, window)``.
+        window_counts, series_counts: ``(normal, anomalous)`` steps of the
+            windows and of the training series (the prior the correction restores).
+        normalization: ``(mean, std)`` per feature of the training series, or None.
+        x_val, y_val: the validation series and labels (lists).
+        train_index, val_index: which input series each part holds (``val_index``
+            empty when the validation series were given).
+    """
+
+    x_windows: np.ndarray
+    y_windows: np.ndarray
+    window_counts: np.ndarray
+    series_counts: np.ndarray
+    normalization: tuple[np.ndarray, np.ndarray] | None
+    x_val: list[np.ndarray]
+    y_val: list[np.ndarray]
+    train_index: np.ndarray
+    val_index: np.ndarray
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps per epoch at ``batch_size`` windows per step."""
+        return -(-len(self.x_windows) // batch_size)
+
+
+def prepare_series(
+    x: Any,
+    y: Any,
+    config: SeriesConfig | None = None,
+    *,
+    validation: tuple[Any, Any] | None = None,
+) -> SeriesData:
+    """The validation split, the training windows and the statistics of the series recipe.
+
+    Args:
+        x, y, config, validation: as for :func:`train_series`.
+
+    Returns:
+        A :class:`SeriesData`; pass it to ``train_series(..., data=)``.
+
+    Raises:
+        ValueError: for bad series or labels, series shorter than
+            ``config.window``, too few series with events, or validation
+            series of another feature count or without any event.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> from bayesseg.recipes import SeriesConfig, prepare_series
+    >>> x, y = bs.data.synthetic_sensor_series(24, length=(600, 800), events_per_series=(1, 3))
+    >>> data = prepare_series(x, y, SeriesConfig(window=128))
+    >>> data.x_windows.shape[1:], len(data.x_val), data.steps_per_epoch(32) > 0
+    ((128, 2), 8, True)
+    """
+    import bayesseg as bs
+
+    config = SeriesConfig() if config is None else config
+    if not isinstance(config, SeriesConfig):
+        raise argument_error("config", "be a SeriesConfig", type(config).__name__)
+    xs, ys = _as_lists(x, y)
+    if validation is None:
+        train_index, val_index = split_series(
+            ys, config.val_fraction, config.min_val_series, config.seed
+        )
+        xv, yv = [xs[i] for i in val_index], [ys[i] for i in val_index]
+        xs, ys = [xs[i] for i in train_index], [ys[i] for i in train_index]
+    else:
+        xv, yv = _as_lists(*validation)
+        train_index, val_index = np.arange(len(xs)), np.array([], dtype=int)
+        if not any(t.any() for t in yv):
+            raise argument_error("validation", "hold at least one event", "no anomalous step")
+    if xv[0].shape[1] != xs[0].shape[1]:
+        raise argument_error(
+            "validation", f"hold series of {xs[0].shape[1]} features", xv[0].shape[1]
+        )
+    xw, yw = bs.data.event_windows(
+        xs,
+        ys,
+        config.window,
+        positive_fraction=config.positive_fraction,
+        windows_per_event=config.windows_per_event,
+        seed=config.seed,
+    )
+    normalization = None
+    if config.standardize:
+        steps = np.concatenate(xs).astype(np.float64)
+        std = steps.std(axis=0)
+        normalization = (steps.mean(axis=0), np.where(std > 0, std, 1.0))
+    return SeriesData(
+        x_windows=xw,
+        y_windows=yw,
+        window_counts=bs.imbalance.count_classes(yw, num_classes=2),
+        series_counts=bs.imbalance.count_classes(np.concatenate(ys), num_classes=2),
+        normalization=normalization,
+        x_val=xv,
+        y_val=yv,
+        train_index=train_index,
+        val_index=val_index,
+    )
+
+
+def _fit(model, data: SeriesData, config: SeriesConfig, strategy, callbacks, verbose):
+    """Keras' fit under the default strategy; ``bs.training.fit_distributed`` (a
+    ``strategy.run`` loop) under any other, on global batches reshuffled each epoch
+    with a seed derived from it, the last partial batch left out so every replica
+    gets examples."""
+    import tensorflow as tf
+
+    import bayesseg as bs
+
+    if strategy is None or strategy is tf.distribute.get_strategy():
+        return model.fit(
+            data.x_windows,
+            data.y_windows,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            verbose=verbose,
+            callbacks=list(callbacks),
+        )
+    replicas = int(strategy.num_replicas_in_sync)
+    if config.batch_size < replicas:
+        raise argument_error(
+            "config.batch_size",
+            f"be at least the {replicas} replicas (the global batch)",
+            config.batch_size,
+        )
+
+    def epoch_data(epoch):
+        order = np.random.default_rng([config.seed, int(epoch)]).permutation(len(data.x_windows))
+        return tf.data.Dataset.from_tensor_slices(
+            (data.x_windows[order], data.y_windows[order])
+        ).batch(config.batch_size, drop_remainder=replicas > 1)
+
+    steps = len(data.x_windows) // config.batch_size if replicas > 1 else None
+    return bs.training.fit_distributed(
+        model,
+        epoch_data,
+        epochs=config.epochs,
+        strategy=strategy,
+        callbacks=list(callbacks),
+        steps_per_epoch=steps,
+        verbose=min(int(verbose), 1),
+    )
+
+
 def train_series(
     x: Any,
     y: Any,
@@ -557,6 +709,7 @@ def train_series(
     callbacks: Sequence[Any] = (),
     strategy=None,
     verbose: int = 0,
+    data: SeriesData | None = None,
 ) -> SeriesRun:
     """Train the series recipe on labelled series and choose its decision threshold.
 
@@ -568,11 +721,15 @@ def train_series(
         validation: None (default: hold out series with
             :func:`split_series`), or ``(x_val, y_val)`` to choose the
             threshold on.
-        callbacks: Keras callbacks for ``fit`` (e.g. ``LossSpikeMonitor``).
-        strategy: None (default) or a ``tf.distribute`` strategy under
-            whose scope the model is built; ``config.batch_size`` is then the
-            global batch.
+        callbacks: Keras callbacks for training (e.g. ``LossSpikeMonitor``).
+        strategy: None (default) or a ``tf.distribute`` strategy (e.g.
+            ``bs.training.resolve_strategy("mirrored")``): the model is built
+            under its scope, ``config.batch_size`` is the global batch, and a
+            strategy other than the default one trains through
+            ``bs.training.fit_distributed``.
         verbose: Keras' ``fit`` verbosity. Default 0.
+        data: None, or :func:`prepare_series`'s result for these arguments
+            (then ``x``, ``y`` and ``validation`` are not read again).
 
     Returns:
         A :class:`SeriesRun`. When no threshold can be chosen (e.g. constant
@@ -598,68 +755,35 @@ def train_series(
     import bayesseg as bs
 
     config = SeriesConfig() if config is None else config
-    if not isinstance(config, SeriesConfig):
-        raise argument_error("config", "be a SeriesConfig", type(config).__name__)
-    xs, ys = _as_lists(x, y)
-    if validation is None:
-        train_index, val_index = split_series(
-            ys, config.val_fraction, config.min_val_series, config.seed
-        )
-        xv, yv = [xs[i] for i in val_index], [ys[i] for i in val_index]
-        xs, ys = [xs[i] for i in train_index], [ys[i] for i in train_index]
-    else:
-        xv, yv = _as_lists(*validation)
-        train_index, val_index = np.arange(len(xs)), np.array([], dtype=int)
-        if not any(t.any() for t in yv):
-            raise argument_error("validation", "hold at least one event", "no anomalous step")
-    if xv[0].shape[1] != xs[0].shape[1]:
-        raise argument_error(
-            "validation", f"hold series of {xs[0].shape[1]} features", xv[0].shape[1]
-        )
+    if data is None:
+        data = prepare_series(x, y, config, validation=validation)
     keras.utils.set_random_seed(config.seed)
-    xw, yw = bs.data.event_windows(
-        xs,
-        ys,
-        config.window,
-        positive_fraction=config.positive_fraction,
-        windows_per_event=config.windows_per_event,
-        seed=config.seed,
-    )
-    counts = bs.imbalance.count_classes(yw, num_classes=2)
-    series_counts = bs.imbalance.count_classes(np.concatenate(ys), num_classes=2)
-    normalization = None
-    if config.standardize:
-        steps = np.concatenate(xs).astype(np.float64)
-        std = steps.std(axis=0)
-        normalization = (steps.mean(axis=0), np.where(std > 0, std, 1.0))
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         model, weights, bias = build_series_model(
-            config, xs[0].shape[1], counts, len(xw), normalization
+            config,
+            data.x_windows.shape[-1],
+            data.window_counts,
+            len(data.x_windows),
+            data.normalization,
         )
+    counts, series_counts = data.window_counts, data.series_counts
     correction = bs.imbalance.prior_shift_weights(counts, series_counts, class_weights=weights)
-    history = model.fit(
-        xw,
-        yw,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        verbose=verbose,
-        callbacks=list(callbacks),
-    )
+    history = _fit(model, data, config, strategy, callbacks, verbose)
     windows = {
         "window": config.window,
-        "windows": len(xw),
+        "windows": len(data.x_windows),
         "window_anomaly_fraction": float(counts[1] / counts.sum()),
         "series_anomaly_fraction": float(series_counts[1] / series_counts.sum()),
     }
     return SeriesRun(
         model=model,
         config=config,
-        decision=_decision(model, xv, yv, correction, config),
+        decision=_decision(model, data.x_val, data.y_val, correction, config),
         windows=windows,
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
-        train_index=train_index,
-        val_index=val_index,
+        train_index=data.train_index,
+        val_index=data.val_index,
         class_weights=None if weights is None else [float(w) for w in weights],
         output_bias=np.asarray(bias, dtype=float).reshape(-1).tolist(),
     )
