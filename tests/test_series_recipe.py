@@ -525,3 +525,29 @@ def test_series_interrupted_run_resumes_and_logs_each_epoch_once(
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
     saved = json.loads((out / "model.json").read_text())
     assert saved["run"]["finished"] and saved["decision"]["correction_weights"]
+
+
+def test_predict_refuses_an_unfinished_series_run(series_folder, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(series_folder / "series", tmp_path / "series")
+    shutil.copytree(series_folder / "labels", tmp_path / "labels")
+    assert main(_series_args(tmp_path, "--epochs", "1")) == 0
+    path = tmp_path / "run" / "model.json"
+    metadata = json.loads(path.read_text())
+    metadata["run"]["finished"] = False  # as model.json reads between two epochs
+    path.write_text(json.dumps(metadata))
+    code = main(
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "run" / "model.keras"),
+            "--images",
+            str(tmp_path / "series"),
+            "--out",
+            str(tmp_path / "pred"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "unfinished training run" in err and err.count("\n") == 1
+    assert not (tmp_path / "pred").exists()

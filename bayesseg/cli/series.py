@@ -114,8 +114,16 @@ def decision_rule(args: argparse.Namespace, metadata: dict, model_path: Path) ->
 
     A tagger saved without a threshold (its validation scores admitted none)
     needs ``--threshold``: deciding at 0.5 on corrected probabilities would
-    flag almost nothing, silently.
+    flag almost nothing, silently. A tagger whose training run has not
+    finished (model.json's ``run``) has no rule yet: an error.
     """
+    run = metadata.get("run")
+    if isinstance(run, dict) and not run.get("finished", True):
+        raise ValueError(
+            f"{model_path.with_suffix('.json').name} describes an unfinished training run "
+            f"({run.get('epochs_finished', 0)} of {run.get('epochs')} epochs, no decision "
+            "threshold yet): rerun the same bayesseg train command to finish it."
+        )
     saved = metadata.get("decision") or {}
     if saved and saved.get("threshold") is None and args.threshold is None:
         raise ValueError(
