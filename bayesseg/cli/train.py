@@ -391,21 +391,11 @@ def _scan_and_split(options: dict):
     return scan, num_classes, patch, (train_scan, held_scan, counts)
 
 
-# The many-class recipe (docs/imbalance.md): with more than 2 classes the
-# classes must be told apart by small differences, which a U-Net learns in a
-# CPU budget only at a high peak rate, warmed up and decayed; at that rate
-# balanced weights (3000:1 at 32 classes and 99% background) collapse the
-# model onto one class, their square roots do not.
-_CLASS_DEFAULTS = {
-    "class_weights": ("balanced", "inverse_sqrt"),
-    "learning_rate": (1e-3, 1e-2),
-    "lr_schedule": ("constant", "cosine"),
-}
-
-
 def _resolve_class_defaults(options: dict, num_classes: int) -> None:
     """Fill the options left unset whose defaults depend on the number of classes."""
-    for name, (binary, many) in _CLASS_DEFAULTS.items():
+    from bayesseg.recipes.segmentation import CLASS_DEPENDENT_DEFAULTS
+
+    for name, (binary, many) in CLASS_DEPENDENT_DEFAULTS.items():
         if options[name] is None:
             options[name] = many if num_classes > 2 else binary
 
