@@ -38,6 +38,7 @@ TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import fnmatch
@@ -48,7 +49,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ __all__ = [
     "clear_run",
     "diverged_from_error",
     "finish_failed",
+    "guarded_training",
     "input_fingerprint",
     "prepare_out",
     "run_record",
@@ -778,6 +780,42 @@ def finish_failed(
         metadata[RUN_KEY]["diverged"] = diverged.record()
         write_json(path, metadata)
     return f"{out / 'model.keras'} holds epoch {epochs_finished}, the last finished one."
+
+
+@contextlib.contextmanager
+def guarded_training(out: str | os.PathLike, plan: RunPlan, guard, recorder) -> Iterator[None]:
+    """Run the training inside; on a failure leave ``out`` consistent (:func:`finish_failed`).
+
+    A divergence (the guard's :class:`Diverged`, or the model's own
+    finiteness error that :func:`diverged_from_error` recognises) is raised as
+    :class:`Diverged` saying what the folder kept; any other exception, and
+    ``KeyboardInterrupt``, propagate unchanged after the folder is tidied (an
+    interrupted run stays resumable unless nothing was saved).
+
+    Example:
+
+    >>> import tempfile, pathlib
+    >>> from bayesseg.cli.runs import RunPlan, guarded_training
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> class Recorder: epochs_finished = 0
+    >>> try:
+    ...     with guarded_training(out, RunPlan("train", out, 0), None, Recorder()):
+    ...         raise OSError("disk full")
+    ... except OSError as err:
+    ...     print(err)
+    disk full
+    """
+    try:
+        yield
+    except Exception as err:
+        diverged = None if guard is None else diverged_from_error(err, guard)
+        saved = finish_failed(out, plan, recorder.epochs_finished, diverged)
+        if diverged is None:
+            raise
+        raise diverged.with_saved(saved) from err
+    except BaseException:  # KeyboardInterrupt: resumable unless nothing was saved
+        finish_failed(out, plan, recorder.epochs_finished)
+        raise
 
 
 # --------------------------------------------------------------------------

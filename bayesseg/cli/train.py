@@ -598,17 +598,8 @@ def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
     callbacks = _callbacks(out, diagnostics, validation, (guard, recorder))
     if not args.quiet:
         _print_start(scans, options, num_classes, counts, steps, metadata[runs.RUN_KEY])
-    try:
+    with runs.guarded_training(out, plan, guard, recorder):
         history = _fit(model, dataset, strategy, options, steps, callbacks, args.quiet)
-    except Exception as err:
-        diverged = runs.diverged_from_error(err, guard)
-        saved = runs.finish_failed(out, plan, recorder.epochs_finished, diverged)
-        if diverged is None:
-            raise
-        raise diverged.with_saved(saved) from err
-    except BaseException:  # KeyboardInterrupt: resumable unless nothing was saved
-        runs.finish_failed(out, plan, recorder.epochs_finished)
-        raise
     _save_history(history, diagnostics, out)
     if validation is not None:
         _finish_validation(validation, options, held_scan, patch, metadata, out, args.quiet)

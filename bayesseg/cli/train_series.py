@@ -261,7 +261,7 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
             f"anomalous steps); the series recipe: {len(data.x_windows)} windows of "
             f"{config.window}, {steps} steps per epoch, {config.epochs} epochs"
         )
-    try:
+    with runs.guarded_training(out, plan, guard, recorder):
         run = bs.recipes.train_series(
             series,
             labels,
@@ -271,15 +271,6 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
             strategy=strategy,
             verbose=0 if args.quiet else 2,
         )
-    except Exception as err:
-        diverged = runs.diverged_from_error(err, guard)
-        saved = runs.finish_failed(out, plan, recorder.epochs_finished, diverged)
-        if diverged is None:
-            raise
-        raise diverged.with_saved(saved) from err
-    except BaseException:  # KeyboardInterrupt: resumable unless nothing was saved
-        runs.finish_failed(out, plan, recorder.epochs_finished)
-        raise
     if validation is None:
         xv = [series[i] for i in run.val_index]
         yv = [labels[i] for i in run.val_index]
