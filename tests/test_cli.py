@@ -695,7 +695,7 @@ def test_report_per_class_equals_the_keras_metrics(num_classes):
         (
             ["--task", "anomaly", "--num-images", "20"],
             {"learning_rate": 3e-3, "lr_schedule": "constant", "class_weights": "inverse_sqrt",
-             "epochs": 12, "num_test_images": 8, "length": 4096, "window": 512,
+             "epochs": 8, "num_test_images": 8, "length": 4096, "window": 512,
              "batch_size": 32},
         ),
         (  # flags win over the task's defaults
