@@ -176,8 +176,8 @@ def test_exported_from_bs_metrics():
 
 
 # ------------------------------------------------------------- the reports that use it
-def test_report_rows_are_the_owners_with_the_keras_zero_for_undefined():
-    # report.json's per_class promises the Keras metrics' numbers (0 for 0/0);
+def test_report_rows_are_the_owners():
+    # report.json's per_class holds the owner's numbers, None for a 0/0;
     # validation's and anomaly's readers of _confusion / _confusion_scores too.
     from bayesseg.cli.report import _confusion, _confusion_scores, _per_class
 
@@ -197,7 +197,7 @@ def test_report_rows_are_the_owners_with_the_keras_zero_for_undefined():
     for c in range(4):
         for name in ("dice", "recall", "precision"):
             expected = owner[c][name]
-            assert rows[str(c)][name] == (0.0 if expected is None else expected)
+            assert rows[str(c)][name] == expected
         assert rows[str(c)]["support"] == owner[c]["support"] == int((labels == c).sum())
     # Binary: one sigmoid channel, decided at p >= 0.5, truth at >= 0.5.
     binary = _confusion(np.array([1, 0, 1, 0]), np.array([[0.5], [0.7], [0.2], [0.1]]), 2)

@@ -100,26 +100,22 @@ def _confusion(labels, outputs, num_classes: int):
     return _confusion_matrix(truth, _probability.hard_labels(outputs), num_classes)
 
 
-def _confusion_scores(confusion) -> dict[str, dict[str, float]]:
+def _confusion_scores(confusion) -> dict[str, dict[str, float | None]]:
     """Pooled Dice / recall / precision and support per class from confusion counts.
 
     ``bs.metrics.per_class_scores`` of the ``(K, K)`` matrix's TP / FP / FN,
-    with its undefined scores (None: a 0/0) written as 0: these rows promise
-    the numbers of ``bs.metrics.Dice(class_id=c)``, ``Recall`` and
-    ``Precision``, which give 0 for an empty denominator (docs/metrics.md),
-    counted once for all classes instead of once per class and metric (96
-    Keras metric passes over a 200-image, 32-class prediction took 20 s).
-    Callers that tell "absent" from "0" (``validation.PooledScores``) read
-    ``support``.
+    keyed by the class as a string (JSON's keys), with its one rule for an
+    empty denominator: the score is None (``null`` in report.json). Where
+    defined, the numbers are those of ``bs.metrics.Dice(class_id=c)``,
+    ``Recall`` and ``Precision`` (which report a 0/0 as 0), counted once for
+    all classes instead of once per class and metric (96 Keras metric passes
+    over a 200-image, 32-class prediction took 20 s).
     """
     import bayesseg as bs
     from bayesseg.metrics.per_class import _counts_from_matrix
 
     rows = bs.metrics.per_class_scores(_counts_from_matrix(confusion))
-    return {
-        str(c): {key: 0.0 if value is None else value for key, value in row.items()}
-        for c, row in rows.items()
-    }
+    return {str(c): dict(row) for c, row in rows.items()}
 
 
 def _per_class(labels, outputs, num_classes: int) -> dict[str, dict[str, float]]:
@@ -278,7 +274,7 @@ def _per_class_lines(report: dict) -> list[str]:
     lines.append(f"{'class':>7}{'dice':>9}{'recall':>9}{'precision':>11}{'support':>10}")
     for c, row in report["metrics"]["per_class"].items():
         lines.append(
-            f"{c:>7}{row['dice']:>9.3f}{row['recall']:>9.3f}{row['precision']:>11.3f}"
+            f"{c:>7}{_fmt(row['dice']):>9}{_fmt(row['recall']):>9}{_fmt(row['precision']):>11}"
             f"{row['support']:>10d}"
         )
     return lines

@@ -41,8 +41,8 @@ class PooledScores:
     mean of ``predict_mc``; one channel for 2 classes), so no more than one
     image is held in memory. The Dice and recall are those of bayesseg's
     Keras metrics, pooled over every pixel seen, from summed confusion counts
-    (``report._confusion``); a class absent from every mask seen has an
-    undefined recall (NaN).
+    (``report._confusion``); an undefined score (0/0: the recall of a class
+    absent from every mask seen) is NaN.
     """
 
     def __init__(self, num_classes: int):
@@ -58,15 +58,15 @@ class PooledScores:
         self.confusion += _confusion(labels, mean, self.num_classes)
 
     def per_class(self) -> dict[str, dict[str, float]]:
-        """``{class: {"dice", "recall", "support"}}`` (NaN where a class is absent)."""
+        """``{class: {"dice", "recall", "support"}}``: ``bs.metrics.per_class_scores``
+        values, an undefined one (0/0, e.g. the recall of a class absent from every
+        mask seen) as NaN, as Keras logs hold floats."""
         rows = {}
         for c, scores in _confusion_scores(self.confusion).items():
-            present = scores["support"] > 0
             rows[c] = {
-                "dice": scores["dice"] if present else math.nan,
-                "recall": scores["recall"] if present else math.nan,
-                "support": scores["support"],
+                key: math.nan if scores[key] is None else scores[key] for key in ("dice", "recall")
             }
+            rows[c]["support"] = scores["support"]
         return rows
 
     def nll(self) -> float:
