@@ -14,7 +14,12 @@ cores; held-out average precision >= 0.8, event F1 >= 0.75, the saved
 threshold flagging <= 5% of the steps; the rolling z-score's average
 precision <= 0.35.
 
-Run: python benchmarks/bench_own_series.py [--seed 0] [--work /tmp/own-series]
+``--twin`` trains and scores the deterministic twin instead
+(``--bayesian-blocks none``: ``bs.models.lstm_tagger`` with the weighted
+likelihood alone, the same windows, threshold rule and series), written to
+``results_own_series_<date>_seed<s>_twin.json``.
+
+Run: python benchmarks/bench_own_series.py [--seed 0] [--work /tmp/own-series] [--twin]
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/own-series")
+    parser.add_argument("--twin", action="store_true", help="the deterministic twin")
     args = parser.parse_args()
 
     import numpy as np
@@ -95,6 +101,7 @@ def main() -> None:
             "--seed",
             str(args.seed),
             "--overwrite",
+            *(["--bayesian-blocks", "none"] if args.twin else []),
         ]
     )
     predict_seconds = _run(
@@ -123,7 +130,8 @@ def main() -> None:
     z_events = bs.metrics.event_f1(yt, zt, threshold=chosen["threshold"])
     result = {
         "date": date.today().isoformat(),
-        "command": f"python benchmarks/bench_own_series.py --seed {args.seed}",
+        "command": f"python benchmarks/bench_own_series.py --seed {args.seed}"
+        + (" --twin" if args.twin else ""),
         "data": {
             "train_series": NUM_TRAIN,
             "csv_series": NUM_CSV,
@@ -151,7 +159,9 @@ def main() -> None:
         },
     }
     print(json.dumps(result, indent=2))
-    target = HERE / f"results_own_series_{date.today().isoformat()}_seed{args.seed}.json"
+    result["variant"] = "deterministic twin" if args.twin else "Bayesian tagger"
+    suffix = "_twin" if args.twin else ""
+    target = HERE / f"results_own_series_{date.today().isoformat()}_seed{args.seed}{suffix}.json"
     target.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {target}")
 
