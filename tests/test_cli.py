@@ -45,7 +45,13 @@ def test_demo_lesion_tiny(tmp_path, capsys):
     assert set(metrics["per_class"]) == {"0", "1"}
     for row in metrics["per_class"].values():
         assert {"dice", "recall", "precision"} <= set(row)
-        assert all(0.0 <= row[k] <= 1.0 for k in ("dice", "recall", "precision"))
+        # Both classes are in the masks: Dice and recall are defined; precision is
+        # None (0/0, bs.metrics.per_class_scores' rule) for a class never predicted.
+        assert row["support"] > 0
+        assert all(0.0 <= row[k] <= 1.0 for k in ("dice", "recall"))
+        assert row["precision"] is None or 0.0 <= row["precision"] <= 1.0
+        if row["precision"] is None:
+            assert row["recall"] == 0.0
     for key in ("foreground_ece", "predictive_nll", "mean_epistemic", "foreground_ece_floor"):
         assert math.isfinite(metrics[key]) and metrics[key] >= 0
     corrected = metrics["corrected_for_class_weights"]
