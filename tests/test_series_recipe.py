@@ -551,3 +551,27 @@ def test_predict_refuses_an_unfinished_series_run(series_folder, tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and "unfinished training run" in err and err.count("\n") == 1
     assert not (tmp_path / "pred").exists()
+
+
+# --------------------------------------------------------------------------
+# The segmentation recipe's run object
+# --------------------------------------------------------------------------
+def test_train_segmentation_weights_are_balanced_and_the_run_saves(tmp_path):
+    from bayesseg.recipes import SegmentationConfig, train_segmentation
+
+    x, y = bs.data.synthetic_lesions(8, shape=(16, 16), seed=1)
+    labels = y[..., 0].astype(int)
+    config = SegmentationConfig(epochs=1, base_filters=2, depth=2, batch_size=4)
+    run = train_segmentation(x, labels, config)
+    counts = np.bincount(labels.ravel(), minlength=2)
+    # balanced weights in closed form: N / (C * n_c)
+    np.testing.assert_allclose(run.class_weights, counts.sum() / (2 * counts), rtol=1e-6)
+    assert run.class_counts == counts.tolist() and run.config.learning_rate == 1e-3
+    run.save(tmp_path)
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    metadata = json.loads((tmp_path / "model.json").read_text())
+    assert metadata["task"] == "segmentation" and metadata["config"]["class_weights"] == "balanced"
+    np.testing.assert_array_equal(loaded.weights[0].numpy(), run.model.weights[0].numpy())
+    assert run.predict(x[:2], num_samples=2).mean.shape == (2, 16, 16, 1)
+    with pytest.raises(ValueError, match="Argument `y` must hold labels in"):
+        train_segmentation(x, labels + 5, config, num_classes=2)

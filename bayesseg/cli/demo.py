@@ -25,8 +25,8 @@ from bayesseg.cli.report import (
     _write_json,
 )
 from bayesseg.cli.training import (
-    _build_model,
     _gradient_callback,
+    segmentation_config,
 )
 from bayesseg.recipes.series import SeriesConfig
 
@@ -121,33 +121,33 @@ def _demo_data(args):
 
 
 def _train_unet(args, x, y, num_classes: int, counts, method: str, diagnostics: bool):
-    """One seeded U-Net trained with ``method`` class weights.
+    """One seeded U-Net trained with ``method`` class weights (``bs.recipes.train_segmentation``).
 
-    Returns ``(model, weights, bias, history, callbacks, seconds)``.
+    Returns ``(model, weights, bias, history, callbacks, seconds)``: the
+    weights and bias as arrays, the history as Keras' ``history.history``.
     """
-    import keras
+    import numpy as np
 
-    keras.utils.set_random_seed(args.seed)
-    options = vars(args) | {
-        "normalization": "none",
-        "kl_scaling": "per-example",
-        "class_weights": method,
-    }
-    steps_per_epoch = math.ceil(len(x) / args.batch_size)
-    model, weights, bias = _build_model(
-        x.shape[1:], num_classes, counts, len(x), steps_per_epoch, options
+    import bayesseg as bs
+
+    config = segmentation_config(
+        vars(args) | {"normalization": "none", "kl_scaling": "per-example", "class_weights": method}
     )
+    steps_per_epoch = math.ceil(len(x) / args.batch_size)
     callbacks = [_gradient_callback(steps_per_epoch * args.epochs)] if diagnostics else []
     t0 = time.perf_counter()
-    history = model.fit(
+    run = bs.recipes.train_segmentation(
         x,
         y,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        verbose=0 if args.quiet else 1,
+        config,
+        num_classes=num_classes,
+        counts=counts,
         callbacks=callbacks,
+        verbose=0 if args.quiet else 1,
     )
-    return model, weights, bias, history, callbacks, time.perf_counter() - t0
+    weights = None if run.class_weights is None else np.asarray(run.class_weights)
+    bias = np.asarray(run.output_bias)
+    return run.model, weights, bias, run.history, callbacks, time.perf_counter() - t0
 
 
 def _model_entry(args, model, num_classes: int, num_train: int) -> dict[str, Any]:

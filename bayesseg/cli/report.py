@@ -44,7 +44,9 @@ def _versions() -> dict[str, str]:
 
 
 def _final_logs(history) -> dict[str, float]:
-    return {key: float(values[-1]) for key, values in history.history.items() if values}
+    """The last epoch's logs of a Keras ``History`` or of its ``history`` dict."""
+    logs = history if isinstance(history, dict) else history.history
+    return {key: float(values[-1]) for key, values in logs.items() if values}
 
 
 def _finite(value: Any) -> Any:

@@ -16,8 +16,10 @@ the examples all call these functions.
 from bayesseg.recipes.segmentation import (
     CLASS_DEPENDENT_DEFAULTS,
     SegmentationConfig,
+    SegmentationRun,
     build_segmentation_model,
     segmentation_imbalance,
+    train_segmentation,
 )
 from bayesseg.recipes.series import (
     SeriesConfig,
@@ -34,6 +36,7 @@ from bayesseg.recipes.series import (
 __all__ = [
     "CLASS_DEPENDENT_DEFAULTS",
     "SegmentationConfig",
+    "SegmentationRun",
     "SeriesConfig",
     "SeriesData",
     "SeriesPrediction",
@@ -44,5 +47,6 @@ __all__ = [
     "prepare_series",
     "segmentation_imbalance",
     "split_series",
+    "train_segmentation",
     "train_series",
 ]

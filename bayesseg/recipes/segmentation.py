@@ -15,8 +15,11 @@ that depend on the number of classes (:meth:`SegmentationConfig.resolve`).
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,8 +34,10 @@ from bayesseg._validation import argument_error, check_choice, check_float, chec
 __all__ = [
     "CLASS_DEPENDENT_DEFAULTS",
     "SegmentationConfig",
+    "SegmentationRun",
     "build_segmentation_model",
     "segmentation_imbalance",
+    "train_segmentation",
 ]
 
 CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
@@ -255,3 +260,159 @@ def build_segmentation_model(
         metrics=metrics,
     )
     return model, weights, bias
+
+
+@dataclasses.dataclass
+class SegmentationRun:
+    """What :func:`train_segmentation` returns: the model and how it was made.
+
+    Attributes:
+        model: the trained U-Net.
+        config: the :class:`SegmentationConfig`, its class-dependent settings resolved.
+        num_classes: 2 (one sigmoid output) or more (softmax).
+        class_weights: the weights of the likelihood (None for "none").
+        output_bias: the logits' initial bias.
+        class_counts: the training labels' count per class.
+        history: Keras' ``history.history``.
+    """
+
+    model: Any
+    config: SegmentationConfig
+    num_classes: int
+    class_weights: list[float] | None
+    output_bias: list[float]
+    class_counts: list[int]
+    history: dict[str, list]
+
+    def predict(self, images: Any, num_samples: int = 16, correct_for_class_weights: bool = False):
+        """``bs.uncertainty.predict_mc`` of ``images`` ``(N, *spatial, C)``; with
+        ``correct_for_class_weights`` the class weights' shift is undone in every draw."""
+        import bayesseg as bs
+
+        weights = self.class_weights if correct_for_class_weights else None
+        return bs.uncertainty.predict_mc(
+            self.model,
+            images,
+            num_samples=num_samples,
+            correct_for_class_weights=weights,
+            verbose=0,
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        """model.json's content for this run."""
+        return {
+            "task": "segmentation",
+            "num_classes": self.num_classes,
+            "class_counts": self.class_counts,
+            "class_weights": self.class_weights,
+            "output_bias": self.output_bias,
+            "config": self.config.to_dict(),
+        }
+
+    def save(self, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``model.keras`` and ``model.json`` (plus ``extra`` keys) into ``folder``,
+        each under a temporary name then renamed, model.json last."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".model-{os.getpid()}.keras"
+        self.model.save(partial)
+        os.replace(partial, folder / "model.keras")
+        partial_json = folder / f".model-{os.getpid()}.json"
+        partial_json.write_text(json.dumps({**self.metadata(), **(extra or {})}, indent=2))
+        os.replace(partial_json, folder / "model.json")
+        return folder / "model.keras"
+
+
+def train_segmentation(
+    x: Any,
+    y: Any,
+    config: SegmentationConfig | None = None,
+    *,
+    num_classes: int | None = None,
+    counts: Sequence[float] | None = None,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 0,
+) -> SegmentationRun:
+    """Train the segmentation recipe on images and integer masks held in memory.
+
+    The class weights and output bias come from the masks' counts, the KL is
+    scaled by the number of images (``config.kl_scaling``), and the model is
+    seeded by ``config.seed`` (``bayesseg train`` streams folders of images
+    through the same :func:`build_segmentation_model`).
+
+    Args:
+        x: float array ``(N, *spatial, C)``, spatial sizes divisible by
+            ``2**(config.depth - 1)``.
+        y: integer masks ``(N, *spatial)`` (or ``(N, *spatial, 1)``), labels
+            in ``[0, num_classes)``.
+        config: a :class:`SegmentationConfig` (default ``SegmentationConfig()``).
+        num_classes: None (default: the largest label + 1, at least 2) or the
+            number of classes.
+        counts: None (default: counted from ``y``) or the count per class.
+        callbacks: Keras callbacks for ``fit``.
+        verbose: Keras' ``fit`` verbosity. Default 0.
+
+    Returns:
+        A :class:`SegmentationRun`.
+
+    Raises:
+        ValueError: for labels outside ``[0, num_classes)`` or a shape the
+            U-Net does not accept, before training.
+
+    Example:
+
+    >>> import bayesseg as bs
+    >>> from bayesseg.recipes import SegmentationConfig, train_segmentation
+    >>> x, y = bs.data.synthetic_lesions(8, shape=(16, 16), seed=0)
+    >>> run = train_segmentation(x, y[..., 0], SegmentationConfig(epochs=1, base_filters=2,
+    ...                                                          depth=2, batch_size=4))
+    >>> run.num_classes, run.config.class_weights, sorted(run.history)[:2]
+    (2, 'balanced', ['dice', 'kl'])
+    """
+    import keras
+
+    import bayesseg as bs
+
+    config = SegmentationConfig() if config is None else config
+    if not isinstance(config, SegmentationConfig):
+        raise argument_error("config", "be a SegmentationConfig", type(config).__name__)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if y.ndim == x.ndim and y.shape[-1] == 1:
+        y = y[..., 0]
+    if y.shape != x.shape[:-1]:
+        raise argument_error(
+            "y", f"hold one label per pixel of x, shape {x.shape[:-1]}", f"shape {y.shape}"
+        )
+    if num_classes is None:
+        num_classes = max(2, int(y.max()) + 1)
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    if y.min() < 0 or y.max() >= num_classes:
+        raise argument_error(
+            "y", f"hold labels in [0, {num_classes})", f"labels {int(y.min())}..{int(y.max())}"
+        )
+    if counts is None:
+        counts = bs.imbalance.count_classes(y, num_classes=num_classes)
+    config = config.resolve(num_classes)
+    keras.utils.set_random_seed(config.seed)
+    steps_per_epoch = -(-len(x) // config.batch_size)
+    model, weights, bias = build_segmentation_model(
+        config, x.shape[1:], num_classes, counts, len(x), steps_per_epoch
+    )
+    history = model.fit(
+        x,
+        y,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        verbose=verbose,
+        callbacks=list(callbacks),
+    )
+    return SegmentationRun(
+        model=model,
+        config=config,
+        num_classes=num_classes,
+        class_weights=None if weights is None else [float(w) for w in weights],
+        output_bias=np.asarray(bias, dtype=float).reshape(-1).tolist(),
+        class_counts=[int(c) for c in np.asarray(counts)],
+        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+    )
