@@ -62,6 +62,8 @@ __all__ = [
     "HINTS",
     "RUN_FILES",
     "RUN_KEY",
+    "STRATEGY_NAMES",
+    "WORKER_FOLDERS",
     "DivergenceGuard",
     "Diverged",
     "EpochLog",
@@ -72,8 +74,11 @@ __all__ = [
     "finish_failed",
     "guarded_training",
     "input_fingerprint",
+    "is_default_strategy",
     "prepare_out",
     "run_record",
+    "strategy_record",
+    "worker_out",
     "write_json",
 ]
 
@@ -816,6 +821,81 @@ def guarded_training(out: str | os.PathLike, plan: RunPlan, guard, recorder) -> 
     except BaseException:  # KeyboardInterrupt: resumable unless nothing was saved
         finish_failed(out, plan, recorder.epochs_finished)
         raise
+
+
+# --------------------------------------------------------------------------
+# Where training runs: the strategy's part of a run
+# --------------------------------------------------------------------------
+#: TensorFlow's class names of the public strategies.
+STRATEGY_NAMES = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}
+#: The folders of the non-chief workers of a multi-worker run, inside the chief's ``out``.
+WORKER_FOLDERS = ("worker_*",)
+
+
+def is_default_strategy(strategy) -> bool:
+    """Whether ``strategy`` is the one in force outside any scope (one device).
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from bayesseg.cli.runs import is_default_strategy
+    >>> is_default_strategy(tf.distribute.get_strategy())
+    True
+    """
+    import tensorflow as tf
+
+    return strategy is tf.distribute.get_strategy()
+
+
+def _task(strategy) -> tuple[str, int, dict] | None:
+    """(task type, index, cluster spec) of a multi-worker process; None otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return None
+    return resolver.task_type, int(resolver.task_id or 0), resolver.cluster_spec().as_dict()
+
+
+def worker_out(strategy, out: Path) -> Path:
+    """Where this process writes: ``out`` for the chief (worker 0, or the "chief"
+    task), ``out/<type>_<index>`` for the other workers.
+
+    Each worker keeps its own checkpoint and backup, so that every worker
+    resumes from the same epoch, on a shared file system or not.
+
+    Example:
+
+    >>> import pathlib, tensorflow as tf
+    >>> from bayesseg.cli.runs import worker_out
+    >>> worker_out(tf.distribute.get_strategy(), pathlib.Path("run")).name
+    'run'
+    """
+    task = _task(strategy)
+    if task is None:
+        return out
+    task_type, index, spec = task
+    chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in spec)
+    return out if chief else out / f"{task_type}_{index}"
+
+
+def strategy_record(requested: str, strategy) -> dict[str, Any]:
+    """model.json's ``run["strategy"]``: what was asked, what ran, on how many replicas.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from bayesseg.cli.runs import strategy_record
+    >>> strategy_record("auto", tf.distribute.get_strategy())
+    {'requested': 'auto', 'strategy': 'default', 'replicas': 1, 'workers': 1}
+    """
+    task = _task(strategy)
+    workers = 1 if task is None else sum(len(task[2].get(t, [])) for t in ("chief", "worker"))
+    kind = type(strategy).__name__
+    return {
+        "requested": requested,
+        "strategy": "default" if is_default_strategy(strategy) else STRATEGY_NAMES.get(kind, kind),
+        "replicas": int(strategy.num_replicas_in_sync),
+        "workers": workers,
+    }
 
 
 # --------------------------------------------------------------------------

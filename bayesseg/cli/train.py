@@ -407,50 +407,6 @@ def _resolve_class_defaults(options: dict, num_classes: int) -> None:
 # runs. The data are compared by their fingerprint (file names, sizes and
 # contents), not by the paths of their folders.
 _NOT_COMPARED = ("out", "images", "masks", "val_images", "val_masks", "strategy")
-# TensorFlow's class names of the public strategies.
-_STRATEGY_NAMES = {"CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}
-# The folders of the non-chief workers of a multi-worker run, inside the chief's --out.
-_WORKER_FOLDERS = ("worker_*",)
-
-
-def _is_default(strategy) -> bool:
-    import tensorflow as tf
-
-    return strategy is tf.distribute.get_strategy()
-
-
-def _task(strategy) -> tuple[str, int, dict] | None:
-    """(task type, index, cluster spec) of a multi-worker process; None otherwise."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return None
-    return resolver.task_type, int(resolver.task_id or 0), resolver.cluster_spec().as_dict()
-
-
-def _worker_out(strategy, out: Path) -> Path:
-    """Where this process writes: ``out`` for the chief (worker 0, or the "chief"
-    task), ``out/<type>_<index>`` for the other workers. Each worker keeps its own
-    checkpoint and backup, so that every worker resumes from the same epoch, on a
-    shared file system or not."""
-    task = _task(strategy)
-    if task is None:
-        return out
-    task_type, index, spec = task
-    chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in spec)
-    return out if chief else out / f"{task_type}_{index}"
-
-
-def _strategy_record(options: dict, strategy) -> dict[str, Any]:
-    """model.json's run["strategy"]: what was asked, what ran, on how many replicas."""
-    task = _task(strategy)
-    workers = 1 if task is None else sum(len(task[2].get(t, [])) for t in ("chief", "worker"))
-    kind = type(strategy).__name__
-    return {
-        "requested": options["strategy"],
-        "strategy": "default" if _is_default(strategy) else _STRATEGY_NAMES.get(kind, kind),
-        "replicas": int(strategy.num_replicas_in_sync),
-        "workers": workers,
-    }
 
 
 def _fit(model, dataset, strategy, options: dict, steps: int, callbacks, quiet: bool):
@@ -458,9 +414,10 @@ def _fit(model, dataset, strategy, options: dict, steps: int, callbacks, quiet: 
     (``bs.training.fit_distributed``) under any other (Keras' fit fails under
     MultiWorkerMirroredStrategy). Both drive the same callbacks."""
     import bayesseg as bs
+    from bayesseg.cli import runs
 
     verbose = 0 if quiet else 1
-    if _is_default(strategy):
+    if runs.is_default_strategy(strategy):
         return model.fit(
             dataset,
             epochs=options["epochs"],
@@ -519,14 +476,14 @@ def _prepare_run(args: argparse.Namespace, options: dict, strategy, scans):
     from bayesseg.cli import runs
 
     scan, _, held_scan = scans
-    out = _worker_out(strategy, Path(options["out"]))
+    out = runs.worker_out(strategy, Path(options["out"]))
     options["out"] = os.fspath(out) if out != Path(options["out"]) else options["out"]
     overwrite = bool(getattr(args, "overwrite", False))
     if not overwrite:
         _check_training_log(out / "training.csv")
     fingerprint = runs.input_fingerprint(_input_files(options, scan, held_scan))
     plan = runs.prepare_out(
-        out, options, fingerprint, overwrite, ignore=_NOT_COMPARED, skip=_WORKER_FOLDERS
+        out, options, fingerprint, overwrite, ignore=_NOT_COMPARED, skip=runs.WORKER_FOLDERS
     )
     return out, plan, fingerprint
 
@@ -560,7 +517,7 @@ def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
     from bayesseg.cli import runs
 
     keras.utils.set_random_seed(options["seed"])
-    dataset = _training_dataset(options, patch, train_scan, not _is_default(strategy))
+    dataset = _training_dataset(options, patch, train_scan, not runs.is_default_strategy(strategy))
     num_examples = len(train_scan.names) * (1 if patch is None else options["patches_per_image"])
     dataset, steps = _replica_batches(dataset, num_examples, options, strategy)
     input_shape = (None,) * scan.spatial_rank + (scan.channels,)
@@ -590,7 +547,7 @@ def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
         fingerprint,
         options["epochs"],
         epochs_finished=plan.initial_epoch,
-        strategy=_strategy_record(options, strategy),
+        strategy=runs.strategy_record(options["strategy"], strategy),
     )
     runs.write_json(out / "model.json", metadata)
     guard = runs.DivergenceGuard(options["epochs"], steps)

@@ -193,7 +193,6 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
     start = time.perf_counter()
     import bayesseg as bs
     from bayesseg.cli import runs
-    from bayesseg.cli.train import _strategy_record, _worker_out
 
     # Before any TensorFlow op: a multi-worker strategy must come first.
     strategy = bs.training.resolve_strategy(options["strategy"])
@@ -225,7 +224,7 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
             f"{config.window}: pass a smaller --window (windows never cross a series' end)."
         )
     data = bs.recipes.prepare_series(series, labels, config, validation=validation)
-    out = _worker_out(strategy, Path(options["out"]))
+    out = runs.worker_out(strategy, Path(options["out"]))
     resolved = _resolved(config, options)
     fingerprint = runs.input_fingerprint(inputs)
     plan = runs.prepare_out(
@@ -235,7 +234,7 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
         bool(args.overwrite),
         epochs=config.epochs,
         ignore=_NOT_COMPARED,
-        skip=("worker_*",),
+        skip=runs.WORKER_FOLDERS,
     )
     if plan.action == "done":
         return 0
@@ -247,7 +246,7 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
             fingerprint,
             config.epochs,
             epochs_finished=plan.initial_epoch,
-            strategy=_strategy_record(options, strategy),
+            strategy=runs.strategy_record(options["strategy"], strategy),
         ),
     }
     runs.write_json(out / "model.json", metadata)
