@@ -13,15 +13,11 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
 
 from bayesseg._validation import argument_error, check_choice
-
-if TYPE_CHECKING:  # annotations only (base imports this module)
-    from bayesseg.layers.base import BayesianLayer
 
 __all__ = ["bayesian_layers", "kl_divergence", "set_sampling", "sampling_mode"]
 
@@ -60,7 +56,7 @@ class BayesianLayerType(abc.ABC):  # noqa: B024 - a type to register with, no me
     """
 
 
-def bayesian_layers(model: keras.layers.Layer) -> list[BayesianLayer]:
+def bayesian_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
     """All Bayesian layers inside ``model`` (nested models and RNN cells too).
 
     Args:
