@@ -67,26 +67,53 @@ def list_images(folder: str | os.PathLike, argument: str = "folder") -> list[Pat
     >>> [p.name for p in list_images(d)]
     ['a.npy', 'b.npy']
     """
+    return list_files(folder, SUFFIXES, "image files", argument, suffix=_suffix, stem=_stem)
+
+
+def list_files(
+    folder: str | os.PathLike,
+    suffixes: tuple[str, ...],
+    kind: str,
+    argument: str = "folder",
+    suffix=lambda p: p.suffix.lower(),
+    stem=lambda p: p.stem,
+) -> list[Path]:
+    """The files of ``folder`` whose ``suffix(path)`` is in ``suffixes``, sorted by name.
+
+    The one listing rule of images and series: hidden files and other
+    suffixes are skipped; an empty listing and two files of one stem are
+    errors (pairing by stem would be ambiguous). ``kind`` names the files in
+    the error.
+
+    Example:
+
+    >>> import tempfile, pathlib
+    >>> from bayesseg.data.folders import list_files
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "b.csv").write_text("x"); _ = (d / ".hidden.csv").write_text("x")
+    >>> [p.name for p in list_files(d, (".csv",), "series")]
+    ['b.csv']
+    """
     path = Path(folder)
     if not path.is_dir():
         raise argument_error(argument, "be an existing directory", os.fspath(folder))
     files = sorted(
         p
         for p in path.iterdir()
-        if p.is_file() and not p.name.startswith(".") and _suffix(p) in SUFFIXES
+        if p.is_file() and not p.name.startswith(".") and suffix(p) in suffixes
     )
     if not files:
         raise argument_error(
-            argument, f"be a folder holding image files ({', '.join(SUFFIXES)})", os.fspath(folder)
+            argument, f"be a folder holding {kind} ({', '.join(suffixes)})", os.fspath(folder)
         )
     seen: dict[str, Path] = {}
     for p in files:
-        if _stem(p) in seen:
+        if stem(p) in seen:
             raise ValueError(
-                f"Files {seen[_stem(p)].name!r} and {p.name!r} in {os.fspath(folder)!r} "
+                f"Files {seen[stem(p)].name!r} and {p.name!r} in {os.fspath(folder)!r} "
                 "share one stem; keep one of them."
             )
-        seen[_stem(p)] = p
+        seen[stem(p)] = p
     return files
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from bayesseg._validation import argument_error
 from bayesseg.data._finite import check_nan_policy, count_nonfinite
+from bayesseg.data.folders import list_files
 
 __all__ = ["SERIES_SUFFIXES", "list_series", "pair_series_labels", "read_series", "read_labels"]
 
@@ -49,27 +50,7 @@ def list_series(folder: str | os.PathLike, argument: str = "folder") -> list[Pat
     >>> [p.name for p in list_series(d)]
     ['a.csv', 'b.npy']
     """
-    path = Path(folder)
-    if not path.is_dir():
-        raise argument_error(argument, "be an existing directory", os.fspath(folder))
-    files = sorted(
-        p
-        for p in path.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SERIES_SUFFIXES
-    )
-    if not files:
-        raise argument_error(
-            argument, "be a folder holding series files (.npy, .csv)", os.fspath(folder)
-        )
-    seen: dict[str, Path] = {}
-    for p in files:
-        if p.stem in seen:
-            raise ValueError(
-                f"Folder {os.fspath(folder)!r} holds two series of stem {p.stem!r} "
-                f"({seen[p.stem].name}, {p.name}): keep one."
-            )
-        seen[p.stem] = p
-    return files
+    return list_files(folder, SERIES_SUFFIXES, "series files", argument)
 
 
 def pair_series_labels(files: list[Path], folder: str | os.PathLike) -> list[Path]:
