@@ -33,20 +33,20 @@ _SEGMENTATION_ONLY = (
     "patience",
     "min_delta",
 )
-# train option -> SeriesConfig field, where the names differ or match.
-_FIELDS = {
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "learning_rate": "learning_rate",
-    "clipnorm": "clipnorm",
-    "class_weights": "class_weights",
-    "estimator": "estimator",
-    "posterior_scale_init": "posterior_scale_init",
-    "scale_multiplier": "scale_multiplier",
-    "window": "window",
-    "val_fraction": "val_fraction",
-    "seed": "seed",
-}
+# train options that set the SeriesConfig field of the same name.
+_FIELDS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "clipnorm",
+    "class_weights",
+    "estimator",
+    "posterior_scale_init",
+    "scale_multiplier",
+    "window",
+    "val_fraction",
+    "seed",
+)
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def series_config(args: argparse.Namespace, options: dict[str, Any]):
             f"Argument(s) {flags} apply to --task segmentation (U-Net options); the series "
             "recipe does not use them. Received: --task series"
         )
-    values = {field: given[name] for name, field in _FIELDS.items() if name in given}
+    values = {name: given[name] for name in _FIELDS if name in given}
     if "val_fraction" in values and values["val_fraction"] == 0.0:
         raise ValueError(
             "Argument --val-fraction must be > 0 for --task series: the decision threshold "

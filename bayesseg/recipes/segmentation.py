@@ -15,7 +15,6 @@ that depend on the number of classes (:meth:`SegmentationConfig.resolve`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -312,15 +311,9 @@ class SegmentationRun:
     def save(self, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
         """Write ``model.keras`` and ``model.json`` (plus ``extra`` keys) into ``folder``,
         each under a temporary name then renamed, model.json last."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".model-{os.getpid()}.keras"
-        self.model.save(partial)
-        os.replace(partial, folder / "model.keras")
-        partial_json = folder / f".model-{os.getpid()}.json"
-        partial_json.write_text(json.dumps({**self.metadata(), **(extra or {})}, indent=2))
-        os.replace(partial_json, folder / "model.json")
-        return folder / "model.keras"
+        from bayesseg.recipes._saving import save_run
+
+        return save_run(self.model, folder, {**self.metadata(), **(extra or {})})
 
 
 def train_segmentation(

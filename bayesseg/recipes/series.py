@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -346,11 +345,6 @@ def _window_starts(length: int, window: int) -> np.ndarray:
     return np.array(starts)
 
 
-def _bernoulli_entropy(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return -(p * np.log(p) + (1 - p) * np.log1p(-p))
-
-
 def predict_series(
     model,
     x: Any,
@@ -365,8 +359,9 @@ def predict_series(
     overlapping by half (the last one ending at the series' end); all windows
     of all series go through :func:`bayesseg.uncertainty.predict_mc` in
     batches, and each step's mean probability and aleatoric entropy are the
-    averages over the windows holding it, weighted by a Gaussian bump
-    (sigma = window / 8) around each window's centre, so a step is read with
+    averages over the windows holding it, weighted by ``predict_mc``'s
+    Gaussian blending weights (sigma = window / 8 around each window's
+    centre), so a step is read with
     context on both sides wherever it can be. The total uncertainty is the
     entropy of the blended mean; epistemic = total - aleatoric (clipped at 0).
 
@@ -393,6 +388,8 @@ def predict_series(
     [(300,), (70,)]
     """
     import bayesseg as bs
+    from bayesseg._probability import entropy
+    from bayesseg.uncertainty._windows import _gaussian_weights
 
     xs, _ = _as_lists(x, None)
     window = check_int("window", window, minimum=2)
@@ -417,7 +414,7 @@ def predict_series(
             correct_for_class_weights=correction,
             verbose=0,
         )
-        bump = np.exp(-0.5 * ((np.arange(w) - (w - 1) / 2) / (w / 8.0)) ** 2)
+        bump = _gaussian_weights((w,))  # predict_mc's blending weights
         for j, k in enumerate(ks):
             i, start, _ = where[k]
             prob, aleatoric, total_weight = results[i]
@@ -428,7 +425,7 @@ def predict_series(
     for prob, aleatoric, total_weight in results:
         mean = prob / total_weight
         aleatoric = aleatoric / total_weight
-        epistemic = np.maximum(_bernoulli_entropy(mean) - aleatoric, 0.0)
+        epistemic = np.maximum(entropy(mean[:, None]) - aleatoric, 0.0)
         out.append(
             SeriesPrediction(
                 mean.astype(np.float32), epistemic.astype(np.float32), aleatoric.astype(np.float32)
@@ -502,24 +499,9 @@ class SeriesRun:
         Each file is written under a temporary name and renamed, model.json
         last, so a folder never holds a model.json that describes another model.
         """
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".model-{os.getpid()}.keras"
-        self.model.save(partial)
-        os.replace(partial, folder / "model.keras")
-        text = json.dumps({**self.metadata(), **(extra or {})}, indent=2, default=_json_default)
-        partial_json = folder / f".model-{os.getpid()}.json"
-        partial_json.write_text(text)
-        os.replace(partial_json, folder / "model.json")
-        return folder / "model.keras"
+        from bayesseg.recipes._saving import save_run
 
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+        return save_run(self.model, folder, {**self.metadata(), **(extra or {})})
 
 
 def _decision(model, xv, yv, correction, config: SeriesConfig) -> dict[str, Any]:
