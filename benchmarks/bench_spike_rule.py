@@ -42,18 +42,76 @@ PLANTED_EPOCH = 5
 PLANTED_BATCH = 10
 
 
-def _recorder():
-    import bayesseg as bs
+#: The shares of a batch's elements whose mean loss the recorder keeps (columns
+#: of ``elements``, after the KL term and the mean element loss).
+TOP_FRACTIONS = (0.001, 0.01, 0.05)
 
-    # An unreachable threshold: every step enters the baseline, none is flagged.
-    return bs.diagnostics.LossSpikeMonitor(threshold=1e30)
+
+def _recorder():
+    """A ``LossSpikeMonitor`` that flags nothing and also records, every step, the
+    KL term, the mean element loss and the mean of the largest element losses
+    (``bayesseg.diagnostics.spikes.element_summary`` at ``TOP_FRACTIONS``),
+    and the per-example NLL."""
+    import tensorflow as tf
+
+    import bayesseg as bs
+    from bayesseg.diagnostics.spikes import element_summary
+
+    class ElementHook(bs.training.TrainStepHook):
+        def __init__(self):
+            self.model = None
+            self.last = tf.Variable(tf.zeros([2 + len(TOP_FRACTIONS)]), trainable=False)
+            self.examples = tf.Variable(tf.zeros([0]), shape=tf.TensorShape(None), trainable=False)
+
+        def before_update(self, context):
+            per_element = self.model.elbo.likelihood.call(context.y, context.y_pred)
+            tops = [element_summary(per_element, f)[1] for f in TOP_FRACTIONS]
+            mean = element_summary(per_element, 1.0)[0]
+            kl_term = tf.cast(context.loss - context.nll, tf.float32)
+            self.last.assign(tf.stack([kl_term, mean, *tops]))
+            self.examples.assign(tf.cast(context.per_example_nll, tf.float32))
+
+    class Recorder(bs.diagnostics.LossSpikeMonitor):
+        def __init__(self):
+            # An unreachable threshold: every step enters the baseline, none is flagged.
+            super().__init__(threshold=1e30)
+            self.element_hook = ElementHook()
+            self.elements, self.examples = [], []
+
+        def set_model(self, model):
+            super().set_model(model)
+            self.element_hook.model = model
+            model.add_train_step_hook(self.element_hook)
+
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            self.elements.append(self.element_hook.last.numpy().astype("float64"))
+            self.examples.append(self.element_hook.examples.numpy().astype("float64"))
+
+        def on_train_end(self, logs=None):
+            super().on_train_end(logs)
+            self.model.remove_train_step_hook(self.element_hook)
+
+    return Recorder()
 
 
 def _save(name: str, monitor) -> None:
+    """``trace`` (step, loss, median, z, ratio, spread), ``elements`` (KL term,
+    mean element loss, top means at ``TOP_FRACTIONS``) and ``examples`` (the
+    per-example NLL, NaN-padded to the largest batch), one row a step."""
     import numpy as np
 
     TRACES.mkdir(exist_ok=True)
-    np.savez_compressed(TRACES / f"{name}.npz", trace=np.array(monitor.trace, dtype=np.float64))
+    width = max(len(e) for e in monitor.examples)
+    examples = np.full((len(monitor.examples), width), np.nan)
+    for row, values in enumerate(monitor.examples):
+        examples[row, : len(values)] = values
+    np.savez_compressed(
+        TRACES / f"{name}.npz",
+        trace=np.array(monitor.trace, dtype=np.float64),
+        elements=np.array(monitor.elements),
+        examples=examples,
+    )
 
 
 def record_unet(task: str, seed: int):
@@ -81,6 +139,43 @@ def record_unet(task: str, seed: int):
         x, y, batch_size=config.batch_size, epochs=config.epochs, verbose=0, callbacks=[monitor]
     )
     return monitor
+
+
+def record_planted_unet(seed: int = 0):
+    """The multiclass demo's training with one bad batch in its 6th epoch (of 10):
+    in every image of the batch, an 8x8 square of background labelled as the
+    rarest class (the segmentation analogue of the tagger's flat steps)."""
+    import keras
+    import numpy as np
+    from _demo import segmentation_config, unet_data
+
+    import bayesseg as bs
+
+    task = "multiclass"
+    x, y, _, _, num_classes = unet_data(task, seed)
+    counts = np.asarray(bs.imbalance.count_classes(y, num_classes=num_classes))
+    keras.utils.set_random_seed(seed)
+    config = segmentation_config(task, seed)
+    batch = config.batch_size
+    steps = math.ceil(len(x) / batch)
+    model, _, _ = bs.recipes.build_segmentation_model(
+        config, x.shape[1:], num_classes, counts, len(x), steps
+    )
+    monitor = _recorder()
+    fit = {"batch_size": batch, "verbose": 0, "callbacks": [monitor]}
+    model.fit(x, y, epochs=PLANTED_EPOCH, **fit)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    xe, ye = x[order], y[order].copy()
+    rarest = int(np.argmin(counts))
+    for row in range(PLANTED_BATCH * batch, (PLANTED_BATCH + 1) * batch):
+        rows, cols = np.nonzero(ye[row, ..., 0] == 0 if ye.ndim == 4 else ye[row] == 0)
+        r, c = rows[len(rows) // 2], cols[len(cols) // 2]
+        r, c = min(r, ye.shape[1] - 8), min(c, ye.shape[2] - 8)
+        ye[row, r : r + 8, c : c + 8] = rarest
+    model.fit(xe, ye, epochs=1, shuffle=False, **fit)
+    model.fit(x, y, epochs=config.epochs - PLANTED_EPOCH - 1, **fit)
+    return monitor, PLANTED_EPOCH * steps + PLANTED_BATCH
 
 
 def _anomaly_setup(seed: int):
@@ -230,7 +325,9 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=["lesion", "multiclass", "anomaly"])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument(
-        "--planted", nargs="*", default=["flat", "swapped", "corrupted", "whole_series"]
+        "--planted",
+        nargs="*",
+        default=["flat", "swapped", "corrupted", "whole_series", "unet_patch"],
     )
     parser.add_argument("--skip-record", action="store_true", help="only evaluate the traces")
     args = parser.parse_args()
@@ -244,6 +341,8 @@ def main() -> None:
         for kind in args.planted:
             if kind == "whole_series":
                 monitor, step = record_planted_whole_series()
+            elif kind == "unet_patch":
+                monitor, step = record_planted_unet()
             else:
                 monitor, step = record_planted(kind)
             _save(f"planted_{kind}", monitor)

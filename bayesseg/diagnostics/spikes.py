@@ -223,6 +223,29 @@ def step_statistics(loss, history, per_example_nll, kl_term):
     return median, z, ratio, spread
 
 
+def element_summary(per_element, top_fraction):
+    """``(mean, top_mean)``: a batch's mean element loss and the mean of its largest ones.
+
+    ``per_element`` is the likelihood's loss for every element (timestep,
+    pixel, voxel) of the batch, any shape; ``top_mean`` averages its
+    ``ceil(top_fraction * size)`` largest values. Against their baselines,
+    the two tell how a jump is spread over elements: a few mislabelled steps
+    raise ``top_mean`` by as much as the whole jump, a batch that is worse
+    everywhere raises both in proportion.
+
+    Example:
+        >>> import numpy as np
+        >>> mean, top = element_summary(np.array([[0.0, 1.0], [3.0, 0.0]], "float32"), 0.25)
+        >>> float(mean), float(top)
+        (1.0, 3.0)
+    """
+    flat = tf.reshape(tf.cast(per_element, tf.float32), [-1])
+    size = tf.size(flat)
+    k = tf.maximum(1, tf.cast(tf.math.ceil(top_fraction * tf.cast(size, tf.float32)), tf.int32))
+    top = tf.math.top_k(flat, k=tf.minimum(k, size)).values
+    return tf.reduce_mean(flat), tf.reduce_mean(top)
+
+
 def spike_rule(z, ratio, spread, threshold, min_ratio, min_spread):
     """Whether a step spikes: a large jump, or a jump far out and spread over the batch.
 
