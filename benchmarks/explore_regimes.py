@@ -1,0 +1,225 @@
+"""Why the default Bayesian U-Net does not beat its deterministic twin outside one
+regime, and which lever changes that: a diagnosis and a screen, one seed.
+
+The setting users meet (the README tour through the public API): synthetic 2D
+lesions (64x64, ~1/60 lesion pixels; 200 training, 50 validation and 100
+held-out images), ``bs.models.bayesian_unet`` / ``bs.models.unet`` with 8
+base filters, depth 3 and no normalisation, inverse-sqrt weighted BCE,
+``PerExample`` ELBO, Adam 2e-3 (``global_clipnorm=1``), batch 16,
+``predict_mc`` with the class-weight correction and 16 draws; at 12 and 36
+epochs (``--epochs``). ``--setting bench`` is the configuration of
+``bench_quality.py`` instead (16 filters, batch normalisation, Adam 3e-3,
+batch 8, 25 epochs).
+
+Variants (every one gets the same number of epochs; a warm start's
+deterministic epochs count):
+
+* ``twin``: ``bs.models.unet`` trained with the likelihood alone;
+* ``bayes``: ``bs.models.bayesian_unet`` at the library's defaults;
+* ``reparam``: ``estimator="reparameterization"``;
+* ``warm``: the twin for half the epochs, then ``bs.convert.to_bayesian(
+  moped_delta=0.1)`` (MOPED; Krishnan et al., AAAI 2020) and the ELBO for
+  the other half;
+* ``warm_reparam``: the same warm start, converted with
+  ``estimator="reparameterization"``;
+* ``tempered``: ``ELBO(temperature=0.1)`` (Wenzel et al., ICML 2020);
+* ``decoder``: ``bayesian_blocks="decoder"``;
+* ``last``: ``bayesian_blocks="last"`` (a Bayesian head only; Kristiadi et
+  al., ICML 2020);
+* ``warmup``: ``bs.kl.Warmup(PerExample(N), steps=half the updates)``.
+
+Per variant, on held-out images: pooled Dice at 0.5, predictive NLL, the
+prediction-selected foreground ECE minus its noise floor (class-weight
+corrected), the same after Platt scaling fitted on the validation images,
+the epistemic share and the training seconds (ratio to the twin's, in the
+same process). Diagnosis columns for the ELBO-trained variants: the last
+epoch's NLL against ``kl_weight * KL``; the posterior scales' median over
+layers relative to their start and to the prior (``posterior_scales``);
+the NLL of the MC mean against that of the posterior-mean network (below
+1: averaging draws helps); the NLL with the class-weight correction applied
+to the MC mean instead of per draw.
+
+Run: python benchmarks/explore_regimes.py [--epochs 12 36] [--variants twin,bayes,...]
+      [--setting tour|bench] [--seed 0] [--json out.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from bench_quality import _calibration, _likelihood  # noqa: E402
+
+import bayesseg as bs  # noqa: E402
+
+VARIANTS = (
+    "twin",
+    "bayes",
+    "reparam",
+    "warm",
+    "warm_reparam",
+    "tempered",
+    "decoder",
+    "last",
+    "warmup",
+)
+SETTINGS = {
+    "tour": {"base_filters": 8, "normalization": None, "lr": 2e-3, "batch": 16},
+    "bench": {"base_filters": 16, "normalization": "batch", "lr": 3e-3, "batch": 8},
+}
+UNET_OPTIONS = {"reparam": {"estimator": "reparameterization"}}
+UNET_OPTIONS |= {"decoder": {"bayesian_blocks": "decoder"}, "last": {"bayesian_blocks": "last"}}
+
+
+def _data(seed: int, size: int = 64):
+    shape = (size, size)
+    train = bs.data.synthetic_lesions(200, shape=shape, seed=seed)
+    val = bs.data.synthetic_lesions(50, shape=shape, seed=seed + 2000)
+    test = bs.data.synthetic_lesions(100, shape=shape, seed=seed + 1000)
+    return train, val, test
+
+
+def _predict(model, x, weights, samples, calibration=None):
+    return bs.uncertainty.predict_mc(
+        model,
+        x,
+        num_samples=samples,
+        batch_size=16,
+        verbose=0,
+        correct_for_class_weights=None if calibration is not None else weights,
+        calibration=calibration,
+    )
+
+
+def _metrics(pred, y) -> dict:
+    probs = pred.mean[..., 0]
+    dice = bs.metrics.Dice(class_id=1, from_logits=False)
+    dice.update_state(y, pred.mean)
+    calibration = _calibration(y[..., 0], probs)
+    return {
+        "dice": float(dice.result()),
+        "nll": calibration["predictive_nll"],
+        "ece_minus_floor": calibration["foreground_ece"] - calibration["foreground_ece_floor"],
+        "epistemic_share": bs.uncertainty.epistemic_share(pred),
+    }
+
+
+def _diagnosis(model, history, x, y, weights, samples) -> dict:
+    """Where the ELBO's terms, the posterior scales and the MC average stand."""
+    last = {k: float(v[-1]) for k, v in history.history.items()}
+    rows = bs.diagnostics.posterior_scales(model)
+    kernels = [r for r in rows if r.weight == "kernel"]
+    truth = y[..., 0]
+    with bs.layers.sampling_mode(model, "mean"):
+        mean_net = _predict(model, x, weights, 1)
+    raw = _predict(model, x, None, samples)
+    on_mean = bs.imbalance.unweight_probabilities(raw.mean[..., 0], weights)
+    nll_draws = bs.metrics.predictive_nll(truth, _predict(model, x, weights, samples).mean[..., 0])
+    return {
+        "final_nll": last.get("nll"),
+        "final_kl_term": last.get("kl", 0.0) * last.get("kl_weight", 0.0),
+        "scale_over_start": float(np.median([r.median_scale / r.initial_scale for r in kernels])),
+        "scale_over_prior": float(np.median([r.median_scale / r.prior_scale for r in kernels])),
+        "nll_mc_over_mean_net": nll_draws
+        / bs.metrics.predictive_nll(truth, mean_net.mean[..., 0]),
+        "nll_correct_mean_over_per_draw": bs.metrics.predictive_nll(truth, on_mean) / nll_draws,
+    }
+
+
+def run(variant: str, setting: str, epochs: int, seed: int, samples: int = 16) -> dict:
+    """Train ``variant`` on ``seed``'s data for ``epochs``; its held-out figures."""
+    options = SETTINGS[setting]
+    (x, y), (xv, yv), (xt, yt) = _data(seed)
+    counts = bs.imbalance.count_classes(y, num_classes=2)
+    weights = bs.imbalance.class_weights(counts, method="inverse_sqrt", normalize=True)
+    bias = bs.imbalance.initial_bias(counts / counts.sum(), class_weights=weights)
+    common = {
+        "base_filters": options["base_filters"],
+        "depth": 3,
+        "output_bias": bias,
+        "normalization": options["normalization"],
+    }
+    keras.utils.set_random_seed(seed)
+    batch = options["batch"]
+    updates = epochs * -(-len(x) // batch)
+
+    def optimizer():
+        return keras.optimizers.Adam(options["lr"], global_clipnorm=1.0)
+
+    def elbo(**kwargs):
+        scaling = kwargs.pop("kl_scaling", bs.kl.PerExample(len(x)))
+        return bs.ELBO(_likelihood(weights), scaling, **kwargs)
+
+    fit = {"batch_size": batch, "verbose": 0}
+    start = time.perf_counter()
+    history = None
+    if variant == "twin":
+        model = bs.models.unet((64, 64, 1), 1, **common)
+        model.compile(optimizer=optimizer(), loss=_likelihood(weights))
+        model.fit(x, y, epochs=epochs, **fit)
+    elif variant in ("warm", "warm_reparam"):
+        twin = bs.models.unet((64, 64, 1), 1, **common)
+        twin.compile(optimizer=optimizer(), loss=_likelihood(weights))
+        twin.fit(x, y, epochs=epochs // 2, **fit)
+        estimator = "reparameterization" if variant == "warm_reparam" else "flipout"
+        model = bs.convert.to_bayesian(twin, estimator, moped_delta=0.1, seed=seed)
+        model.compile(optimizer=optimizer(), loss=elbo())
+        history = model.fit(x, y, epochs=epochs - epochs // 2, **fit)
+    else:
+        model = bs.models.bayesian_unet((64, 64, 1), 1, **common, **UNET_OPTIONS.get(variant, {}))
+        loss = elbo()
+        if variant == "tempered":
+            loss = elbo(temperature=0.1)
+        elif variant == "warmup":
+            loss = elbo(kl_scaling=bs.kl.Warmup(bs.kl.PerExample(len(x)), steps=updates // 2))
+        model.compile(optimizer=optimizer(), loss=loss)
+        history = model.fit(x, y, epochs=epochs, **fit)
+    seconds = time.perf_counter() - start
+    draws = 1 if variant == "twin" else samples
+    result = {"variant": variant, "setting": setting, "epochs": epochs, "seed": seed}
+    result |= _metrics(_predict(model, xt, weights, draws), yt)
+    platt = bs.calibration.fit_calibration(model, xv, yv, num_samples=draws)
+    calibrated = _calibration(yt[..., 0], _predict(model, xt, None, draws, platt).mean[..., 0])
+    result["platt_nll"] = calibrated["predictive_nll"]
+    result["platt_ece_minus_floor"] = (
+        calibrated["foreground_ece"] - calibrated["foreground_ece_floor"]
+    )
+    result["train_seconds"] = seconds
+    if history is not None:
+        result |= _diagnosis(model, history, xt, yt, weights, draws)
+    return result
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, nargs="*", default=[12, 36])
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="tour")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="append one JSON line per run")
+    args = parser.parse_args(argv)
+    rows = []
+    for epochs in args.epochs:
+        twin_seconds = None
+        for variant in args.variants.split(","):
+            row = run(variant, args.setting, epochs, args.seed)
+            if variant == "twin":
+                twin_seconds = row["train_seconds"]
+            if twin_seconds:
+                row["time_over_twin"] = row["train_seconds"] / twin_seconds
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.json:
+                with open(args.json, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
