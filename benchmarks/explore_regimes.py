@@ -7,9 +7,9 @@ held-out images), ``bs.models.bayesian_unet`` / ``bs.models.unet`` with 8
 base filters, depth 3 and no normalisation, inverse-sqrt weighted BCE,
 ``PerExample`` ELBO, Adam 2e-3 (``global_clipnorm=1``), batch 16,
 ``predict_mc`` with the class-weight correction and 16 draws; at 12 and 36
-epochs (``--epochs``). ``--setting bench`` is the configuration of
-``bench_quality.py`` instead (16 filters, batch normalisation, Adam 3e-3,
-batch 8, 25 epochs).
+epochs (``--epochs``). ``--setting tour_bn`` adds batch normalisation to
+it; ``--setting bench`` is the configuration of ``bench_quality.py``
+(16 filters, batch normalisation, Adam 3e-3, batch 8; 25 epochs there).
 
 Variants (every one gets the same number of epochs; a warm start's
 deterministic epochs count):
@@ -40,7 +40,7 @@ the NLL of the MC mean against that of the posterior-mean network (below
 to the MC mean instead of per draw.
 
 Run: python benchmarks/explore_regimes.py [--epochs 12 36] [--variants twin,bayes,...]
-      [--setting tour|bench] [--seed 0] [--json out.jsonl]
+      [--setting tour|tour_bn|bench] [--seed 0] [--json out.jsonl]
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ VARIANTS = (
 )
 SETTINGS = {
     "tour": {"base_filters": 8, "normalization": None, "lr": 2e-3, "batch": 16},
+    "tour_bn": {"base_filters": 8, "normalization": "batch", "lr": 2e-3, "batch": 16},
     "bench": {"base_filters": 16, "normalization": "batch", "lr": 3e-3, "batch": 8},
 }
 UNET_OPTIONS = {"reparam": {"estimator": "reparameterization"}}
@@ -112,23 +113,33 @@ def _metrics(pred, y) -> dict:
 
 def _diagnosis(model, history, x, y, weights, samples) -> dict:
     """Where the ELBO's terms, the posterior scales and the MC average stand."""
-    last = {k: float(v[-1]) for k, v in history.history.items()}
-    rows = bs.diagnostics.posterior_scales(model)
-    kernels = [r for r in rows if r.weight == "kernel"]
+    kernels = [r for r in bs.diagnostics.posterior_scales(model) if r.weight == "kernel"]
     truth = y[..., 0]
     with bs.layers.sampling_mode(model, "mean"):
-        mean_net = _predict(model, x, weights, 1)
+        mean_net = _calibration(truth, _predict(model, x, weights, 1).mean[..., 0])
+    draws = _calibration(truth, _predict(model, x, weights, samples).mean[..., 0])
     raw = _predict(model, x, None, samples)
     on_mean = bs.imbalance.unweight_probabilities(raw.mean[..., 0], weights)
-    nll_draws = bs.metrics.predictive_nll(truth, _predict(model, x, weights, samples).mean[..., 0])
+    kl_terms = [
+        float(k) * float(w)
+        for k, w in zip(history.history["kl"], history.history["kl_weight"], strict=True)
+    ]
     return {
-        "final_nll": last.get("nll"),
-        "final_kl_term": last.get("kl", 0.0) * last.get("kl_weight", 0.0),
+        # Per epoch: the NLL and the KL term the ELBO adds to it.
+        "history_nll": [float(v) for v in history.history["nll"]],
+        "history_kl_term": kl_terms,
+        "layer_scales": [[r.layer, r.median_scale, r.initial_scale] for r in kernels],
+        "final_nll": float(history.history["nll"][-1]),
+        "final_kl_term": kl_terms[-1],
         "scale_over_start": float(np.median([r.median_scale / r.initial_scale for r in kernels])),
         "scale_over_prior": float(np.median([r.median_scale / r.prior_scale for r in kernels])),
-        "nll_mc_over_mean_net": nll_draws
-        / bs.metrics.predictive_nll(truth, mean_net.mean[..., 0]),
-        "nll_correct_mean_over_per_draw": bs.metrics.predictive_nll(truth, on_mean) / nll_draws,
+        # Observed foreground rate minus mean p on the foreground region
+        # (> 0: the lesions' probabilities are too low), MC mean and mean network.
+        "shift_mc": draws["foreground_shift"],
+        "shift_mean_net": mean_net["foreground_shift"],
+        "nll_mc_over_mean_net": draws["predictive_nll"] / mean_net["predictive_nll"],
+        "nll_correct_mean_over_per_draw": bs.metrics.predictive_nll(truth, on_mean)
+        / draws["predictive_nll"],
     }
 
 
