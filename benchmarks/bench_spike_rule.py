@@ -2,25 +2,35 @@
 
 Records, step by step, what ``LossSpikeMonitor`` computes (loss, baseline
 median, robust z-score, ratio to the median, spread of the jump over the
-batch's examples) while each ``bayesseg demo`` task trains at its defaults
-(the demo's own data, model, optimizer, batch and epochs), and while the
-anomaly task trains with one planted bad batch of each kind:
+batch's examples, tail ratio: the mean of the batch's largest 1% of element
+losses against its baseline) while each ``bayesseg demo`` task trains at
+its defaults (the demo's own data, model, optimizer, batch and epochs), and
+while the demos train with one planted bad batch of each kind:
 
-- ``flat``: in every window of the batch, 4 normal steps labelled anomalous;
-- ``swapped``: the batch's labels swapped (0 <-> 1);
-- ``corrupted``: the batch's inputs replaced by noise 5 times their scale;
+- ``flat``: anomaly demo, in every window of the batch, 4 normal steps
+  labelled anomalous;
+- ``swapped``: anomaly demo, the batch's labels swapped (0 <-> 1);
+- ``corrupted``: anomaly demo, the batch's inputs replaced by noise 5 times
+  their scale;
 - ``whole_series``: the case users report, a tagger trained on whole series
   of 1024 steps with ``pos_weight=100`` where one batch labels 4 normal steps
-  per series as anomalous (the jump is diluted over 1024 steps per series).
+  per series as anomalous (the jump is diluted over 1024 steps per series);
+- ``unet_patch``: multiclass demo, in every image of the batch an 8x8
+  square of background labelled as the rarest class.
 
 The monitor runs with an unreachable threshold while recording, so every
 step enters its baseline and the trace does not depend on the rule; the
 rule (``bayesseg.diagnostics.spikes.spike_rule``) is then applied to the
 traces. Traces are written to ``benchmarks/spike_traces/<task>_seed<s>.npz``
-and ``planted_<kind>.npz`` (columns: step, loss, median, z, ratio, spread),
-which ``tests/test_diagnostics.py`` replays. The rule's defaults were chosen
-on seeds 0-2; ``spike_traces/heldout/`` holds seeds 3 and 4, recorded
-afterwards (``--seeds 3 4 --planted``, then moved there) to check them.
+and ``planted_<kind>.npz``: ``trace`` (the monitor's columns: step, loss,
+median, z, ratio, spread, tail ratio), which ``tests/test_diagnostics.py``
+replays, and, for studying other rules, ``elements`` (per step: the KL
+term, the mean element loss, and the mean of the largest 0.1%, 1% and 5%
+of element losses) and ``examples`` (the per-example NLL). The tail
+condition was chosen on seeds 0-4 of every task and the plants;
+``spike_traces/heldout/`` holds multiclass seeds 5 and 6, recorded after
+it was fixed (``--tasks multiclass --seeds 5 6 --planted``, then moved
+there).
 
 Run: python benchmarks/bench_spike_rule.py [--tasks lesion multiclass anomaly]
       [--seeds 0 1 2] [--planted flat swapped corrupted] [--skip-record]
@@ -36,8 +46,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 TRACES = Path(__file__).resolve().parent / "spike_traces"
-# The bad batch arrives in the 6th epoch (of the anomaly demo's 8 when the
-# committed traces were recorded; SeriesConfig's default epochs since).
+# The bad batch arrives in the 6th epoch (of the anomaly demo's 8, the
+# multiclass demo's 10).
 PLANTED_EPOCH = 5
 PLANTED_BATCH = 10
 
@@ -298,7 +308,13 @@ def record_planted_whole_series(seed: int = 0):
     return monitor, 8 * 20 + 5
 
 
-def evaluate(threshold: float, min_ratio: float, min_spread: float, min_history: int = 10):
+def evaluate(
+    threshold: float,
+    min_ratio: float,
+    min_spread: float,
+    min_tail_ratio: float,
+    min_history: int = 10,
+):
     """Alarms per 200 steps on every clean trace, and which planted steps are flagged."""
     import numpy as np
 
@@ -307,13 +323,59 @@ def evaluate(threshold: float, min_ratio: float, min_spread: float, min_history:
     rows = []
     for path in sorted(TRACES.rglob("*.npz")):
         trace = np.load(path)["trace"]
-        step, _, _, z, ratio, spread = trace.T
-        flagged = np.asarray(spike_rule(z, ratio, spread, threshold, min_ratio, min_spread)) & (
-            np.arange(len(step)) >= min_history
-        )
+        step, _, _, z, ratio, spread, tail = trace.T
+        flagged = np.asarray(
+            spike_rule(z, ratio, spread, tail, threshold, min_ratio, min_spread, min_tail_ratio)
+        ) & (np.arange(len(step)) >= min_history)
         name = path.stem if path.parent == TRACES else f"{path.parent.name}/{path.stem}"
         rows.append((name, len(step), step[flagged].astype(int).tolist(), trace))
     return rows
+
+
+def live_alarms(trace, elements, window: int = 50, min_history: int = 10) -> list[int]:
+    """The default rule's alarms with the live monitor's window: a flagged step's
+    loss and tail stay out of the baseline (the replay above lets every step in).
+
+    The z-score, ratio and tail ratio are recomputed from the recorded losses
+    and tails (``elements[:, 3]``, the top 1%) step by step; the spread is
+    the recorded one (its baseline NLL moves little).
+    """
+    import numpy as np
+
+    from bayesseg.diagnostics.spikes import (
+        DEFAULT_MIN_SPREAD,
+        DEFAULT_MIN_TAIL_RATIO,
+        DEFAULT_THRESHOLD,
+        spike_rule,
+    )
+
+    losses, tails, alarms = [], [], []
+    for row, tail in zip(trace, elements[:, 3], strict=True):
+        step, loss, spread = row[0], row[1], row[5]
+        history = np.array(losses[-window:] or [0.0])
+        median = np.median(history)
+        mad = np.median(np.abs(history - median))
+        z = (loss - median) / (1.4826 * mad + 1e-12 + 1e-3 * abs(median))
+        ratio = loss / max(abs(median), 1e-12)
+        tail_ratio = tail / max(np.median(np.array(tails[-window:] or [0.0])), 1e-12)
+        spike = len(losses) >= min_history and bool(
+            spike_rule(
+                z,
+                ratio,
+                spread,
+                tail_ratio,
+                DEFAULT_THRESHOLD,
+                10.0,
+                DEFAULT_MIN_SPREAD,
+                DEFAULT_MIN_TAIL_RATIO,
+            )
+        )
+        if spike:
+            alarms.append(int(step))
+        else:
+            losses.append(loss)
+            tails.append(tail)
+    return alarms
 
 
 def main() -> None:
@@ -355,13 +417,16 @@ def main() -> None:
     planted_steps = json.loads((TRACES / "planted.json").read_text())
     from bayesseg.diagnostics.spikes import SPREAD_Z_FACTOR
 
-    # The rule before this release (6, inf), and the default (4, 0.5) among others.
-    for threshold, min_spread in ((6.0, math.inf), (6.0, 0.5), (4.0, 0.5), (4.0, 0.7)):
+    # The rule of two releases ago (6, no spread path), of the previous one
+    # (4, spread 0.5, no tail condition), and the default (tail 10x).
+    rules = ((6.0, math.inf, 1.0), (4.0, 0.5, 1.0), (4.0, 0.5, 10.0), (4.0, 0.5, 5.0))
+    for threshold, min_spread, min_tail in rules:
         print(
             f"\nrule: (z > {threshold:g} and ratio >= 10) or "
-            f"(z > {threshold * SPREAD_Z_FACTOR:g} and spread >= {min_spread})"
+            f"(z > {threshold * SPREAD_Z_FACTOR:g} and spread >= {min_spread} "
+            f"and tail ratio >= {min_tail:g})"
         )
-        for name, steps, flagged, trace in evaluate(threshold, 10.0, min_spread):
+        for name, steps, flagged, trace in evaluate(threshold, 10.0, min_spread, min_tail):
             kind = name.removeprefix("planted_")
             at = planted_steps.get(kind)
             row = trace[int(np.flatnonzero(trace[:, 0] == at)[0])] if at is not None else None
@@ -370,14 +435,20 @@ def main() -> None:
                 caught = at in flagged
                 note = (
                     f"  planted at {at}: {'CAUGHT' if caught else 'missed'} "
-                    f"(z {row[3]:.1f}, ratio {row[4]:.2f}, spread {row[5]:.2f})"
+                    f"(z {row[3]:.1f}, ratio {row[4]:.2f}, spread {row[5]:.2f}, "
+                    f"tail {row[6]:.1f}x)"
                 )
                 flagged = [s for s in flagged if s != at]
             rate = 200 * len(flagged) / steps
             print(
-                f"  {name:22s} {steps:5d} steps, {len(flagged)} other alarms "
+                f"  {name:24s} {steps:5d} steps, {len(flagged)} other alarms "
                 f"({rate:.2f} per 200 steps){note}"
             )
+    print("\nthe default rule with the live window (flagged steps stay out of the baseline)")
+    for path in sorted(TRACES.rglob("*.npz")):
+        data = np.load(path)
+        alarms = live_alarms(data["trace"], data["elements"])
+        print(f"  {path.relative_to(TRACES).with_suffix('')!s:24s} alarms at {alarms}")
 
 
 if __name__ == "__main__":
