@@ -1,10 +1,12 @@
-"""Overhead of GradientDiagnostics(every_n_steps=50) on a U-Net fit.
+"""Overhead of GradientDiagnostics(every_n_steps=50) and of LossSpikeMonitor on a U-Net fit.
 
 The Bayesian U-Net of bench_unet_step.py (depth 4, 16 base filters,
 128x128x1, batch 4, Flipout), trained with ``BayesianModel.fit`` for
-``--steps`` optimizer steps per fit, with and without the callback,
-alternating (round-robin) so machine noise hits both alike. Prints the median
-wall time per fit and the ratio.
+``--steps`` optimizer steps per fit, without a callback, with
+``GradientDiagnostics`` and with ``LossSpikeMonitor()`` at its defaults
+(which scores every step: its per-element losses and their top 1%),
+alternating (round-robin) so machine noise hits all alike. Prints the
+median wall time per fit and the ratio to the plain fit.
 
 Run: python benchmarks/bench_diagnostics.py [--rounds 3 --steps 100]
 """
@@ -42,22 +44,26 @@ def main(argv=None) -> dict:
         loss=bs.ELBO(bs.losses.WeightedBinaryCrossentropy(pos_weight=60.0), bs.kl.PerExample(n)),
     )
     callback = bs.diagnostics.GradientDiagnostics(every_n_steps=args.every)
-    times = {"plain": [], "diagnostics": []}
-    # Warm-up: trace both train functions once.
-    model.fit(x[:8], y[:8], batch_size=4, epochs=1, verbose=0)
-    model.fit(x[:8], y[:8], batch_size=4, epochs=1, verbose=0, callbacks=[callback])
+    monitor = bs.diagnostics.LossSpikeMonitor()
+    callbacks = {"plain": [], "diagnostics": [callback], "spike_monitor": [monitor]}
+    times = {name: [] for name in callbacks}
+    # Warm-up: trace every train function once.
+    for name in times:
+        model.fit(x[:8], y[:8], batch_size=4, epochs=1, verbose=0, callbacks=callbacks[name])
     for _ in range(args.rounds):
         for name in times:
-            callbacks = [callback] if name == "diagnostics" else []
             start = time.perf_counter()
-            model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=callbacks)
+            model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=callbacks[name])
             times[name].append(time.perf_counter() - start)
-    plain, diag = statistics.median(times["plain"]), statistics.median(times["diagnostics"])
+    medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"{'variant':<14}{'median s/fit':>14}{'ratio':>8}")
-    print(f"{'plain':<14}{plain:>14.2f}{1.0:>8.3f}")
-    print(f"{'diagnostics':<14}{diag:>14.2f}{diag / plain:>8.3f}")
+    for name, median in medians.items():
+        print(f"{name:<14}{median:>14.2f}{median / medians['plain']:>8.3f}")
     print(f"records: {len(callback.records)} measured steps")
-    return {"plain_s": plain, "diagnostics_s": diag, "ratio": diag / plain}
+    return {f"{name}_s": median for name, median in medians.items()} | {
+        "ratio": medians["diagnostics"] / medians["plain"],
+        "spike_ratio": medians["spike_monitor"] / medians["plain"],
+    }
 
 
 if __name__ == "__main__":
