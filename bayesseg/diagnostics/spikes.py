@@ -294,8 +294,7 @@ def tail_ratio_to_baseline(tail, history):
 
 
 def spike_rule(z, ratio, spread, tail_ratio, threshold, min_ratio, min_spread, min_tail_ratio):
-    """Whether a step spikes: a large jump, or a jump spread over the batch that
-    lifts its largest element losses far above their baseline.
+    """Whether a step spikes: a large jump, or a spread jump that lifts the batch's tail.
 
     ``(z > threshold and ratio >= min_ratio)`` or ``(z > SPREAD_Z_FACTOR *
     threshold and spread >= min_spread and tail_ratio >= min_tail_ratio)``.
