@@ -39,7 +39,8 @@ epoch's NLL against ``kl_weight * KL``; the posterior scales' median over
 layers relative to their start and to the prior (``posterior_scales``);
 the NLL of the MC mean against that of the posterior-mean network (below
 1: averaging draws helps); the NLL with the class-weight correction applied
-to the MC mean instead of per draw.
+to the MC mean instead of per draw; the NLL at 4 and 8 draws over that at
+16.
 
 Run: python benchmarks/explore_regimes.py [--epochs 12 36] [--variants twin,bayes,...]
       [--setting tour|tour_bn|bench] [--seed 0] [--json out.jsonl]
@@ -143,6 +144,14 @@ def _diagnosis(model, history, x, y, weights, samples) -> dict:
         "nll_mc_over_mean_net": draws["predictive_nll"] / mean_net["predictive_nll"],
         "nll_correct_mean_over_per_draw": bs.metrics.predictive_nll(truth, on_mean)
         / draws["predictive_nll"],
+        # How many draws the MC mean needs: its NLL at 4 and 8 draws over 16's.
+        "nll_draws_over_16": {
+            str(count): bs.metrics.predictive_nll(
+                truth, _predict(model, x, weights, count).mean[..., 0]
+            )
+            / draws["predictive_nll"]
+            for count in (4, 8)
+        },
     }
 
 
