@@ -76,13 +76,16 @@ def plot(rows, out: str) -> None:
     width = 0.8 / max(len(variants), 1)
     top = 2.0
     for i, variant in enumerate(variants):
+        labelled = False
         for j, group in enumerate(groups):
             values = ratios.get((variant, group))
             if not values:
                 continue
             x = j + (i - (len(variants) - 1) / 2) * width
             mean = float(np.mean(values))
-            axes[2].bar(x, min(mean, top), width, color=f"C{i}", label=variant if j == 0 else None)
+            label = None if labelled else variant
+            axes[2].bar(x, min(mean, top), width, color=f"C{i}", label=label)
+            labelled = True
             if mean > top:
                 axes[2].text(x, top, f"{mean:.1f}", ha="center", va="bottom", fontsize=6)
             axes[2].plot([x] * len(values), np.minimum(values, top), "k.", ms=3)
