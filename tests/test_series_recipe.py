@@ -328,6 +328,22 @@ def test_train_task_series_reads_labels_from_a_csv_column(tiny_series, tmp_path,
     assert json.loads((tmp_path / "run" / "model.json").read_text())["task"] == "series"
 
 
+def _train_series_argv(tmp_path, *extra):
+    """``bayesseg train --task series`` on ``tmp_path``'s series/ and labels/, into run/."""
+    return [
+        "train",
+        "--task",
+        "series",
+        "--images",
+        str(tmp_path / "series"),
+        "--masks",
+        str(tmp_path / "labels"),
+        "--out",
+        str(tmp_path / "run"),
+        *extra,
+    ]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -339,21 +355,7 @@ def test_train_task_series_reads_labels_from_a_csv_column(tiny_series, tmp_path,
 def test_train_task_series_errors_before_any_work(tiny_series, tmp_path, capsys, extra, message):
     x, y = tiny_series
     _write(tmp_path, x[:10], y[:10])
-    code = main(
-        [
-            "train",
-            "--task",
-            "series",
-            "--images",
-            str(tmp_path / "series"),
-            "--masks",
-            str(tmp_path / "labels"),
-            "--out",
-            str(tmp_path / "run"),
-            "--quiet",
-            *extra,
-        ]
-    )
+    code = main(_train_series_argv(tmp_path, "--quiet", *extra))
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "model.keras").exists()
@@ -363,19 +365,7 @@ def test_train_task_series_names_series_without_labels(tiny_series, tmp_path, ca
     x, y = tiny_series
     _write(tmp_path, x[:10], y[:10])
     (tmp_path / "labels" / "s03.npy").unlink()
-    code = main(
-        [
-            "train",
-            "--task",
-            "series",
-            "--images",
-            str(tmp_path / "series"),
-            "--masks",
-            str(tmp_path / "labels"),
-            "--out",
-            str(tmp_path / "run"),
-        ]
-    )
+    code = main(_train_series_argv(tmp_path))
     assert code == 2 and "s03.npy" in capsys.readouterr().err
 
 
@@ -421,23 +411,7 @@ def test_the_own_series_walkthrough_runs_as_written(tmp_path, monkeypatch, capsy
 # train --task series: reruns, divergence, resume (bayesseg.cli.runs)
 # --------------------------------------------------------------------------
 def _series_args(tmp_path, *extra):
-    return [
-        "train",
-        "--task",
-        "series",
-        "--images",
-        str(tmp_path / "series"),
-        "--masks",
-        str(tmp_path / "labels"),
-        "--out",
-        str(tmp_path / "run"),
-        "--window",
-        "96",
-        "--base-filters",
-        "2",
-        "--quiet",
-        *extra,
-    ]
+    return _train_series_argv(tmp_path, "--window", "96", "--base-filters", "2", "--quiet", *extra)
 
 
 @pytest.fixture(scope="module")
