@@ -57,7 +57,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_quality import _calibration, _likelihood  # noqa: E402
+from bench_quality import _calibration, _likelihood, _predict  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
 
@@ -90,18 +90,6 @@ def _data(seed: int, size: int = 64):
     return train, val, test
 
 
-def _predict(model, x, weights, samples, calibration=None):
-    return bs.uncertainty.predict_mc(
-        model,
-        x,
-        num_samples=samples,
-        batch_size=16,
-        verbose=0,
-        correct_for_class_weights=None if calibration is not None else weights,
-        calibration=calibration,
-    )
-
-
 def _metrics(pred, y) -> dict:
     probs = pred.mean[..., 0]
     dice = bs.metrics.Dice(class_id=1, from_logits=False)
@@ -115,13 +103,14 @@ def _metrics(pred, y) -> dict:
     }
 
 
-def _diagnosis(model, history, x, y, weights, samples) -> dict:
-    """Where the ELBO's terms, the posterior scales and the MC average stand."""
+def _diagnosis(model, history, x, y, weights, samples, pred) -> dict:
+    """Where the ELBO's terms, the posterior scales and the MC average stand
+    (``pred``: the corrected ``samples``-draw prediction of ``x`` already made)."""
     kernels = [r for r in bs.diagnostics.posterior_scales(model) if r.weight == "kernel"]
     truth = y[..., 0]
     with bs.layers.sampling_mode(model, "mean"):
         mean_net = _calibration(truth, _predict(model, x, weights, 1).mean[..., 0])
-    draws = _calibration(truth, _predict(model, x, weights, samples).mean[..., 0])
+    draws = _calibration(truth, pred.mean[..., 0])
     raw = _predict(model, x, None, samples)
     on_mean = bs.imbalance.unweight_probabilities(raw.mean[..., 0], weights)
     kl_terms = [
@@ -207,16 +196,18 @@ def run(variant: str, setting: str, epochs: int, seed: int, samples: int = 16) -
     seconds = time.perf_counter() - start
     draws = 1 if variant == "twin" else samples
     result = {"variant": variant, "setting": setting, "epochs": epochs, "seed": seed}
-    result |= _metrics(_predict(model, xt, weights, draws), yt)
+    pred = _predict(model, xt, weights, draws)
+    result |= _metrics(pred, yt)
     platt = bs.calibration.fit_calibration(model, xv, yv, num_samples=draws)
-    calibrated = _calibration(yt[..., 0], _predict(model, xt, None, draws, platt).mean[..., 0])
+    platt_pred = _predict(model, xt, None, draws, calibration=platt)
+    calibrated = _calibration(yt[..., 0], platt_pred.mean[..., 0])
     result["platt_nll"] = calibrated["predictive_nll"]
     result["platt_ece_minus_floor"] = (
         calibrated["foreground_ece"] - calibrated["foreground_ece_floor"]
     )
     result["train_seconds"] = seconds
     if history is not None:
-        result |= _diagnosis(model, history, xt, yt, weights, draws)
+        result |= _diagnosis(model, history, xt, yt, weights, draws, pred)
     return result
 
 
