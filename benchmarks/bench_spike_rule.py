@@ -75,8 +75,8 @@ def _recorder():
 
         def before_update(self, context):
             per_element = self.model.elbo.likelihood.call(context.y, context.y_pred)
-            tops = [element_summary(per_element, f)[1] for f in TOP_FRACTIONS]
-            mean = element_summary(per_element, 1.0)[0]
+            summaries = [element_summary(per_element, f) for f in TOP_FRACTIONS]
+            mean, tops = summaries[0][0], [top for _, top in summaries]
             kl_term = tf.cast(context.loss - context.nll, tf.float32)
             self.last.assign(tf.stack([kl_term, mean, *tops]))
             self.examples.assign(tf.cast(context.per_example_nll, tf.float32))
@@ -332,13 +332,13 @@ def evaluate(
     return rows
 
 
-def live_alarms(trace, elements, window: int = 50, min_history: int = 10) -> list[int]:
+def live_alarms(trace, elements, examples, window: int = 50, min_history: int = 10) -> list[int]:
     """The default rule's alarms with the live monitor's window: a flagged step's
     loss and tail stay out of the baseline (the replay above lets every step in).
 
-    The z-score, ratio and tail ratio are recomputed from the recorded losses
-    and tails (``elements[:, 3]``, the top 1%) step by step; the spread is
-    the recorded one (its baseline NLL moves little).
+    Each step is scored as the monitor scores it (``step_statistics`` and
+    ``tail_ratio_to_baseline`` on the recorded loss, per-example NLL, KL term
+    ``elements[:, 0]`` and tail ``elements[:, 3]``, the top 1%).
     """
     import numpy as np
 
@@ -347,17 +347,18 @@ def live_alarms(trace, elements, window: int = 50, min_history: int = 10) -> lis
         DEFAULT_MIN_TAIL_RATIO,
         DEFAULT_THRESHOLD,
         spike_rule,
+        step_statistics,
+        tail_ratio_to_baseline,
     )
 
     losses, tails, alarms = [], [], []
-    for row, tail in zip(trace, elements[:, 3], strict=True):
-        step, loss, spread = row[0], row[1], row[5]
-        history = np.array(losses[-window:] or [0.0])
-        median = np.median(history)
-        mad = np.median(np.abs(history - median))
-        z = (loss - median) / (1.4826 * mad + 1e-12 + 1e-3 * abs(median))
-        ratio = loss / max(abs(median), 1e-12)
-        tail_ratio = tail / max(np.median(np.array(tails[-window:] or [0.0])), 1e-12)
+    for row, element_row, example_row in zip(trace, elements, examples, strict=True):
+        step, loss = row[0], row[1]
+        kl_term, tail = element_row[0], element_row[3]
+        per_example = example_row[~np.isnan(example_row)].astype("float32")
+        history = np.array(losses[-window:] or [0.0], "float32")
+        _, z, ratio, spread = step_statistics(loss, history, per_example, kl_term)
+        tail_ratio = tail_ratio_to_baseline(tail, np.array(tails[-window:] or [0.0], "float32"))
         spike = len(losses) >= min_history and bool(
             spike_rule(
                 z,
@@ -447,7 +448,7 @@ def main() -> None:
     print("\nthe default rule with the live window (flagged steps stay out of the baseline)")
     for path in sorted(TRACES.rglob("*.npz")):
         data = np.load(path)
-        alarms = live_alarms(data["trace"], data["elements"])
+        alarms = live_alarms(data["trace"], data["elements"], data["examples"])
         print(f"  {path.relative_to(TRACES).with_suffix('')!s:24s} alarms at {alarms}")
 
 
