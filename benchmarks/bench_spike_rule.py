@@ -124,12 +124,9 @@ def _save(name: str, monitor) -> None:
     )
 
 
-def record_unet(task: str, seed: int):
-    """The lesion or multiclass demo's training, with the recording monitor.
-
-    The demo's data, U-Net, optimizer, batch and epochs (benchmarks/_demo.py,
-    as ``bayesseg/cli/demo.py::_train_unet`` builds them).
-    """
+def _unet_setup(task: str, seed: int):
+    """The demo's images, class counts, config and compiled U-Net for ``task``
+    (benchmarks/_demo.py, as ``bayesseg/cli/demo.py::_train_unet`` builds them)."""
     import keras
     import numpy as np
     from _demo import segmentation_config, unet_data
@@ -137,13 +134,38 @@ def record_unet(task: str, seed: int):
     import bayesseg as bs
 
     x, y, _, _, num_classes = unet_data(task, seed)
-    counts = bs.imbalance.count_classes(y, num_classes=num_classes)
+    counts = np.asarray(bs.imbalance.count_classes(y, num_classes=num_classes))
     keras.utils.set_random_seed(seed)
     config = segmentation_config(task, seed)
     steps = math.ceil(len(x) / config.batch_size)
     model, _, _ = bs.recipes.build_segmentation_model(
-        config, x.shape[1:], num_classes, np.asarray(counts), len(x), steps
+        config, x.shape[1:], num_classes, counts, len(x), steps
     )
+    return config, model, x, y, counts
+
+
+def _fit_with_bad_batch(model, x, y, config, monitor, spoil, seed: int) -> int:
+    """Train ``config.epochs`` with batch PLANTED_BATCH of epoch PLANTED_EPOCH + 1
+    spoilt by ``spoil(x_batch, y_batch, rng)`` (that epoch in a known order);
+    returns the planted step."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    batch = config.batch_size
+    fit = {"batch_size": batch, "verbose": 0, "callbacks": [monitor]}
+    model.fit(x, y, epochs=PLANTED_EPOCH, **fit)
+    order = rng.permutation(len(x))
+    xe, ye = x[order], y[order]
+    where = slice(PLANTED_BATCH * batch, (PLANTED_BATCH + 1) * batch)
+    xe[where], ye[where] = spoil(xe[where], ye[where], rng)
+    model.fit(xe, ye, epochs=1, shuffle=False, **fit)
+    model.fit(x, y, epochs=config.epochs - PLANTED_EPOCH - 1, **fit)
+    return PLANTED_EPOCH * math.ceil(len(x) / batch) + PLANTED_BATCH
+
+
+def record_unet(task: str, seed: int):
+    """The lesion or multiclass demo's training, with the recording monitor."""
+    config, model, x, y, _ = _unet_setup(task, seed)
     monitor = _recorder()
     model.fit(
         x, y, batch_size=config.batch_size, epochs=config.epochs, verbose=0, callbacks=[monitor]
@@ -155,37 +177,22 @@ def record_planted_unet(seed: int = 0):
     """The multiclass demo's training with one bad batch in its 6th epoch (of 10):
     in every image of the batch, an 8x8 square of background labelled as the
     rarest class (the segmentation analogue of the tagger's flat steps)."""
-    import keras
     import numpy as np
-    from _demo import segmentation_config, unet_data
 
-    import bayesseg as bs
-
-    task = "multiclass"
-    x, y, _, _, num_classes = unet_data(task, seed)
-    counts = np.asarray(bs.imbalance.count_classes(y, num_classes=num_classes))
-    keras.utils.set_random_seed(seed)
-    config = segmentation_config(task, seed)
-    batch = config.batch_size
-    steps = math.ceil(len(x) / batch)
-    model, _, _ = bs.recipes.build_segmentation_model(
-        config, x.shape[1:], num_classes, counts, len(x), steps
-    )
-    monitor = _recorder()
-    fit = {"batch_size": batch, "verbose": 0, "callbacks": [monitor]}
-    model.fit(x, y, epochs=PLANTED_EPOCH, **fit)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x))
-    xe, ye = x[order], y[order].copy()
+    config, model, x, y, counts = _unet_setup("multiclass", seed)
     rarest = int(np.argmin(counts))
-    for row in range(PLANTED_BATCH * batch, (PLANTED_BATCH + 1) * batch):
-        rows, cols = np.nonzero(ye[row, ..., 0] == 0 if ye.ndim == 4 else ye[row] == 0)
-        r, c = rows[len(rows) // 2], cols[len(cols) // 2]
-        r, c = min(r, ye.shape[1] - 8), min(c, ye.shape[2] - 8)
-        ye[row, r : r + 8, c : c + 8] = rarest
-    model.fit(xe, ye, epochs=1, shuffle=False, **fit)
-    model.fit(x, y, epochs=config.epochs - PLANTED_EPOCH - 1, **fit)
-    return monitor, PLANTED_EPOCH * steps + PLANTED_BATCH
+
+    def patch(xb, yb, rng):
+        yb = yb.copy()
+        for row in range(len(yb)):
+            rows, cols = np.nonzero(yb[row, ..., 0] == 0 if yb.ndim == 4 else yb[row] == 0)
+            r, c = rows[len(rows) // 2], cols[len(cols) // 2]
+            r, c = min(r, yb.shape[1] - 8), min(c, yb.shape[2] - 8)
+            yb[row, r : r + 8, c : c + 8] = rarest
+        return xb, yb
+
+    monitor = _recorder()
+    return monitor, _fit_with_bad_batch(model, x, y, config, monitor, patch, seed)
 
 
 def _anomaly_setup(seed: int):
@@ -252,22 +259,13 @@ def plant(kind: str, x, y, rng):
 
 def record_planted(kind: str, seed: int = 0):
     """The anomaly demo's training with one bad batch in epoch PLANTED_EPOCH + 1."""
-    import numpy as np
-
     config, model, xw, yw = _anomaly_setup(seed)
-    rng = np.random.default_rng(seed)
     monitor = _recorder()
-    batch = config.batch_size
-    fit = {"batch_size": batch, "verbose": 0, "callbacks": [monitor]}
-    model.fit(xw, yw, epochs=PLANTED_EPOCH, **fit)
-    order = rng.permutation(len(xw))  # the planted epoch in a known order
-    xe, ye = xw[order], yw[order]
-    where = slice(PLANTED_BATCH * batch, (PLANTED_BATCH + 1) * batch)
-    xe[where], ye[where] = plant(kind, xe[where], ye[where], rng)
-    model.fit(xe, ye, epochs=1, shuffle=False, **fit)
-    model.fit(xw, yw, epochs=config.epochs - PLANTED_EPOCH - 1, **fit)
-    steps_per_epoch = math.ceil(len(xw) / batch)
-    return monitor, PLANTED_EPOCH * steps_per_epoch + PLANTED_BATCH
+
+    def spoil(xb, yb, rng):
+        return plant(kind, xb, yb, rng)
+
+    return monitor, _fit_with_bad_batch(model, xw, yw, config, monitor, spoil, seed)
 
 
 def record_planted_whole_series(seed: int = 0):
