@@ -260,25 +260,28 @@ def _write(folder, x, y, csv_every=0, label_column=None):
 _CLI = ["--window", "96", "--epochs", "1", "--base-filters", "2", "--quiet"]
 
 
+def _train_series_argv(tmp_path, *extra):
+    """``bayesseg train --task series`` on ``tmp_path``'s series/ and labels/, into run/."""
+    return [
+        "train",
+        "--task",
+        "series",
+        "--images",
+        str(tmp_path / "series"),
+        "--masks",
+        str(tmp_path / "labels"),
+        "--out",
+        str(tmp_path / "run"),
+        *extra,
+    ]
+
+
 @pytest.mark.slow
 def test_train_task_series_writes_a_model_predict_applies(tiny_series, tmp_path, capsys):
     x, y = tiny_series
     _write(tmp_path, x, y, csv_every=4)
     out = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            "--task",
-            "series",
-            "--images",
-            str(tmp_path / "series"),
-            "--masks",
-            str(tmp_path / "labels"),
-            "--out",
-            str(out),
-            *_CLI,
-        ]
-    )
+    code = main(_train_series_argv(tmp_path, *_CLI))
     assert code == 0, capsys.readouterr().err
     metadata = json.loads((out / "model.json").read_text())
     assert metadata["task"] == "series" and metadata["config"]["window"] == 96
@@ -326,22 +329,6 @@ def test_train_task_series_reads_labels_from_a_csv_column(tiny_series, tmp_path,
     )
     assert code == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "run" / "model.json").read_text())["task"] == "series"
-
-
-def _train_series_argv(tmp_path, *extra):
-    """``bayesseg train --task series`` on ``tmp_path``'s series/ and labels/, into run/."""
-    return [
-        "train",
-        "--task",
-        "series",
-        "--images",
-        str(tmp_path / "series"),
-        "--masks",
-        str(tmp_path / "labels"),
-        "--out",
-        str(tmp_path / "run"),
-        *extra,
-    ]
 
 
 @pytest.mark.parametrize(
