@@ -540,6 +540,55 @@ def _assert_refused_before_training(tmp_path, capsys, images, masks, extra, mess
     assert not (tmp_path / "o" / "model.keras").exists()
 
 
+@pytest.mark.slow
+def test_train_zscore_dataset_fits_on_training_images_and_predict_applies_it(tmp_path):
+    # Images whose offsets and scales differ: --zscore dataset standardises
+    # every image by the pooled mean and std of the training images (the
+    # held-out one excluded), model.json keeps them, and predict applies
+    # them: a deterministic U-Net's prediction equals Keras' own on
+    # (image - mean) / std, and not on the per-image z-score.
+    import keras
+
+    images, masks = _npy_folders(tmp_path, 5)
+    for i in range(5):
+        image = np.load(images / f"img{i}.npy")
+        np.save(images / f"img{i}.npy", 40.0 * i + (1.0 + i) * image)
+    out = tmp_path / "run"
+    args = ["train", "--images", str(images), "--masks", str(masks), "--out", str(out)]
+    args += ["--zscore", "dataset", "--bayesian-blocks", "none", "--epochs", "1"]
+    args += ["--batch-size", "2", "--calibration-split", "0.2", *TINY]
+    assert main(args) == 0
+    metadata = json.loads((out / "model.json").read_text())
+    trained = metadata["train_images"]
+    assert len(trained) == 4
+    values = np.concatenate([np.load(images / f"{n}.npy").ravel() for n in trained])
+    entry = metadata["normalize"]
+    assert entry["zscore"] == "training images"
+    assert entry["mean"] == pytest.approx(values.astype(np.float64).mean(), rel=1e-9)
+    assert entry["std"] == pytest.approx(values.astype(np.float64).std(), rel=1e-9)
+    preds = tmp_path / "preds"
+    args = ["predict", "--model", str(out / "model.keras"), "--images", str(images)]
+    args += ["--ignore-calibration", "--num-samples", "1", "--quiet"]
+    assert main([*args, "--out", str(preds)]) == 0
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+
+    def probability(x):  # the U-Net's one output is a logit
+        return 1.0 / (1.0 + np.exp(-model.predict(x, verbose=0)[0, ..., 0]))
+
+    for i in (0, 4):
+        image = np.load(images / f"img{i}.npy")[None, ..., None]
+        got = np.load(preds / f"img{i}_prob.npy")
+        np.testing.assert_allclose(
+            got, probability((image - entry["mean"]) / entry["std"]), atol=1e-5
+        )
+        assert np.abs(got - probability((image - image.mean()) / image.std())).max() > 1e-3
+    # A "normalize" entry predict cannot apply is refused before any prediction.
+    metadata["normalize"] = {"zscore": "training images", "mean": 1.0, "std": -2.0}
+    (out / "model.json").write_text(json.dumps(metadata))
+    assert main([*args, "--out", str(tmp_path / "refused")]) == 2
+    assert not (tmp_path / "refused").exists()
+
+
 @pytest.fixture(scope="module")
 def calibrated_run(tmp_path_factory):
     """One ``bayesseg train`` that the calibration-split and predict-metrics tests

@@ -290,6 +290,39 @@ def test_folder_z_score_equals_standardize_image_of_the_file(tmp_path):
     np.testing.assert_array_equal(streamed, expected)
 
 
+def test_pooled_statistics_equal_numpy_over_every_voxel_of_every_image(tmp_path):
+    # Images of different shapes, scales and offsets (the count of values
+    # weighs each image): the pooled mean and std are those of all values
+    # concatenated, and the scan's readers z-score each image by them.
+    images, masks = _folders(tmp_path)
+    rng = np.random.default_rng(2)
+    arrays = []
+    for name, shape, scale, offset in (("a", (8, 6), 1.0, 0.0), ("b", (4, 5), 3.0, 100.0),
+                                       ("c", (12, 9), 0.5, -20.0)):  # fmt: skip
+        image, mask = _pair(rng, shape)
+        arrays.append(offset + scale * image)
+        np.save(images / f"{name}.npy", arrays[-1])
+        np.save(masks / f"{name}.npy", mask)
+    scan = scan_folder(images, masks)
+    values = np.concatenate([a.ravel() for a in arrays]).astype(np.float64)
+    mean, std = scan.pooled_statistics()
+    assert mean == pytest.approx(values.mean(), rel=1e-12)
+    assert std == pytest.approx(values.std(), rel=1e-12)
+    shared = scan.with_statistics(mean, std)
+    assert shared.means == [mean] * 3 and shared.stds == [std] * 3
+    for i, array in enumerate(arrays):  # one image per dataset: the shapes differ
+        one = shared.subset([i], None)
+        got = next(iter(folder_dataset(images, masks, batch_size=1, scan=one)))[0].numpy()[0]
+        expected = (array - values.mean()) / values.std()
+        np.testing.assert_allclose(got[..., 0], expected, rtol=1e-5, atol=1e-6)
+    # One held-out image keeps the statistics it was given (those of the others).
+    assert shared.subset([1], None).means == [mean]
+    with pytest.raises(ValueError, match="std"):
+        scan.with_statistics(0.0, -1.0)
+    with pytest.raises(ValueError, match="at least one image"):
+        scan.subset([], None).pooled_statistics()
+
+
 # --------------------------------------------------------------------------
 # NaN and infinite values: nan_policy
 # --------------------------------------------------------------------------

@@ -335,6 +335,7 @@ def test_train_task_series_reads_labels_from_a_csv_column(tiny_series, tmp_path,
     ("extra", "message"),
     [
         (["--depth", "3"], "--depth apply to --task segmentation"),
+        (["--zscore", "dataset"], "--zscore apply to --task segmentation"),
         (["--window", "5000"], "fewer than a training window of 5000"),
         (["--val-fraction", "0"], "--val-fraction must be > 0"),
     ],

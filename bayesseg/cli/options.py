@@ -36,6 +36,9 @@ MIN_VAL_SAMPLES = 4
 # written out because importing bayesseg.data imports TensorFlow (a test keeps
 # the two equal).
 NAN_POLICIES = ("error", "zero")
+# How train z-scores its images (model.json records it; predict applies the same):
+# by each image's own statistics, or by the pooled statistics of the training images.
+ZSCORES = ("image", "dataset")
 # What `train` trains: a U-Net on images and masks, or a tagger on series and
 # per-step labels ("anomaly" is another name of "series", the demo's name).
 TRAIN_TASKS = ("segmentation", "series", "anomaly")
@@ -181,6 +184,7 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "patience": (_non_negative_int, 10),
     "min_delta": (_non_negative_float, 0.0),
     "nan_policy": (_choice(NAN_POLICIES), "error"),
+    "zscore": (_choice(ZSCORES), "image"),
     "seed": (_int, _SEGMENTATION.seed),
     "strategy": (_choice(STRATEGIES), "auto"),
     # --task series: windows (None: the series recipe's default) and labels in the CSV.

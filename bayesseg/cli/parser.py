@@ -26,6 +26,7 @@ from bayesseg.cli.options import (
     NAN_POLICIES,
     STRATEGIES,
     TRAIN_TASKS,
+    ZSCORES,
     _choice,
     _fraction,
     _int,
@@ -505,6 +506,15 @@ def _add_train(sub) -> None:
     )
     _add_train_validation_options(train)
     _add_nan_policy(train, None)
+    train.add_argument(
+        "--zscore",
+        type=_choice(ZSCORES),
+        default=None,
+        help="how images are standardised: image (each by its own mean and standard "
+        "deviation) or dataset (every image by those of all training images, kept in "
+        "model.json and applied by predict: for intensities that mean something, such "
+        "as CT in Hounsfield units) (default: image)",
+    )
     train.add_argument("--seed", type=_int, default=None, help="random seed (default: 0)")
     _add_model_options(train, defaults=False)
     train.set_defaults(func=train_command)

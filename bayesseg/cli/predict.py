@@ -96,6 +96,26 @@ def _class_weights(args: argparse.Namespace, metadata: dict, metadata_path: Path
     return weights
 
 
+def _zscore(metadata: dict, metadata_path: Path) -> tuple[float, float] | None:
+    """The ``(mean, std)`` every image is z-scored by (``bayesseg train --zscore
+    dataset``), or None: each image by its own statistics."""
+    entry = metadata.get("normalize", "zscore per image")
+    if entry == "zscore per image":
+        return None
+    try:
+        mean, std = float(entry["mean"]), float(entry["std"])
+        valid = entry["zscore"] == "training images"
+    except (KeyError, TypeError, ValueError):
+        valid = False
+    if not (valid and math.isfinite(mean) and math.isfinite(std) and std >= 0):
+        raise ValueError(
+            f'{metadata_path.name!r} holds a "normalize" entry bayesseg cannot apply: '
+            f'{entry!r} (expected "zscore per image" or the training images\' finite '
+            '"mean" and "std" >= 0, as bayesseg train writes them).'
+        )
+    return mean, std
+
+
 def _maps(pred, num_classes: int, suffix: str) -> dict[str, tuple[Any, float | None]]:
     """The maps written per image: name -> (array, top of its value range or None)."""
     import numpy as np
@@ -141,7 +161,7 @@ def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]
 
     image = bs.data.read_image(path, spatial_rank=setup["rank"], nan_policy=args.nan_policy)
     spatial = image.shape[:-1]
-    image = bs.data.standardize_image(image)
+    image = bs.data.standardize_image(image, *(setup["zscore"] or ()))
     patch = setup["patches"][path]
     pred = bs.uncertainty.predict_mc(
         model,
@@ -249,6 +269,7 @@ def _predict(args: argparse.Namespace) -> int:
         "train_patch": metadata.get("patch_size"),
         "calibration": _load_calibration(args, metadata, metadata_path),
         "weights": _class_weights(args, metadata, metadata_path),
+        "zscore": _zscore(metadata, metadata_path),
         "evaluation": None,
     }
     setup["masks"] = masks

@@ -264,7 +264,7 @@ def _metadata(options, scans, patch, counts, num_examples: int, outputs) -> dict
         "spatial_rank": scan.spatial_rank,
         "channels": scan.channels,
         "patch_size": None if patch is None else list(patch),
-        "normalize": "zscore per image",
+        "normalize": _zscore_entry(options, train_scan),
         "class_counts": [int(c) for c in counts],
         "class_weights": None if weights is None else [float(w) for w in weights],
         "output_bias": np.asarray(bias).tolist(),
@@ -388,7 +388,24 @@ def _scan_and_split(options: dict):
     num_classes = options["num_classes"] or max(2, len(scan.class_counts))
     patch = _check_patch(options, scan)
     train_scan, held_scan, counts = _calibration_split(options, scan, num_classes)
+    if options["zscore"] == "dataset":
+        # One z-score for every image, fitted on the training images only.
+        statistics = train_scan.pooled_statistics()
+        scan, train_scan = (s.with_statistics(*statistics) for s in (scan, train_scan))
+        if held_scan is not None:
+            held_scan = held_scan.with_statistics(*statistics)
     return scan, num_classes, patch, (train_scan, held_scan, counts)
+
+
+def _zscore_entry(options: dict, train_scan) -> str | dict[str, Any]:
+    """model.json's "normalize": how predict must standardise an image."""
+    if options["zscore"] == "image":
+        return "zscore per image"
+    return {
+        "zscore": "training images",
+        "mean": float(train_scan.means[0]),
+        "std": float(train_scan.stds[0]),
+    }
 
 
 def _resolve_class_defaults(options: dict, num_classes: int) -> None:

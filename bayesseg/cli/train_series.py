@@ -22,6 +22,7 @@ from bayesseg.cli.report import _fmt, _versions, _write_json
 # they are an error rather than silently ignored.
 _SEGMENTATION_ONLY = (
     "patch_size",
+    "zscore",
     "patches_per_image",
     "depth",
     "normalization",

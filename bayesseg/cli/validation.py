@@ -82,10 +82,11 @@ class PooledScores:
         return logs
 
 
-def _predict_image(model, path, rank: int, setup: dict):
-    """``predict_mc`` of one z-scored image: its mean ``(*spatial, K)``."""
+def _predict_image(model, path, rank: int, setup: dict, statistics: tuple[float, float]):
+    """``predict_mc`` of one image z-scored by ``statistics`` (the scan's
+    ``(mean, std)`` for it): its mean ``(*spatial, K)``."""
     image = bs.data.read_image(path, spatial_rank=rank, nan_policy=setup["nan_policy"])
-    image = bs.data.standardize_image(image)
+    image = bs.data.standardize_image(image, *statistics)
     window = _window(None, image.shape[:-1], model, setup["train_patch"], setup["depth"])
     pred = bs.uncertainty.predict_mc(
         model,
@@ -108,8 +109,9 @@ def validation_logs(model, scan, setup: dict) -> dict[str, float]:
     saved = [np.array(v.numpy()) for v in model.non_trainable_variables]
     scores = PooledScores(setup["num_classes"])
     try:
-        for image_path, mask_path in zip(scan.image_paths, scan.mask_paths, strict=True):
-            mean = _predict_image(model, image_path, scan.spatial_rank, setup)
+        files = zip(scan.image_paths, scan.mask_paths, scan.means, scan.stds, strict=True)
+        for image_path, mask_path, mean, std in files:
+            mean = _predict_image(model, image_path, scan.spatial_rank, setup, (mean, std))
             scores.update(bs.data.read_mask(mask_path), mean)
     finally:
         for variable, value in zip(model.non_trainable_variables, saved, strict=True):

@@ -10,12 +10,13 @@ of :mod:`bayesseg.data.io`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from bayesseg._validation import argument_error, check_int
+from bayesseg._validation import argument_error, check_float, check_int
 from bayesseg.data._finite import (
     apply_policy,
     check_nan_policy,
@@ -187,6 +188,62 @@ class FolderScan:
             class_counts=class_counts,
             _has_channels=pick(self._has_channels),
         )
+
+    def pooled_statistics(self) -> tuple[float, float]:
+        """The mean and standard deviation over every voxel and channel of every image.
+
+        Combined exactly (in float64) from the per-image ``means`` and ``stds``
+        and each image's number of values, so nothing is read again: the
+        statistics of one z-score shared by all the images, for data whose
+        absolute intensity carries meaning (CT in Hounsfield units, classes
+        coded by brightness), which a per-image z-score would erase.
+
+        Returns:
+            ``(mean, std)``, floats (population standard deviation).
+
+        Raises:
+            ValueError: for a scan without images.
+
+        Example:
+            >>> import numpy as np
+            >>> scan = FolderScan(["a", "b"], ["a.npy", "b.npy"], [None, None],
+            ...                   [(2, 2), (2, 1)], 2, 1, None, [1.0, 4.0], [0.0, 1.0])
+            >>> values = np.array([1.0, 1.0, 1.0, 1.0, 3.0, 5.0])  # a: 4 ones; b: 3, 5
+            >>> np.allclose(scan.pooled_statistics(), (values.mean(), values.std()))
+            True
+        """
+        if not self.names:
+            raise argument_error("scan", "hold at least one image", "an empty scan")
+        counts = np.array([np.prod(s) * self.channels for s in self.shapes], dtype=np.float64)
+        means = np.asarray(self.means, dtype=np.float64)
+        stds = np.asarray(self.stds, dtype=np.float64)
+        weights = counts / counts.sum()
+        mean = float(np.dot(weights, means))
+        variance = float(np.dot(weights, np.square(stds) + np.square(means - mean)))
+        return mean, math.sqrt(max(variance, 0.0))
+
+    def with_statistics(self, mean: float, std: float) -> FolderScan:
+        """This scan with every image z-scored by the same ``mean`` and ``std``.
+
+        The readers of the scan (:func:`folder_dataset`) then apply
+        ``(image - mean) / std`` to each image instead of its own statistics,
+        e.g. with :meth:`pooled_statistics` of the training images, on the
+        training, held-out and validation scans alike.
+
+        Args:
+            mean: finite float.
+            std: finite float >= 0 (0: the images are only centred).
+
+        Example:
+            >>> scan = FolderScan(["a", "b"], ["a.npy", "b.npy"], [None, None], [(4, 4)] * 2,
+            ...                   2, 1, None, [0.0, 1.0], [1.0, 2.0])
+            >>> scan.with_statistics(0.5, 1.5).means, scan.with_statistics(0.5, 1.5).stds
+            ([0.5, 0.5], [1.5, 1.5])
+        """
+        mean = check_float("mean", mean)
+        std = check_float("std", std, minimum=0)
+        count = len(self.names)
+        return dataclasses.replace(self, means=[mean] * count, stds=[std] * count)
 
 
 def _pair(images_dir, masks_dir) -> tuple[list[Path], list[Path | None]]:
