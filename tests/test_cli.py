@@ -745,24 +745,25 @@ def test_report_per_class_equals_the_keras_metrics(num_classes):
         (  # the many-class recipe
             ["--task", "multiclass"],
             {"learning_rate": 1e-2, "lr_schedule": "cosine", "class_weights": "inverse_sqrt",
-             "num_images": 1280, "epochs": 10, "num_test_images": 200, "num_classes": 8},
+             "num_images": 3840, "epochs": 10, "num_test_images": 200, "num_classes": 8,
+             "estimator": "reparameterization"},
         ),
         (  # the binary defaults are unchanged
             [],
             {"learning_rate": 1e-3, "lr_schedule": "constant", "class_weights": "inverse_sqrt",
-             "num_images": 160, "epochs": 12, "num_test_images": 40},
+             "num_images": 160, "epochs": 12, "num_test_images": 40, "estimator": "flipout"},
         ),
         (
             ["--task", "anomaly", "--num-images", "20"],
             {"learning_rate": 3e-3, "lr_schedule": "constant", "class_weights": "inverse_sqrt",
              "epochs": 8, "num_test_images": 8, "length": 4096, "window": 512,
-             "batch_size": 32},
+             "batch_size": 32, "estimator": "flipout"},
         ),
         (  # flags win over the task's defaults
             ["--task", "multiclass", "--learning-rate", "0.002", "--lr-schedule", "constant",
-             "--num-images", "100", "--num-test-images", "7"],
+             "--num-images", "100", "--num-test-images", "7", "--estimator", "flipout"],
             {"learning_rate": 2e-3, "lr_schedule": "constant", "num_images": 100, "epochs": 10,
-             "num_test_images": 7},
+             "num_test_images": 7, "estimator": "flipout"},
         ),
     ],
 )  # fmt: skip
@@ -777,18 +778,27 @@ def test_demo_task_defaults(argv, expected):
 
 @pytest.mark.parametrize(
     ("num_classes", "expected"),
-    [(2, (1e-3, "constant", "balanced")), (3, (1e-2, "cosine", "inverse_sqrt"))],
+    [
+        (2, (1e-3, "constant", "balanced", "flipout")),
+        (3, (1e-2, "cosine", "inverse_sqrt", "reparameterization")),
+    ],
 )
 def test_train_defaults_follow_the_number_of_classes_unless_set(num_classes, expected):
     from bayesseg.cli.train import _resolve_class_defaults
 
-    names = ("learning_rate", "lr_schedule", "class_weights")
+    names = ("learning_rate", "lr_schedule", "class_weights", "estimator")
     options = dict.fromkeys(names)
     _resolve_class_defaults(options, num_classes)
     assert tuple(options[name] for name in names) == expected
-    options = {"learning_rate": 5e-4, "lr_schedule": "constant", "class_weights": "none"}
+    given = {
+        "learning_rate": 5e-4,
+        "lr_schedule": "constant",
+        "class_weights": "none",
+        "estimator": "flipout" if num_classes > 2 else "reparameterization",
+    }
+    options = dict(given)
     _resolve_class_defaults(options, num_classes)
-    assert options == {"learning_rate": 5e-4, "lr_schedule": "constant", "class_weights": "none"}
+    assert options == given
 
 
 # ------------------------------------------------------------- option types and checks

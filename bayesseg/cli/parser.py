@@ -86,9 +86,14 @@ def _add_network_options(parser: argparse.ArgumentParser, defaults: bool) -> Non
     parser.add_argument(
         "--estimator",
         type=_choice(ESTIMATORS),
-        default=default("flipout"),
+        default=None,
         help="gradient estimator of the Bayesian layers: flipout or reparameterization"
-        + _note("flipout"),
+        + _note(
+            f"flipout; --task multiclass: reparameterization; --task series: {_SERIES.estimator}"
+            if defaults
+            else "flipout; reparameterization for more than 2 classes; "
+            f"--task series: {_SERIES.estimator}"
+        ),
     )
     parser.add_argument(
         "--base-filters",
