@@ -21,6 +21,7 @@ recall >= 0.5, Dice >= 0.3, no class present at recall 0.
 
 Run: python benchmarks/bench_multiclass_folders.py [--seed 0] [--zscore dataset image]
       [--work /tmp/multiclass-folders] [--json out.json]
+      [--num-images 3840 --num-test-images 200 --epochs 10]
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 NUM_CLASSES, BACKGROUND = 32, 0.99
 # The demo's network and budget (bayesseg demo's defaults; train's are larger).
-NETWORK = ["--base-filters", "8", "--depth", "3", "--batch-size", "8", "--epochs", "10"]
+NETWORK = ["--base-filters", "8", "--depth", "3", "--batch-size", "8"]
 # The class-dependent settings train resolved (recorded from model.json).
 RECIPE = ("estimator", "learning_rate", "lr_schedule", "class_weights")
 
 
-def write_folders(work: Path, seed: int) -> None:
+def write_folders(work: Path, seed: int, num_train: int = 3840, num_test: int = 200) -> None:
     """The demo's training and held-out images and masks as ``.npy`` files."""
     import numpy as np
     from _demo import DEMO_OPTIONS, DEMO_SERIES
@@ -51,7 +52,8 @@ def write_folders(work: Path, seed: int) -> None:
     import bayesseg as bs
 
     shape = (DEMO_OPTIONS["size"],) * 2
-    sets = {"train": (3840, seed), "test": (200, seed + DEMO_SERIES["test_seed_offset"])}
+    test_seed = seed + DEMO_SERIES["test_seed_offset"]
+    sets = {"train": (num_train, seed), "test": (num_test, test_seed)}
     for name, (count, data_seed) in sets.items():
         x, y = bs.data.synthetic_multiclass_masks(
             count, shape, num_classes=NUM_CLASSES, background_fraction=BACKGROUND, seed=data_seed
@@ -72,13 +74,14 @@ def _run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def run(work: Path, seed: int, zscore: str) -> dict:
+def run(work: Path, seed: int, zscore: str, epochs: int) -> dict:
     """train and predict --masks with one --zscore; the held-out foreground scores."""
     cli = [sys.executable, "-m", "bayesseg.cli"]
     out, pred = work / f"run_{zscore}", work / f"pred_{zscore}"
     train_seconds = _run(
         [*cli, "train", "--images", str(work / "train_images"), "--masks",
          str(work / "train_masks"), "--num-classes", str(NUM_CLASSES), *NETWORK,
+         "--epochs", str(epochs),
          "--zscore", zscore, "--seed", str(seed), "--out", str(out), "--overwrite",
          "--quiet"]
     )  # fmt: skip
@@ -107,11 +110,15 @@ def main() -> None:
     parser.add_argument("--zscore", nargs="+", choices=["dataset", "image"], default=["dataset"])
     parser.add_argument("--work", default="/tmp/multiclass-folders")
     parser.add_argument("--json", default=None, help="append each run's results here")
+    # Smaller runs, to try the script: the demo's are the defaults.
+    parser.add_argument("--num-images", type=int, default=3840)
+    parser.add_argument("--num-test-images", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
     work = Path(args.work)
-    write_folders(work, args.seed)
+    write_folders(work, args.seed, args.num_images, args.num_test_images)
     for zscore in args.zscore:
-        row = run(work, args.seed, zscore)
+        row = run(work, args.seed, zscore, args.epochs)
         print(
             f"seed {args.seed}  --zscore {zscore:<8} recall {row['recall']:.3f}  "
             f"Dice {row['dice']:.3f}  at 0: {len(row['zero_recall'])}  "
