@@ -23,6 +23,7 @@ from typing import Any
 DEMO_OPTIONS = {
     "base_filters": 8,
     "depth": 3,
+    "estimator": "flipout",
     "clipnorm": 1.0,
     "num_samples": 16,
     "size": 64,
@@ -34,15 +35,13 @@ DEMO_OPTIONS = {
 
 # bayesseg/cli/demo.py::_TASK_DEFAULTS (the lesion and multiclass columns) and
 # _apply_task_defaults (held-out images: a quarter of the training ones, at
-# least 4, or 200 for multiclass; 8 classes for multiclass; the estimator is
-# SegmentationConfig's class-dependent default). The posterior's start and
-# scale multiplier are SegmentationConfig's defaults.
+# least 4, or 200 for multiclass; 8 classes for multiclass). The posterior's
+# start and scale multiplier are SegmentationConfig's defaults.
 DEMO_UNET = {
     "lesion": {
         "num_images": 160,
         "num_test_images": 40,
         "num_classes": 2,
-        "estimator": "flipout",
         "epochs": 12,
         "batch_size": 8,
         "class_weights": "inverse_sqrt",
@@ -50,10 +49,9 @@ DEMO_UNET = {
         "lr_schedule": "constant",
     },
     "multiclass": {
-        "num_images": 3840,
+        "num_images": 2560,
         "num_test_images": 200,
         "num_classes": 8,
-        "estimator": "reparameterization",
         "epochs": 10,
         "batch_size": 8,
         "class_weights": "inverse_sqrt",
@@ -92,7 +90,7 @@ def segmentation_config(task: str, seed: int = 0, **overrides):
         "base_filters": DEMO_OPTIONS["base_filters"],
         "depth": DEMO_OPTIONS["depth"],
         "normalization": "none",
-        "estimator": settings["estimator"],
+        "estimator": DEMO_OPTIONS["estimator"],
         "class_weights": settings["class_weights"],
         "learning_rate": settings["learning_rate"],
         "lr_schedule": settings["lr_schedule"],
@@ -149,6 +147,7 @@ def series_config(seed: int = 0, length: int | None = None, **overrides):
         "window": min(DEMO_OPTIONS["window"], length),
         "conv_filters": (2 * width,) * 2,
         "units": (4 * width,),
+        "estimator": DEMO_OPTIONS["estimator"],
         "clipnorm": DEMO_OPTIONS["clipnorm"],
         "num_samples": DEMO_OPTIONS["num_samples"],
         "seed": seed,

@@ -745,25 +745,24 @@ def test_report_per_class_equals_the_keras_metrics(num_classes):
         (  # the many-class recipe
             ["--task", "multiclass"],
             {"learning_rate": 1e-2, "lr_schedule": "cosine", "class_weights": "inverse_sqrt",
-             "num_images": 3840, "epochs": 10, "num_test_images": 200, "num_classes": 8,
-             "estimator": "reparameterization"},
+             "num_images": 2560, "epochs": 10, "num_test_images": 200, "num_classes": 8},
         ),
         (  # the binary defaults are unchanged
             [],
             {"learning_rate": 1e-3, "lr_schedule": "constant", "class_weights": "inverse_sqrt",
-             "num_images": 160, "epochs": 12, "num_test_images": 40, "estimator": "flipout"},
+             "num_images": 160, "epochs": 12, "num_test_images": 40},
         ),
         (
             ["--task", "anomaly", "--num-images", "20"],
             {"learning_rate": 3e-3, "lr_schedule": "constant", "class_weights": "inverse_sqrt",
              "epochs": 8, "num_test_images": 8, "length": 4096, "window": 512,
-             "batch_size": 32, "estimator": "flipout"},
+             "batch_size": 32},
         ),
         (  # flags win over the task's defaults
             ["--task", "multiclass", "--learning-rate", "0.002", "--lr-schedule", "constant",
-             "--num-images", "100", "--num-test-images", "7", "--estimator", "flipout"],
+             "--num-images", "100", "--num-test-images", "7"],
             {"learning_rate": 2e-3, "lr_schedule": "constant", "num_images": 100, "epochs": 10,
-             "num_test_images": 7, "estimator": "flipout"},
+             "num_test_images": 7},
         ),
     ],
 )  # fmt: skip
@@ -778,27 +777,18 @@ def test_demo_task_defaults(argv, expected):
 
 @pytest.mark.parametrize(
     ("num_classes", "expected"),
-    [
-        (2, (1e-3, "constant", "balanced", "flipout")),
-        (3, (1e-2, "cosine", "inverse_sqrt", "reparameterization")),
-    ],
+    [(2, (1e-3, "constant", "balanced")), (3, (1e-2, "cosine", "inverse_sqrt"))],
 )
 def test_train_defaults_follow_the_number_of_classes_unless_set(num_classes, expected):
     from bayesseg.cli.train import _resolve_class_defaults
 
-    names = ("learning_rate", "lr_schedule", "class_weights", "estimator")
+    names = ("learning_rate", "lr_schedule", "class_weights")
     options = dict.fromkeys(names)
     _resolve_class_defaults(options, num_classes)
     assert tuple(options[name] for name in names) == expected
-    given = {
-        "learning_rate": 5e-4,
-        "lr_schedule": "constant",
-        "class_weights": "none",
-        "estimator": "flipout" if num_classes > 2 else "reparameterization",
-    }
-    options = dict(given)
+    options = {"learning_rate": 5e-4, "lr_schedule": "constant", "class_weights": "none"}
     _resolve_class_defaults(options, num_classes)
-    assert options == given
+    assert options == {"learning_rate": 5e-4, "lr_schedule": "constant", "class_weights": "none"}
 
 
 # ------------------------------------------------------------- option types and checks

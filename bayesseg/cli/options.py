@@ -160,8 +160,7 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "patch_size": (_positive_int, None),
     "patches_per_image": (_positive_int, 4),
     "num_classes": (_num_classes, None),
-    # None: resolved from the classes found (below), or the series recipe's.
-    "estimator": (_choice(ESTIMATORS), None),
+    "estimator": (_choice(ESTIMATORS), _SEGMENTATION.estimator),
     "bayesian_blocks": (_choice(_BAYESIAN_BLOCKS), _SEGMENTATION.bayesian_blocks),
     "ensemble": (_positive_int, 1),
     "base_filters": (_positive_int, _SEGMENTATION.base_filters),

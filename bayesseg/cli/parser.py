@@ -86,14 +86,9 @@ def _add_network_options(parser: argparse.ArgumentParser, defaults: bool) -> Non
     parser.add_argument(
         "--estimator",
         type=_choice(ESTIMATORS),
-        default=None,
+        default=default("flipout"),
         help="gradient estimator of the Bayesian layers: flipout or reparameterization"
-        + _note(
-            f"flipout; --task multiclass: reparameterization; --task series: {_SERIES.estimator}"
-            if defaults
-            else "flipout; reparameterization for more than 2 classes; "
-            f"--task series: {_SERIES.estimator}"
-        ),
+        + _note("flipout"),
     )
     parser.add_argument(
         "--base-filters",

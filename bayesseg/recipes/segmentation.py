@@ -51,16 +51,11 @@ LR_SCHEDULES = ("constant", "cosine")
 #: classes must be told apart by small differences, which a U-Net learns in a
 #: CPU budget only at a high peak rate, warmed up and decayed; at that rate
 #: balanced weights (3000:1 at 32 classes and 99% background) collapse the
-#: model onto one class, their square roots do not. Such a budget is spent
-#: best on more distinct images: the reparameterization estimator (one weight
-#: draw per batch, a step at about the deterministic cost) trains on three
-#: times the images in about the time Flipout (two passes per step) takes on
-#: one third, and finds every class on every seed where Flipout does not.
+#: model onto one class, their square roots do not.
 CLASS_DEPENDENT_DEFAULTS = {
     "class_weights": ("balanced", "inverse_sqrt"),
     "learning_rate": (1e-3, 1e-2),
     "lr_schedule": ("constant", "cosine"),
-    "estimator": ("flipout", "reparameterization"),
 }
 
 
@@ -68,8 +63,8 @@ CLASS_DEPENDENT_DEFAULTS = {
 class SegmentationConfig:
     """Every setting of the segmentation recipe, checked on creation.
 
-    ``class_weights``, ``learning_rate``, ``lr_schedule`` and ``estimator``
-    default to None: their values depend on the number of classes
+    ``class_weights``, ``learning_rate`` and ``lr_schedule`` default to None:
+    their values depend on the number of classes
     (:data:`CLASS_DEPENDENT_DEFAULTS`), filled in by :meth:`resolve`.
 
     Attributes:
@@ -78,7 +73,7 @@ class SegmentationConfig:
         normalization: "none", "batch" or "group".
         bayesian_blocks: "all", "decoder", "last", or "none" for the
             deterministic U-Net with the weighted likelihood alone.
-        estimator: "flipout", "reparameterization" or None.
+        estimator: "flipout" or "reparameterization".
         class_weights: "balanced", "inverse_sqrt", "effective_number", "none" or None.
         learning_rate: Adam's (peak) rate, or None.
         lr_schedule: "constant", "cosine" (warm-up then cosine decay) or None.
@@ -93,8 +88,6 @@ class SegmentationConfig:
     >>> from bayesseg.recipes import SegmentationConfig
     >>> SegmentationConfig().resolve(2).learning_rate, SegmentationConfig().resolve(32).lr_schedule
     (0.001, 'cosine')
-    >>> SegmentationConfig().resolve(2).estimator, SegmentationConfig().resolve(32).estimator
-    ('flipout', 'reparameterization')
     >>> SegmentationConfig(learning_rate=5e-4).resolve(32).learning_rate  # given: kept
     0.0005
     """
@@ -105,7 +98,7 @@ class SegmentationConfig:
     depth: int = 4
     normalization: str = "none"
     bayesian_blocks: str = "all"
-    estimator: str | None = None
+    estimator: str = "flipout"
     class_weights: str | None = None
     learning_rate: float | None = None
     lr_schedule: str | None = None
@@ -120,8 +113,7 @@ class SegmentationConfig:
             check_int(name, getattr(self, name))
         check_choice("normalization", self.normalization, NORMALIZATIONS)
         check_choice("bayesian_blocks", self.bayesian_blocks, BAYESIAN_BLOCKS)
-        if self.estimator is not None:
-            check_choice("estimator", self.estimator, ESTIMATORS)
+        check_choice("estimator", self.estimator, ESTIMATORS)
         check_choice("kl_scaling", self.kl_scaling, KL_SCALINGS)
         if self.class_weights is not None:
             check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
