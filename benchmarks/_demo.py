@@ -36,7 +36,8 @@ DEMO_OPTIONS = {
 # bayesseg/cli/demo.py::_TASK_DEFAULTS (the lesion and multiclass columns) and
 # _apply_task_defaults (held-out images: a quarter of the training ones, at
 # least 4, or 200 for multiclass; 8 classes for multiclass). The posterior's
-# start and scale multiplier are SegmentationConfig's defaults.
+# start is SegmentationConfig's default; its scale multiplier the recipe's
+# class-dependent one.
 DEMO_UNET = {
     "lesion": {
         "num_images": 160,
@@ -47,6 +48,7 @@ DEMO_UNET = {
         "class_weights": "inverse_sqrt",
         "learning_rate": 1e-3,
         "lr_schedule": "constant",
+        "scale_multiplier": 20.0,
     },
     "multiclass": {
         "num_images": 2560,
@@ -57,6 +59,7 @@ DEMO_UNET = {
         "class_weights": "inverse_sqrt",
         "learning_rate": 1e-2,
         "lr_schedule": "cosine",
+        "scale_multiplier": 2.0,
     },
 }
 
@@ -94,6 +97,7 @@ def segmentation_config(task: str, seed: int = 0, **overrides):
         "class_weights": settings["class_weights"],
         "learning_rate": settings["learning_rate"],
         "lr_schedule": settings["lr_schedule"],
+        "scale_multiplier": settings["scale_multiplier"],
         "clipnorm": DEMO_OPTIONS["clipnorm"],
         "kl_scaling": "per-example",
         "seed": seed,

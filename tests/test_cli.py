@@ -745,12 +745,13 @@ def test_report_per_class_equals_the_keras_metrics(num_classes):
         (  # the many-class recipe
             ["--task", "multiclass"],
             {"learning_rate": 1e-2, "lr_schedule": "cosine", "class_weights": "inverse_sqrt",
-             "num_images": 2560, "epochs": 10, "num_test_images": 200, "num_classes": 8},
+             "num_images": 2560, "epochs": 10, "num_test_images": 200, "num_classes": 8,
+             "scale_multiplier": 2.0},
         ),
         (  # the binary defaults are unchanged
             [],
             {"learning_rate": 1e-3, "lr_schedule": "constant", "class_weights": "inverse_sqrt",
-             "num_images": 160, "epochs": 12, "num_test_images": 40},
+             "num_images": 160, "epochs": 12, "num_test_images": 40, "scale_multiplier": 20.0},
         ),
         (
             ["--task", "anomaly", "--num-images", "20"],
@@ -777,18 +778,28 @@ def test_demo_task_defaults(argv, expected):
 
 @pytest.mark.parametrize(
     ("num_classes", "expected"),
-    [(2, (1e-3, "constant", "balanced")), (3, (1e-2, "cosine", "inverse_sqrt"))],
+    [
+        (2, (1e-3, "constant", "balanced", 20.0)),
+        # At 10x the rate, a 10x smaller multiplier keeps the scales' speed.
+        (3, (1e-2, "cosine", "inverse_sqrt", 2.0)),
+    ],
 )
 def test_train_defaults_follow_the_number_of_classes_unless_set(num_classes, expected):
     from bayesseg.cli.train import _resolve_class_defaults
 
-    names = ("learning_rate", "lr_schedule", "class_weights")
+    names = ("learning_rate", "lr_schedule", "class_weights", "scale_multiplier")
     options = dict.fromkeys(names)
     _resolve_class_defaults(options, num_classes)
     assert tuple(options[name] for name in names) == expected
-    options = {"learning_rate": 5e-4, "lr_schedule": "constant", "class_weights": "none"}
+    given = {
+        "learning_rate": 5e-4,
+        "lr_schedule": "constant",
+        "class_weights": "none",
+        "scale_multiplier": 7.0,
+    }
+    options = dict(given)
     _resolve_class_defaults(options, num_classes)
-    assert options == {"learning_rate": 5e-4, "lr_schedule": "constant", "class_weights": "none"}
+    assert options == given
 
 
 # ------------------------------------------------------------- option types and checks

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bayesseg._defaults import DEFAULT_SCALE_MULTIPLIER
 from bayesseg._tiling import check_unet_shape, unet_divisor
 from bayesseg.cli.report import (
     _evaluate,
@@ -28,6 +27,7 @@ from bayesseg.cli.training import (
     _gradient_callback,
     segmentation_config,
 )
+from bayesseg.recipes.segmentation import CLASS_DEPENDENT_DEFAULTS
 from bayesseg.recipes.series import SeriesConfig
 
 # report["comparison"] rows of the lesion task: name -> where in the metrics.
@@ -64,11 +64,8 @@ _TASK_DEFAULTS = {
     "num_images": (160, 2560, 640),
     "epochs": (12, 10, _SERIES.epochs),
     "batch_size": (8, 8, _SERIES.batch_size),
-    "scale_multiplier": (
-        DEFAULT_SCALE_MULTIPLIER,
-        DEFAULT_SCALE_MULTIPLIER,
-        _SERIES.scale_multiplier,
-    ),
+    # The segmentation recipe's by the number of classes (1e-2 needs a smaller one).
+    "scale_multiplier": (*CLASS_DEPENDENT_DEFAULTS["scale_multiplier"], _SERIES.scale_multiplier),
 }
 _TASKS = ("lesion", "multiclass", "anomaly")
 

@@ -41,7 +41,7 @@ from bayesseg.cli.options import (
     _val_samples,
 )
 from bayesseg.cli.predict import _predict
-from bayesseg.recipes.segmentation import SegmentationConfig
+from bayesseg.recipes.segmentation import CLASS_DEPENDENT_DEFAULTS, SegmentationConfig
 from bayesseg.recipes.series import SeriesConfig
 
 
@@ -60,6 +60,7 @@ class _Parser(argparse.ArgumentParser):
 # The recipes' defaults, quoted in the help (they hold them once).
 _SEGMENTATION = SegmentationConfig()
 _SERIES = SeriesConfig()
+_MANY_CLASS_MULTIPLIER = CLASS_DEPENDENT_DEFAULTS["scale_multiplier"][1]
 
 
 def _note(value) -> str:
@@ -169,7 +170,13 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
         help="posterior scale = softplus(multiplier * rho): how many times faster than "
         "the learning rate the scales move under Adam; 1 gives the classic, "
         "rate-limited parameterisation"
-        + _note(f"{DEFAULT_SCALE_MULTIPLIER:g}; --task series: {_SERIES.scale_multiplier:g}"),
+        + _note(
+            f"{DEFAULT_SCALE_MULTIPLIER:g}; --task multiclass: {_MANY_CLASS_MULTIPLIER:g}; "
+            f"--task series: {_SERIES.scale_multiplier:g}"
+            if defaults
+            else f"{DEFAULT_SCALE_MULTIPLIER:g}; {_MANY_CLASS_MULTIPLIER:g} for more than 2 "
+            f"classes (their learning rate is 10x); --task series: {_SERIES.scale_multiplier:g}"
+        ),
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
