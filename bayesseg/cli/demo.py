@@ -50,11 +50,9 @@ _COMPARISON = {
 # background are told apart by small differences of intensity and texture; at a
 # constant 1e-3 the U-Net learned 1 of 31 classes, at a warmed-up and decayed
 # peak of 1e-2 on 8x the images it found every class with a mean recall of
-# 0.48-0.51 on three seeds; on 16x the images (2560), 0.52 or more on each,
-# within 5 minutes on 2 cores. (The reparameterization estimator, at half
-# Flipout's cost per step, would buy more images still, but its one weight
-# draw per batch let the loss diverge for hundreds of steps at this rate: see
-# docs/imbalance.md.)
+# 0.48-0.51 on three seeds; on 16x the images (2560), with the posterior scales
+# slowed to the binary recipe's speed (CLASS_DEPENDENT_DEFAULTS), 0.58-0.61,
+# within 5 minutes on 2 cores (docs/imbalance.md).
 # The anomaly column is the series recipe's (bayesseg.recipes.SeriesConfig), not a copy.
 _SERIES = SeriesConfig()
 _TASK_DEFAULTS = {

@@ -87,7 +87,8 @@ class SegmentationConfig:
         clipnorm: Adam's ``global_clipnorm``.
         kl_scaling: "per-example" (1/N), "per-batch" (1/(M B)) or "blundell".
         posterior_scale_init, scale_multiplier: the posterior's start and
-            parameterisation.
+            parameterisation (``scale_multiplier`` None: by the number of
+            classes).
         seed: the seed of the weights and the data order.
 
     Example:
