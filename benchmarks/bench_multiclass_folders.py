@@ -1,8 +1,8 @@
 """The 32-class recipe through ``bayesseg train`` on folders, as a user meets it.
 
 Writes the data of ``bayesseg demo --task multiclass --num-classes 32
---background-fraction 0.99 --seed S`` (3840 training and 200 held-out 64x64
-images, the demo's own generator and seeds, ``benchmarks/_demo.py``) as
+--background-fraction 0.99 --seed S`` (the demo's 2560 training and 200
+held-out 64x64 images, its own generator and seeds, ``benchmarks/_demo.py``) as
 ``.npy`` folders of images and masks, then runs the two documented
 commands as subprocesses: ``bayesseg train`` with the demo's network and
 budget (8 base filters, depth 3, batch 8, 10 epochs) and nothing else, so
@@ -21,7 +21,7 @@ recall >= 0.5, Dice >= 0.3, no class present at recall 0.
 
 Run: python benchmarks/bench_multiclass_folders.py [--seed 0] [--zscore dataset image]
       [--work /tmp/multiclass-folders] [--json out.json]
-      [--num-images 3840 --num-test-images 200 --epochs 10]
+      [--num-images 2560 --num-test-images 200 --epochs 10]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ NETWORK = ["--base-filters", "8", "--depth", "3", "--batch-size", "8"]
 RECIPE = ("estimator", "learning_rate", "lr_schedule", "class_weights")
 
 
-def write_folders(work: Path, seed: int, num_train: int = 3840, num_test: int = 200) -> None:
+def write_folders(work: Path, seed: int, num_train: int, num_test: int) -> None:
     """The demo's training and held-out images and masks as ``.npy`` files."""
     import numpy as np
     from _demo import DEMO_OPTIONS, DEMO_SERIES
@@ -110,15 +110,19 @@ def main() -> None:
     parser.add_argument("--zscore", nargs="+", choices=["dataset", "image"], default=["dataset"])
     parser.add_argument("--work", default="/tmp/multiclass-folders")
     parser.add_argument("--json", default=None, help="append each run's results here")
-    # Smaller runs, to try the script: the demo's are the defaults.
-    parser.add_argument("--num-images", type=int, default=3840)
-    parser.add_argument("--num-test-images", type=int, default=200)
+    # The demo's sizes by default (smaller ones try the script quickly).
+    from _demo import DEMO_UNET
+
+    parser.add_argument("--num-images", type=int, default=DEMO_UNET["multiclass"]["num_images"])
+    parser.add_argument(
+        "--num-test-images", type=int, default=DEMO_UNET["multiclass"]["num_test_images"]
+    )
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
     work = Path(args.work)
     write_folders(work, args.seed, args.num_images, args.num_test_images)
     for zscore in args.zscore:
-        row = run(work, args.seed, zscore, args.epochs)
+        row = {"train_images": args.num_images, **run(work, args.seed, zscore, args.epochs)}
         print(
             f"seed {args.seed}  --zscore {zscore:<8} recall {row['recall']:.3f}  "
             f"Dice {row['dice']:.3f}  at 0: {len(row['zero_recall'])}  "
