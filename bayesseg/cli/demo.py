@@ -53,16 +53,18 @@ _COMPARISON = {
 # 0.48-0.51 on three seeds; on 16x the images (2560), with the posterior scales
 # slowed to the binary recipe's speed (CLASS_DEPENDENT_DEFAULTS), 0.58-0.61,
 # within 5 minutes on 2 cores (docs/imbalance.md).
-# The anomaly column is the series recipe's (bayesseg.recipes.SeriesConfig), not a copy.
+# The anomaly column is the series recipe's (bayesseg.recipes.SeriesConfig), and the
+# learning rate, schedule and scale multiplier of the lesion (2 classes) and
+# multiclass columns the segmentation recipe's class-dependent defaults: not copies.
+# (Its class weights are not: the demo's lesion task uses inverse_sqrt, not balanced.)
 _SERIES = SeriesConfig()
 _TASK_DEFAULTS = {
     "class_weights": ("inverse_sqrt", "inverse_sqrt", _SERIES.class_weights),
-    "learning_rate": (1e-3, 1e-2, _SERIES.learning_rate),
-    "lr_schedule": ("constant", "cosine", "constant"),
+    "learning_rate": (*CLASS_DEPENDENT_DEFAULTS["learning_rate"], _SERIES.learning_rate),
+    "lr_schedule": (*CLASS_DEPENDENT_DEFAULTS["lr_schedule"], "constant"),
     "num_images": (160, 2560, 640),
     "epochs": (12, 10, _SERIES.epochs),
     "batch_size": (8, 8, _SERIES.batch_size),
-    # The segmentation recipe's by the number of classes (1e-2 needs a smaller one).
     "scale_multiplier": (*CLASS_DEPENDENT_DEFAULTS["scale_multiplier"], _SERIES.scale_multiplier),
 }
 _TASKS = ("lesion", "multiclass", "anomaly")

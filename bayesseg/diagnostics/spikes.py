@@ -136,10 +136,9 @@ class _SpikeHook(TrainStepHook):
     def before_update(self, context):
         state = self.state
         loss = tf.cast(context.loss, tf.float32)
-        buffer = state.buffer
         # Until the ring is full, its first `count` entries are the history.
         filled = tf.maximum(tf.minimum(state.count, self.window), 1)
-        history = buffer[:filled]
+        history = state.buffer[:filled]
         ready = state.count >= self.min_history
         median, z, ratio, spread = step_statistics(
             loss,
@@ -204,11 +203,9 @@ class _SpikeHook(TrainStepHook):
         )
         # A spike does not enter the window: the baseline stays clean.
         position = tf.math.floormod(state.count, self.window)
-        new_buffer = tf.tensor_scatter_nd_update(buffer, [[position]], [loss])
-        state.buffer.assign(tf.where(spike, buffer, new_buffer))
-        tails = state.tail_buffer
-        new_tails = tf.tensor_scatter_nd_update(tails, [[position]], [tail])
-        state.tail_buffer.assign(tf.where(spike, tails, new_tails))
+        for ring, value in ((state.buffer, loss), (state.tail_buffer, tail)):
+            pushed = tf.tensor_scatter_nd_update(ring, [[position]], [value])
+            ring.assign(tf.where(spike, ring, pushed))
         state.count.assign_add(tf.where(spike, 0, 1))
         if self.veto:
             return tf.logical_not(spike)
