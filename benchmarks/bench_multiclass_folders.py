@@ -30,12 +30,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from bench_own_series import _run  # noqa: E402  (one command, echoed and timed)
 
 NUM_CLASSES, BACKGROUND = 32, 0.99
 # The demo's network and budget (bayesseg demo's defaults; train's are larger).
@@ -65,13 +65,6 @@ def write_folders(work: Path, seed: int, num_train: int, num_test: int) -> None:
         for i in range(count):
             np.save(work / f"{name}_images" / f"img{i:04d}.npy", x[i])
             np.save(work / f"{name}_masks" / f"img{i:04d}.npy", y[i].astype(np.uint8))
-
-
-def _run(command: list[str]) -> float:
-    print("$ " + " ".join(command), flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    return time.perf_counter() - start
 
 
 def run(work: Path, seed: int, zscore: str, epochs: int) -> dict:
