@@ -321,6 +321,8 @@ def test_pooled_statistics_equal_numpy_over_every_voxel_of_every_image(tmp_path)
         scan.with_statistics(0.0, -1.0)
     with pytest.raises(ValueError, match="at least one image"):
         scan.subset([], None).pooled_statistics()
+    with pytest.raises(ValueError, match=r"statistics=True.*0 statistics for 3 images"):
+        scan_folder(images, masks, statistics=False).pooled_statistics()
 
 
 # --------------------------------------------------------------------------

@@ -202,7 +202,8 @@ class FolderScan:
             ``(mean, std)``, floats (population standard deviation).
 
         Raises:
-            ValueError: for a scan without images.
+            ValueError: for a scan without images, or without per-image
+                statistics (``scan_folder(statistics=False)``).
 
         Example:
             >>> import numpy as np
@@ -214,6 +215,12 @@ class FolderScan:
         """
         if not self.names:
             raise argument_error("scan", "hold at least one image", "an empty scan")
+        if len(self.means) != len(self.names):
+            raise argument_error(
+                "scan",
+                "hold each image's mean and std (scan_folder(..., statistics=True))",
+                f"{len(self.means)} statistics for {len(self.names)} images",
+            )
         counts = np.array([np.prod(s) * self.channels for s in self.shapes], dtype=np.float64)
         means = np.asarray(self.means, dtype=np.float64)
         stds = np.asarray(self.stds, dtype=np.float64)
