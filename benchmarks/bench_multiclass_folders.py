@@ -16,12 +16,16 @@ The images of this task code their classes by absolute intensity, which
 share; ``--zscore`` chooses it (``image``, ``dataset`` or both, one run
 each).
 
+``--twin`` trains the deterministic twin instead (``--bayesian-blocks none``:
+``bs.models.unet`` with the weighted likelihood alone, the same data, rate,
+schedule, weights and epochs).
+
 Targets (the demo's, issue "32 classes on every seed"): mean foreground
 recall >= 0.5, Dice >= 0.3, no class present at recall 0.
 
 Run: python benchmarks/bench_multiclass_folders.py [--seed 0] [--zscore dataset image]
       [--work /tmp/multiclass-folders] [--json out.json]
-      [--num-images 2560 --num-test-images 200 --epochs 10]
+      [--twin] [--num-images 2560 --num-test-images 200 --epochs 10]
 """
 
 from __future__ import annotations
@@ -67,16 +71,18 @@ def write_folders(work: Path, seed: int, num_train: int, num_test: int) -> None:
             np.save(work / f"{name}_masks" / f"img{i:04d}.npy", y[i].astype(np.uint8))
 
 
-def run(work: Path, seed: int, zscore: str, epochs: int) -> dict:
-    """train and predict --masks with one --zscore; the held-out foreground scores."""
+def run(work: Path, seed: int, zscore: str, epochs: int, twin: bool = False) -> dict:
+    """train and predict --masks with one --zscore (``twin``: the deterministic
+    U-Net, ``--bayesian-blocks none``); the held-out foreground scores."""
     cli = [sys.executable, "-m", "bayesseg.cli"]
-    out, pred = work / f"run_{zscore}", work / f"pred_{zscore}"
+    name = f"{zscore}_twin" if twin else zscore
+    out, pred = work / f"run_{name}", work / f"pred_{name}"
     train_seconds = _run(
         [*cli, "train", "--images", str(work / "train_images"), "--masks",
          str(work / "train_masks"), "--num-classes", str(NUM_CLASSES), *NETWORK,
          "--epochs", str(epochs),
          "--zscore", zscore, "--seed", str(seed), "--out", str(out), "--overwrite",
-         "--quiet"]
+         "--quiet", *(["--bayesian-blocks", "none"] if twin else [])]
     )  # fmt: skip
     predict_seconds = _run(
         [*cli, "predict", "--model", str(out / "model.keras"), "--images",
@@ -88,6 +94,7 @@ def run(work: Path, seed: int, zscore: str, epochs: int) -> dict:
     shutil.rmtree(pred)  # 200 x 32 probability maps: not kept
     return {
         "zscore": zscore,
+        "twin": twin,
         "seed": seed,
         **metrics["foreground_classes"],
         "nll": metrics["predictive_nll"],
@@ -103,6 +110,9 @@ def main() -> None:
     parser.add_argument("--zscore", nargs="+", choices=["dataset", "image"], default=["dataset"])
     parser.add_argument("--work", default="/tmp/multiclass-folders")
     parser.add_argument("--json", default=None, help="append each run's results here")
+    parser.add_argument(
+        "--twin", action="store_true", help="the deterministic twin (--bayesian-blocks none)"
+    )
     # The demo's sizes by default (smaller ones try the script quickly).
     from _demo import DEMO_UNET
 
@@ -115,9 +125,11 @@ def main() -> None:
     work = Path(args.work)
     write_folders(work, args.seed, args.num_images, args.num_test_images)
     for zscore in args.zscore:
-        row = {"train_images": args.num_images, **run(work, args.seed, zscore, args.epochs)}
+        row = run(work, args.seed, zscore, args.epochs, args.twin)
+        row = {"train_images": args.num_images, **row}
         print(
-            f"seed {args.seed}  --zscore {zscore:<8} recall {row['recall']:.3f}  "
+            f"seed {args.seed}  {'twin ' if args.twin else ''}--zscore {zscore:<8} "
+            f"recall {row['recall']:.3f}  "
             f"Dice {row['dice']:.3f}  at 0: {len(row['zero_recall'])}  "
             f"lowest {row['lowest_recall']}  train {row['train_seconds']:.0f} s  "
             f"predict {row['predict_seconds']:.0f} s",
