@@ -30,6 +30,12 @@ deterministic epochs count):
   al., ICML 2020);
 * ``warmup``: ``bs.kl.Warmup(PerExample(N), steps=half the updates)``.
 
+Variants combine with ``+``: ``reparam+tempered`` is the reparameterization
+estimator trained with the tempered ELBO, ``warm+reparam`` the warm start
+converted with that estimator (the same as ``warm_reparam``), ``decoder+reparam``
+a Bayesian decoder drawn by reparameterization. ``tempered`` takes an
+optional temperature: ``tempered0.3``.
+
 Per variant, on held-out images: pooled Dice at 0.5, predictive NLL, the
 prediction-selected foreground ECE minus its noise floor (class-weight
 corrected), the same after Platt scaling fitted on the validation images,
@@ -80,6 +86,22 @@ SETTINGS = {
 }
 UNET_OPTIONS = {"reparam": {"estimator": "reparameterization"}}
 UNET_OPTIONS |= {"decoder": {"bayesian_blocks": "decoder"}, "last": {"bayesian_blocks": "last"}}
+_ALIASES = {"warm_reparam": "warm+reparam"}
+
+
+def _parts(variant: str) -> tuple[set[str], float | None]:
+    """The tokens of a ``+``-combined variant and its temperature (None: untempered)."""
+    tokens = set(_ALIASES.get(variant, variant).split("+"))
+    temperature = None
+    for token in sorted(tokens):
+        if token.startswith("tempered"):
+            tokens.discard(token)
+            temperature = float(token.removeprefix("tempered") or 0.1)
+    known = set(UNET_OPTIONS) | {"bayes", "warm", "warm_short", "warmup", "twin"}
+    unknown = tokens - known
+    if unknown:
+        raise ValueError(f"unknown variant parts {sorted(unknown)} in {variant!r}")
+    return tokens, temperature
 
 
 def _data(seed: int, size: int = 64):
@@ -171,27 +193,29 @@ def run(variant: str, setting: str, epochs: int, seed: int, samples: int = 16) -
     fit = {"batch_size": batch, "verbose": 0}
     start = time.perf_counter()
     history = None
+    tokens, temperature = _parts(variant)
+    loss_options = {} if temperature is None else {"temperature": temperature}
+    if "warmup" in tokens:
+        loss_options["kl_scaling"] = bs.kl.Warmup(bs.kl.PerExample(len(x)), steps=updates // 2)
+    estimator = "reparameterization" if "reparam" in tokens else "flipout"
     if variant == "twin":
         model = bs.models.unet((64, 64, 1), 1, **common)
         model.compile(optimizer=optimizer(), loss=_likelihood(weights))
         model.fit(x, y, epochs=epochs, **fit)
-    elif variant in ("warm", "warm_reparam", "warm_short"):
-        deterministic = round(epochs * 2 / 3) if variant == "warm_short" else epochs // 2
+    elif tokens & {"warm", "warm_short"}:
+        deterministic = round(epochs * 2 / 3) if "warm_short" in tokens else epochs // 2
         twin = bs.models.unet((64, 64, 1), 1, **common)
         twin.compile(optimizer=optimizer(), loss=_likelihood(weights))
         twin.fit(x, y, epochs=deterministic, **fit)
-        estimator = "reparameterization" if variant == "warm_reparam" else "flipout"
         model = bs.convert.to_bayesian(twin, estimator, moped_delta=0.1, seed=seed)
-        model.compile(optimizer=optimizer(), loss=elbo())
+        model.compile(optimizer=optimizer(), loss=elbo(**loss_options))
         history = model.fit(x, y, epochs=epochs - deterministic, **fit)
     else:
-        model = bs.models.bayesian_unet((64, 64, 1), 1, **common, **UNET_OPTIONS.get(variant, {}))
-        loss = elbo()
-        if variant == "tempered":
-            loss = elbo(temperature=0.1)
-        elif variant == "warmup":
-            loss = elbo(kl_scaling=bs.kl.Warmup(bs.kl.PerExample(len(x)), steps=updates // 2))
-        model.compile(optimizer=optimizer(), loss=loss)
+        unet_options = {"estimator": estimator}
+        for token in tokens & {"decoder", "last"}:
+            unet_options |= UNET_OPTIONS[token]
+        model = bs.models.bayesian_unet((64, 64, 1), 1, **common, **unet_options)
+        model.compile(optimizer=optimizer(), loss=elbo(**loss_options))
         history = model.fit(x, y, epochs=epochs, **fit)
     seconds = time.perf_counter() - start
     draws = 1 if variant == "twin" else samples
