@@ -7,8 +7,7 @@ held-out 64x64 images, its own generator and seeds, ``benchmarks/_demo.py``) as
 commands as subprocesses: ``bayesseg train`` with the demo's network and
 budget (8 base filters, depth 3, batch 8, 10 epochs) and nothing else, so
 that the class-dependent defaults (peak 1e-2 warmed up and decayed,
-inverse-sqrt weights, the reparameterization estimator) come from the
-recipe, and ``bayesseg predict --masks`` on the held-out folder, whose
+inverse-sqrt weights, the scale multiplier) come from the recipe, and ``bayesseg predict --masks`` on the held-out folder, whose
 ``metrics.json`` holds the per-class scores.
 
 The images of this task code their classes by absolute intensity, which
@@ -18,14 +17,16 @@ each).
 
 ``--twin`` trains the deterministic twin instead (``--bayesian-blocks none``:
 ``bs.models.unet`` with the weighted likelihood alone, the same data, rate,
-schedule, weights and epochs).
+schedule, weights and epochs). ``--bayesian-blocks`` trains another
+choice of Bayesian layers (``bayesseg train --bayesian-blocks``; default:
+the recipe's).
 
 Targets (the demo's, issue "32 classes on every seed"): mean foreground
 recall >= 0.5, Dice >= 0.3, no class present at recall 0.
 
 Run: python benchmarks/bench_multiclass_folders.py [--seed 0] [--zscore dataset image]
       [--work /tmp/multiclass-folders] [--json out.json]
-      [--twin] [--num-images 2560 --num-test-images 200 --epochs 10]
+      [--twin | --bayesian-blocks B] [--num-images 2560 --num-test-images 200 --epochs 10]
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ NUM_CLASSES, BACKGROUND = 32, 0.99
 # The demo's network and budget (bayesseg demo's defaults; train's are larger).
 NETWORK = ["--base-filters", "8", "--depth", "3", "--batch-size", "8"]
 # The class-dependent settings train resolved (recorded from model.json).
-RECIPE = ("estimator", "learning_rate", "lr_schedule", "class_weights")
+RECIPE = ("estimator", "learning_rate", "lr_schedule", "class_weights", "bayesian_blocks")
 
 
 def write_folders(work: Path, seed: int, num_train: int, num_test: int) -> None:
@@ -71,18 +72,22 @@ def write_folders(work: Path, seed: int, num_train: int, num_test: int) -> None:
             np.save(work / f"{name}_masks" / f"img{i:04d}.npy", y[i].astype(np.uint8))
 
 
-def run(work: Path, seed: int, zscore: str, epochs: int, twin: bool = False) -> dict:
+def run(
+    work: Path, seed: int, zscore: str, epochs: int, twin: bool = False, blocks: str | None = None
+) -> dict:
     """train and predict --masks with one --zscore (``twin``: the deterministic
-    U-Net, ``--bayesian-blocks none``); the held-out foreground scores."""
+    U-Net, ``--bayesian-blocks none``; ``blocks``: another ``--bayesian-blocks``);
+    the held-out foreground scores."""
     cli = [sys.executable, "-m", "bayesseg.cli"]
-    name = f"{zscore}_twin" if twin else zscore
+    blocks = "none" if twin else blocks
+    name = f"{zscore}_{blocks}" if blocks else zscore
     out, pred = work / f"run_{name}", work / f"pred_{name}"
     train_seconds = _run(
         [*cli, "train", "--images", str(work / "train_images"), "--masks",
          str(work / "train_masks"), "--num-classes", str(NUM_CLASSES), *NETWORK,
          "--epochs", str(epochs),
          "--zscore", zscore, "--seed", str(seed), "--out", str(out), "--overwrite",
-         "--quiet", *(["--bayesian-blocks", "none"] if twin else [])]
+         "--quiet", *(["--bayesian-blocks", blocks] if blocks else [])]
     )  # fmt: skip
     predict_seconds = _run(
         [*cli, "predict", "--model", str(out / "model.keras"), "--images",
@@ -113,6 +118,12 @@ def main() -> None:
     parser.add_argument(
         "--twin", action="store_true", help="the deterministic twin (--bayesian-blocks none)"
     )
+    parser.add_argument(
+        "--bayesian-blocks",
+        choices=["all", "decoder", "bottleneck", "last"],
+        default=None,
+        help="train's --bayesian-blocks (default: the recipe's)",
+    )
     # The demo's sizes by default (smaller ones try the script quickly).
     from _demo import DEMO_UNET
 
@@ -125,10 +136,10 @@ def main() -> None:
     work = Path(args.work)
     write_folders(work, args.seed, args.num_images, args.num_test_images)
     for zscore in args.zscore:
-        row = run(work, args.seed, zscore, args.epochs, args.twin)
+        row = run(work, args.seed, zscore, args.epochs, args.twin, args.bayesian_blocks)
         row = {"train_images": args.num_images, **row}
         print(
-            f"seed {args.seed}  {'twin ' if args.twin else ''}--zscore {zscore:<8} "
+            f"seed {args.seed}  {row['recipe']['bayesian_blocks']}  --zscore {zscore:<8} "
             f"recall {row['recall']:.3f}  "
             f"Dice {row['dice']:.3f}  at 0: {len(row['zero_recall'])}  "
             f"lowest {row['lowest_recall']}  train {row['train_seconds']:.0f} s  "

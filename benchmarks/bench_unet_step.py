@@ -13,6 +13,10 @@ deterministic Keras U-Net:
 * tfp_flipout,      tfp.layers.Convolution2DFlipout / ...Reparameterization
   tfp_reparam:      with deterministic up-convolutions (TFP has none), when
                     tf_keras is importable.
+* unet_twin,        the library's models at the same size: ``bs.models.unet``
+  bayes_all,        and ``bs.models.bayesian_unet`` (Flipout) with
+  bayes_decoder,    ``bayesian_blocks`` "all", "decoder" and "bottleneck"
+  bayes_bottleneck: (the bottleneck block and the head Bayesian).
 
 Every step computes BCE + KL / N and applies Adam, inside one tf.function.
 
@@ -91,6 +95,11 @@ def build_variants():
     ):
         model = _keras_variant(conv_cls, up_cls)
         variants[name] = (model, lambda m=model: bs.kl_divergence(m))
+    library = {"input_shape": (128, 128, 1), "num_classes": 1, "base_filters": 16, "depth": 4}
+    variants["unet_twin"] = (bs.models.unet(**library), None)
+    for blocks in ("all", "decoder", "bottleneck"):
+        model = bs.models.bayesian_unet(**library, bayesian_blocks=blocks)
+        variants[f"bayes_{blocks}"] = (model, lambda m=model: bs.kl_divergence(m))
     try:
         import tensorflow_probability as tfp
         import tf_keras

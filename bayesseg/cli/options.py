@@ -17,14 +17,14 @@ from bayesseg._defaults import (
     ESTIMATORS,
 )
 from bayesseg._validation import check_choice, check_float, check_int
-from bayesseg.recipes.segmentation import SegmentationConfig
+from bayesseg.recipes.segmentation import BAYESIAN_BLOCKS, SegmentationConfig
 
 EXIT_USAGE = 2
 
 _CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
 _NORMALIZATIONS = ("none", "batch", "group")
 # bs.models.bayesian_unet's bayesian_blocks, and "none": a deterministic U-Net.
-_BAYESIAN_BLOCKS = ("all", "decoder", "last", "none")
+_BAYESIAN_BLOCKS = BAYESIAN_BLOCKS
 _KL_SCALINGS = ("per-example", "per-batch", "blundell")
 # Learning-rate schedules: constant, or bs.training.warmup_cosine_decay.
 LR_SCHEDULES = ("constant", "cosine")

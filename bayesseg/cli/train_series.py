@@ -72,7 +72,7 @@ def series_config(args: argparse.Namespace, options: dict[str, Any]):
         wrong.append("ensemble")
     if given.get("num_classes") not in (None, 2):
         wrong.append("num_classes")
-    if given.get("bayesian_blocks") in ("decoder", "last"):
+    if given.get("bayesian_blocks") in ("decoder", "bottleneck", "last"):
         wrong.append("bayesian_blocks")
     if wrong:
         flags = ", ".join("--" + name.replace("_", "-") for name in wrong)

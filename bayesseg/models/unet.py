@@ -15,7 +15,7 @@ from bayesseg.training import BayesianModel
 
 __all__ = ["bayesian_unet", "unet"]
 
-_BLOCKS = ("all", "decoder", "last")
+_BLOCKS = ("all", "decoder", "bottleneck", "last")
 _NORMALIZATIONS = (None, "batch", "group")
 
 
@@ -215,8 +215,10 @@ def bayesian_unet(
         estimator: "flipout" (default) or "reparameterization".
         bayesian_blocks: which layers are Bayesian: "all" (default),
             "decoder" (up-convolutions, decoder blocks and head; the encoder
-            is deterministic: cheaper, uncertainty from the decoder only) or
-            "last" (the head only).
+            is deterministic: cheaper, uncertainty from the decoder only),
+            "bottleneck" (the bottleneck block's convolutions and the head:
+            the lowest resolution, so about a tenth of the convolutions'
+            work is drawn) or "last" (the head only).
         normalization: None (default), "batch" or "group". Batch statistics
             in VI are fine; at prediction BatchNormalization runs in
             inference mode while the weights are still sampled.
@@ -266,7 +268,7 @@ def bayesian_unet(
     def conv_for(stage, index):
         if bayesian_blocks == "all" or stage == "head":
             return bayesian(bayes_conv)
-        if bayesian_blocks == "decoder" and stage == "dec":
+        if (bayesian_blocks, stage) in (("decoder", "dec"), ("bottleneck", "bottleneck")):
             return bayesian(bayes_conv)
         return plain_conv
 

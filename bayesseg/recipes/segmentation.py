@@ -42,7 +42,7 @@ __all__ = [
 CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
 NORMALIZATIONS = ("none", "batch", "group")
 #: bs.models.bayesian_unet's bayesian_blocks, and "none": a deterministic U-Net.
-BAYESIAN_BLOCKS = ("all", "decoder", "last", "none")
+BAYESIAN_BLOCKS = ("all", "decoder", "bottleneck", "last", "none")
 KL_SCALINGS = ("per-example", "per-batch", "blundell")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -78,8 +78,8 @@ class SegmentationConfig:
         epochs, batch_size: passes over the data and examples per step.
         base_filters, depth: the U-Net's width and resolution levels.
         normalization: "none", "batch" or "group".
-        bayesian_blocks: "all", "decoder", "last", or "none" for the
-            deterministic U-Net with the weighted likelihood alone.
+        bayesian_blocks: "all", "decoder", "bottleneck", "last", or "none"
+            for the deterministic U-Net with the weighted likelihood alone.
         estimator: "flipout" or "reparameterization".
         class_weights: "balanced", "inverse_sqrt", "effective_number", "none" or None.
         learning_rate: Adam's (peak) rate, or None.
