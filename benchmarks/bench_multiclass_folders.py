@@ -7,8 +7,9 @@ held-out 64x64 images, its own generator and seeds, ``benchmarks/_demo.py``) as
 commands as subprocesses: ``bayesseg train`` with the demo's network and
 budget (8 base filters, depth 3, batch 8, 10 epochs) and nothing else, so
 that the class-dependent defaults (peak 1e-2 warmed up and decayed,
-inverse-sqrt weights, the scale multiplier) come from the recipe, and ``bayesseg predict --masks`` on the held-out folder, whose
-``metrics.json`` holds the per-class scores.
+inverse-sqrt weights, the scale multiplier) come from the recipe, and
+``bayesseg predict --masks`` on the held-out folder, whose ``metrics.json``
+holds the per-class scores.
 
 The images of this task code their classes by absolute intensity, which
 ``train``'s default per-image z-score moves with each image's foreground

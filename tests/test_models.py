@@ -46,7 +46,9 @@ def test_unet_equals_keras_twin_at_zero_scale(estimator, normalization, input_sh
     np.testing.assert_allclose(bayesian(x).numpy(), twin(x).numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("blocks,expected", [("all", 13), ("decoder", 7), ("bottleneck", 3), ("last", 1)])
+@pytest.mark.parametrize(
+    "blocks,expected", [("all", 13), ("decoder", 7), ("bottleneck", 3), ("last", 1)]
+)
 def test_partial_bayesian_unet(blocks, expected):
     model = bs.models.bayesian_unet((16, 16, 1), 1, base_filters=4, depth=3, bayesian_blocks=blocks)
     assert len(bs.layers.bayesian_layers(model)) == expected

@@ -479,9 +479,10 @@ def _add_train(sub) -> None:
         type=_choice(_BAYESIAN_BLOCKS),
         default=None,
         help="which layers are Bayesian: all, decoder (up-convolutions, decoder and head), "
-        "bottleneck (the bottleneck block and the head), last (the head) or none (a deterministic U-Net trained with the weighted "
-        "likelihood alone, e.g. as deep-ensemble members; no training.png or "
-        "gradients.png, which plot the ELBO's parts) (default: all)",
+        "bottleneck (the bottleneck block and the head), last (the head) or none (a "
+        "deterministic U-Net trained with the weighted likelihood alone, e.g. as "
+        "deep-ensemble members; no training.png or gradients.png, which plot the "
+        "ELBO's parts) (default: all)",
     )
     train.add_argument(
         "--ensemble",
