@@ -5,8 +5,10 @@ Synthetic 2D lesions (64x64, ~1/60 lesion pixels), the same U-Net
 architecture, the same class-weighted likelihood and the same number of
 optimizer updates for every trained model, over several seeds in one run:
 
-* bayesian:           bs.models.bayesian_unet (Flipout) at the library's DEFAULT
-                      posterior settings, ELBO with PerExample(N);
+* bayesian:           bs.models.bayesian_unet (Flipout) at the library's
+                      DEFAULTS (which layers are Bayesian included), ELBO with
+                      PerExample(N);
+* bayesian_all:       bayesian_unet(bayesian_blocks="all"): every layer Bayesian;
 * deterministic:      bs.models.unet trained with the likelihood alone;
 * mc_dropout:         bs.models.unet(dropout=...) trained with the likelihood,
                       predicted with dropout on (training=True);
@@ -53,8 +55,13 @@ Adam 2e-3, batch 16, 12 epochs (156 updates; pass ``--epochs 36`` for the
 longer budget). Both: 3 seeds (paired: every variant of a seed sees the
 same data); 200 training, 50 validation and 100 held-out 64x64 images; 16
 Monte Carlo samples (the ensemble: one draw per deterministic member).
+``nuclei``: the tour's network and budget on a real fluorescence image of
+nuclei (``_real_nuclei.py``: 320 training, 8 validation and 16 held-out
+64x64 tiles, fixed; the seed changes initialisation and batch order only),
+kept for confirmation.
 
-Run: python benchmarks/bench_quality.py [--setting bench|tour] [--seeds 3 --epochs 25 ...]
+Run: python benchmarks/bench_quality.py [--setting bench|tour|nuclei] [--seeds 3 --first-seed 0]
+      [--epochs 25 --variants bayesian,deterministic ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -66,7 +73,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import _shift_eval  # noqa: E402  (benchmarks/, the script's folder)
+import _real_nuclei  # noqa: E402  (benchmarks/, the script's folder)
+import _shift_eval  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -74,6 +82,7 @@ import bayesseg as bs  # noqa: E402
 
 VARIANTS = (
     "bayesian",
+    "bayesian_all",
     "deterministic",
     "mc_dropout",
     "ensemble",
@@ -83,6 +92,7 @@ VARIANTS = (
 # Variants whose models are Bayesian U-Nets trained with the ELBO.
 BAYESIAN = {
     "bayesian": {},
+    "bayesian_all": {"bayesian_blocks": "all"},
     "partial_bayesian": {"bayesian_blocks": "decoder"},
     "reparameterization": {"estimator": "reparameterization"},
 }
@@ -166,9 +176,14 @@ def run_seed(args, seed: int) -> dict:
     """Train the three variants on one seed's data; held-out metrics per variant."""
     keras.utils.set_random_seed(seed)
     shape = (args.size, args.size)
-    x_train, y_train = bs.data.synthetic_lesions(args.train, shape=shape, seed=seed)
-    x_test, y_test = bs.data.synthetic_lesions(args.test, shape=shape, seed=seed + 1000)
-    x_val, y_val = bs.data.synthetic_lesions(args.val, shape=shape, seed=seed + 2000)
+    if args.setting == "nuclei":
+        # A real image (fixed split; the seed changes initialisation and batches).
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = _real_nuclei.load()
+        shape = x_train.shape[1:3]
+    else:
+        x_train, y_train = bs.data.synthetic_lesions(args.train, shape=shape, seed=seed)
+        x_test, y_test = bs.data.synthetic_lesions(args.test, shape=shape, seed=seed + 1000)
+        x_val, y_val = bs.data.synthetic_lesions(args.val, shape=shape, seed=seed + 2000)
     counts = bs.imbalance.count_classes(y_train, num_classes=2)
     weights = bs.imbalance.class_weights(counts, method="inverse_sqrt", normalize=True)
     bias = bs.imbalance.initial_bias(counts / counts.sum(), class_weights=weights)
@@ -193,10 +208,12 @@ def run_seed(args, seed: int) -> dict:
     wanted = args.variants.split(",")
     models = {}
     for name, options in BAYESIAN.items():
+        if name not in wanted:
+            continue
         models[name] = bs.models.bayesian_unet(input_shape, 1, **common, **posterior, **options)
         models[name].compile(
             optimizer=optimizer(),
-            loss=bs.ELBO(_likelihood(weights), bs.kl.PerExample(args.train)),
+            loss=bs.ELBO(_likelihood(weights), bs.kl.PerExample(len(x_train))),
         )
     models["deterministic"] = bs.models.unet(input_shape, 1, **common)
     models["mc_dropout"] = bs.models.unet(input_shape, 1, dropout=args.dropout, **common)
@@ -243,8 +260,8 @@ def run_seed(args, seed: int) -> dict:
         # The same correction on images the model was fitted to: calibrated
         # there but not on held-out images means the gap is generalisation,
         # not the correction.
-        pred = predict(x_train[: args.test])
-        fitted = _calibration(y_train[: args.test, ..., 0], pred.mean[..., 0])
+        pred = predict(x_train[: len(x_test)])
+        fitted = _calibration(y_train[: len(x_test), ..., 0], pred.mean[..., 0])
         for key in ("foreground_ece", "foreground_ece_floor", "foreground_shift"):
             results[name][f"train_{key}"] = fitted[key]
         # Platt scaling fitted on held-out validation images (not the test set).
@@ -275,6 +292,8 @@ def _print_table(summary, columns, keys, seeds) -> None:
 SETTINGS = {
     "bench": {"base_filters": 16, "normalization": "batch", "lr": 3e-3, "batch": 8, "epochs": 25},
     "tour": {"base_filters": 8, "normalization": "none", "lr": 2e-3, "batch": 16, "epochs": 12},
+    # The tour's network on a real image (_real_nuclei.py), for confirmation.
+    "nuclei": {"base_filters": 8, "normalization": "none", "lr": 2e-3, "batch": 16, "epochs": 12},
 }
 
 
@@ -283,6 +302,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", choices=tuple(SETTINGS), default="bench")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1"
+    )
     parser.add_argument("--train", type=int, default=200)
     parser.add_argument("--test", type=int, default=100)
     parser.add_argument(
@@ -337,8 +359,9 @@ def main(argv=None) -> dict:
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     config = {**vars(args), "shift_severities": bs.data.SHIFT_SEVERITIES}
     runs = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         runs.append(run_seed(args, seed))
+        runs[-1]["seed"] = seed
         print(f"seed {seed}: " + json.dumps({v: runs[-1][v] for v in variants}), flush=True)
         if args.json:  # partial results survive an interrupted run
             with open(args.json, "w") as handle:

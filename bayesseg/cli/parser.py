@@ -482,7 +482,7 @@ def _add_train(sub) -> None:
         "bottleneck (the bottleneck block and the head), last (the head) or none (a "
         "deterministic U-Net trained with the weighted likelihood alone, e.g. as "
         "deep-ensemble members; no training.png or gradients.png, which plot the "
-        "ELBO's parts) (default: all)",
+        "ELBO's parts) (default: bottleneck)",
     )
     train.add_argument(
         "--ensemble",

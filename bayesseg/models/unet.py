@@ -191,7 +191,7 @@ def bayesian_unet(
     base_filters: int = 16,
     depth: int = 4,
     estimator: str = "flipout",
-    bayesian_blocks: str = "all",
+    bayesian_blocks: str = "bottleneck",
     normalization: str | None = None,
     output_bias=None,
     prior=None,
@@ -201,9 +201,10 @@ def bayesian_unet(
     """A Bayesian U-Net (2D or 3D) returning a :class:`bayesseg.BayesianModel`.
 
     Encoder blocks of two 3x3(x3) convolutions with ReLU (optionally batch or
-    group normalisation), max pooling, a bottleneck, a decoder of Bayesian
-    transposed convolutions (stride 2), skip concatenations and two
-    convolutions per level, and a 1x1 Bayesian head of logits.
+    group normalisation), max pooling, a bottleneck, a decoder of transposed
+    convolutions (stride 2), skip concatenations and two convolutions per
+    level, and a 1x1 head of logits. ``bayesian_blocks`` chooses which of
+    them are Bayesian layers: by default the bottleneck and the head.
 
     Args:
         input_shape: (H, W, C) for 2D images or (D, H, W, C) for volumes;
@@ -213,12 +214,14 @@ def bayesian_unet(
         base_filters: int, filters of the first level. Default 16.
         depth: int, resolution levels. Default 4.
         estimator: "flipout" (default) or "reparameterization".
-        bayesian_blocks: which layers are Bayesian: "all" (default),
-            "decoder" (up-convolutions, decoder blocks and head; the encoder
-            is deterministic: cheaper, uncertainty from the decoder only),
-            "bottleneck" (the bottleneck block's convolutions and the head:
-            the lowest resolution, so about a tenth of the convolutions'
-            work is drawn) or "last" (the head only).
+        bayesian_blocks: which layers are Bayesian: "bottleneck" (default:
+            the bottleneck block's convolutions and the head; they work at
+            the lowest resolution, so training costs about what the
+            deterministic twin's does), "all" (every convolution: about 2x
+            the twin's training time with Flipout), "decoder"
+            (up-convolutions, decoder blocks and head) or "last" (the head
+            only: no epistemic uncertainty to speak of). docs/uncertainty.md
+            ("Which layers are Bayesian") compares them with the twin.
         normalization: None (default), "batch" or "group". Batch statistics
             in VI are fine; at prediction BatchNormalization runs in
             inference mode while the weights are still sampled.

@@ -108,7 +108,7 @@ class SegmentationConfig:
     base_filters: int = 16
     depth: int = 4
     normalization: str = "none"
-    bayesian_blocks: str = "all"
+    bayesian_blocks: str = "bottleneck"
     estimator: str = "flipout"
     class_weights: str | None = None
     learning_rate: float | None = None
