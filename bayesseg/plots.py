@@ -327,16 +327,18 @@ def plot_gradient_contributions(records: Any, path: str | os.PathLike, max_layer
             list of ``{"step": int, "rows": [{"layer", "group", "nll_norm",
             "kl_norm", ...}]}``.
         path: where the PNG is written.
-        max_layers: int, at most this many layers are drawn (those with the
-            largest NLL gradients), plus the model total.
+        max_layers: int, at most this many layers are drawn, plus the model
+            total: the layers with a KL term (Bayesian layers) first, then
+            deterministic ones, each by the size of their NLL gradient.
 
     Returns:
         ``path`` as a string.
 
     Left panel: NLL (solid) and KL (dashed) gradient norms of the model and
     of each layer's parameters (all groups of a layer combined) over steps,
-    on a log scale. Right panel: the KL/NLL ratio per layer at the last
-    recorded step.
+    on a log scale; deterministic layers (no KL gradient at any step) have
+    no dashed line. Right panel: the KL/NLL ratio per Bayesian layer at the
+    last recorded step.
 
     Example:
 
@@ -366,8 +368,13 @@ def plot_gradient_contributions(records: Any, path: str | os.PathLike, max_layer
             nll, kl = per_layer.setdefault(key, ([], []))
             nll.append(np.sqrt(nll_sq))
             kl.append(np.sqrt(kl_sq))
-    layers = [k for k in per_layer if k != "model (all)"]
-    layers = sorted(layers, key=lambda k: -per_layer[k][0][-1])[:max_layers]
+    by_nll = sorted(
+        (k for k in per_layer if k != "model (all)"), key=lambda k: -per_layer[k][0][-1]
+    )
+    # A layer has a KL term iff its KL gradient is ever nonzero.
+    bayesian = {k for k in by_nll if max(per_layer[k][1]) > 0}
+    layers = [k for k in by_nll if k in bayesian] + [k for k in by_nll if k not in bayesian]
+    layers = layers[:max_layers]
     fig = Figure(figsize=(13, 5.5), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[3, 2])
     # One colour per layer (tab20 holds 20 distinct ones), the model in black.
@@ -377,7 +384,8 @@ def plot_gradient_contributions(records: Any, path: str | os.PathLike, max_layer
         nll, kl = per_layer[key]
         width = 2.5 if key == "model (all)" else 1.2
         left.plot(steps, nll, "-", color=color, lw=width, label=key)
-        left.plot(steps, np.maximum(kl, 1e-30), "--", color=color, lw=width)
+        if key == "model (all)" or key in bayesian:
+            left.plot(steps, np.maximum(kl, 1e-30), "--", color=color, lw=width)
     left.set(
         yscale="log",
         xlabel="optimizer step",
@@ -385,11 +393,16 @@ def plot_gradient_contributions(records: Any, path: str | os.PathLike, max_layer
     )
     # Below the axes, never over the curves.
     left.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14))
-    ratios = [per_layer[k][1][-1] / max(per_layer[k][0][-1], 1e-30) for k in layers]
-    right.barh(range(len(layers)), ratios, color=colors[1:])
-    right.set_yticks(range(len(layers)), layers, fontsize=7)
+    shown = [(k, c) for k, c in zip(layers, colors[1:], strict=True) if k in bayesian]
+    ratios = [per_layer[k][1][-1] / max(per_layer[k][0][-1], 1e-30) for k, _ in shown]
+    right.barh(range(len(shown)), ratios, color=[c for _, c in shown])
+    right.set_yticks(range(len(shown)), [k for k, _ in shown], fontsize=7)
     right.axvline(1.0, color="gray", ls="--")
-    right.set(xscale="log", xlabel="|g_kl| / |g_nll|", title=f"KL/NLL ratio at step {steps[-1]}")
+    right.set(
+        xscale="log",
+        xlabel="|g_kl| / |g_nll|",
+        title=f"KL/NLL ratio of the Bayesian layers at step {steps[-1]}",
+    )
     return _save(fig, path)
 
 

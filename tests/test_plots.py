@@ -67,6 +67,26 @@ def test_gradient_figure_colours_are_distinct_and_its_legend_is_off_the_curves(
         bs.plots.plot_gradient_contributions([], tmp_path / "x.png")
 
 
+def test_gradient_figure_draws_the_kl_of_the_bayesian_layers_only(trained, tmp_path, monkeypatch):
+    # The default U-Net is Bayesian in its bottleneck and head only: the
+    # deterministic layers have no KL gradient, so neither a dashed line
+    # nor a KL/NLL bar; the Bayesian layers come first in the legend.
+    _, callback = trained
+    model = callback.model
+    bayesian = {layer.name for layer in bs.layers.bayesian_layers(model)}
+    assert bayesian == {"bottleneck1_conv0", "bottleneck1_conv1", "logits"}
+    figures = []
+    save = bs.plots._save
+    monkeypatch.setattr(bs.plots, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
+    bs.plots.plot_gradient_contributions(callback, tmp_path / "g.png", max_layers=20)
+    left, right = figures[0].axes[:2]
+    solid = [line.get_label() for line in left.get_lines() if line.get_linestyle() == "-"]
+    dashed = [line for line in left.get_lines() if line.get_linestyle() == "--"]
+    assert solid[0] == "model (all)" and set(solid[1:4]) == bayesian
+    assert len(solid) > 4 and len(dashed) == 1 + len(bayesian)
+    assert {label.get_text() for label in right.get_yticklabels()} == bayesian
+
+
 def test_plot_reliability_shows_foreground_ece_and_region(tmp_path, monkeypatch):
     import doctest
 
