@@ -148,7 +148,7 @@ def main(argv=None) -> dict:
         for _ in range(3):  # trace and warm up
             steps[name](x, y)
     medians = interleaved_medians(steps, (x, y), args.rounds, args.steps)
-    results = report(medians, "keras", width=14)
+    results = report(medians, "keras", width=18)
     return results
 
 

@@ -19,7 +19,10 @@ Variants (every one gets the same number of epochs; a warm start's
 deterministic epochs count):
 
 * ``twin``: ``bs.models.unet`` trained with the likelihood alone;
-* ``bayes``: ``bs.models.bayesian_unet`` at the library's defaults;
+* ``bayes``: ``bs.models.bayesian_unet`` at the library's defaults (every
+  layer Bayesian until 2026-12-06; since then the bottleneck and the head);
+* ``all``, ``bottleneck``: ``bayesian_blocks="all"`` / ``"bottleneck"``,
+  whatever the default;
 * ``reparam``: ``estimator="reparameterization"``;
 * ``warm``: the twin for half the epochs, then ``bs.convert.to_bayesian(
   moped_delta=0.1)`` (MOPED; Krishnan et al., AAAI 2020) and the ELBO for
@@ -75,6 +78,8 @@ import bayesseg as bs  # noqa: E402
 VARIANTS = (
     "twin",
     "bayes",
+    "all",
+    "bottleneck",
     "reparam",
     "warm",
     "warm_reparam",
@@ -91,9 +96,8 @@ SETTINGS = {
     "nuclei": {"base_filters": 8, "normalization": None, "lr": 2e-3, "batch": 16},
 }
 UNET_OPTIONS = {"reparam": {"estimator": "reparameterization"}}
-UNET_OPTIONS |= {
-    blocks: {"bayesian_blocks": blocks} for blocks in ("decoder", "bottleneck", "last")
-}
+BLOCKS = ("all", "decoder", "bottleneck", "last")
+UNET_OPTIONS |= {blocks: {"bayesian_blocks": blocks} for blocks in BLOCKS}
 _ALIASES = {"warm_reparam": "warm+reparam"}
 
 
@@ -222,7 +226,7 @@ def run(variant: str, setting: str, epochs: int, seed: int, samples: int = 16) -
         history = model.fit(x, y, epochs=epochs - deterministic, **fit)
     else:
         unet_options = {"estimator": estimator}
-        for token in tokens & {"decoder", "bottleneck", "last"}:
+        for token in tokens & set(BLOCKS):
             unet_options |= UNET_OPTIONS[token]
         model = bs.models.bayesian_unet((64, 64, 1), 1, **common, **unet_options)
         model.compile(optimizer=optimizer(), loss=elbo(**loss_options))

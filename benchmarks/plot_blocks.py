@@ -1,0 +1,102 @@
+"""Figure for docs/uncertainty.md ("Which layers are Bayesian"): the default
+Bayesian U-Net (bottleneck and head Bayesian) and the all-Bayesian one
+against their deterministic twin, per setting.
+
+Inputs: ``explore_regimes.py`` JSON lines (variants ``twin``, ``bottleneck``,
+``all``) and ``bench_multiclass_folders.py`` JSON lines (the 32-class task
+through ``bayesseg train``: rows with ``"twin": true`` and rows whose
+``recipe.bayesian_blocks`` says which layers were Bayesian). Two panels: the
+held-out Dice minus the twin's (for 32 classes, the mean foreground recall
+minus the twin's) and the held-out NLL over the twin's; bars are means over
+the paired seeds, dots single seeds.
+
+Run: python benchmarks/plot_blocks.py OUT.png --regimes R.jsonl [...] --multiclass M.jsonl [...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+VARIANTS = {"bottleneck": "bottleneck + head (default)", "all": "every layer"}
+
+
+def _lines(paths):
+    rows = []
+    for path in paths:
+        with open(path) as handle:
+            rows += [json.loads(line) for line in handle if line.strip()]
+    return rows
+
+
+def paired(regimes, multiclass) -> dict:
+    """(group, variant) -> [(quality difference, NLL ratio)] per seed."""
+    table = {}
+    for r in regimes:  # the last row of a (setting, epochs, seed, variant) wins
+        table[(f"{r['setting']}\n{r['epochs']} ep", r["seed"], r["variant"])] = (
+            r["dice"],
+            r["nll"],
+        )
+    for r in multiclass:
+        if r.get("train_images") != 2560 or r["zscore"] != "dataset":
+            continue
+        variant = "twin" if r.get("twin") else r["recipe"].get("bayesian_blocks", "all")
+        table[("32 classes\n(recall)", r["seed"], variant)] = (r["recall"], r["nll"])
+    out = defaultdict(list)
+    for (group, seed, variant), (quality, nll) in table.items():
+        twin = table.get((group, seed, "twin"))
+        if variant in VARIANTS and twin:
+            out[(group, variant)].append((quality - twin[0], nll / twin[1]))
+    return out
+
+
+def plot(out: str, regimes, multiclass) -> None:
+    pairs = paired(regimes, multiclass)
+    groups = list(dict.fromkeys(g for g, _ in sorted(pairs, key=lambda k: "32" in k[0])))
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.4))
+    width = 0.38
+    for i, (variant, label) in enumerate(VARIANTS.items()):
+        for panel, axis in enumerate(axes):
+            xs, means = [], []
+            for j, group in enumerate(groups):
+                values = [p[panel] for p in pairs.get((group, variant), [])]
+                if not values:
+                    continue
+                x = j + (i - 0.5) * width
+                xs.append(x)
+                means.append(float(np.mean(values)))
+                axis.plot([x] * len(values), values, "k.", ms=4)
+            axis.bar(xs, np.array(means) - panel, width, bottom=panel, color=f"C{i}", label=label)
+    axes[0].axhline(0, color="k", lw=0.8)
+    axes[0].axhline(-0.01, color="gray", lw=0.8, ls="--")
+    axes[0].set_ylabel("Dice (32 classes: recall) minus the twin's")
+    axes[0].set_title("Quality against the twin (dashed: the -0.01 target)")
+    axes[1].axhline(1.0, color="k", lw=0.8)
+    axes[1].axhline(1.02, color="gray", lw=0.8, ls="--")
+    axes[1].set_ylabel("held-out NLL / the twin's (below 1: better)")
+    axes[1].set_title("NLL against the twin (dashed: the 1.02 target)")
+    for axis in axes:
+        axis.set_xticks(range(len(groups)), groups, fontsize=8)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("--regimes", nargs="+", required=True)
+    parser.add_argument("--multiclass", nargs="*", default=[])
+    args = parser.parse_args(argv)
+    plot(args.out, _lines(args.regimes), _lines(args.multiclass))
+
+
+if __name__ == "__main__":
+    main()
