@@ -59,7 +59,11 @@ def paired(regimes, multiclass) -> dict:
 
 def plot(out: str, regimes, multiclass) -> None:
     pairs = paired(regimes, multiclass)
-    groups = list(dict.fromkeys(g for g, _ in sorted(pairs, key=lambda k: "32" in k[0])))
+    order = ("tour", "bench", "nuclei", "32 classes")
+    groups = sorted(
+        {g for g, _ in pairs},
+        key=lambda g: (next(i for i, o in enumerate(order) if g.startswith(o)), len(g), g),
+    )
     figure, axes = plt.subplots(1, 2, figsize=(13, 4.4))
     width = 0.38
     for i, (variant, label) in enumerate(VARIANTS.items()):
@@ -73,6 +77,10 @@ def plot(out: str, regimes, multiclass) -> None:
                 xs.append(x)
                 means.append(float(np.mean(values)))
                 axis.plot([x] * len(values), values, "k.", ms=4)
+                text = f"{means[-1]:.3f}" if panel == 0 else f"{means[-1]:.2f}"
+                axis.annotate(
+                    text, (x, means[-1]), ha="center", va="bottom", fontsize=6, color=f"C{i}"
+                )
             axis.bar(xs, np.array(means) - panel, width, bottom=panel, color=f"C{i}", label=label)
     axes[0].axhline(0, color="k", lw=0.8)
     axes[0].axhline(-0.01, color="gray", lw=0.8, ls="--")
