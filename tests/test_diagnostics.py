@@ -340,7 +340,13 @@ def pretrained_planted_state():
     """The planted-elements test's pre-training on clean data (p ~ 0.01 on plain
     noise), run once for both of its cases: the weights (the layers' noise
     counters included) and Adam's state (its 60 steps included), from which
-    each case continues exactly as after 3 epochs of its own."""
+    each case continues exactly as after 3 epochs of its own. Seeded: an
+    unseeded initialisation and shuffle made the planted batch's size vary
+    from run to run, and with it whether it crossed the rule's 10x. Seeds
+    1-3 pre-train the clean loss to 0.09-0.12, where the planted batch is
+    12-15x it; seed 0 stops at 0.15, where it is 7.9x: a batch the
+    documented rule rightly leaves alone, so not this test's case."""
+    keras.utils.set_random_seed(1)
     model = _planted_model(64)
     clean_x, clean_y = _series(160, 64, seed=1)
     model.fit(clean_x, clean_y, batch_size=8, epochs=3, verbose=0)
