@@ -440,6 +440,28 @@ def test_series_label_sources_are_one_or_the_other(tmp_path, capsys, series_mode
     assert not out.exists()
 
 
+def test_default_draws_are_8_for_a_unet_and_16_for_a_tagger(tmp_path, image_model, series_model):
+    # A U-Net's NLL at 8 draws is within 1% of 16 draws' (docs/uncertainty.md);
+    # taggers keep the series recipe's 16.
+    images, _ = _images(tmp_path / "i", count=1)
+    out = tmp_path / "image_preds"
+    assert main(["predict", "--model", str(image_model), "--images", str(images), "--quiet",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert json.loads((out / "predictions.json").read_text())["num_samples"] == 8
+    model = keras.saving.load_model(image_model, compile=False)
+    image = np.load(images / "img0.npy")[..., None]
+    expected = bs.uncertainty.predict_mc(
+        model, ((image - image.mean()) / image.std())[None], num_samples=8,
+        patch_size=(16, 16), verbose=0,
+    )  # fmt: skip
+    np.testing.assert_allclose(np.load(out / "img0_prob.npy"), expected.mean[0, ..., 0], atol=1e-6)
+    series, _, _, _ = _series(tmp_path / "s", count=1)
+    out = tmp_path / "series_preds"
+    assert main(["predict", "--model", str(series_model), "--images", str(series), "--quiet",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert json.loads((out / "predictions.json").read_text())["num_samples"] == 16
+
+
 @pytest.mark.parametrize("task", ["series", "anomaly"])
 def test_series_and_anomaly_tasks_are_taggers(task, tmp_path, series_model):
     from bayesseg.cli import series as series_cli

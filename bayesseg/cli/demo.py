@@ -27,7 +27,7 @@ from bayesseg.cli.training import (
     _gradient_callback,
     segmentation_config,
 )
-from bayesseg.recipes.segmentation import CLASS_DEPENDENT_DEFAULTS
+from bayesseg.recipes.segmentation import CLASS_DEPENDENT_DEFAULTS, NUM_SAMPLES
 from bayesseg.recipes.series import SeriesConfig
 
 # report["comparison"] rows of the lesion task: name -> where in the metrics.
@@ -66,6 +66,7 @@ _TASK_DEFAULTS = {
     "epochs": (12, 10, _SERIES.epochs),
     "batch_size": (8, 8, _SERIES.batch_size),
     "scale_multiplier": (*CLASS_DEPENDENT_DEFAULTS["scale_multiplier"], _SERIES.scale_multiplier),
+    "num_samples": (NUM_SAMPLES, NUM_SAMPLES, _SERIES.num_samples),
 }
 _TASKS = ("lesion", "multiclass", "anomaly")
 

@@ -310,8 +310,8 @@ def _add_demo(sub) -> None:
     demo.add_argument(
         "--num-samples",
         type=_positive_int,
-        default=16,
-        help="Monte Carlo draws per held-out image (default: 16)",
+        default=None,
+        help="Monte Carlo draws per held-out image (default: 8; --task anomaly: 16)",
     )
     _add_model_options(demo, defaults=True)
     demo.set_defaults(func=_demo)
@@ -548,8 +548,8 @@ def _add_predict(sub) -> None:
     predict.add_argument(
         "--num-samples",
         type=_positive_int,
-        default=16,
-        help="Monte Carlo draws per image (default: 16)",
+        default=None,
+        help="Monte Carlo draws per image (default: 8 for a U-Net, 16 for a series tagger)",
     )
     predict.add_argument(
         "--patch-size",
