@@ -16,7 +16,6 @@ Run: python benchmarks/plot_blocks.py OUT.png --regimes R.jsonl [...] --multicla
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 
 import matplotlib
@@ -24,16 +23,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from plot_regimes import load  # noqa: E402  (JSON lines, from benchmarks/)
 
 VARIANTS = {"bottleneck": "bottleneck + head (default)", "all": "every layer"}
-
-
-def _lines(paths):
-    rows = []
-    for path in paths:
-        with open(path) as handle:
-            rows += [json.loads(line) for line in handle if line.strip()]
-    return rows
 
 
 def paired(regimes, multiclass) -> dict:
@@ -103,7 +95,7 @@ def main(argv=None) -> None:
     parser.add_argument("--regimes", nargs="+", required=True)
     parser.add_argument("--multiclass", nargs="*", default=[])
     args = parser.parse_args(argv)
-    plot(args.out, _lines(args.regimes), _lines(args.multiclass))
+    plot(args.out, load(args.regimes), load(args.multiclass))
 
 
 if __name__ == "__main__":
