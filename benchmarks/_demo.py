@@ -25,7 +25,6 @@ DEMO_OPTIONS = {
     "depth": 3,
     "estimator": "flipout",
     "clipnorm": 1.0,
-    "num_samples": 16,
     "size": 64,
     "background_fraction": 0.97,
     "length": 4096,
@@ -49,6 +48,7 @@ DEMO_UNET = {
         "learning_rate": 1e-3,
         "lr_schedule": "constant",
         "scale_multiplier": 20.0,
+        "num_samples": 8,
     },
     "multiclass": {
         "num_images": 2560,
@@ -60,6 +60,7 @@ DEMO_UNET = {
         "learning_rate": 1e-2,
         "lr_schedule": "cosine",
         "scale_multiplier": 2.0,
+        "num_samples": 8,
     },
 }
 
@@ -74,6 +75,7 @@ DEMO_SERIES = {
     "validation_fraction": 0.1,
     "min_validation_series": 8,
     "test_seed_offset": 10_000,
+    "num_samples": 16,
 }
 
 
@@ -153,7 +155,7 @@ def series_config(seed: int = 0, length: int | None = None, **overrides):
         "units": (4 * width,),
         "estimator": DEMO_OPTIONS["estimator"],
         "clipnorm": DEMO_OPTIONS["clipnorm"],
-        "num_samples": DEMO_OPTIONS["num_samples"],
+        "num_samples": DEMO_SERIES["num_samples"],
         "seed": seed,
     }
     values |= {k: v for k, v in overrides.items() if v is not None}

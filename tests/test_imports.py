@@ -368,6 +368,7 @@ def test_the_benchmarks_series_settings_are_the_demos(demo, argv):
     args = _demo_args("--task", "series", "--seed", "3", *argv)
     assert args.num_images == demo.DEMO_SERIES["num_images"]
     assert args.num_test_images == demo.DEMO_SERIES["num_test_images"]
+    assert args.num_samples == demo.DEMO_SERIES["num_samples"]
     assert anomaly.VALIDATION_FRACTION == demo.DEMO_SERIES["validation_fraction"]
     for name, value in demo.DEMO_OPTIONS.items():
         if name != "length":
