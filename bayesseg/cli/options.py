@@ -17,17 +17,21 @@ from bayesseg._defaults import (
     ESTIMATORS,
 )
 from bayesseg._validation import check_choice, check_float, check_int
-from bayesseg.recipes.segmentation import BAYESIAN_BLOCKS, SegmentationConfig
+
+# The recipe's choices (it owns them): class weights, normalisations,
+# bayesian_unet's bayesian_blocks and "none" (a deterministic U-Net), KL
+# scalings, and learning-rate schedules (constant, or
+# bs.training.warmup_cosine_decay).
+from bayesseg.recipes.segmentation import (
+    BAYESIAN_BLOCKS,
+    CLASS_WEIGHTS,
+    KL_SCALINGS,
+    LR_SCHEDULES,
+    NORMALIZATIONS,
+    SegmentationConfig,
+)
 
 EXIT_USAGE = 2
-
-_CLASS_WEIGHTS = ("balanced", "inverse_sqrt", "effective_number", "none")
-_NORMALIZATIONS = ("none", "batch", "group")
-# bs.models.bayesian_unet's bayesian_blocks, and "none": a deterministic U-Net.
-_BAYESIAN_BLOCKS = BAYESIAN_BLOCKS
-_KL_SCALINGS = ("per-example", "per-batch", "blundell")
-# Learning-rate schedules: constant, or bs.training.warmup_cosine_decay.
-LR_SCHEDULES = ("constant", "cosine")
 # Early-stopping monitors of `train`: name -> "min" or "max" (which way is better).
 MONITORS = {"val_nll": "min", "val_dice": "max"}
 # Fewest Monte Carlo draws of a validation pass: one draw of a Bayesian model is noisy.
@@ -161,18 +165,18 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "patches_per_image": (_positive_int, 4),
     "num_classes": (_num_classes, None),
     "estimator": (_choice(ESTIMATORS), _SEGMENTATION.estimator),
-    "bayesian_blocks": (_choice(_BAYESIAN_BLOCKS), _SEGMENTATION.bayesian_blocks),
+    "bayesian_blocks": (_choice(BAYESIAN_BLOCKS), _SEGMENTATION.bayesian_blocks),
     "ensemble": (_positive_int, 1),
     "base_filters": (_positive_int, _SEGMENTATION.base_filters),
     "depth": (_positive_int, _SEGMENTATION.depth),
-    "normalization": (_choice(_NORMALIZATIONS), _SEGMENTATION.normalization),
+    "normalization": (_choice(NORMALIZATIONS), _SEGMENTATION.normalization),
     # None: resolved from the classes found (SegmentationConfig.resolve, the
     # recipe's CLASS_DEPENDENT_DEFAULTS); class_weights too, below.
     "learning_rate": (_positive_float, None),
     "lr_schedule": (_choice(LR_SCHEDULES), None),
     "clipnorm": (_positive_float, _SEGMENTATION.clipnorm),
-    "class_weights": (_choice(_CLASS_WEIGHTS), None),
-    "kl_scaling": (_choice(_KL_SCALINGS), _SEGMENTATION.kl_scaling),
+    "class_weights": (_choice(CLASS_WEIGHTS), None),
+    "kl_scaling": (_choice(KL_SCALINGS), _SEGMENTATION.kl_scaling),
     "posterior_scale_init": (_positive_float, _SEGMENTATION.posterior_scale_init),
     "scale_multiplier": (_positive_float, _SEGMENTATION.scale_multiplier),
     "calibration_split": (_fraction, 0.0),

@@ -17,11 +17,6 @@ from bayesseg._version import __version__
 from bayesseg.cli.demo import _demo
 from bayesseg.cli.ensemble import train_command
 from bayesseg.cli.options import (
-    _BAYESIAN_BLOCKS,
-    _CLASS_WEIGHTS,
-    _KL_SCALINGS,
-    _NORMALIZATIONS,
-    LR_SCHEDULES,
     MONITORS,
     NAN_POLICIES,
     STRATEGIES,
@@ -41,7 +36,15 @@ from bayesseg.cli.options import (
     _val_samples,
 )
 from bayesseg.cli.predict import _predict
-from bayesseg.recipes.segmentation import CLASS_DEPENDENT_DEFAULTS, SegmentationConfig
+from bayesseg.recipes.segmentation import (
+    BAYESIAN_BLOCKS,
+    CLASS_DEPENDENT_DEFAULTS,
+    CLASS_WEIGHTS,
+    KL_SCALINGS,
+    LR_SCHEDULES,
+    NORMALIZATIONS,
+    SegmentationConfig,
+)
 from bayesseg.recipes.series import SeriesConfig
 
 
@@ -116,7 +119,7 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
 
     parser.add_argument(
         "--class-weights",
-        type=_choice(_CLASS_WEIGHTS),
+        type=_choice(CLASS_WEIGHTS),
         default=None,
         help="how class weights are computed from the training masks: balanced "
         "(N / (C * n_c)), inverse_sqrt (sqrt of balanced: recall without wrecking "
@@ -470,13 +473,13 @@ def _add_train(sub) -> None:
     )
     train.add_argument(
         "--normalization",
-        type=_choice(_NORMALIZATIONS),
+        type=_choice(NORMALIZATIONS),
         default=None,
         help="normalisation in the U-Net blocks: none, batch or group (default: none)",
     )
     train.add_argument(
         "--bayesian-blocks",
-        type=_choice(_BAYESIAN_BLOCKS),
+        type=_choice(BAYESIAN_BLOCKS),
         default=None,
         help="which layers are Bayesian: all, decoder (up-convolutions, decoder and head), "
         "bottleneck (the bottleneck block and the head), last (the head) or none (a "
@@ -496,7 +499,7 @@ def _add_train(sub) -> None:
     )
     train.add_argument(
         "--kl-scaling",
-        type=_choice(_KL_SCALINGS),
+        type=_choice(KL_SCALINGS),
         default=None,
         help="KL weight: per-example (1/N, N examples per epoch), per-batch (1/(M*B)) or "
         "blundell (pi_i/B) (default: per-example)",

@@ -24,6 +24,7 @@ from bayesseg.cli.options import _one_line
 from bayesseg.cli.report import _read_json, _write_json
 from bayesseg.cli.staging import MANIFEST, check_out, staged_output
 from bayesseg.cli.training import _window
+from bayesseg.recipes.segmentation import NUM_SAMPLES
 
 
 def _output_suffix(path: Path) -> str:
@@ -225,15 +226,6 @@ def _paired_masks(args: argparse.Namespace, files: list[Path]) -> dict:
     return dict(zip(files, evaluate.pair_masks(files, args.masks), strict=True))
 
 
-def _default_draws(args: argparse.Namespace, tagger: bool) -> None:
-    """--num-samples when not given: the series recipe's for a tagger, else a U-Net's."""
-    if args.num_samples is None:
-        from bayesseg.recipes.segmentation import NUM_SAMPLES
-        from bayesseg.recipes.series import SeriesConfig
-
-        args.num_samples = SeriesConfig.num_samples if tagger else NUM_SAMPLES
-
-
 def _predict(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     if not model_path.is_file():
@@ -252,16 +244,15 @@ def _predict(args: argparse.Namespace) -> int:
         inputs = series.list_inputs(args)  # paired before the model loads
         _check_keras_file(model_path)
         model = _load_model(args, model_path)
-        _default_draws(args, tagger=True)
         return series.predict_series(args, model, metadata, model_path, out, inputs)
     files = bs.data.list_images(args.images, "--images")
     masks = _paired_masks(args, files)
     _check_keras_file(model_path)
     model = _load_model(args, model_path)
     if series.is_tagger(model, metadata):
-        _default_draws(args, tagger=True)
         return series.predict_series(args, model, metadata, model_path, out)
-    _default_draws(args, tagger=False)
+    if args.num_samples is None:  # a tagger's default is predict_series's
+        args.num_samples = NUM_SAMPLES
     if args.label_column is not None:
         raise ValueError(
             "Argument --label-column applies to a series tagger's .csv series; "

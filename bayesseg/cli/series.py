@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bayesseg.cli.report import _write_json
+from bayesseg.recipes.series import SeriesConfig
 
 #: model.json ``"task"`` values of a series tagger: "series", and "anomaly", its older name.
 TAGGER_TASKS = ("series", "anomaly")
@@ -239,6 +240,8 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
         )
     files, label_paths = list_inputs(args) if inputs is None else inputs
     rule = decision_rule(args, metadata, model_path)
+    # --num-samples not given: the series recipe's draws (a U-Net's are fewer).
+    draws = SeriesConfig.num_samples if args.num_samples is None else args.num_samples
     series_inputs = _read_inputs(args, files, label_paths, model.input_shape[-1])
     scored = bool(label_paths) or args.label_column is not None
     pooled = _Pooled() if scored else None
@@ -250,7 +253,7 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
                 model,
                 [series],
                 correction=rule["correction_weights"],
-                num_samples=args.num_samples,
+                num_samples=draws,
                 window=window or len(series),
                 batch_size=args.batch_size,
             )[0]
@@ -279,7 +282,7 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
             written.append("metrics.json")
         manifest = {
             "model": str(model_path),
-            "num_samples": args.num_samples,
+            "num_samples": draws,
             "window": window,
             "decision": rule,
             "events": events,

@@ -72,7 +72,8 @@ def series_config(args: argparse.Namespace, options: dict[str, Any]):
         wrong.append("ensemble")
     if given.get("num_classes") not in (None, 2):
         wrong.append("num_classes")
-    if given.get("bayesian_blocks") in ("decoder", "bottleneck", "last"):
+    # A tagger is Bayesian ("all") or not ("none"); the other choices name U-Net blocks.
+    if given.get("bayesian_blocks") not in (None, "all", "none"):
         wrong.append("bayesian_blocks")
     if wrong:
         flags = ", ".join("--" + name.replace("_", "-") for name in wrong)

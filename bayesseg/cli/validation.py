@@ -109,11 +109,10 @@ def validation_logs(model, scan, setup: dict) -> dict[str, float]:
     saved = [np.array(v.numpy()) for v in model.non_trainable_variables]
     scores = PooledScores(setup["num_classes"])
     try:
-        statistics = zip(scan.means, scan.stds, strict=True)
-        files = zip(scan.image_paths, scan.mask_paths, statistics, strict=True)
-        for image_path, mask_path, image_statistics in files:
-            mean = _predict_image(model, image_path, scan.spatial_rank, setup, image_statistics)
-            scores.update(bs.data.read_mask(mask_path), mean)
+        files = zip(scan.image_paths, scan.mask_paths, scan.means, scan.stds, strict=True)
+        for image_path, mask_path, mean, std in files:
+            probs = _predict_image(model, image_path, scan.spatial_rank, setup, (mean, std))
+            scores.update(bs.data.read_mask(mask_path), probs)
     finally:
         for variable, value in zip(model.non_trainable_variables, saved, strict=True):
             variable.assign(value)
