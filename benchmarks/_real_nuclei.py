@@ -22,7 +22,6 @@ dataset`` of ``bayesseg train``).
 from __future__ import annotations
 
 import hashlib
-import io
 import subprocess
 import sys
 import tarfile
@@ -87,7 +86,7 @@ def fetch() -> Path:
 def _read(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(io.BytesIO(path.read_bytes())) as image:
+    with Image.open(path) as image:
         return np.asarray(image, dtype=np.float64)
 
 

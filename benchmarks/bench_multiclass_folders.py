@@ -73,14 +73,11 @@ def write_folders(work: Path, seed: int, num_train: int, num_test: int) -> None:
             np.save(work / f"{name}_masks" / f"img{i:04d}.npy", y[i].astype(np.uint8))
 
 
-def run(
-    work: Path, seed: int, zscore: str, epochs: int, twin: bool = False, blocks: str | None = None
-) -> dict:
-    """train and predict --masks with one --zscore (``twin``: the deterministic
-    U-Net, ``--bayesian-blocks none``; ``blocks``: another ``--bayesian-blocks``);
-    the held-out foreground scores."""
+def run(work: Path, seed: int, zscore: str, epochs: int, blocks: str | None = None) -> dict:
+    """train and predict --masks with one --zscore and ``--bayesian-blocks
+    blocks`` (None: the recipe's; "none": the deterministic twin); the
+    held-out foreground scores."""
     cli = [sys.executable, "-m", "bayesseg.cli"]
-    blocks = "none" if twin else blocks
     name = f"{zscore}_{blocks}" if blocks else zscore
     out, pred = work / f"run_{name}", work / f"pred_{name}"
     train_seconds = _run(
@@ -100,7 +97,7 @@ def run(
     shutil.rmtree(pred)  # 200 x 32 probability maps: not kept
     return {
         "zscore": zscore,
-        "twin": twin,
+        "twin": blocks == "none",
         "seed": seed,
         **metrics["foreground_classes"],
         "nll": metrics["predictive_nll"],
@@ -136,8 +133,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     write_folders(work, args.seed, args.num_images, args.num_test_images)
+    blocks = "none" if args.twin else args.bayesian_blocks
     for zscore in args.zscore:
-        row = run(work, args.seed, zscore, args.epochs, args.twin, args.bayesian_blocks)
+        row = run(work, args.seed, zscore, args.epochs, blocks)
         row = {"train_images": args.num_images, **row}
         print(
             f"seed {args.seed}  {row['recipe']['bayesian_blocks']}  --zscore {zscore:<8} "
