@@ -40,8 +40,12 @@ deterministic epochs count):
 Variants combine with ``+``: ``reparam+tempered`` is the reparameterization
 estimator trained with the tempered ELBO, ``warm+reparam`` the warm start
 converted with that estimator (the same as ``warm_reparam``), ``decoder+reparam``
-a Bayesian decoder drawn by reparameterization. ``tempered`` takes an
-optional temperature: ``tempered0.3``.
+a Bayesian decoder drawn by reparameterization, ``warm+bottleneck`` the warm
+start that converts only the bottleneck block and the head. ``tempered``
+takes an optional temperature (``tempered0.3``); ``mult5``,
+``init0.001`` and ``prior0.05`` set the Bayesian layers'
+``scale_multiplier``, ``posterior_scale_init`` and prior scale
+(``bottleneck+mult5``).
 
 Per variant, on held-out images: pooled Dice at 0.5, predictive NLL, the
 prediction-selected foreground ECE minus its noise floor (class-weight
@@ -101,19 +105,31 @@ UNET_OPTIONS |= {blocks: {"bayesian_blocks": blocks} for blocks in BLOCKS}
 _ALIASES = {"warm_reparam": "warm+reparam"}
 
 
-def _parts(variant: str) -> tuple[set[str], float | None]:
-    """The tokens of a ``+``-combined variant and its temperature (None: untempered)."""
+# Tokens that carry a number: ``tempered0.3`` (the ELBO's temperature, 0.1
+# alone), ``mult5`` (``scale_multiplier``), ``init0.001``
+# (``posterior_scale_init``), ``prior0.05`` (the prior's scale).
+_NUMERIC = {"tempered": 0.1, "mult": None, "init": None, "prior": None}
+
+
+def _parts(variant: str) -> tuple[set[str], dict[str, float]]:
+    """The tokens of a ``+``-combined variant and its numeric options
+    (``{"tempered": 0.3, "mult": 5.0}``; absent: the library's default)."""
     tokens = set(_ALIASES.get(variant, variant).split("+"))
-    temperature = None
+    numbers = {}
     for token in sorted(tokens):
-        if token.startswith("tempered"):
+        for prefix, default in _NUMERIC.items():
+            if not token.startswith(prefix):
+                continue
+            value = token.removeprefix(prefix)
+            if not value and default is None:
+                raise ValueError(f"variant part {token!r} needs a number, e.g. {prefix}5")
             tokens.discard(token)
-            temperature = float(token.removeprefix("tempered") or 0.1)
+            numbers[prefix] = float(value or default)
     known = set(UNET_OPTIONS) | {"bayes", "warm", "warm_short", "warmup", "twin"}
     unknown = tokens - known
     if unknown:
         raise ValueError(f"unknown variant parts {sorted(unknown)} in {variant!r}")
-    return tokens, temperature
+    return tokens, numbers
 
 
 def _data(seed: int, setting: str = "tour", size: int = 64):
@@ -225,11 +241,18 @@ def run(
     fit = {"batch_size": batch, "verbose": 0}
     start = time.perf_counter()
     history = None
-    tokens, temperature = _parts(variant)
-    loss_options = {} if temperature is None else {"temperature": temperature}
+    tokens, numbers = _parts(variant)
+    loss_options = {} if "tempered" not in numbers else {"temperature": numbers["tempered"]}
     if "warmup" in tokens:
         loss_options["kl_scaling"] = bs.kl.Warmup(bs.kl.PerExample(len(x)), steps=updates // 2)
     estimator = "reparameterization" if "reparam" in tokens else "flipout"
+    layer_options = {}
+    if "mult" in numbers:
+        layer_options["scale_multiplier"] = numbers["mult"]
+    if "init" in numbers:
+        layer_options["posterior_scale_init"] = numbers["init"]
+    if "prior" in numbers:
+        layer_options["prior"] = numbers["prior"]
     if variant == "twin":
         model = bs.models.unet((64, 64, 1), 1, **common)
         model.compile(optimizer=optimizer(), loss=_likelihood(weights))
@@ -239,11 +262,19 @@ def run(
         twin = bs.models.unet((64, 64, 1), 1, **common)
         twin.compile(optimizer=optimizer(), loss=_likelihood(weights))
         twin.fit(x, y, epochs=deterministic, **fit)
-        model = bs.convert.to_bayesian(twin, estimator, moped_delta=0.1, seed=seed)
+        # ``warm+bottleneck``: only the bottleneck block and the head convert.
+        layers = "all"
+        if "bottleneck" in tokens:
+            layers = [
+                layer.name
+                for layer in twin.layers
+                if layer.name.startswith("bottleneck") or layer.name == "logits"
+            ]
+        model = bs.convert.to_bayesian(twin, estimator, layers=layers, moped_delta=0.1, seed=seed)
         model.compile(optimizer=optimizer(), loss=elbo(**loss_options))
         history = model.fit(x, y, epochs=epochs - deterministic, **fit)
     else:
-        unet_options = {"estimator": estimator}
+        unet_options = {"estimator": estimator} | layer_options
         for token in tokens & set(BLOCKS):
             unet_options |= UNET_OPTIONS[token]
         model = bs.models.bayesian_unet((64, 64, 1), 1, **common, **unet_options)
