@@ -23,7 +23,6 @@ owns, once for all ranks and estimators:
 
 from __future__ import annotations
 
-import random
 from typing import NamedTuple
 
 import keras
@@ -146,9 +145,12 @@ class BayesianLayer(keras.layers.Layer):
             with :func:`set_sampling` or :func:`sampling_mode`.
         kl_samples: int >= 1, Monte Carlo samples for the KL when the prior
             has no closed-form KL (e.g. ``ScaleMixture``). Default 1.
-        seed: int, the layer's noise seed. Default: drawn from Python's
-            ``random`` module (seeded by ``keras.utils.set_random_seed``) and
-            stored in the config, so a reloaded model draws the same noise.
+        seed: int, the layer's noise seed. Default: drawn from NumPy's global
+            generator (seeded by ``keras.utils.set_random_seed``) and stored
+            in the config, so a reloaded model draws the same noise. Python's
+            ``random`` module, which Keras's initializers draw from, is left
+            alone: after the same ``set_random_seed``, a Bayesian model's
+            posterior means start at its deterministic twin's weights.
         scale_multiplier: float > 0, ``c`` in ``scale = softplus(c * rho)``.
             Adam-type optimizers move ``rho`` by at most about the learning
             rate per step, and for small scales ``log(scale) ~ c * rho``, so
@@ -213,7 +215,12 @@ class BayesianLayer(keras.layers.Layer):
         self.sampling = check_sampling(sampling)
         self.kl_samples = check_int("kl_samples", kl_samples)
         if seed is None:
-            seed = random.randrange(2**31 - 1)
+            # NumPy's global generator, not Python's: Keras's initializers
+            # draw their seeds from Python's ``random``, so drawing from it
+            # here would shift the initial weights of every layer created
+            # after this one, and a Bayesian model would not start where its
+            # deterministic twin does.
+            seed = int(np.random.randint(2**31 - 1))  # noqa: NPY002 (the seeded global)
         self.seed = check_int("seed", seed, minimum=None)
         self._posterior_names: list[str] = []
 
