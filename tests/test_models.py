@@ -55,6 +55,28 @@ def test_partial_bayesian_unet(blocks, expected):
     assert model.get_layer("logits") in bs.layers.bayesian_layers(model)
 
 
+@pytest.mark.parametrize("blocks", ["bottleneck", "all"])
+def test_bayesian_unet_starts_at_its_twins_weights(blocks):
+    # Built after the same set_random_seed, every posterior mean (and every
+    # deterministic layer) holds the twin's initial weights: the layers' noise
+    # seeds come from NumPy's generator, not from the Python stream that
+    # Keras's initializers draw from. The twin at zero scale is the reference.
+    kwargs = {"base_filters": 4, "depth": 3}
+    keras.utils.set_random_seed(7)
+    twin = bs.models.unet((16, 16, 1), 1, **kwargs)
+    keras.utils.set_random_seed(7)
+    bayesian = bs.models.bayesian_unet(
+        (16, 16, 1), 1, bayesian_blocks=blocks, posterior_scale_init=1e-9, **kwargs
+    )
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(bayesian(x).numpy(), twin(x).numpy(), atol=1e-5)
+    keras.utils.set_random_seed(7)
+    again = bs.models.bayesian_unet((16, 16, 1), 1, bayesian_blocks=blocks, **kwargs)
+    seeds = [layer.seed for layer in bs.layers.bayesian_layers(bayesian)]
+    assert seeds == [layer.seed for layer in bs.layers.bayesian_layers(again)]
+    assert len(set(seeds)) == len(seeds)
+
+
 def test_output_bias_initialises_the_head():
     freqs = np.array([0.4, 0.3, 0.2, 0.08, 0.02])
     model = bs.models.bayesian_unet(
