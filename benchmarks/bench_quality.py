@@ -206,26 +206,30 @@ def run_seed(args, seed: int) -> dict:
         return keras.optimizers.Adam(args.lr, global_clipnorm=1.0)
 
     wanted = args.variants.split(",")
-    models = {}
-    for name, options in BAYESIAN.items():
-        if name not in wanted:
-            continue
-        models[name] = bs.models.bayesian_unet(input_shape, 1, **common, **posterior, **options)
-        models[name].compile(
-            optimizer=optimizer(),
-            loss=bs.ELBO(_likelihood(weights), bs.kl.PerExample(len(x_train))),
-        )
-    models["deterministic"] = bs.models.unet(input_shape, 1, **common)
-    models["mc_dropout"] = bs.models.unet(input_shape, 1, dropout=args.dropout, **common)
-    for name in ("deterministic", "mc_dropout"):
-        models[name].compile(optimizer=optimizer(), loss=_likelihood(weights))
+
+    def build(name):
+        if name in BAYESIAN:
+            model = bs.models.bayesian_unet(input_shape, 1, **common, **posterior, **BAYESIAN[name])
+            loss = bs.ELBO(_likelihood(weights), bs.kl.PerExample(len(x_train)))
+        else:
+            dropout = args.dropout if name == "mc_dropout" else 0.0
+            model = bs.models.unet(input_shape, 1, dropout=dropout, **common)
+            loss = _likelihood(weights)
+        model.compile(optimizer=optimizer(), loss=loss)
+        return model
+
+    # Paired: every model is built and trained right after the same
+    # set_random_seed, so the Bayesian U-Net's posterior means start at the
+    # twin's weights and both see the same batches.
+    models, seconds = {}, {}
     results = {"lesion_fraction": float(counts[1] / counts.sum())}
-    seconds = {}
     for name in VARIANTS:
         if name == "ensemble" or (name not in wanted and name != "deterministic"):
             continue
         if name == "deterministic" and not {"deterministic", "ensemble"} & set(wanted):
             continue
+        keras.utils.set_random_seed(seed)
+        models[name] = build(name)
         seconds[name] = _fit(models[name], args, x_train, y_train)
     if "ensemble" in wanted:
         # The deterministic U-Net is member 0; the others differ in their
@@ -234,8 +238,7 @@ def run_seed(args, seed: int) -> dict:
         member_seconds = [seconds["deterministic"]]
         for index in range(1, args.members):
             keras.utils.set_random_seed(seed * 1000 + index)
-            member = bs.models.unet(input_shape, 1, **common)
-            member.compile(optimizer=optimizer(), loss=_likelihood(weights))
+            member = build("deterministic")
             member_seconds.append(_fit(member, args, x_train, y_train))
             members.append(member)
         models["ensemble"] = bs.models.DeepEnsemble(members)
