@@ -77,6 +77,19 @@ def test_bayesian_unet_starts_at_its_twins_weights(blocks):
     assert len(set(seeds)) == len(seeds)
 
 
+def test_bayesian_unet_scales_start_at_the_unet_default():
+    # 0.001 for a U-Net (its recipe too), 0.01 for a layer built alone; the
+    # softplus parameterisation starts each scale there (a closed form).
+    from bayesseg.recipes import SegmentationConfig
+
+    model = bs.models.bayesian_unet((16, 16, 1), 1, base_filters=4, depth=3)
+    assert SegmentationConfig().posterior_scale_init == 1e-3
+    assert bs.layers.Conv2DFlipout(4, 3).posterior_scale_init == 1e-2
+    for row in bs.diagnostics.posterior_scales(model):
+        assert row.initial_scale == pytest.approx(1e-3, rel=1e-4)
+        assert row.median_scale == pytest.approx(1e-3, rel=1e-4)
+
+
 def test_output_bias_initialises_the_head():
     freqs = np.array([0.4, 0.3, 0.2, 0.08, 0.02])
     model = bs.models.bayesian_unet(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 
 from bayesseg._defaults import (
-    DEFAULT_POSTERIOR_SCALE_INIT,
     DEFAULT_SCALE_MULTIPLIER,
     ESTIMATORS,
 )
@@ -162,9 +161,12 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
     parser.add_argument(
         "--posterior-scale-init",
         type=_positive_float,
-        default=default(DEFAULT_POSTERIOR_SCALE_INIT),
+        default=None,
         help="initial posterior standard deviation of every Bayesian weight"
-        + _note(DEFAULT_POSTERIOR_SCALE_INIT),
+        + _note(
+            f"{_SEGMENTATION.posterior_scale_init:g}; --task series: "
+            f"{_SERIES.posterior_scale_init:g}"
+        ),
     )
     parser.add_argument(
         "--scale-multiplier",

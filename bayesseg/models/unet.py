@@ -8,7 +8,11 @@ import keras
 import numpy as np
 
 from bayesseg import layers as bl
-from bayesseg._defaults import DEFAULT_POSTERIOR_SCALE_INIT, DEFAULT_SCALE_MULTIPLIER, ESTIMATORS
+from bayesseg._defaults import (
+    DEFAULT_SCALE_MULTIPLIER,
+    DEFAULT_UNET_POSTERIOR_SCALE_INIT,
+    ESTIMATORS,
+)
 from bayesseg._tiling import check_unet_shape
 from bayesseg._validation import argument_error, check_choice, check_float, check_int
 from bayesseg.training import BayesianModel
@@ -195,7 +199,7 @@ def bayesian_unet(
     normalization: str | None = None,
     output_bias=None,
     prior=None,
-    posterior_scale_init: float = DEFAULT_POSTERIOR_SCALE_INIT,
+    posterior_scale_init: float = DEFAULT_UNET_POSTERIOR_SCALE_INIT,
     scale_multiplier: float = DEFAULT_SCALE_MULTIPLIER,
 ) -> BayesianModel:
     """A Bayesian U-Net (2D or 3D) returning a :class:`bayesseg.BayesianModel`.
@@ -228,7 +232,10 @@ def bayesian_unet(
         output_bias: initial logit bias, e.g.
             ``bs.imbalance.initial_bias(frequencies, class_weights=w)``.
         prior: prior of every Bayesian layer (default ``Normal(0.1)``).
-        posterior_scale_init: initial posterior scale. Default 0.01.
+        posterior_scale_init: initial posterior scale. Default 0.001 (the
+            layers' own default is 0.01): the scales grow to their trained
+            size within the run, so the noise rises while the means fit
+            (docs/uncertainty.md, "Which layers are Bayesian").
         scale_multiplier: ``c`` in ``scale = softplus(c * rho)``: the scales
             move up to ``c`` times the learning rate per step in log space
             under Adam. Default 20, which lets them settle within a short

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from bayesseg._defaults import (
-    DEFAULT_POSTERIOR_SCALE_INIT,
     DEFAULT_SCALE_MULTIPLIER,
+    DEFAULT_UNET_POSTERIOR_SCALE_INIT,
     ESTIMATORS,
 )
 from bayesseg._validation import argument_error, check_choice, check_float, check_int
@@ -90,7 +90,8 @@ class SegmentationConfig:
         lr_schedule: "constant", "cosine" (warm-up then cosine decay) or None.
         clipnorm: Adam's ``global_clipnorm``.
         kl_scaling: "per-example" (1/N), "per-batch" (1/(M B)) or "blundell".
-        posterior_scale_init, scale_multiplier: the posterior's start and
+        posterior_scale_init, scale_multiplier: the posterior's start
+            (default 0.001, as ``bs.models.bayesian_unet``'s) and
             parameterisation (``scale_multiplier`` None: by the number of
             classes).
         seed: the seed of the weights and the data order.
@@ -119,7 +120,7 @@ class SegmentationConfig:
     lr_schedule: str | None = None
     clipnorm: float = 1.0
     kl_scaling: str = "per-example"
-    posterior_scale_init: float = DEFAULT_POSTERIOR_SCALE_INIT
+    posterior_scale_init: float = DEFAULT_UNET_POSTERIOR_SCALE_INIT
     scale_multiplier: float | None = None
     seed: int = 0
 
