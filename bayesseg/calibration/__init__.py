@@ -29,8 +29,12 @@ multi-class bias (``-log w_c``). The two are alternatives: ``predict_mc``
 refuses both at once.
 
 Modules: :mod:`~bayesseg.calibration.base` (:class:`LogitCalibrator`, the
-fits), :mod:`~bayesseg.calibration.scaling` (the two maps) and
-:mod:`~bayesseg.calibration.fitting` (:func:`fit_calibration`).
+fits), :mod:`~bayesseg.calibration.scaling` (the two maps),
+:mod:`~bayesseg.calibration.fitting` (:func:`fit_calibration`) and
+:mod:`~bayesseg.calibration.conformal` (:class:`ConformalRiskControl`: a
+decision threshold, chosen on held-out images or series, whose expected
+per-image false negative rate, fraction of events missed or custom loss on
+new items is at most ``alpha``: conformal risk control).
 
 Example:
     >>> import bayesseg as bs
@@ -39,10 +43,12 @@ Example:
 """
 
 from bayesseg.calibration.base import DEFAULT_MAX_ELEMENTS, LogitCalibrator
+from bayesseg.calibration.conformal import ConformalRiskControl
 from bayesseg.calibration.fitting import fit_calibration
 from bayesseg.calibration.scaling import PlattScaling, TemperatureScaling
 
 __all__ = [
+    "ConformalRiskControl",
     "DEFAULT_MAX_ELEMENTS",
     "LogitCalibrator",
     "PlattScaling",
