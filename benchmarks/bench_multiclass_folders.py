@@ -47,7 +47,14 @@ NUM_CLASSES, BACKGROUND = 32, 0.99
 # The demo's network and budget (bayesseg demo's defaults; train's are larger).
 NETWORK = ["--base-filters", "8", "--depth", "3", "--batch-size", "8"]
 # The class-dependent settings train resolved (recorded from model.json).
-RECIPE = ("estimator", "learning_rate", "lr_schedule", "class_weights", "bayesian_blocks")
+RECIPE = (
+    "estimator",
+    "learning_rate",
+    "lr_schedule",
+    "class_weights",
+    "bayesian_blocks",
+    "posterior_scale_init",
+)
 
 
 def write_folders(work: Path, seed: int, num_train: int, num_test: int) -> None:

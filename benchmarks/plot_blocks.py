@@ -1,16 +1,21 @@
-"""Figure for docs/uncertainty.md ("Which layers are Bayesian"): the default
-Bayesian U-Net (bottleneck and head Bayesian) and the all-Bayesian one
-against their deterministic twin, per setting.
+"""Figure for docs/uncertainty.md ("Which layers are Bayesian"): Bayesian
+U-Net variants against their deterministic twin, per setting.
 
-Inputs: ``explore_regimes.py`` JSON lines (variants ``twin``, ``bottleneck``,
-``all``) and ``bench_multiclass_folders.py`` JSON lines (the 32-class task
-through ``bayesseg train``: rows with ``"twin": true`` and rows whose
-``recipe.bayesian_blocks`` says which layers were Bayesian). Two panels: the
-held-out Dice minus the twin's (for 32 classes, the mean foreground recall
-minus the twin's) and the held-out NLL over the twin's; bars are means over
-the paired seeds, dots single seeds.
+Inputs: ``explore_regimes.py`` JSON lines (variant ``twin`` and the variants
+to plot) and ``bench_multiclass_folders.py`` JSON lines (the 32-class task
+through ``bayesseg train``: rows with ``"twin": true`` are the twin; the
+others are named ``BLOCKS+initS`` from their recorded ``bayesian_blocks``
+and ``posterior_scale_init``, 0.01 where a row predates that record). Two
+panels: the held-out Dice minus the twin's (for 32 classes, the mean
+foreground recall minus the twin's) and the held-out NLL over the twin's;
+bars are means over the paired seeds, dots single seeds.
 
-Run: python benchmarks/plot_blocks.py OUT.png --regimes R.jsonl [...] --multiclass M.jsonl [...]
+``--variants`` names the variants and their legend labels, ``name=label``
+separated by ``;`` (default: the default U-Net, whose scales start at
+0.001, and the same U-Net started at 0.01, the default before).
+
+Run: python benchmarks/plot_blocks.py OUT.png --regimes R.jsonl [...]
+      [--multiclass M.jsonl ...] [--variants "name=label;..."]
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from plot_regimes import load  # noqa: E402  (JSON lines, from benchmarks/)
 
-VARIANTS = {"bottleneck": "bottleneck + head (default)", "all": "every layer"}
+VARIANTS = {
+    "bottleneck+init0.001": "default: bottleneck + head, scales start at 0.001",
+    "bottleneck+init0.01": "the same, scales start at 0.01 (the default before)",
+}
 
 
-def paired(regimes, multiclass) -> dict:
+def paired(regimes, multiclass, variants=VARIANTS) -> dict:
     """(group, variant) -> [(quality difference, NLL ratio)] per seed."""
     table = {}
     for r in regimes:  # the last row of a (setting, epochs, seed, variant) wins
@@ -39,18 +47,21 @@ def paired(regimes, multiclass) -> dict:
     for r in multiclass:
         if r.get("train_images") != 2560 or r["zscore"] != "dataset":
             continue
-        variant = "twin" if r.get("twin") else r["recipe"].get("bayesian_blocks", "all")
+        recipe = r["recipe"]
+        start = recipe.get("posterior_scale_init", 0.01)
+        variant = f"{recipe.get('bayesian_blocks', 'all')}+init{start:g}"
+        variant = "twin" if r.get("twin") else variant
         table[("32 classes\n(recall)", r["seed"], variant)] = (r["recall"], r["nll"])
     out = defaultdict(list)
     for (group, seed, variant), (quality, nll) in table.items():
         twin = table.get((group, seed, "twin"))
-        if variant in VARIANTS and twin:
+        if variant in variants and twin:
             out[(group, variant)].append((quality - twin[0], nll / twin[1]))
     return out
 
 
-def plot(out: str, regimes, multiclass) -> None:
-    pairs = paired(regimes, multiclass)
+def plot(out: str, regimes, multiclass, variants=VARIANTS) -> None:
+    pairs = paired(regimes, multiclass, variants)
     order = ("tour", "bench", "nuclei", "32 classes")
     groups = sorted(
         {g for g, _ in pairs},
@@ -58,7 +69,7 @@ def plot(out: str, regimes, multiclass) -> None:
     )
     figure, axes = plt.subplots(1, 2, figsize=(13, 4.4))
     width = 0.38
-    for i, (variant, label) in enumerate(VARIANTS.items()):
+    for i, (variant, label) in enumerate(variants.items()):
         for panel, axis in enumerate(axes):
             xs, means = [], []
             for j, group in enumerate(groups):
@@ -94,8 +105,12 @@ def main(argv=None) -> None:
     parser.add_argument("out")
     parser.add_argument("--regimes", nargs="+", required=True)
     parser.add_argument("--multiclass", nargs="*", default=[])
+    parser.add_argument("--variants", default=None, help='"name=label;name=label"')
     args = parser.parse_args(argv)
-    plot(args.out, load(args.regimes), load(args.multiclass))
+    variants = VARIANTS
+    if args.variants:
+        variants = dict(item.split("=", 1) for item in args.variants.split(";"))
+    plot(args.out, load(args.regimes), load(args.multiclass), variants)
 
 
 if __name__ == "__main__":
