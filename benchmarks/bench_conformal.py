@@ -1,6 +1,6 @@
-"""Conformal recall guarantees on the lesion demo: does the realised recall hold,
-and what does it cost in precision, for the Bayesian U-Net, its twin and a
-deep ensemble?
+"""Conformal recall guarantees on the lesion demo and the 4096-step task: does the
+realised recall hold, and what does it cost in precision, for the Bayesian
+model, its twin and a deep ensemble?
 
 Per seed, the lesion demo's recipe (``bs.recipes.train_segmentation``: 160
 synthetic 64x64 images, 12 epochs, batch 8, 8 base filters, depth 3,
@@ -20,9 +20,18 @@ splits above ``alpha``, the realised recall (1 - FNR) and the pooled pixel
 precision of the flags, the flagged share of pixels, and, for reference,
 the same scores at the fixed threshold 0.5 (no guarantee).
 
-Run: python benchmarks/bench_conformal.py [--seeds 0 1 2] [--alphas 0.05 0.1 0.2]
-      [--variants bayesian,deterministic,ensemble] [--pool 400 --calibration 100
-      --splits 200] [--json out.json] [--figure docs/figures/conformal_fnr.png]
+``--task series``: the anomaly demo's recipe (``bs.recipes.train_series``
+with ``SeriesConfig(seed=S)``: 640 series of 4096 steps of
+``synthetic_anomaly_series``, 512-step windows, 8 epochs; the twin with
+``bayesian=False``; 16 draws for the Bayesian tagger), a pool of held-out
+series, and ``risk="missed_events"``: the loss of a series is the share of
+its events no flag finds (within 2 steps), series without an event left
+out; precision is ``bs.metrics.event_f1``'s, per flagged step.
+
+Run: python benchmarks/bench_conformal.py [--task lesion|series] [--seeds 0 1 2]
+      [--alphas 0.05 0.1 0.2] [--variants bayesian,deterministic,ensemble]
+      [--pool 400 --calibration 100 (series: 200) --splits 200] [--json out.json]
+      [--figure docs/figures/conformal_fnr.png]
 """
 
 from __future__ import annotations
@@ -51,6 +60,37 @@ def _probabilities(runs, x) -> np.ndarray:
         pred = run.predict(x, num_samples=samples, correct_for_class_weights=True)
         maps.append(np.asarray(pred.mean)[..., 0])
     return np.mean(maps, axis=0)
+
+
+def train_series_models(seed: int, variants, num_train: int, pool: int):
+    """Every variant's held-out step probabilities on the pool, the pool's labels, seconds."""
+    from bayesseg.recipes import SeriesConfig, train_series
+
+    x, y = bs.data.synthetic_anomaly_series(num_train, seed=seed, length=4096)
+    xp, yp = bs.data.synthetic_anomaly_series(pool, seed=seed + 10_000, length=4096)
+    probs, seconds, twin = {}, {}, None
+    for variant in variants:
+        start = time.perf_counter()
+        if variant == "bayesian":
+            runs = [train_series(list(x), list(y), SeriesConfig(seed=seed))]
+        else:
+            if twin is None:
+                twin = train_series(list(x), list(y), SeriesConfig(bayesian=False, seed=seed))
+            runs = [twin]
+            if variant == "ensemble":
+                runs += [
+                    train_series(
+                        list(x), list(y), SeriesConfig(bayesian=False, seed=1000 * seed + k)
+                    )
+                    for k in range(1, 5)
+                ]
+        maps = []
+        for run in runs:
+            draws = run.config.num_samples if run.config.bayesian else 1
+            maps.append(np.stack([p.prob for p in run.predict(list(xp), num_samples=draws)]))
+        probs[variant] = np.mean(maps, axis=0)
+        seconds[variant] = time.perf_counter() - start
+    return probs, np.asarray(yp).astype(bool), seconds
 
 
 def train_models(seed: int, variants, num_train: int, pool: int) -> tuple[dict, np.ndarray]:
@@ -93,8 +133,21 @@ def _flag_scores(flags: np.ndarray, masks: np.ndarray) -> dict:
     }
 
 
-def evaluate(probs, masks, alphas, calibration: int, splits: int, seed: int) -> dict:
-    """Realised FNR, recall, precision and flags over random calibration/test splits."""
+def _event_scores(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Mean per-series recall of events (series with one), per-step precision, flagged share."""
+    found = bs.calibration.ConformalRiskControl(0.5, risk="missed_events")
+    found.threshold_ = threshold
+    events = bs.metrics.event_f1(labels, probs, threshold=threshold)
+    return {
+        "recall": 1 - found.risk(probs, labels),
+        "precision": events["precision"],
+        "flagged": events["flagged_fraction"],
+    }
+
+
+def evaluate(probs, masks, alphas, calibration: int, splits: int, seed: int, risk="fnr") -> dict:
+    """Realised FNR (or missed-event share), recall, precision and flags over random
+    calibration/test splits."""
     rng = np.random.default_rng(seed)
     out = {}
     for alpha in alphas:
@@ -102,8 +155,11 @@ def evaluate(probs, masks, alphas, calibration: int, splits: int, seed: int) -> 
         for _ in range(splits):
             order = rng.permutation(len(probs))
             cal, test = order[:calibration], order[calibration:]
-            crc = bs.calibration.ConformalRiskControl(alpha, risk="fnr").fit(probs[cal], masks[cal])
-            scores = _flag_scores(crc.predict(probs[test]), masks[test])
+            crc = bs.calibration.ConformalRiskControl(alpha, risk=risk).fit(probs[cal], masks[cal])
+            if risk == "fnr":
+                scores = _flag_scores(crc.predict(probs[test]), masks[test])
+            else:
+                scores = _event_scores(probs[test], masks[test], crc.threshold_)
             rows.append({"fnr": 1 - scores["recall"], "threshold": crc.threshold_, **scores})
         fnr = np.array([r["fnr"] for r in rows])
         out[str(alpha)] = {
@@ -116,11 +172,14 @@ def evaluate(probs, masks, alphas, calibration: int, splits: int, seed: int) -> 
             },
             "fnr_per_split": fnr.tolist(),
         }
-    out["threshold_0.5"] = _flag_scores(probs >= 0.5, masks)
+    if risk == "fnr":
+        out["threshold_0.5"] = _flag_scores(probs >= 0.5, masks)
+    else:
+        out["threshold_0.5"] = _event_scores(probs, masks, 0.5)
     return out
 
 
-def plot(path: str, results: list[dict], alphas) -> None:
+def plot(path: str, results: list[dict], alphas, task: str = "lesion") -> None:
     """Realised FNR over the splits, per alpha and model (seeds pooled)."""
     import matplotlib
 
@@ -148,11 +207,15 @@ def plot(path: str, results: list[dict], alphas) -> None:
     for j, alpha in enumerate(alphas):
         axis.hlines(alpha, j - 0.45, j + 0.45, colors="red", linestyles="--")
     axis.set_xticks(range(len(alphas)), [f"alpha = {a:g}" for a in alphas])
-    axis.set_ylabel("realised per-image FNR on the test images")
+    axis.set_ylabel(
+        "realised per-image FNR on the test images"
+        if task == "lesion"
+        else "realised share of events missed per series"
+    )
     seeds = len(results)
     splits = len(results[0]["models"][variants[0]][str(alphas[0])]["fnr_per_split"])
     axis.set_title(
-        f"Conformal risk control on held-out lesions ({seeds} seeds x {splits} splits; red: alpha)",
+        f"Conformal risk control, {task} ({seeds} seeds x {splits} splits; red: alpha)",
         fontsize=10,
     )
     axis.legend(fontsize=8)
@@ -162,22 +225,30 @@ def plot(path: str, results: list[dict], alphas) -> None:
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=("lesion", "series"), default="lesion")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.05, 0.1, 0.2])
     parser.add_argument("--variants", default="bayesian,deterministic,ensemble")
-    parser.add_argument("--train", type=int, default=160)
+    parser.add_argument("--train", type=int, default=None, help="160; series: 640")
     parser.add_argument("--pool", type=int, default=400)
-    parser.add_argument("--calibration", type=int, default=100)
+    parser.add_argument("--calibration", type=int, default=None, help="100; series: 200")
     parser.add_argument("--splits", type=int, default=200)
     parser.add_argument("--json", default=None)
     parser.add_argument("--figure", default=None)
     args = parser.parse_args(argv)
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
+    series = args.task == "series"
+    if args.train is None:
+        args.train = 640 if series else 160
+    if args.calibration is None:
+        args.calibration = 200 if series else 100
+    trainer = train_series_models if series else train_models
+    risk = "missed_events" if series else "fnr"
     results = []
     for seed in args.seeds:
-        maps, masks, seconds = train_models(seed, variants, args.train, args.pool)
+        maps, masks, seconds = trainer(seed, variants, args.train, args.pool)
         models = {
-            v: evaluate(maps[v], masks, args.alphas, args.calibration, args.splits, seed)
+            v: evaluate(maps[v], masks, args.alphas, args.calibration, args.splits, seed, risk)
             for v in variants
         }
         results.append({"seed": seed, "models": models, "train_seconds": seconds})
@@ -198,7 +269,7 @@ def main(argv=None) -> list[dict]:
             with open(args.json, "w") as handle:
                 json.dump({"config": vars(args), "runs": results}, handle)
     if args.figure:
-        plot(args.figure, results, args.alphas)
+        plot(args.figure, results, args.alphas, args.task)
     return results
 
 
