@@ -13,7 +13,8 @@ Modules: ``parser`` (the argument parser), ``options`` (option types,
 choices, usage errors), ``demo`` and ``anomaly`` (``bayesseg demo``),
 ``train``, ``splits`` (the images train holds out), ``validation``
 (per-epoch validation, the best model, early stopping), ``predict``,
-``evaluate`` (predict's metrics.json and previews), ``training`` (the U-Net
+``evaluate`` (predict's metrics.json and previews), ``guarantee`` (the
+recall guarantee of ``train --recall-target`` in predict), ``training`` (the U-Net
 pipeline shared by demo and train) and ``report`` (evaluation, report.json,
 the printed summary).
 """

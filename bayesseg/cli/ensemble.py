@@ -106,6 +106,7 @@ def train_ensemble(args: argparse.Namespace, options: dict) -> int:
         "seeds": [options["seed"] + k for k in range(count)],
     }
     metadata["calibration"] = None
+    metadata["recall_guarantee"] = None
     if metadata.get("validation"):
         # The ensemble's model.keras is already made of the members' best models.
         metadata["validation"]["best_model"] = "model.keras"
@@ -114,6 +115,12 @@ def train_ensemble(args: argparse.Namespace, options: dict) -> int:
         metadata["calibration"] = _finite(
             train._fit_calibration(ensemble, options, held_scan, patch, num_classes, args.quiet)
         )
+        if options["recall_target"] is not None:
+            metadata["recall_guarantee"] = _finite(
+                train._fit_recall_guarantee(
+                    ensemble, options, held_scan, patch, metadata, args.quiet
+                )
+            )
     train._write_metadata(out, metadata)
     print(
         f"bayesseg train: wrote {out / 'model.keras'} (a deep ensemble of {count} members) "

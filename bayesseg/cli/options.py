@@ -126,6 +126,13 @@ _probability_arg = _option_type(
     lambda v: check_float("value", v, minimum=0, maximum=1, strict_minimum=True),
     "a probability in (0, 1]",
 )
+_recall_target = _option_type(
+    float,
+    lambda v: check_float(
+        "value", v, minimum=0, maximum=1, strict_minimum=True, strict_maximum=True
+    ),
+    "a recall in (0, 1), e.g. 0.9",
+)
 
 
 def _num_classes(text: str) -> int:
@@ -180,6 +187,8 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "posterior_scale_init": (_positive_float, _SEGMENTATION.posterior_scale_init),
     "scale_multiplier": (_positive_float, _SEGMENTATION.scale_multiplier),
     "calibration_split": (_fraction, 0.0),
+    # The recall guarantee fitted on the --calibration-split images (None: off).
+    "recall_target": (_recall_target, None),
     "val_fraction": (_fraction, 0.0),
     "val_images": (_text, None),
     "val_masks": (_text, None),

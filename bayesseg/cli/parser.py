@@ -31,6 +31,7 @@ from bayesseg.cli.options import (
     _positive_float,
     _positive_int,
     _probability_arg,
+    _recall_target,
     _UsageError,
     _val_samples,
 )
@@ -42,6 +43,8 @@ from bayesseg.recipes.segmentation import (
     KL_SCALINGS,
     LR_SCHEDULES,
     NORMALIZATIONS,
+    PREDICT_BATCH_SIZE,
+    PREDICT_OVERLAP,
     SegmentationConfig,
 )
 from bayesseg.recipes.series import SeriesConfig
@@ -517,6 +520,19 @@ def _add_train(sub) -> None:
         "applies it. 0 = off (default: 0). With a validation set (--val-fraction, "
         "--val-images) the calibration is fitted on it instead: do not combine them",
     )
+    train.add_argument(
+        "--recall-target",
+        type=_recall_target,
+        default=None,
+        metavar="R",
+        help="after training, choose on the held-out images of --calibration-split (needed) "
+        "the threshold on predict's foreground probability (1 - p(background) for more "
+        "than 2 classes) whose expected per-image recall on new images with foreground is "
+        "at least R (conformal risk control, alpha = 1 - R; needs at least 1/(1 - R) - 1 "
+        "held-out images with foreground, e.g. 9 for 0.9), and save it in model.json; "
+        "predict then also writes <stem>_recall_labels. --task series: on the validation "
+        "series, the expected share of a series' events found (default: off)",
+    )
     _add_train_validation_options(train)
     _add_nan_policy(train, None)
     train.add_argument(
@@ -541,7 +557,9 @@ def _add_predict(sub) -> None:
         "--images. Writes, per image, <stem>_prob, <stem>_labels, <stem>_epistemic and "
         "<stem>_aleatoric in the input's format (PNG: 16-bit, see predictions.json for "
         "the scaling; TIFF: float; NIfTI: with the input's affine and header). Images "
-        "larger than the training patches are predicted with sliding windows. With a "
+        "larger than the training patches are predicted with sliding windows. A model "
+        "trained with --recall-target also gets <stem>_recall_labels (foreground score >= "
+        "the saved threshold), and predictions.json states the guarantee. With a "
         "series tagger (demo --task anomaly's model.keras), --images holds .npy series "
         "of shape (length,) or (length, features): each is predicted whole, its "
         "probabilities corrected and thresholded by the rule saved in model.json, and "
@@ -567,14 +585,14 @@ def _add_predict(sub) -> None:
     predict.add_argument(
         "--overlap",
         type=_overlap,
-        default=0.5,
-        help="overlap of neighbouring windows, in [0, 1) (default: 0.5)",
+        default=PREDICT_OVERLAP,
+        help=f"overlap of neighbouring windows, in [0, 1) (default: {PREDICT_OVERLAP})",
     )
     predict.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=8,
-        help="windows per forward pass (default: 8)",
+        default=PREDICT_BATCH_SIZE,
+        help=f"windows per forward pass (default: {PREDICT_BATCH_SIZE})",
     )
     predict.add_argument(
         "--threshold",
@@ -594,6 +612,12 @@ def _add_predict(sub) -> None:
         "--ignore-calibration",
         action="store_true",
         help="do not apply the calibration fitted by train --calibration-split",
+    )
+    predict.add_argument(
+        "--ignore-recall-guarantee",
+        action="store_true",
+        help="do not write the labels of the recall guarantee saved by train "
+        "--recall-target (<stem>_recall_labels), nor score them",
     )
     predict.add_argument(
         "--masks",

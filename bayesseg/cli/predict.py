@@ -20,11 +20,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bayesseg.cli import guarantee as recall
 from bayesseg.cli.options import _one_line
 from bayesseg.cli.report import _read_json, _write_json
 from bayesseg.cli.staging import MANIFEST, check_out, staged_output
 from bayesseg.cli.training import _window
-from bayesseg.recipes.segmentation import NUM_SAMPLES
+from bayesseg.recipes.segmentation import NUM_SAMPLES, PREDICT_WINDOWS, foreground_probability
 
 
 def _output_suffix(path: Path) -> str:
@@ -193,6 +194,14 @@ def _predict_image(args, path: Path, model, setup: dict, out: Path) -> list[str]
         value_range = None if top is None else (0.0, top)
         bs.data.write_image(target, array, like=path, value_range=value_range)
         written.append(target.name)
+    guarantee = setup["guarantee"]
+    if guarantee is not None:
+        score = foreground_probability(pred.mean[0])
+        target = out / f"{stem}_recall_labels{suffix}"
+        bs.data.write_image(target, guarantee.predict(score).astype("uint8"), like=path)
+        written.append(target.name)
+        if labels is not None:
+            setup["realised"].add(path.name, score, labels)
     if not args.quiet:
         print(f"{path.name}: mean epistemic {pred.epistemic.mean():.4g} nats, windows of {patch}")
     return written
@@ -204,11 +213,7 @@ def _manifest(args, model_path: Path, calibration, num_classes: int, written: li
         "model": os.fspath(model_path),
         "num_samples": args.num_samples,
         "calibrated": bool(args.calibrate) or calibration is not None,
-        "calibration": (
-            type(calibration).__name__
-            if calibration is not None
-            else ("class_weights" if args.calibrate else None)
-        ),
+        "calibration": _calibration_name(args, calibration),
         "png_scaling": {
             "prob": "value * 65535 (16-bit)",
             "epistemic, aleatoric": f"value / log({num_classes}) * 65535 (16-bit)",
@@ -276,10 +281,22 @@ def _predict(args: argparse.Namespace) -> int:
         "evaluation": None,
     }
     setup["masks"] = masks
+    setup["guarantee"] = recall.load_guarantee(args, metadata, metadata_path, "image")
+    reason = None
+    if setup["guarantee"] is not None:
+        reason = setup["guarantee"].mismatch(
+            num_samples=args.num_samples,
+            calibration=_calibration_name(args, setup["calibration"]),
+            overlap=args.overlap,
+            patch_size=PREDICT_WINDOWS if args.patch_size is None else args.patch_size,
+        )
     if masks:
         from bayesseg.cli.evaluate import Evaluation
+        from bayesseg.recipes._guarantee import RealisedRecall
 
         setup["evaluation"] = Evaluation(setup["num_classes"])
+        if setup["guarantee"] is not None:
+            setup["realised"] = RealisedRecall(setup["guarantee"])
     # Every image and mask is read and checked before anything is written.
     setup["patches"] = {path: _check_image(args, path, setup, model) for path in files}
     written = []
@@ -288,13 +305,30 @@ def _predict(args: argparse.Namespace) -> int:
             written += _predict_image(args, path, model, setup, staging)
         if setup["evaluation"] is not None:
             evaluation = setup["evaluation"]
-            _write_json(
-                staging / "metrics.json",
-                {"overall": evaluation.overall(), "images": evaluation.images},
-            )
+            metrics = {"overall": evaluation.overall(), "images": evaluation.images}
+            if setup["guarantee"] is not None:
+                metrics["recall_guarantee"] = recall.realised_entry(
+                    setup["guarantee"], setup["realised"], reason, "images"
+                )
+            _write_json(staging / "metrics.json", metrics)
             written.append("metrics.json")
         manifest = _manifest(args, model_path, setup["calibration"], setup["num_classes"], written)
+        if metadata.get("recall_guarantee"):
+            manifest["recall_guarantee"] = recall.guarantee_entry(
+                setup["guarantee"],
+                reason,
+                "<stem>_recall_labels.<ext>: 1 where the foreground score (p(foreground), or "
+                "1 - p(background) for more than 2 classes) >= threshold, uint8",
+            )
         with open(staging / MANIFEST, "w") as f:
             json.dump(manifest, f, indent=2)
     print(f"bayesseg predict: wrote {len(written)} maps for {len(files)} images to {out}")
+    recall.print_note(setup["guarantee"], reason)
     return 0
+
+
+def _calibration_name(args: argparse.Namespace, calibration) -> str | None:
+    """predictions.json's ``"calibration"``: the calibrator's class, "class_weights" or None."""
+    if calibration is not None:
+        return type(calibration).__name__
+    return "class_weights" if args.calibrate else None

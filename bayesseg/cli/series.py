@@ -238,15 +238,23 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
             "Arguments --calibrate and --patch-size apply to images; a tagger's correction "
             "and threshold come from its model.json (override the threshold with --threshold)."
         )
+    from bayesseg.cli import guarantee as recall
+    from bayesseg.recipes._guarantee import RealisedRecall
+
     files, label_paths = list_inputs(args) if inputs is None else inputs
     rule = decision_rule(args, metadata, model_path)
     # --num-samples not given: the series recipe's draws (a U-Net's are fewer).
     draws = SeriesConfig.num_samples if args.num_samples is None else args.num_samples
+    window = prediction_window(metadata)
+    guarantee = recall.load_guarantee(args, metadata, model_path.with_suffix(".json"), "series")
+    reason = None
+    if guarantee is not None:
+        reason = guarantee.mismatch(num_samples=draws, window=window)
     series_inputs = _read_inputs(args, files, label_paths, model.input_shape[-1])
     scored = bool(label_paths) or args.label_column is not None
     pooled = _Pooled() if scored else None
+    realised = RealisedRecall(guarantee) if scored and guarantee is not None else None
     written, events = [], {}
-    window = prediction_window(metadata)
     with staged_output(out) as staging:
         for path, series, labels in series_inputs:
             pred = bs.recipes.predict_series(
@@ -265,6 +273,10 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
                 "epistemic": pred.epistemic,
                 "aleatoric": pred.aleatoric,
             }
+            if guarantee is not None:
+                arrays["recall_labels"] = guarantee.predict(prob).astype(np.uint8)
+                if realised is not None:
+                    realised.add(path.name, prob, labels)
             for kind, array in arrays.items():
                 np.save(staging / f"{path.stem}_{kind}.npy", array)
                 written.append(f"{path.stem}_{kind}.npy")
@@ -276,9 +288,12 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
                     f"{path.name}: {len(events[path.name])} event(s) flagged in {len(series)} steps"
                 )
         if pooled is not None:
-            _write_json(
-                staging / "metrics.json", {"overall": pooled.overall(), "series": pooled.series}
-            )
+            metrics = {"overall": pooled.overall(), "series": pooled.series}
+            if realised is not None:
+                metrics["recall_guarantee"] = recall.realised_entry(
+                    guarantee, realised, reason, "series"
+                )
+            _write_json(staging / "metrics.json", metrics)
             written.append("metrics.json")
         manifest = {
             "model": str(model_path),
@@ -288,10 +303,18 @@ def predict_series(args, model, metadata, model_path, out, inputs=None):
             "events": events,
             "files": written,
         }
+        if metadata.get("recall_guarantee"):
+            manifest["recall_guarantee"] = recall.guarantee_entry(
+                guarantee,
+                reason,
+                "<stem>_recall_labels.npy: 1 where the corrected probability >= threshold "
+                '(uint8); the events in "events" are those of <stem>_labels.npy',
+            )
         _write_json(staging / MANIFEST, manifest)
     print(
         f"bayesseg predict: {sum(map(len, events.values()))} event(s) flagged in "
         f"{len(files)} series (threshold {rule['threshold']:.4g}); wrote {len(written)} "
         f"files to {out}"
     )
+    recall.print_note(guarantee, reason)
     return 0

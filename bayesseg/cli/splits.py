@@ -7,15 +7,41 @@ from __future__ import annotations
 
 
 def _held_out_counts(scan, held: list[int], num_classes: int):
+    """The held-out masks' count per class, and how many of them hold foreground (> 0)."""
     import numpy as np
 
     import bayesseg as bs
 
     counts = np.zeros(num_classes, np.int64)
+    with_foreground = 0
     for i in held:
         labels = bs.data.read_mask(scan.mask_paths[i])
-        counts += np.bincount(labels.ravel(), minlength=num_classes)[:num_classes]
-    return counts
+        found = np.bincount(labels.ravel(), minlength=num_classes)
+        counts += found[:num_classes]
+        with_foreground += int(found[1:].sum() > 0)
+    return counts, with_foreground
+
+
+def _check_recall_items(options: dict, option, n_held: int, n: int, with_foreground: int):
+    """``--recall-target R`` needs ``bs.recipes.min_recall_items(R)`` held-out images
+    with foreground (conformal risk control's ``n >= 1 / alpha - 1``): else an error,
+    before training."""
+    import bayesseg as bs
+
+    target = options.get("recall_target")
+    if target is None:
+        return
+    name, fraction = option
+    needed = bs.recipes.min_recall_items(target)
+    if with_foreground < needed:
+        alpha = round(1.0 - target, 12)
+        raise ValueError(
+            f"Argument --recall-target {target:g} needs at least {needed} held-out images "
+            f"with foreground (conformal risk control at alpha = 1 - R = {alpha:g} needs n >= "
+            f"1 / alpha - 1); {name} {fraction:g} holds out {n_held} of "
+            f"{n} image(s), {with_foreground} with foreground. Use a larger {name}, more "
+            "images or a lower --recall-target."
+        )
 
 
 def _held_out_option(options: dict) -> tuple[str, float] | None:
@@ -126,7 +152,8 @@ def _calibration_split(options: dict, scan, num_classes: int):
         )
     order = np.random.default_rng(options["seed"]).permutation(n)
     held, kept = sorted(order[:n_held].tolist()), sorted(order[n_held:].tolist())
-    held_counts = _held_out_counts(scan, held, num_classes)
+    held_counts, with_foreground = _held_out_counts(scan, held, num_classes)
+    _check_recall_items(options, option, n_held, n, with_foreground)
     _check_held_out_classes(
         held_counts, num_classes, f"The {n_held} image(s) held out by {name} {fraction}"
     )

@@ -81,6 +81,14 @@ def _resolve_train_options(args: argparse.Namespace) -> dict[str, Any]:
             "be combined (every worker would write the ensemble into the same --out); use "
             "--strategy mirrored (the GPUs of one machine) or default."
         )
+    if not series and options["recall_target"] is not None and not options["calibration_split"]:
+        given = " (validation images choose the model, so they cannot serve)"
+        raise ValueError(
+            f"Argument --recall-target {options['recall_target']:g} needs --calibration-split "
+            "FRACTION: the recall guarantee is fitted on held-out images that training never "
+            "saw" + (given if _validated(options) else "") + ". Received: --recall-target "
+            "without --calibration-split"
+        )
     for name in ("images", "masks"):
         if name == "masks" and series and options["label_column"] is not None:
             continue  # the labels are a column of each CSV series
@@ -166,6 +174,53 @@ def _fit_calibration(model, options: dict, held_scan, patch, num_classes: int, q
         "num_samples": _CALIBRATION_SAMPLES,
         "fit": result,
     }
+
+
+def _fit_recall_guarantee(model, options: dict, held_scan, patch, metadata: dict, quiet: bool):
+    """--recall-target: the recall guarantee on the held-out images, each scored as
+    ``bayesseg predict`` scores it (its draws, windows, z-score and the calibration
+    in ``metadata``, loaded as predict loads it); its model.json entry
+    (``bs.recipes.fit_recall_guarantee``)."""
+    import keras
+
+    import bayesseg as bs
+    from bayesseg.cli.training import _window
+
+    calibration = None
+    if metadata.get("calibration"):
+        calibration = keras.saving.deserialize_keras_object(
+            metadata["calibration"]["config"], safe_mode=True
+        )
+    normalize = metadata["normalize"]
+    zscore = () if normalize == "zscore per image" else (normalize["mean"], normalize["std"])
+    rank = metadata["spatial_rank"]
+    images = [
+        bs.data.standardize_image(
+            bs.data.read_image(path, spatial_rank=rank, nan_policy=options["nan_policy"]),
+            *zscore,
+        )
+        for path in held_scan.image_paths
+    ]
+    masks = [bs.data.read_mask(path) for path in held_scan.mask_paths]
+    guarantee = bs.recipes.fit_recall_guarantee(
+        model,
+        images,
+        masks,
+        options["recall_target"],
+        calibration=calibration,
+        patch_size=lambda spatial: _window(None, spatial, model, patch, options["depth"]),
+        names=list(held_scan.names),
+    )
+    fit = guarantee.conformal
+    if not quiet:
+        left_out = f" ({fit.n_skipped_} without foreground left out)" if fit.n_skipped_ else ""
+        print(
+            f"bayesseg train: recall guarantee (--recall-target {guarantee.recall_target:g}): "
+            f"threshold {fit.threshold_:.4g} on {fit.n_calibration_} held-out image(s) with "
+            f"foreground{left_out}: their mean recall {1 - fit.calibration_risk_:.4g}, "
+            f"{100 * fit.flagged_fraction_:.3g}% of their pixels flagged"
+        )
+    return guarantee.to_dict()
 
 
 # --------------------------------------------------------------------------
@@ -272,6 +327,7 @@ def _metadata(options, scans, patch, counts, num_examples: int, outputs) -> dict
         "train_images": None if held_scan is None else list(train_scan.names),
         "validation": _validation_entry(options, held_scan),
         "calibration": None,
+        "recall_guarantee": None,
         "config": options,
         "versions": _versions(),
     }
@@ -581,6 +637,10 @@ def _train_one(args: argparse.Namespace, options: dict, prepared=None) -> int:
         metadata["calibration"] = _finite(
             _fit_calibration(model, options, held_scan, patch, num_classes, args.quiet)
         )
+        if options["recall_target"] is not None:
+            metadata["recall_guarantee"] = _finite(
+                _fit_recall_guarantee(model, options, held_scan, patch, metadata, args.quiet)
+            )
     metadata[runs.RUN_KEY].update(finished=True, epochs_finished=recorder.epochs_finished)
     runs.write_json(out / "model.json", metadata)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in _final_logs(history).items())

@@ -161,7 +161,33 @@ def _resolved(config, options: dict[str, Any]) -> dict[str, Any]:
         "label_column": options["label_column"],
         "nan_policy": options["nan_policy"],
         "validation_folder": options["val_images"] is not None,
+        "recall_target": options["recall_target"],
     }
+
+
+def _check_recall_items(options: dict[str, Any], y_val) -> None:
+    """``--recall-target R`` needs ``bs.recipes.min_recall_items(R, "series")`` validation
+    series with an event: else an error, before training."""
+    import bayesseg as bs
+
+    target = options["recall_target"]
+    if target is None:
+        return
+    needed = bs.recipes.min_recall_items(target, "series")
+    with_events = sum(bool(labels.any()) for labels in y_val)
+    if with_events < needed:
+        where = (
+            f"--val-images {options['val_images']!r}"
+            if options["val_images"] is not None
+            else "the validation split (--val-fraction)"
+        )
+        raise ValueError(
+            f"Argument --recall-target {target:g} needs at least {needed} validation series "
+            f"with an event (conformal risk control at alpha = 1 - R = "
+            f"{round(1.0 - target, 12):g} needs n >= 1 / alpha - 1); {where} holds "
+            f"{len(y_val)} series, {with_events} with an event. Hold out more series "
+            "(a larger --val-fraction, more series) or lower --recall-target."
+        )
 
 
 def _callbacks(out: Path, epochs: int, steps: int, metadata: dict):
@@ -226,6 +252,7 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
             f"{config.window}: pass a smaller --window (windows never cross a series' end)."
         )
     data = bs.recipes.prepare_series(series, labels, config, validation=validation)
+    _check_recall_items(options, data.y_val)
     out = runs.worker_out(strategy, Path(options["out"]))
     resolved = _resolved(config, options)
     fingerprint = runs.input_fingerprint(inputs)
@@ -279,6 +306,18 @@ def train_series_command(args: argparse.Namespace, options: dict[str, Any]) -> i
     else:
         names = None
     baseline = _zscore_on(xv, yv)
+    if options["recall_target"] is not None:
+        named = names if validation is None else [path.name for path in val_files]
+        guarantee = run.fit_recall_guarantee(xv, yv, options["recall_target"], names=named)
+        if not args.quiet:
+            fit = guarantee.conformal
+            print(
+                f"bayesseg train: recall guarantee (--recall-target "
+                f"{guarantee.recall_target:g}): threshold {fit.threshold_:.4g} on "
+                f"{fit.n_calibration_} validation series with an event: their mean share of "
+                f"events found {1 - fit.calibration_risk_:.4g}, "
+                f"{100 * fit.flagged_fraction_:.3g}% of their steps flagged"
+            )
     metadata[runs.RUN_KEY].update(finished=True, epochs_finished=recorder.epochs_finished)
     extra = {
         "config": resolved,

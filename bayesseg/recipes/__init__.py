@@ -11,13 +11,21 @@ the examples all call these functions.
   multiclass``);
 * :mod:`bayesseg.recipes.series`: the Bayesian LSTM tagger for rare events
   in series of any lengths (``bayesseg train --task series``).
+
+Both recipes can fit a recall guarantee on held-out items
+(:func:`fit_recall_guarantee`, :meth:`SeriesRun.fit_recall_guarantee`):
+a :class:`RecallGuarantee`, the threshold of conformal risk control that
+``bayesseg train --recall-target`` saves and ``bayesseg predict`` applies.
 """
 
+from bayesseg.recipes._guarantee import RecallGuarantee, min_recall_items
 from bayesseg.recipes.segmentation import (
     CLASS_DEPENDENT_DEFAULTS,
     SegmentationConfig,
     SegmentationRun,
     build_segmentation_model,
+    fit_recall_guarantee,
+    foreground_probability,
     segmentation_imbalance,
     train_segmentation,
 )
@@ -35,6 +43,7 @@ from bayesseg.recipes.series import (
 
 __all__ = [
     "CLASS_DEPENDENT_DEFAULTS",
+    "RecallGuarantee",
     "SegmentationConfig",
     "SegmentationRun",
     "SeriesConfig",
@@ -43,6 +52,9 @@ __all__ = [
     "SeriesRun",
     "build_segmentation_model",
     "build_series_model",
+    "fit_recall_guarantee",
+    "foreground_probability",
+    "min_recall_items",
     "predict_series",
     "prepare_series",
     "segmentation_imbalance",

@@ -35,6 +35,8 @@ __all__ = [
     "SegmentationConfig",
     "SegmentationRun",
     "build_segmentation_model",
+    "fit_recall_guarantee",
+    "foreground_probability",
     "segmentation_imbalance",
     "train_segmentation",
 ]
@@ -49,6 +51,12 @@ LR_SCHEDULES = ("constant", "cosine")
 #: 8 and 16 whose held-out NLL is within 1% of 16 draws' on every setting of
 #: docs/uncertainty.md ("How many draws"; series taggers keep 16).
 NUM_SAMPLES = 8
+#: How ``bayesseg predict`` cuts an image into windows by default: their overlap,
+#: and windows per forward pass (what a recall guarantee's scores repeat).
+PREDICT_OVERLAP = 0.5
+PREDICT_BATCH_SIZE = 8
+#: How a recall guarantee records predict's own choice of windows (no --patch-size).
+PREDICT_WINDOWS = "predict's default windows"
 
 #: The defaults that depend on the number of classes: name -> (binary, more classes).
 #: The many-class recipe (docs/imbalance.md): with more than 2 classes the
@@ -290,6 +298,9 @@ class SegmentationRun:
         output_bias: the logits' initial bias.
         class_counts: the training labels' count per class.
         history: Keras' ``history.history``.
+        recall_guarantee: None, or the
+            :class:`bayesseg.recipes.RecallGuarantee` that
+            :meth:`fit_recall_guarantee` fitted (saved in model.json).
     """
 
     model: Any
@@ -299,6 +310,7 @@ class SegmentationRun:
     output_bias: list[float]
     class_counts: list[int]
     history: dict[str, list]
+    recall_guarantee: Any = None
 
     def predict(
         self, images: Any, num_samples: int = NUM_SAMPLES, correct_for_class_weights: bool = False
@@ -316,9 +328,31 @@ class SegmentationRun:
             verbose=0,
         )
 
+    def fit_recall_guarantee(
+        self, images: Any, masks: Any, recall_target: float, num_samples: int = NUM_SAMPLES
+    ):
+        """Fit and keep a recall guarantee on held-out ``images`` and ``masks``; returns it.
+
+        :func:`fit_recall_guarantee`, each image predicted alone in windows of
+        the model's input size, as ``bayesseg predict`` predicts with a model
+        of this recipe (whole images for a model of any input size). The
+        images must be ones the model was not trained on, standardised as the
+        training images were.
+        """
+        size = tuple(self.model.input_shape[1:-1])
+        self.recall_guarantee = fit_recall_guarantee(
+            self.model,
+            images,
+            masks,
+            recall_target,
+            num_samples=num_samples,
+            patch_size=lambda spatial: None if None in size else size,
+        )
+        return self.recall_guarantee
+
     def metadata(self) -> dict[str, Any]:
         """model.json's content for this run."""
-        return {
+        metadata = {
             "task": "segmentation",
             "num_classes": self.num_classes,
             "class_counts": self.class_counts,
@@ -326,6 +360,9 @@ class SegmentationRun:
             "output_bias": self.output_bias,
             "config": self.config.to_dict(),
         }
+        if self.recall_guarantee is not None:
+            metadata["recall_guarantee"] = self.recall_guarantee.to_dict()
+        return metadata
 
     def save(self, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
         """Write ``model.keras`` and ``model.json`` (plus ``extra`` keys) into ``folder``,
@@ -333,6 +370,146 @@ class SegmentationRun:
         from bayesseg.recipes._saving import save_run
 
         return save_run(self.model, folder, {**self.metadata(), **(extra or {})})
+
+
+def foreground_probability(mean: Any) -> np.ndarray:
+    """The foreground score of Monte Carlo mean probabilities ``(..., K)``, as float64.
+
+    One channel (a sigmoid output, binary masks): that probability, the
+    ``<stem>_prob`` map of ``bayesseg predict``. ``K > 1`` channels (a
+    softmax): ``1 - p(background)``, the probability that a pixel belongs to
+    any foreground class (class 0 is the background).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from bayesseg.recipes import foreground_probability
+    >>> foreground_probability(np.array([[0.2], [0.9]])).tolist()
+    [0.2, 0.9]
+    >>> foreground_probability(np.array([[0.5, 0.25, 0.25], [1.0, 0.0, 0.0]])).tolist()
+    [0.5, 0.0]
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    return mean[..., 0] if mean.shape[-1] == 1 else 1.0 - mean[..., 0]
+
+
+def fit_recall_guarantee(
+    model,
+    images: Any,
+    masks: Any,
+    recall_target: float,
+    *,
+    num_samples: int = NUM_SAMPLES,
+    calibration=None,
+    patch_size: Any = None,
+    overlap: float = PREDICT_OVERLAP,
+    batch_size: int = PREDICT_BATCH_SIZE,
+    names: Sequence[str] | None = None,
+):
+    """A threshold on the foreground probability with an expected per-image recall >= target.
+
+    Each held-out image is predicted alone as ``bayesseg predict`` predicts
+    it (``bs.uncertainty.predict_mc(model, image[None], ...)`` with the same
+    draws, windows and calibration), its score is
+    :func:`foreground_probability` of the Monte Carlo mean, and
+    :class:`bayesseg.calibration.ConformalRiskControl` at ``alpha = 1 -
+    recall_target`` with ``risk="fnr"`` picks the highest threshold whose
+    calibration risk passes the conformal rule. Then, for a new image with
+    foreground exchangeable with the held-out images, the expected share of
+    its foreground pixels with ``score >= threshold`` is at least
+    ``recall_target`` (on average over the draw of the held-out images and
+    the new one). Foreground is every label > 0; images without foreground
+    are left out of the fit (and the guarantee is about images with
+    foreground).
+
+    The images must be held out of training (and of anything fitted on the
+    same images that changes the ranking of the scores; a calibration map
+    fitted on them, a map of each draw's logits with few parameters (Platt's
+    two, monotone for a positive slope), has a small effect on
+    exchangeability, but not nil).
+
+    Args:
+        model: the segmentation model (a U-Net of logits, or a
+            ``DeepEnsemble`` of them).
+        images: a list of images ``(*spatial, C)`` of any sizes, or an
+            array ``(N, *spatial, C)``, standardised as for training.
+        masks: their integer masks ``(*spatial)`` (or ``(*spatial, 1)``).
+        recall_target: float in (0, 1), e.g. 0.9.
+        num_samples: Monte Carlo draws per image. Default
+            :data:`NUM_SAMPLES`, ``bayesseg predict``'s.
+        calibration: None or the fitted ``LogitCalibrator`` that predict
+            applies (``predict_mc(..., calibration=...)``).
+        patch_size: None (whole images), a window size for every image, or a
+            callable ``spatial -> window size or None``: predict's own choice
+            per image (recorded as :data:`PREDICT_WINDOWS`; ``bayesseg
+            train`` passes it).
+        overlap, batch_size: ``predict_mc``'s, default predict's (0.5, 8).
+        names: the images' names (kept in the guarantee), or None.
+
+    Returns:
+        A :class:`bayesseg.recipes.RecallGuarantee` (``unit="image"``) whose
+        ``score`` records the draws, the calibration, the windows and the
+        overlap.
+
+    Raises:
+        ValueError: fewer images with foreground than ``alpha`` needs
+            (``bs.recipes.min_recall_items(recall_target)``; 9 for 0.9), a
+            mask that does not match its image.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import bayesseg as bs
+    >>> from bayesseg.recipes import fit_recall_guarantee
+    >>> x, y = bs.data.synthetic_lesions(6, shape=(16, 16), seed=1)
+    >>> model = bs.models.unet((16, 16, 1), 1, base_filters=2, depth=2)
+    >>> g = fit_recall_guarantee(model, x, y[..., 0], 0.75, num_samples=1)
+    >>> g.conformal.alpha, g.score["num_samples"], g.conformal.n_calibration_ <= 6
+    (0.25, 1, True)
+    """
+    import bayesseg as bs
+    from bayesseg.recipes._guarantee import RecallGuarantee
+
+    check_int("num_samples", num_samples)
+    if isinstance(images, np.ndarray) or not isinstance(images, (list, tuple)):
+        images = list(np.asarray(images))
+    if isinstance(masks, np.ndarray) or not isinstance(masks, (list, tuple)):
+        masks = list(np.asarray(masks))
+    if len(images) != len(masks):
+        raise argument_error("masks", f"hold one mask per image ({len(images)})", len(masks))
+    scores, truths = [], []
+    for k, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        image = np.asarray(image, dtype=np.float32)
+        spatial = image.shape[:-1]
+        mask = np.asarray(mask)
+        if mask.shape not in (spatial, (*spatial, 1)):
+            raise argument_error(f"masks[{k}]", f"have the image's shape {spatial}", mask.shape)
+        window = patch_size(spatial) if callable(patch_size) else patch_size
+        pred = bs.uncertainty.predict_mc(
+            model,
+            image[None],
+            num_samples=num_samples,
+            batch_size=batch_size,
+            patch_size=window,
+            overlap=overlap,
+            calibration=calibration,
+            verbose=0,
+        )
+        scores.append(foreground_probability(pred.mean[0]))
+        truths.append(mask.reshape(spatial) > 0)
+    score = {
+        "definition": "foreground_probability of the Monte Carlo mean probabilities "
+        "(p(foreground) for one sigmoid output, 1 - p(background) for a softmax), each "
+        "image predicted alone as bayesseg predict does",
+        "num_samples": int(num_samples),
+        "calibrated": calibration is not None,
+        "calibration": None if calibration is None else type(calibration).__name__,
+        "overlap": float(overlap),
+        "patch_size": PREDICT_WINDOWS if callable(patch_size) else patch_size,
+    }
+    return RecallGuarantee.fit(
+        scores, truths, recall_target, unit="image", score=score, names=names
+    )
 
 
 def train_segmentation(

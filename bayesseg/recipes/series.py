@@ -451,6 +451,9 @@ class SeriesRun:
         history: Keras' ``history.history``.
         train_index, val_index: the series each part used.
         class_weights, output_bias: as computed from the windows.
+        recall_guarantee: None, or the
+            :class:`bayesseg.recipes.RecallGuarantee` that
+            :meth:`fit_recall_guarantee` fitted (saved in model.json).
     """
 
     model: Any
@@ -462,6 +465,7 @@ class SeriesRun:
     val_index: np.ndarray
     class_weights: list[float] | None
     output_bias: list[float]
+    recall_guarantee: Any = None
 
     @property
     def threshold(self) -> float | None:
@@ -478,9 +482,77 @@ class SeriesRun:
             window=self.config.predict_window or 2 * self.config.window,
         )
 
+    def fit_recall_guarantee(
+        self,
+        x: Any,
+        y: Any,
+        recall_target: float,
+        num_samples: int | None = None,
+        names: Sequence[str] | None = None,
+    ):
+        """Fit and keep a guarantee on the expected share of a series' events found.
+
+        The series are predicted as :meth:`predict` (and ``bayesseg
+        predict``) does: the corrected Monte Carlo mean probability per step,
+        in blended windows of ``config.predict_window`` (or twice the
+        training window). :class:`bayesseg.calibration.ConformalRiskControl`
+        at ``alpha = 1 - recall_target`` with ``risk="missed_events"`` (an
+        event is a run of positive steps, found when a flagged step lies
+        within ``DEFAULT_EVENT_TOLERANCE`` = 2 steps of it) picks the
+        highest threshold the conformal rule admits. Then, for a new series
+        holding an event and exchangeable with these, the expected share of
+        its events found by ``prob >= threshold`` is at least
+        ``recall_target``. Series without an event are left out.
+
+        The series must not have been trained on: the validation series
+        (``train_index`` / ``val_index``) serve, as choosing the event-F1
+        threshold on them does not change the scores.
+
+        Args:
+            x, y: the calibration series and their 0/1 step labels (lists).
+            recall_target: float in (0, 1), e.g. 0.9.
+            num_samples: Monte Carlo draws (default ``config.num_samples``).
+            names: the series' names (kept in the guarantee), or None.
+
+        Returns:
+            The :class:`bayesseg.recipes.RecallGuarantee` (``unit="series"``).
+
+        Raises:
+            ValueError: fewer series with an event than ``alpha`` needs
+                (``bs.recipes.min_recall_items(recall_target, "series")``).
+
+        Example:
+
+        >>> import numpy as np
+        >>> import bayesseg as bs
+        >>> from bayesseg.recipes import SeriesConfig, SeriesRun
+        >>> x, y = bs.data.synthetic_sensor_series(6, 400, events_per_series=(1, 2))
+        >>> model = bs.models.bayesian_lstm_tagger(2, units=(2,))  # untrained, for the example
+        >>> run = SeriesRun(model, SeriesConfig(window=64, num_samples=2),
+        ...     {"correction_weights": [1.0, 1.0]}, {}, {}, np.arange(0), np.arange(6), None, [0.0])
+        >>> g = run.fit_recall_guarantee(x, y, 0.75)
+        >>> g.unit, g.conformal.alpha, g.score["num_samples"], "recall_guarantee" in run.metadata()
+        ('series', 0.25, 2, True)
+        """
+        from bayesseg.recipes._guarantee import RecallGuarantee
+
+        draws = num_samples or self.config.num_samples
+        xs, ys = _as_lists(x, y)
+        scores = [p.prob for p in self.predict(xs, num_samples=draws)]
+        score = {
+            "definition": "the corrected Monte Carlo mean probability of an event per step "
+            "(bs.recipes.predict_series), as bayesseg predict writes it in <stem>_prob.npy",
+            "num_samples": int(draws),
+            "window": self.config.predict_window or 2 * self.config.window,
+        }
+        self.recall_guarantee = RecallGuarantee.fit(
+            scores, ys, recall_target, unit="series", score=score, names=names
+        )
+        return self.recall_guarantee
+
     def metadata(self) -> dict[str, Any]:
         """model.json's content: what ``bayesseg predict`` needs besides the weights."""
-        return {
+        metadata = {
             "task": "series",
             "architecture": self.model.name,
             "input": "raw series (length, features); the model standardises them itself"
@@ -492,6 +564,9 @@ class SeriesRun:
             "class_weights": self.class_weights,
             "output_bias": self.output_bias,
         }
+        if self.recall_guarantee is not None:
+            metadata["recall_guarantee"] = self.recall_guarantee.to_dict()
+        return metadata
 
     def save(self, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
         """Write ``model.keras`` and ``model.json`` (plus ``extra`` keys) into ``folder``.
