@@ -746,7 +746,7 @@ def test_report_per_class_equals_the_keras_metrics(num_classes):
             ["--task", "multiclass"],
             {"learning_rate": 1e-2, "lr_schedule": "cosine", "class_weights": "inverse_sqrt",
              "num_images": 2560, "epochs": 10, "num_test_images": 200, "num_classes": 8,
-             "scale_multiplier": 2.0, "num_samples": 8, "posterior_scale_init": 1e-3},
+             "scale_multiplier": 2.0, "num_samples": 8, "posterior_scale_init": 1e-2},
         ),
         (  # the binary defaults are unchanged
             [],
@@ -781,15 +781,22 @@ def test_demo_task_defaults(argv, expected):
 @pytest.mark.parametrize(
     ("num_classes", "expected"),
     [
-        (2, (1e-3, "constant", "balanced", 20.0)),
-        # At 10x the rate, a 10x smaller multiplier keeps the scales' speed.
-        (3, (1e-2, "cosine", "inverse_sqrt", 2.0)),
+        (2, (1e-3, "constant", "balanced", 20.0, 1e-3)),
+        # At 10x the rate, a 10x smaller multiplier keeps the scales' speed,
+        # and the scales start at the layers' 0.01.
+        (3, (1e-2, "cosine", "inverse_sqrt", 2.0, 1e-2)),
     ],
 )
 def test_train_defaults_follow_the_number_of_classes_unless_set(num_classes, expected):
     from bayesseg.cli.train import _resolve_class_defaults
 
-    names = ("learning_rate", "lr_schedule", "class_weights", "scale_multiplier")
+    names = (
+        "learning_rate",
+        "lr_schedule",
+        "class_weights",
+        "scale_multiplier",
+        "posterior_scale_init",
+    )
     options = dict.fromkeys(names)
     _resolve_class_defaults(options, num_classes)
     assert tuple(options[name] for name in names) == expected
@@ -798,6 +805,7 @@ def test_train_defaults_follow_the_number_of_classes_unless_set(num_classes, exp
         "lr_schedule": "constant",
         "class_weights": "none",
         "scale_multiplier": 7.0,
+        "posterior_scale_init": 0.05,
     }
     options = dict(given)
     _resolve_class_defaults(options, num_classes)

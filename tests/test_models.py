@@ -78,12 +78,14 @@ def test_bayesian_unet_starts_at_its_twins_weights(blocks):
 
 
 def test_bayesian_unet_scales_start_at_the_unet_default():
-    # 0.001 for a U-Net (its recipe too), 0.01 for a layer built alone; the
-    # softplus parameterisation starts each scale there (a closed form).
+    # 0.001 for a U-Net (its binary recipe too; 0.01 for the many-class
+    # recipe), 0.01 for a layer built alone; the softplus parameterisation
+    # starts each scale there (a closed form).
     from bayesseg.recipes import SegmentationConfig
 
     model = bs.models.bayesian_unet((16, 16, 1), 1, base_filters=4, depth=3)
-    assert SegmentationConfig().posterior_scale_init == 1e-3
+    assert SegmentationConfig().resolve(2).posterior_scale_init == 1e-3
+    assert SegmentationConfig().resolve(32).posterior_scale_init == 1e-2
     assert bs.layers.Conv2DFlipout(4, 3).posterior_scale_init == 1e-2
     for row in bs.diagnostics.posterior_scales(model):
         assert row.initial_scale == pytest.approx(1e-3, rel=1e-4)

@@ -27,7 +27,7 @@ from bayesseg.cli.training import (
     _gradient_callback,
     segmentation_config,
 )
-from bayesseg.recipes.segmentation import CLASS_DEPENDENT_DEFAULTS, NUM_SAMPLES, SegmentationConfig
+from bayesseg.recipes.segmentation import CLASS_DEPENDENT_DEFAULTS, NUM_SAMPLES
 from bayesseg.recipes.series import SeriesConfig
 
 # report["comparison"] rows of the lesion task: name -> where in the metrics.
@@ -55,11 +55,10 @@ _COMPARISON = {
 # within 5 minutes on 2 cores (docs/imbalance.md).
 # The anomaly column is the series recipe's (bayesseg.recipes.SeriesConfig), and the
 # learning rate, schedule, scale multiplier and initial posterior scale of the
-# lesion (2 classes) and multiclass columns the segmentation recipe's defaults:
-# not copies.
+# lesion (2 classes) and multiclass columns the segmentation recipe's
+# class-dependent defaults: not copies.
 # (Its class weights are not: the demo's lesion task uses inverse_sqrt, not balanced.)
 _SERIES = SeriesConfig()
-_SEGMENTATION = SegmentationConfig()
 _TASK_DEFAULTS = {
     "class_weights": ("inverse_sqrt", "inverse_sqrt", _SERIES.class_weights),
     "learning_rate": (*CLASS_DEPENDENT_DEFAULTS["learning_rate"], _SERIES.learning_rate),
@@ -69,8 +68,7 @@ _TASK_DEFAULTS = {
     "batch_size": (8, 8, _SERIES.batch_size),
     "scale_multiplier": (*CLASS_DEPENDENT_DEFAULTS["scale_multiplier"], _SERIES.scale_multiplier),
     "posterior_scale_init": (
-        _SEGMENTATION.posterior_scale_init,
-        _SEGMENTATION.posterior_scale_init,
+        *CLASS_DEPENDENT_DEFAULTS["posterior_scale_init"],
         _SERIES.posterior_scale_init,
     ),
     "num_samples": (NUM_SAMPLES, NUM_SAMPLES, _SERIES.num_samples),

@@ -184,7 +184,7 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "clipnorm": (_positive_float, _SEGMENTATION.clipnorm),
     "class_weights": (_choice(CLASS_WEIGHTS), None),
     "kl_scaling": (_choice(KL_SCALINGS), _SEGMENTATION.kl_scaling),
-    "posterior_scale_init": (_positive_float, _SEGMENTATION.posterior_scale_init),
+    "posterior_scale_init": (_positive_float, None),
     "scale_multiplier": (_positive_float, _SEGMENTATION.scale_multiplier),
     "calibration_split": (_fraction, 0.0),
     # The recall guarantee fitted on the --calibration-split images (None: off).

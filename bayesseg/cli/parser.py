@@ -66,6 +66,7 @@ class _Parser(argparse.ArgumentParser):
 _SEGMENTATION = SegmentationConfig()
 _SERIES = SeriesConfig()
 _MANY_CLASS_MULTIPLIER = CLASS_DEPENDENT_DEFAULTS["scale_multiplier"][1]
+_UNET_START, _MANY_CLASS_START = CLASS_DEPENDENT_DEFAULTS["posterior_scale_init"]
 
 
 def _note(value) -> str:
@@ -167,7 +168,7 @@ def _add_optimizer_options(parser: argparse.ArgumentParser, defaults: bool) -> N
         default=None,
         help="initial posterior standard deviation of every Bayesian weight"
         + _note(
-            f"{_SEGMENTATION.posterior_scale_init:g}; --task series: "
+            f"{_UNET_START:g}; {_MANY_CLASS_START:g} for more than 2 classes; --task series: "
             f"{_SERIES.posterior_scale_init:g}"
         ),
     )
