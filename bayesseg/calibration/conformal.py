@@ -54,7 +54,13 @@ from typing import Any
 import numpy as np
 
 from bayesseg._validation import argument_error, check_float, check_int
-from bayesseg.metrics.events import DEFAULT_EVENT_TOLERANCE, _Events, _flat_series, _is_ragged
+from bayesseg.metrics.events import (
+    DEFAULT_EVENT_TOLERANCE,
+    _binary_labels,
+    _Events,
+    _flat_series,
+    _is_ragged,
+)
 
 __all__ = ["RISKS", "ConformalRiskControl"]
 
@@ -87,15 +93,6 @@ def _check_probabilities(name: str, values: np.ndarray) -> None:
             f"Argument `{name}` must hold probabilities in [0, 1] (not logits). Received "
             f"values in [{values.min():.6g}, {values.max():.6g}]"
         )
-
-
-def _check_binary(name: str, labels: np.ndarray) -> np.ndarray:
-    if labels.size and not np.all((labels == 0) | (labels == 1)):
-        raise ValueError(
-            f"Argument `{name}` must hold 0/1 labels (1 = foreground). "
-            f"Received values {np.unique(labels)[:6].tolist()}"
-        )
-    return labels.astype(bool)
 
 
 def _mask_items(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,7 +146,7 @@ def _mask_items(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.nd
     if lengths.size == 0:
         raise ValueError("Argument `scores` holds no item.")
     _check_probabilities("scores", s_flat)
-    return s_flat, _check_binary("labels", y_flat), lengths
+    return s_flat, _binary_labels("labels", y_flat, "foreground"), lengths
 
 
 def _series_items(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -56,10 +56,10 @@ MAX_ALARMS_PER_POSITIVE = 100
 THRESHOLD_CRITERIA = ("event_f1", "event_recall")
 
 
-def _binary_labels(name: str, labels: np.ndarray) -> np.ndarray:
+def _binary_labels(name: str, labels: np.ndarray, positive: str = "anomalous step") -> np.ndarray:
     if labels.size and not np.all((labels == 0) | (labels == 1)):
         raise ValueError(
-            f"Argument `{name}` must hold 0/1 labels (1 = anomalous step). "
+            f"Argument `{name}` must hold 0/1 labels (1 = {positive}). "
             f"Received values {np.unique(labels)[:6].tolist()}"
         )
     return labels.astype(bool)
