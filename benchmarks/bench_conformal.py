@@ -22,7 +22,8 @@ the same scores at the fixed threshold 0.5 (no guarantee).
 
 ``--task series``: the anomaly demo's recipe (``bs.recipes.train_series``
 with ``SeriesConfig(seed=S)``: 640 series of 4096 steps of
-``synthetic_anomaly_series``, 512-step windows, 8 epochs; the twin with
+``synthetic_anomaly_series``, the demo's ``kind="mixed"`` (``--anomaly-kind``),
+512-step windows, 8 epochs; the twin with
 ``bayesian=False``; 16 draws for the Bayesian tagger), a pool of held-out
 series, and ``risk="missed_events"``: the loss of a series is the share of
 its events no flag finds (within 2 steps), series without an event left
@@ -62,12 +63,13 @@ def _probabilities(runs, x) -> np.ndarray:
     return np.mean(maps, axis=0)
 
 
-def train_series_models(seed: int, variants, num_train: int, pool: int):
+def train_series_models(seed: int, variants, num_train: int, pool: int, kind: str = "mixed"):
     """Every variant's held-out step probabilities on the pool, the pool's labels, seconds."""
     from bayesseg.recipes import SeriesConfig, train_series
 
-    x, y = bs.data.synthetic_anomaly_series(num_train, seed=seed, length=4096)
-    xp, yp = bs.data.synthetic_anomaly_series(pool, seed=seed + 10_000, length=4096)
+    data = {"length": 4096, "kind": kind}
+    x, y = bs.data.synthetic_anomaly_series(num_train, seed=seed, **data)
+    xp, yp = bs.data.synthetic_anomaly_series(pool, seed=seed + 10_000, **data)
     probs, seconds, twin = {}, {}, None
     for variant in variants:
         start = time.perf_counter()
@@ -231,6 +233,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--variants", default="bayesian,deterministic,ensemble")
     parser.add_argument("--train", type=int, default=None, help="160; series: 640")
     parser.add_argument("--pool", type=int, default=400)
+    parser.add_argument("--anomaly-kind", default="mixed", help="series: point, contextual, mixed")
     parser.add_argument("--calibration", type=int, default=None, help="100; series: 200")
     parser.add_argument("--splits", type=int, default=200)
     parser.add_argument("--json", default=None)
@@ -246,7 +249,8 @@ def main(argv=None) -> list[dict]:
     risk = "missed_events" if series else "fnr"
     results = []
     for seed in args.seeds:
-        maps, masks, seconds = trainer(seed, variants, args.train, args.pool)
+        extra = {"kind": args.anomaly_kind} if series else {}
+        maps, masks, seconds = trainer(seed, variants, args.train, args.pool, **extra)
         models = {
             v: evaluate(maps[v], masks, args.alphas, args.calibration, args.splits, seed, risk)
             for v in variants
