@@ -75,7 +75,7 @@ PREDICT_WINDOWS = "predict's default windows"
 #: first step (the binary recipe; 1.02x -> 0.99x the twin's NLL at 12 tour
 #: epochs), 0.01 where the many-class schedule warms the rate up and the
 #: multiplier is 2 (from 0.001 the 32-class posterior barely widened: mean
-#: recall 0.587 and NLL 1.02x the twin's, against 0.611 and 0.96x from 0.01).
+#: recall 0.587 and NLL 1.02x the twin's, against 0.593 and 1.00x from 0.01).
 CLASS_DEPENDENT_DEFAULTS = {
     "class_weights": ("balanced", "inverse_sqrt"),
     "learning_rate": (1e-3, 1e-2),
