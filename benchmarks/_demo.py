@@ -35,8 +35,7 @@ DEMO_OPTIONS = {
 # bayesseg/cli/demo.py::_TASK_DEFAULTS (the lesion and multiclass columns) and
 # _apply_task_defaults (held-out images: a quarter of the training ones, at
 # least 4, or 200 for multiclass; 8 classes for multiclass). The posterior's
-# start is SegmentationConfig's default; its scale multiplier the recipe's
-# class-dependent one.
+# start and scale multiplier are the recipe's class-dependent ones.
 DEMO_UNET = {
     "lesion": {
         "num_images": 160,
@@ -48,6 +47,7 @@ DEMO_UNET = {
         "learning_rate": 1e-3,
         "lr_schedule": "constant",
         "scale_multiplier": 20.0,
+        "posterior_scale_init": 1e-3,
         "num_samples": 8,
     },
     "multiclass": {
@@ -60,6 +60,7 @@ DEMO_UNET = {
         "learning_rate": 1e-2,
         "lr_schedule": "cosine",
         "scale_multiplier": 2.0,
+        "posterior_scale_init": 1e-2,
         "num_samples": 8,
     },
 }
@@ -100,6 +101,7 @@ def segmentation_config(task: str, seed: int = 0, **overrides):
         "learning_rate": settings["learning_rate"],
         "lr_schedule": settings["lr_schedule"],
         "scale_multiplier": settings["scale_multiplier"],
+        "posterior_scale_init": settings["posterior_scale_init"],
         "clipnorm": DEMO_OPTIONS["clipnorm"],
         "kl_scaling": "per-example",
         "seed": seed,
