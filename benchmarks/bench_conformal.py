@@ -137,8 +137,9 @@ def _flag_scores(flags: np.ndarray, masks: np.ndarray) -> dict:
 
 def _event_scores(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
     """Mean per-series recall of events (series with one), per-step precision, flagged share."""
-    found = bs.calibration.ConformalRiskControl(0.5, risk="missed_events")
-    found.threshold_ = threshold
+    found = bs.calibration.ConformalRiskControl.from_dict(
+        {"alpha": 0.5, "risk": "missed_events", "threshold": threshold}
+    )
     events = bs.metrics.event_f1(labels, probs, threshold=threshold)
     return {
         "recall": 1 - found.risk(probs, labels),

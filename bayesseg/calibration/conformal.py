@@ -311,7 +311,6 @@ class ConformalRiskControl:
         self.tolerance = check_int("tolerance", tolerance, minimum=0)
         self.max_evaluations = check_int("max_evaluations", max_evaluations, minimum=2)
         self.threshold_: float | None = None
-        self.lambda_: float | None = None
         self.n_calibration_: int | None = None
         self.n_skipped_: int | None = None
         self.calibration_risk_: float | None = None
@@ -321,6 +320,11 @@ class ConformalRiskControl:
         self.n_evaluations_: int | None = None
 
     # ------------------------------------------------------------------
+    @property
+    def lambda_(self) -> float | None:
+        """``1 - threshold_``, the paper's ``lambda_hat`` (None before :meth:`fit`)."""
+        return None if self.threshold_ is None else 1.0 - self.threshold_
+
     @property
     def risk_name(self) -> str:
         """``"fnr"``, ``"missed_events"`` or ``"custom"`` (a callable risk).
@@ -430,7 +434,6 @@ class ConformalRiskControl:
 
     def _set_fit(self, threshold, n, skipped, risk, all_scores, candidates, fallback) -> None:
         self.threshold_ = threshold
-        self.lambda_ = 1.0 - threshold
         self.n_calibration_ = n
         self.n_skipped_ = skipped
         self.calibration_risk_ = risk
@@ -709,7 +712,6 @@ class ConformalRiskControl:
         if threshold is not None:
             threshold = check_float("threshold", threshold, minimum=0.0, maximum=1.0)
             out.threshold_ = threshold
-            out.lambda_ = 1.0 - threshold
             out.n_calibration_ = values.get("n_calibration")
             out.n_skipped_ = values.get("n_skipped")
             out.calibration_risk_ = values.get("calibration_risk")
