@@ -184,6 +184,7 @@ def _fit_recall_guarantee(model, options: dict, held_scan, patch, metadata: dict
     import keras
 
     import bayesseg as bs
+    from bayesseg.cli.predict import _zscore
     from bayesseg.cli.training import _window
 
     calibration = None
@@ -191,8 +192,8 @@ def _fit_recall_guarantee(model, options: dict, held_scan, patch, metadata: dict
         calibration = keras.saving.deserialize_keras_object(
             metadata["calibration"]["config"], safe_mode=True
         )
-    normalize = metadata["normalize"]
-    zscore = () if normalize == "zscore per image" else (normalize["mean"], normalize["std"])
+    # predict's own reading of model.json's z-score, so the scores are predict's.
+    zscore = _zscore(metadata, Path("model.json")) or ()
     rank = metadata["spatial_rank"]
     images = [
         bs.data.standardize_image(
