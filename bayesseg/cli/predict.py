@@ -64,10 +64,6 @@ def _load_model(args: argparse.Namespace, model_path: Path):
 
 def _load_calibration(args: argparse.Namespace, metadata: dict, metadata_path: Path):
     """The calibrator fitted by train --calibration-split, unless ignored (or None)."""
-    import keras
-
-    import bayesseg as bs
-
     entry = metadata.get("calibration")
     if not entry or args.ignore_calibration:
         return None
@@ -78,6 +74,15 @@ def _load_calibration(args: argparse.Namespace, metadata: dict, metadata_path: P
             "shift; drop --calibrate, or pass --ignore-calibration to use --calibrate "
             "instead."
         )
+    return _calibrator(entry, metadata_path)
+
+
+def _calibrator(entry: dict, metadata_path: Path):
+    """model.json's ``"calibration"`` entry as the calibrator it saved (safe mode)."""
+    import keras
+
+    import bayesseg as bs
+
     calibration = keras.saving.deserialize_keras_object(entry["config"], safe_mode=True)
     if not isinstance(calibration, bs.calibration.LogitCalibrator):
         raise ValueError(

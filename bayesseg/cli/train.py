@@ -181,18 +181,14 @@ def _fit_recall_guarantee(model, options: dict, held_scan, patch, metadata: dict
     ``bayesseg predict`` scores it (its draws, windows, z-score and the calibration
     in ``metadata``, loaded as predict loads it); its model.json entry
     (``bs.recipes.fit_recall_guarantee``)."""
-    import keras
-
     import bayesseg as bs
-    from bayesseg.cli.predict import _zscore
+    from bayesseg.cli.predict import _calibrator, _zscore
     from bayesseg.cli.training import _window
 
-    calibration = None
-    if metadata.get("calibration"):
-        calibration = keras.saving.deserialize_keras_object(
-            metadata["calibration"]["config"], safe_mode=True
-        )
-    # predict's own reading of model.json's z-score, so the scores are predict's.
+    # predict's own readings of model.json's calibration and z-score, so the
+    # scores are predict's.
+    entry = metadata.get("calibration")
+    calibration = _calibrator(entry, Path("model.json")) if entry else None
     zscore = _zscore(metadata, Path("model.json")) or ()
     rank = metadata["spatial_rank"]
     images = [
