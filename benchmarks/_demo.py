@@ -48,7 +48,7 @@ DEMO_UNET = {
         "lr_schedule": "constant",
         "scale_multiplier": 20.0,
         "posterior_scale_init": 1e-3,
-        "num_samples": 8,
+        "num_samples": 16,
     },
     "multiclass": {
         "num_images": 2560,
@@ -61,7 +61,7 @@ DEMO_UNET = {
         "lr_schedule": "cosine",
         "scale_multiplier": 2.0,
         "posterior_scale_init": 1e-2,
-        "num_samples": 8,
+        "num_samples": 16,
     },
 }
 

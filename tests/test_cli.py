@@ -746,13 +746,13 @@ def test_report_per_class_equals_the_keras_metrics(num_classes):
             ["--task", "multiclass"],
             {"learning_rate": 1e-2, "lr_schedule": "cosine", "class_weights": "inverse_sqrt",
              "num_images": 2560, "epochs": 10, "num_test_images": 200, "num_classes": 8,
-             "scale_multiplier": 2.0, "num_samples": 8, "posterior_scale_init": 1e-2},
+             "scale_multiplier": 2.0, "num_samples": 16, "posterior_scale_init": 1e-2},
         ),
         (  # the binary defaults are unchanged
             [],
             {"learning_rate": 1e-3, "lr_schedule": "constant", "class_weights": "inverse_sqrt",
              "num_images": 160, "epochs": 12, "num_test_images": 40, "scale_multiplier": 20.0,
-             "num_samples": 8, "posterior_scale_init": 1e-3},
+             "num_samples": 16, "posterior_scale_init": 1e-3},
         ),
         (
             ["--task", "anomaly", "--num-images", "20"],

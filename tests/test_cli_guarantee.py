@@ -143,7 +143,7 @@ def test_train_recall_target_saves_the_guarantee_and_predict_applies_it(tmp_path
     meta = json.loads((out / "model.json").read_text())
     entry = meta["recall_guarantee"]
     assert entry["items"] == [f"img{i}" for i in held] == meta["calibration"]["held_out_images"]
-    assert entry["score"]["num_samples"] == 8 and entry["score"]["calibration"] == "PlattScaling"
+    assert entry["score"]["num_samples"] == 16 and entry["score"]["calibration"] == "PlattScaling"
     assert entry["conformal"]["risk"] == "fnr" and entry["alpha"] == 0.25
     assert (entry["n_calibration"], entry["conformal"]["n_skipped"], entry["n_items"]) == (3, 1, 4)
 
@@ -156,7 +156,7 @@ def test_train_recall_target_saves_the_guarantee_and_predict_applies_it(tmp_path
     def probability(name):
         image = bs.data.standardize_image(np.load(images / f"{name}.npy")[..., None])
         pred = bs.uncertainty.predict_mc(
-            model, image[None], num_samples=8, patch_size=(16, 16), calibration=calibration
+            model, image[None], num_samples=16, patch_size=(16, 16), calibration=calibration
         )
         return pred.mean[0, ..., 0].astype(np.float64)
 
@@ -204,6 +204,15 @@ def test_train_recall_target_saves_the_guarantee_and_predict_applies_it(tmp_path
         "ignored": True,
     }
     assert "recall_guarantee" not in json.loads((tmp_path / "p3" / "metrics.json").read_text())
+
+    # A guarantee fitted with other draws (a model trained when the default was 8):
+    # predict's default draws are the guarantee's, so it still holds.
+    meta["recall_guarantee"]["score"]["num_samples"] = 8
+    (out / "model.json").write_text(json.dumps(meta))
+    assert main([*predict, "--out", str(tmp_path / "p4")]) == 0
+    manifest = json.loads((tmp_path / "p4" / "predictions.json").read_text())
+    assert manifest["num_samples"] == 8 and manifest["recall_guarantee"]["threshold"] == threshold
+    assert manifest["recall_guarantee"]["guarantee"] is not None
 
 
 # --------------------------------------------------------------------------

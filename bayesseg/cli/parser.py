@@ -320,7 +320,7 @@ def _add_demo(sub) -> None:
         "--num-samples",
         type=_positive_int,
         default=None,
-        help="Monte Carlo draws per held-out image (default: 8; --task anomaly: 16)",
+        help="Monte Carlo draws per held-out image (default: 16)",
     )
     _add_model_options(demo, defaults=True)
     demo.set_defaults(func=_demo)
@@ -573,7 +573,8 @@ def _add_predict(sub) -> None:
         "--num-samples",
         type=_positive_int,
         default=None,
-        help="Monte Carlo draws per image (default: 8 for a U-Net, 16 for a series tagger)",
+        help="Monte Carlo draws per image (default: 16, or those a model's recall guarantee "
+        "was fitted with)",
     )
     predict.add_argument(
         "--patch-size",

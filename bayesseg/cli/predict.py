@@ -92,6 +92,18 @@ def _calibrator(entry: dict, metadata_path: Path):
     return calibration
 
 
+def _default_draws(args: argparse.Namespace, metadata: dict) -> int:
+    """A U-Net's draws without --num-samples: those its recall guarantee was fitted
+    with (a model trained when the default was 8 keeps its guarantee), else
+    :data:`~bayesseg.recipes.segmentation.NUM_SAMPLES`."""
+    entry = metadata.get("recall_guarantee")
+    if entry and not getattr(args, "ignore_recall_guarantee", False):
+        recorded = entry.get("score", {}).get("num_samples")
+        if isinstance(recorded, int) and recorded >= 1:
+            return recorded
+    return NUM_SAMPLES
+
+
 def _class_weights(args: argparse.Namespace, metadata: dict, metadata_path: Path):
     """The class weights whose shift --calibrate undoes (None without --calibrate)."""
     weights = metadata.get("class_weights") if args.calibrate else None
@@ -262,7 +274,7 @@ def _predict(args: argparse.Namespace) -> int:
     if series.is_tagger(model, metadata):
         return series.predict_series(args, model, metadata, model_path, out)
     if args.num_samples is None:  # a tagger's default is predict_series's
-        args.num_samples = NUM_SAMPLES
+        args.num_samples = _default_draws(args, metadata)
     if args.label_column is not None:
         raise ValueError(
             "Argument --label-column applies to a series tagger's .csv series; "

@@ -28,10 +28,12 @@ from bayesseg.cli.training import (
     _expand_patch,
     _gradient_callback,
 )
+from bayesseg.recipes.segmentation import NUM_SAMPLES
 
 # Monte Carlo draws per held-out batch when `train --calibration-split` fits
-# the calibration (pooled per-draw logits, as predict_mc applies it).
-_CALIBRATION_SAMPLES = 8
+# the calibration: predict's default, since the map is fitted to the mean of
+# the draws that predict reports.
+_CALIBRATION_SAMPLES = NUM_SAMPLES
 
 
 # --------------------------------------------------------------------------
