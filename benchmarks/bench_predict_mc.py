@@ -15,6 +15,15 @@ ratios to the deterministic baseline:
   with its default sampling (per-example Flipout, two convolutions per
   layer), eager calls, no entropies.
 
+And the library's own models (``bs.models``, same depth and filters):
+
+* twin_T_forwards:  ``bs.models.unet``, T passes in one tf.function.
+* default_unet:     predict_mc on ``bs.models.bayesian_unet`` (Bayesian
+  bottleneck and head, the default): the encoder, which no draw changes,
+  runs once per batch and only the rest per draw.
+* default_whole:    the same with the whole model run per draw (the sharing
+  switched off), to measure what the sharing saves.
+
 Run: python benchmarks/bench_predict_mc.py [--rounds 7 --samples 16 --batch 8]
 """
 
@@ -35,7 +44,7 @@ import tensorflow as tf  # noqa: E402
 from bench_unet_step import unet  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
-from bayesseg.uncertainty import predict_mc  # noqa: E402
+from bayesseg.uncertainty import monte_carlo, predict_mc  # noqa: E402
 
 
 def _build(conv_cls, up_cls):
@@ -81,10 +90,35 @@ def main(argv=None) -> dict:
         outputs = [bayesian(x) for _ in range(num_samples)]
         return outputs[-1].numpy()
 
+    twin = bs.models.unet((128, 128, 1), 1, base_filters=16, depth=4)
+    default = bs.models.bayesian_unet((128, 128, 1), 1, base_filters=16, depth=4)
+
+    @tf.function
+    def twin_forwards(x):
+        total = tf.zeros_like(x)
+        for _ in tf.range(num_samples):
+            total += tf.sigmoid(twin(x, training=False))
+        return total
+
+    def run_default(share):
+        def run():
+            monte_carlo._SHARE_DETERMINISTIC_PREFIX = share
+            try:
+                return predict_mc(
+                    default, x_np, num_samples=num_samples, batch_size=args.batch, verbose=0
+                )
+            finally:
+                monte_carlo._SHARE_DETERMINISTIC_PREFIX = True
+
+        return run
+
     variants = {
         "keras_T_forwards": run_keras,
         "predict_mc": run_predict_mc,
         "python_loop": run_loop,
+        "twin_T_forwards": lambda: twin_forwards(x).numpy(),
+        "default_unet": run_default(True),
+        "default_whole": run_default(False),
     }
     for fn in variants.values():  # trace and warm up
         fn()
@@ -106,6 +140,10 @@ def main(argv=None) -> dict:
         median = statistics.median(ts)
         results[name] = {"median_ms": 1000 * median, "ratio": median / base}
         print(f"{name:<18}{1000 * median:>11.1f}{median / base:>8.2f}x")
+    shared = results["default_unet"]["median_ms"] / results["default_whole"]["median_ms"]
+    twin_ratio = results["default_unet"]["median_ms"] / results["twin_T_forwards"]["median_ms"]
+    print(f"default_unet / default_whole: {shared:.2f}x; default_unet / twin_T_forwards: "
+          f"{twin_ratio:.2f}x")  # fmt: skip
     return results
 
 

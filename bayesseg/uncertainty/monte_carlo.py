@@ -29,6 +29,7 @@ from bayesseg.imbalance import unweight_probabilities
 from bayesseg.layers.model_functions import bayesian_layers, check_sampling
 from bayesseg.uncertainty import _windows
 from bayesseg.uncertainty._members import Member, plan_draws
+from bayesseg.uncertainty._prefix import split_deterministic
 from bayesseg.uncertainty._sampling import mc_randomness, resolve_training
 from bayesseg.uncertainty.decomposition import MCPrediction, decompose
 
@@ -37,6 +38,9 @@ __all__ = ["predict_mc"]
 # Traced Monte Carlo functions per model, keyed by everything read at trace
 # time, so repeated calls (evaluation loops, benchmarks) do not retrace.
 _FUNCTION_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Whether draws share the deterministic layers before the first Bayesian one
+# (computed once per batch; _prefix.py). Off only to measure or test it.
+_SHARE_DETERMINISTIC_PREFIX = True
 
 
 def _class_weight_logit_shift(class_weights: Any, num_outputs: int) -> np.ndarray | None:
@@ -113,6 +117,7 @@ def _mc_function(
         input_shape,
         sampling,
         calibration_key,
+        _SHARE_DETERMINISTIC_PREFIX,
     )
     cache = _FUNCTION_CACHE.setdefault(model, {})
     if key in cache:
@@ -120,9 +125,17 @@ def _mc_function(
     weights = None if class_weights is None else np.asarray(class_weights)
     # A weak reference: the cached function must not keep its model alive.
     model_ref = weakref.ref(model)
+    # Without training-mode randomness, the layers before the first Bayesian
+    # one compute the same tensors in every draw: computed once per batch.
+    split = None if training or not _SHARE_DETERMINISTIC_PREFIX else split_deterministic(model)
+
+    def forward(x):
+        if split is not None:
+            return split.suffix(x, training=False)  # x: the prefix's tensors
+        return model_ref()(x, training=training)
 
     def draw(x):
-        out = tf.cast(model_ref()(x, training=training), tf.float32)
+        out = tf.cast(forward(x), tf.float32)
         if out.shape[-1] is None:
             raise ValueError(
                 "predict_mc needs a model whose last output axis (classes) has a "
@@ -147,6 +160,8 @@ def _mc_function(
         reduce_retracing=True,
     )
     def run(x):
+        if split is not None:
+            x = split.features(x)
         # The first draw fixes the output shape; the rest accumulate in a
         # while loop, so memory is O(1) in the number of draws.
         sum_p, sum_h = draw(x)

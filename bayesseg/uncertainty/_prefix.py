@@ -1,0 +1,134 @@
+"""The deterministic front of a model, computed once per batch of Monte Carlo draws.
+
+A U-Net whose bottleneck and head are Bayesian (the default of
+``bs.models.bayesian_unet``) draws noise only from the bottleneck on: its
+encoder computes the same tensors in every draw. :func:`split_deterministic`
+cuts such a functional model into ``prefix`` (every layer no draw can change)
+and ``suffix`` (the rest), so that ``model(x) == suffix(prefix(x))`` and
+``predict_mc`` runs the prefix once per batch and only the suffix per draw.
+
+The cut is conservative: a layer belongs to the prefix only if it is a Keras
+layer or operation, or a bayesseg layer holding no Bayesian layer, and all
+its inputs come from the prefix; any other layer (a user's own, which might
+draw noise at inference) counts as random. Models that are not single-input,
+single-output Keras functional models are never cut.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+
+from bayesseg.layers.model_functions import bayesian_layers
+
+__all__ = ["Split", "split_deterministic"]
+
+# Modules whose layers and operations draw no noise at inference (Keras's
+# dropout and noise layers are the identity with training=False).
+_DETERMINISTIC_MODULES = ("keras.", "bayesseg.")
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class Split:
+    """A model cut in two: ``model(x) == suffix(prefix(x))`` at inference.
+
+    Attributes:
+        prefix: the Keras model from the input to the shared tensors.
+        suffix: the Keras model from the shared tensors to the output; it
+            holds every Bayesian layer.
+    """
+
+    def __init__(self, prefix: keras.Model, suffix: keras.Model):
+        self.prefix = prefix
+        self.suffix = suffix
+
+    def __call__(self, x, training: bool = False):
+        """The model's output on ``x``, through both halves (one draw)."""
+        return self.suffix(self.features(x, training), training=training)
+
+    def features(self, x, training: bool = False) -> list:
+        """The shared tensors of ``x``, as a list (the suffix's inputs)."""
+        out = self.prefix(x, training=training)
+        return list(out) if isinstance(out, list | tuple) else [out]
+
+
+def _deterministic_operation(operation) -> bool:
+    module = type(operation).__module__
+    if not module.startswith(_DETERMINISTIC_MODULES):
+        return False
+    return not (isinstance(operation, keras.layers.Layer) and bayesian_layers(operation))
+
+
+def _producer(tensor):
+    operation, node_index, _ = tensor._keras_history
+    return operation._inbound_nodes[node_index]
+
+
+def _find_split(model) -> Split | None:
+    from keras.src.models.functional import Functional
+
+    if not isinstance(model, Functional) or not bayesian_layers(model):
+        return None
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return None
+    deterministic = {}
+    # Largest depth first: the input layers, then every node after its parents.
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            deterministic[id(node)] = _deterministic_operation(node.operation) and all(
+                deterministic[id(parent)] for parent in node.parent_nodes
+            )
+    shared, seen = [], set()
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if deterministic[id(node)]:
+                continue
+            for tensor in node.input_tensors:
+                if deterministic[id(_producer(tensor))] and id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    shared.append(tensor)
+    if not shared or all(any(t is i for i in model.inputs) for t in shared):
+        return None  # noise from the first layer on: nothing to share
+    prefix = keras.Model(model.inputs[0], shared, name=f"{model.name}_shared")
+    suffix = keras.Model(shared, model.outputs[0], name=f"{model.name}_drawn")
+    if bayesian_layers(prefix) or len(bayesian_layers(suffix)) != len(bayesian_layers(model)):
+        return None
+    return Split(prefix, suffix)
+
+
+def split_deterministic(model: keras.layers.Layer) -> Split | None:
+    """``model`` cut into its deterministic prefix and the rest, or None.
+
+    Cached per model (the result only depends on the model's graph).
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        A :class:`Split`, or None when nothing can be shared between draws
+        (not a single-input, single-output functional model; no Bayesian
+        layer; noise from the first layer; a layer that is neither Keras's
+        nor bayesseg's before the first Bayesian layer).
+
+    Example:
+
+    >>> import bayesseg as bs, numpy as np
+    >>> from bayesseg.uncertainty._prefix import split_deterministic
+    >>> model = bs.models.bayesian_unet((16, 16, 1), 1, base_filters=2, depth=2)
+    >>> split = split_deterministic(model)
+    >>> len(bs.layers.bayesian_layers(split.prefix)), len(split.prefix.outputs)
+    (0, 2)
+    >>> with bs.layers.sampling_mode(model, "mean"):
+    ...     x = np.ones((1, 16, 16, 1), "float32")
+    ...     bool(np.allclose(split(x), model(x)))
+    True
+    """
+    if model in _SPLITS:
+        return _SPLITS[model]
+    try:
+        split = _find_split(model)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        split = None  # a graph this walk does not know: draw the whole model
+    _SPLITS[model] = split
+    return split

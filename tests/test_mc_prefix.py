@@ -1,0 +1,103 @@
+"""predict_mc runs the layers before the first Bayesian one once per batch.
+
+The reference is the whole model run in every draw (the sharing switched
+off): with the same noise counters the two must predict the same numbers.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import bayesseg as bs
+from bayesseg.uncertainty import monte_carlo
+from bayesseg.uncertainty._prefix import split_deterministic
+
+
+@pytest.fixture(scope="module")
+def default_unet():
+    keras.utils.set_random_seed(4)
+    model = bs.models.bayesian_unet((None, None, 1), 1, base_filters=4, depth=3)
+    for layer in bs.layers.bayesian_layers(model):  # visible noise in a few draws
+        for variables in layer.posterior_variables().values():
+            variables.rho.assign(np.full(variables.rho.shape, layer.rho_for_scale(0.5)))
+    return model
+
+
+def _predict(model, x, share, monkeypatch, **options):
+    monkeypatch.setattr(monte_carlo, "_SHARE_DETERMINISTIC_PREFIX", share)
+    for layer in bs.layers.bayesian_layers(model):
+        layer.noise_step.assign(0)
+    return bs.uncertainty.predict_mc(model, x, num_samples=5, batch_size=2, verbose=0, **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"patch_size": 16, "overlap": 0.5},
+        {"sampling": "sample"},
+        {"correct_for_class_weights": (1.0, 4.0)},
+    ],
+    ids=["whole", "windows", "per-example", "class-weights"],
+)
+def test_shared_prefix_predicts_what_the_whole_model_predicts(default_unet, monkeypatch, options):
+    x = np.random.default_rng(0).normal(size=(3, 24, 24, 1)).astype("float32")
+    shared = _predict(default_unet, x, True, monkeypatch, **options)
+    whole = _predict(default_unet, x, False, monkeypatch, **options)
+    assert shared.epistemic.mean() > 1e-4  # the draws differ
+    for name in ("mean", "total", "aleatoric", "epistemic"):
+        np.testing.assert_allclose(getattr(shared, name), getattr(whole, name), atol=1e-6)
+
+
+def test_the_prefix_is_the_encoder_and_the_suffix_holds_every_bayesian_layer(default_unet):
+    split = split_deterministic(default_unet)
+    assert split is split_deterministic(default_unet)  # cached per model
+    assert bs.layers.bayesian_layers(split.prefix) == []
+    names = {layer.name for layer in bs.layers.bayesian_layers(split.suffix)}
+    assert names == {layer.name for layer in bs.layers.bayesian_layers(default_unet)}
+    # Depth 3: two skip connections and the bottleneck's input, at 1, 1/2, 1/4.
+    x = tf.zeros((1, 32, 32, 1))
+    shapes = sorted(tuple(t.shape[1:3]) for t in split.features(x))
+    assert shapes == [(8, 8), (16, 16), (32, 32)]
+    with bs.layers.sampling_mode(default_unet, "mean"):
+        np.testing.assert_allclose(split(x), default_unet(x), atol=1e-6)
+
+
+class _NoisyLayer(keras.layers.Layer):
+    """A user's layer that draws noise at inference: it cannot be shared."""
+
+    def call(self, x):
+        return x + tf.random.normal(tf.shape(x))
+
+
+def _functional(first):
+    inputs = keras.Input((6,))
+    h = first(inputs)
+    h = keras.layers.Dense(4, activation="relu")(h)
+    return keras.Model(inputs, bs.layers.DenseFlipout(1)(h))
+
+
+@pytest.mark.parametrize(
+    ("build", "shared"),
+    [
+        (lambda: _functional(keras.layers.Dense(5)), True),
+        (lambda: _functional(_NoisyLayer()), False),  # not Keras's or bayesseg's
+        (lambda: _functional(bs.layers.DenseFlipout(5)), False),  # noise from the start
+        (lambda: keras.Sequential([keras.Input((6,)), bs.layers.DenseFlipout(1)]), False),
+        (lambda: keras.Sequential([keras.Input((6,)), keras.layers.Dense(1)]), False),
+        (lambda: bs.models.bayesian_unet((16, 16, 1), 1, 2, depth=2, bayesian_blocks="all"), False),
+    ],
+    ids=["keras-dense-first", "custom-layer", "bayesian-first", "sequential", "deterministic",
+         "all-bayesian-unet"],
+)  # fmt: skip
+def test_only_what_no_draw_can_change_is_shared(build, shared, monkeypatch):
+    model = build()
+    assert (split_deterministic(model) is not None) == shared
+    x = np.random.default_rng(1).normal(size=(4, *model.input_shape[1:])).astype("float32")
+    a = _predict(model, x, True, monkeypatch)
+    b = _predict(model, x, False, monkeypatch)
+    if not any(isinstance(layer, _NoisyLayer) for layer in model.layers):  # unseeded noise
+        np.testing.assert_allclose(a.mean, b.mean, atol=1e-6)
