@@ -44,7 +44,7 @@ import tensorflow as tf  # noqa: E402
 from bench_unet_step import unet  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
-from bayesseg.uncertainty import monte_carlo, predict_mc  # noqa: E402
+from bayesseg.uncertainty import _prefix, predict_mc  # noqa: E402
 
 
 def _build(conv_cls, up_cls):
@@ -102,13 +102,13 @@ def main(argv=None) -> dict:
 
     def run_default(share):
         def run():
-            monte_carlo._SHARE_DETERMINISTIC_PREFIX = share
+            _prefix.SHARE = share
             try:
                 return predict_mc(
                     default, x_np, num_samples=num_samples, batch_size=args.batch, verbose=0
                 )
             finally:
-                monte_carlo._SHARE_DETERMINISTIC_PREFIX = True
+                _prefix.SHARE = True
 
         return run
 

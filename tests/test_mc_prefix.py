@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import bayesseg as bs
-from bayesseg.uncertainty import monte_carlo
+from bayesseg.uncertainty import _prefix
 from bayesseg.uncertainty._prefix import split_deterministic
 
 
@@ -27,7 +27,7 @@ def default_unet():
 
 
 def _predict(model, x, share, monkeypatch, **options):
-    monkeypatch.setattr(monte_carlo, "_SHARE_DETERMINISTIC_PREFIX", share)
+    monkeypatch.setattr(_prefix, "SHARE", share)
     for layer in bs.layers.bayesian_layers(model):
         layer.noise_step.assign(0)
     return bs.uncertainty.predict_mc(model, x, num_samples=5, batch_size=2, verbose=0, **options)
@@ -50,6 +50,20 @@ def test_shared_prefix_predicts_what_the_whole_model_predicts(default_unet, monk
     assert shared.epistemic.mean() > 1e-4  # the draws differ
     for name in ("mean", "total", "aleatoric", "epistemic"):
         np.testing.assert_allclose(getattr(shared, name), getattr(whole, name), atol=1e-6)
+
+
+def test_fit_calibration_shares_the_prefix_and_fits_the_same_map(default_unet, monkeypatch):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 16, 16, 1)).astype("float32")
+    y = (rng.random((4, 16, 16, 1)) < 0.3).astype("float32")
+    fits = []
+    for share in (True, False):
+        monkeypatch.setattr(_prefix, "SHARE", share)
+        for layer in bs.layers.bayesian_layers(default_unet):
+            layer.noise_step.assign(0)
+        calibration = bs.calibration.fit_calibration(default_unet, x, y, num_samples=4)
+        fits.append([float(w) for w in calibration.get_weights()])
+    np.testing.assert_allclose(fits[0], fits[1], rtol=1e-5, atol=1e-6)
 
 
 def test_the_prefix_is_the_encoder_and_the_suffix_holds_every_bayesian_layer(default_unet):

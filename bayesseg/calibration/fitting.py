@@ -39,7 +39,25 @@ def _batches(x, y, sample_weight, batch_size):
 
 
 def _draw_function(model, training: bool):
-    return tf.function(lambda batch: model(batch, training=training), reduce_retracing=True)
+    """``draws(batch, count)``: ``count`` draws of the logits of ``batch`` (NumPy).
+
+    As in ``predict_mc``, the layers before the first Bayesian one run once
+    per batch (``uncertainty/_prefix.py``).
+    """
+    from bayesseg.uncertainty._prefix import shared_split
+
+    split = shared_split(model, training)
+    if split is None:
+        one = tf.function(lambda batch: model(batch, training=training), reduce_retracing=True)
+        return lambda batch, count: [one(batch).numpy() for _ in range(count)]
+    features = tf.function(split.features, reduce_retracing=True)
+    rest = tf.function(lambda shared: split.suffix(shared, training=False), reduce_retracing=True)
+
+    def draws(batch, count):
+        shared = features(batch)
+        return [rest(shared).numpy() for _ in range(count)]
+
+    return draws
 
 
 def _members(model, num_samples: int, training, sampling: str):
@@ -195,7 +213,7 @@ def fit_calibration(
             stack.enter_context(mc_randomness(member.model, sampling, member.training))
         for xb, yb, wb in _batches(x, y, sample_weight, batch_size):
             xb = tf.convert_to_tensor(xb)
-            outs = [draw(xb).numpy() for draw, count in draws for _ in range(count)]
+            outs = [out for draw, count in draws for out in draw(xb, count)]
             channels = outs[0].shape[-1]
             rows = outs[0].size // channels
             if keep_fraction is None:

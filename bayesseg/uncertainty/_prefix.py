@@ -22,8 +22,11 @@ import keras
 
 from bayesseg.layers.model_functions import bayesian_layers
 
-__all__ = ["Split", "split_deterministic"]
+__all__ = ["SHARE", "Split", "shared_split", "split_deterministic"]
 
+#: Whether Monte Carlo draws share the deterministic prefix (``predict_mc``,
+#: ``fit_calibration``). Off only to measure or test the sharing.
+SHARE = True
 # Modules whose layers and operations draw no noise at inference (Keras's
 # dropout and noise layers are the identity with training=False).
 _DETERMINISTIC_MODULES = ("keras.", "bayesseg.")
@@ -132,3 +135,11 @@ def split_deterministic(model: keras.layers.Layer) -> Split | None:
         split = None  # a graph this walk does not know: draw the whole model
     _SPLITS[model] = split
     return split
+
+
+def shared_split(model: keras.layers.Layer, training: bool) -> Split | None:
+    """The split the draws of ``model`` share, or None: never under training-mode
+    randomness (MC dropout draws its noise anywhere), nor with :data:`SHARE` off."""
+    if training or not SHARE:
+        return None
+    return split_deterministic(model)

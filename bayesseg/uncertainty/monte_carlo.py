@@ -27,9 +27,8 @@ from bayesseg._tiling import check_patch_size
 from bayesseg._validation import argument_error, check_float, check_int
 from bayesseg.imbalance import unweight_probabilities
 from bayesseg.layers.model_functions import bayesian_layers, check_sampling
-from bayesseg.uncertainty import _windows
+from bayesseg.uncertainty import _prefix, _windows
 from bayesseg.uncertainty._members import Member, plan_draws
-from bayesseg.uncertainty._prefix import split_deterministic
 from bayesseg.uncertainty._sampling import mc_randomness, resolve_training
 from bayesseg.uncertainty.decomposition import MCPrediction, decompose
 
@@ -38,9 +37,6 @@ __all__ = ["predict_mc"]
 # Traced Monte Carlo functions per model, keyed by everything read at trace
 # time, so repeated calls (evaluation loops, benchmarks) do not retrace.
 _FUNCTION_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# Whether draws share the deterministic layers before the first Bayesian one
-# (computed once per batch; _prefix.py). Off only to measure or test it.
-_SHARE_DETERMINISTIC_PREFIX = True
 
 
 def _class_weight_logit_shift(class_weights: Any, num_outputs: int) -> np.ndarray | None:
@@ -117,7 +113,7 @@ def _mc_function(
         input_shape,
         sampling,
         calibration_key,
-        _SHARE_DETERMINISTIC_PREFIX,
+        _prefix.SHARE,
     )
     cache = _FUNCTION_CACHE.setdefault(model, {})
     if key in cache:
@@ -127,7 +123,7 @@ def _mc_function(
     model_ref = weakref.ref(model)
     # Without training-mode randomness, the layers before the first Bayesian
     # one compute the same tensors in every draw: computed once per batch.
-    split = None if training or not _SHARE_DETERMINISTIC_PREFIX else split_deterministic(model)
+    split = _prefix.shared_split(model, training)
 
     def forward(x):
         if split is not None:
