@@ -336,3 +336,24 @@ def test_ensemble_recall_guarantee_is_fitted_on_the_ensemble(tmp_path, capsys):
     )
     assert entry["threshold"] == pytest.approx(crc.threshold_, abs=1e-6)
     assert entry["n_calibration"] == crc.n_calibration_ == 3
+
+
+@pytest.mark.parametrize(
+    ("entry", "ignored", "expected"),
+    [
+        ({"score": {"num_samples": 8}}, False, 8),  # the guarantee's draws
+        ({"score": {"num_samples": 8}}, True, 16),  # --ignore-recall-guarantee
+        ({"score": None}, False, 16),  # damaged: reported when the guarantee loads
+        ("not an entry", False, 16),
+        (None, False, 16),
+    ],
+)
+def test_predict_default_draws_are_a_guarantees_or_16(entry, ignored, expected):
+    import argparse
+
+    from bayesseg.cli.predict import _default_draws
+    from bayesseg.recipes.segmentation import NUM_SAMPLES
+
+    args = argparse.Namespace(ignore_recall_guarantee=ignored)
+    assert NUM_SAMPLES == 16
+    assert _default_draws(args, {"recall_guarantee": entry}) == expected

@@ -87,10 +87,28 @@ class _NoisyLayer(keras.layers.Layer):
         return x + tf.random.normal(tf.shape(x))
 
 
-def _functional(first):
+def _functional(first, model_class=keras.Model):
     inputs = keras.Input((6,))
     h = first(inputs)
     h = keras.layers.Dense(4, activation="relu")(h)
+    return model_class(inputs, bs.layers.DenseFlipout(1)(h))
+
+
+def _noisy_lambda(x):
+    return x + tf.random.normal(tf.shape(x))
+
+
+class OwnCallModel(keras.Model):
+    """A functional model whose own ``call`` is not its graph."""
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=training) * 0.0 + 7.0
+
+
+def _masked():
+    inputs = keras.Input((5, 2))
+    h = keras.layers.Masking(0.0)(inputs)
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Dense(3)(h))
     return keras.Model(inputs, bs.layers.DenseFlipout(1)(h))
 
 
@@ -103,9 +121,15 @@ def _functional(first):
         (lambda: keras.Sequential([keras.Input((6,)), bs.layers.DenseFlipout(1)]), False),
         (lambda: keras.Sequential([keras.Input((6,)), keras.layers.Dense(1)]), False),
         (lambda: bs.models.bayesian_unet((16, 16, 1), 1, 2, depth=2, bayesian_blocks="all"), False),
+        (lambda: _functional(keras.layers.Lambda(_noisy_lambda)), False),  # the user's code
+        (lambda: _functional(keras.Sequential([keras.Input((6,)), _NoisyLayer()])), False),
+        (lambda: _functional(keras.Sequential([keras.Input((6,)), keras.layers.Dense(5)])), True),
+        (lambda: _functional(keras.layers.Dense(5), OwnCallModel), False),
+        (_masked, False),
     ],
     ids=["keras-dense-first", "custom-layer", "bayesian-first", "sequential", "deterministic",
-         "all-bayesian-unet"],
+         "all-bayesian-unet", "lambda", "nested-custom-layer", "nested-keras-layers",
+         "own-call", "masking"],
 )  # fmt: skip
 def test_only_what_no_draw_can_change_is_shared(build, shared, monkeypatch):
     model = build()
@@ -113,5 +137,8 @@ def test_only_what_no_draw_can_change_is_shared(build, shared, monkeypatch):
     x = np.random.default_rng(1).normal(size=(4, *model.input_shape[1:])).astype("float32")
     a = _predict(model, x, True, monkeypatch)
     b = _predict(model, x, False, monkeypatch)
-    if not any(isinstance(layer, _NoisyLayer) for layer in model.layers):  # unseeded noise
+    noisy = (_NoisyLayer, keras.layers.Lambda)  # unseeded noise: no two runs agree
+    if not any(isinstance(layer, noisy) for layer in model._flatten_layers()):
         np.testing.assert_allclose(a.mean, b.mean, atol=1e-6)
+    if isinstance(model, OwnCallModel):
+        np.testing.assert_allclose(a.mean[..., 0], 1 / (1 + np.exp(-7.0)), rtol=1e-6)

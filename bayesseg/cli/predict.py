@@ -97,11 +97,12 @@ def _default_draws(args: argparse.Namespace, metadata: dict) -> int:
     with (a model trained when the default was 8 keeps its guarantee), else
     :data:`~bayesseg.recipes.segmentation.NUM_SAMPLES`."""
     entry = metadata.get("recall_guarantee")
-    if entry and not getattr(args, "ignore_recall_guarantee", False):
-        recorded = entry.get("score", {}).get("num_samples")
+    if isinstance(entry, dict) and not getattr(args, "ignore_recall_guarantee", False):
+        score = entry.get("score")
+        recorded = score.get("num_samples") if isinstance(score, dict) else None
         if isinstance(recorded, int) and recorded >= 1:
             return recorded
-    return NUM_SAMPLES
+    return NUM_SAMPLES  # a damaged entry is reported when the guarantee loads
 
 
 def _class_weights(args: argparse.Namespace, metadata: dict, metadata_path: Path):

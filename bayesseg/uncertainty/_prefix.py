@@ -7,11 +7,14 @@ cuts such a functional model into ``prefix`` (every layer no draw can change)
 and ``suffix`` (the rest), so that ``model(x) == suffix(prefix(x))`` and
 ``predict_mc`` runs the prefix once per batch and only the suffix per draw.
 
-The cut is conservative: a layer belongs to the prefix only if it is a Keras
-layer or operation, or a bayesseg layer holding no Bayesian layer, and all
-its inputs come from the prefix; any other layer (a user's own, which might
-draw noise at inference) counts as random. Models that are not single-input,
-single-output Keras functional models are never cut.
+The cut is conservative: a layer belongs to the prefix only if it and every
+layer nested in it are Keras's or bayesseg's own, hold no Bayesian layer and
+run no code of the user's (``Lambda`` and the wrappers of other frameworks'
+modules count as the user's), and all its inputs come from the prefix; any
+other layer (which might draw noise at inference) counts as random. Models
+that are not single-input, single-output Keras functional models with
+Keras's own ``call``, or that mask (``Masking``, ``Embedding(mask_zero=True)``),
+are never cut.
 """
 
 from __future__ import annotations
@@ -56,11 +59,34 @@ class Split:
         return list(out) if isinstance(out, list | tuple) else [out]
 
 
+# Keras layers that run the user's code, which might draw noise at inference.
+_USER_CODE = tuple(
+    cls
+    for cls in (
+        getattr(keras.layers, name, None)
+        for name in ("Lambda", "TFSMLayer", "JaxLayer", "FlaxLayer", "TorchModuleWrapper")
+    )
+    if isinstance(cls, type)
+)
+
+
 def _deterministic_operation(operation) -> bool:
-    module = type(operation).__module__
-    if not module.startswith(_DETERMINISTIC_MODULES):
+    if not isinstance(operation, keras.layers.Layer):
+        return type(operation).__module__.startswith(_DETERMINISTIC_MODULES)
+    if bayesian_layers(operation):
         return False
-    return not (isinstance(operation, keras.layers.Layer) and bayesian_layers(operation))
+    return all(
+        type(part).__module__.startswith(_DETERMINISTIC_MODULES)
+        and not isinstance(part, _USER_CODE)
+        for part in operation._flatten_layers(include_self=True)
+    )
+
+
+def _masks(model) -> bool:
+    return any(
+        isinstance(layer, keras.layers.Masking) or getattr(layer, "mask_zero", False)
+        for layer in model._flatten_layers(include_self=False)
+    )
 
 
 def _producer(tensor):
@@ -71,7 +97,9 @@ def _producer(tensor):
 def _find_split(model) -> Split | None:
     from keras.src.models.functional import Functional
 
-    if not isinstance(model, Functional) or not bayesian_layers(model):
+    if not isinstance(model, Functional) or type(model).call is not Functional.call:
+        return None  # a subclass's own call is not the graph
+    if not bayesian_layers(model) or _masks(model):
         return None
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         return None
@@ -110,9 +138,10 @@ def split_deterministic(model: keras.layers.Layer) -> Split | None:
 
     Returns:
         A :class:`Split`, or None when nothing can be shared between draws
-        (not a single-input, single-output functional model; no Bayesian
-        layer; noise from the first layer; a layer that is neither Keras's
-        nor bayesseg's before the first Bayesian layer).
+        (not a single-input, single-output functional model with Keras's
+        own ``call``; no Bayesian layer; masking; noise from the first
+        layer; before the first Bayesian layer, a layer that is neither
+        Keras's nor bayesseg's or that runs the user's code).
 
     Example:
 
