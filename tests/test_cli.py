@@ -634,10 +634,11 @@ def test_train_calibration_split_fits_on_held_out_images_and_predict_applies_it(
     assert meta["class_counts"] == np.bincount(np.ravel(kept_masks), minlength=2).tolist()
     calibration = keras.saving.deserialize_keras_object(entry["config"], safe_mode=True)
     assert isinstance(calibration, bs.calibration.PlattScaling)
-    # The mean over 8 draws is calibrated: 512 pixels, each with its 8 draws
-    # (img2, held out, has its NaN pixel zeroed: counted, not dropped).
+    # The mean over predict's 16 draws is calibrated: 512 pixels, each with its
+    # 16 draws (img2, held out, has its NaN pixel zeroed: counted, not dropped).
     assert "img2" in held
-    assert entry["fit"]["num_elements"] == 2 * 16 * 16 and entry["fit"]["num_draws"] == 8
+    assert entry["fit"]["num_elements"] == 2 * 16 * 16 and entry["fit"]["num_draws"] == 16
+    assert entry["num_samples"] == 16
     assert entry["fit"]["nll_after"] <= entry["fit"]["nll_before"]
 
     # predict applies it: its maps equal predict_mc with the calibrator.
