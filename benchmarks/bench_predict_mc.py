@@ -73,15 +73,19 @@ def main(argv=None) -> dict:
     deterministic = _build(keras.layers.Conv2D, keras.layers.Conv2DTranspose)
     bayesian = _build(bs.layers.Conv2DFlipout, bs.layers.Conv2DTransposeFlipout)
 
-    @tf.function
-    def keras_forwards(x):
-        total = tf.zeros_like(x)
-        for _ in tf.range(num_samples):
-            total += tf.sigmoid(deterministic(x, training=False))
-        return total
+    def forwards(model):
+        """T deterministic passes of ``model`` in one tf.function (sigmoid, summed)."""
 
-    def run_keras():
-        return keras_forwards(x).numpy()
+        @tf.function
+        def run(x):
+            total = tf.zeros_like(x)
+            for _ in tf.range(num_samples):
+                total += tf.sigmoid(model(x, training=False))
+            return total
+
+        return lambda: run(x).numpy()
+
+    run_keras = forwards(deterministic)
 
     def run_predict_mc():
         return predict_mc(bayesian, x_np, num_samples=num_samples, batch_size=args.batch, verbose=0)
@@ -92,13 +96,6 @@ def main(argv=None) -> dict:
 
     twin = bs.models.unet((128, 128, 1), 1, base_filters=16, depth=4)
     default = bs.models.bayesian_unet((128, 128, 1), 1, base_filters=16, depth=4)
-
-    @tf.function
-    def twin_forwards(x):
-        total = tf.zeros_like(x)
-        for _ in tf.range(num_samples):
-            total += tf.sigmoid(twin(x, training=False))
-        return total
 
     def run_default(share):
         def run():
@@ -116,7 +113,7 @@ def main(argv=None) -> dict:
         "keras_T_forwards": run_keras,
         "predict_mc": run_predict_mc,
         "python_loop": run_loop,
-        "twin_T_forwards": lambda: twin_forwards(x).numpy(),
+        "twin_T_forwards": forwards(twin),
         "default_unet": run_default(True),
         "default_whole": run_default(False),
     }
