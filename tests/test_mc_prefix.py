@@ -30,7 +30,13 @@ def _predict(model, x, share, monkeypatch, **options):
     monkeypatch.setattr(_prefix, "SHARE", share)
     for layer in bs.layers.bayesian_layers(model):
         layer.noise_step.assign(0)
-    return bs.uncertainty.predict_mc(model, x, num_samples=5, batch_size=2, verbose=0, **options)
+    for layer in model._flatten_layers():
+        if getattr(layer, "stateful", False):
+            layer.reset_state()  # both runs start from the same state
+    batch = model.inputs[0].shape[0] or 2  # a stateful RNN fixes its batch
+    return bs.uncertainty.predict_mc(
+        model, x, num_samples=5, batch_size=batch, verbose=0, **options
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,6 +111,12 @@ class OwnCallModel(keras.Model):
         return super().call(inputs, training=training) * 0.0 + 7.0
 
 
+def _stateful():
+    inputs = keras.Input(batch_shape=(4, 5, 2))
+    h = keras.layers.LSTM(3, stateful=True)(inputs)
+    return keras.Model(inputs, bs.layers.DenseFlipout(1)(h))
+
+
 def _masked():
     inputs = keras.Input((5, 2))
     h = keras.layers.Masking(0.0)(inputs)
@@ -126,10 +138,11 @@ def _masked():
         (lambda: _functional(keras.Sequential([keras.Input((6,)), keras.layers.Dense(5)])), True),
         (lambda: _functional(keras.layers.Dense(5), OwnCallModel), False),
         (_masked, False),
+        (_stateful, False),
     ],
     ids=["keras-dense-first", "custom-layer", "bayesian-first", "sequential", "deterministic",
          "all-bayesian-unet", "lambda", "nested-custom-layer", "nested-keras-layers",
-         "own-call", "masking"],
+         "own-call", "masking", "stateful-rnn"],
 )  # fmt: skip
 def test_only_what_no_draw_can_change_is_shared(build, shared, monkeypatch):
     model = build()

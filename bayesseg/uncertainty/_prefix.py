@@ -10,7 +10,8 @@ and ``suffix`` (the rest), so that ``model(x) == suffix(prefix(x))`` and
 The cut is conservative: a layer belongs to the prefix only if it and every
 layer nested in it are Keras's or bayesseg's own, hold no Bayesian layer and
 run no code of the user's (``Lambda`` and the wrappers of other frameworks'
-modules count as the user's), and all its inputs come from the prefix; any
+modules count as the user's), keep no state across calls (a stateful RNN
+advances with every draw), and all its inputs come from the prefix; any
 other layer (which might draw noise at inference) counts as random. Models
 that are not single-input, single-output Keras functional models with
 Keras's own ``call``, or that mask (``Masking``, ``Embedding(mask_zero=True)``),
@@ -78,6 +79,7 @@ def _deterministic_operation(operation) -> bool:
     return all(
         type(part).__module__.startswith(_DETERMINISTIC_MODULES)
         and not isinstance(part, _USER_CODE)
+        and not getattr(part, "stateful", False)  # its state advances with every draw
         for part in operation._flatten_layers(include_self=True)
     )
 
