@@ -30,11 +30,6 @@ from bayesseg.cli.training import (
 )
 from bayesseg.recipes.segmentation import NUM_SAMPLES
 
-# Monte Carlo draws per held-out batch when `train --calibration-split` fits
-# the calibration: predict's default, since the map is fitted to the mean of
-# the draws that predict reports.
-_CALIBRATION_SAMPLES = NUM_SAMPLES
-
 
 # --------------------------------------------------------------------------
 # Options
@@ -158,8 +153,10 @@ def _fit_calibration(model, options: dict, held_scan, patch, num_classes: int, q
     # A class absent from the held-out masks has an unbounded bias: fit the
     # temperature alone then, rather than fail after training.
     fit_bias = bool(np.all(np.asarray(held_scan.class_counts)[:num_classes] > 0))
+    # predict's draws: the map is fitted to the mean of the draws predict reports.
+    draws = NUM_SAMPLES
     calibration = bs.calibration.fit_calibration(
-        model, dataset, num_samples=_CALIBRATION_SAMPLES, seed=options["seed"], fit_bias=fit_bias
+        model, dataset, num_samples=draws, seed=options["seed"], fit_bias=fit_bias
     )
     result = dict(calibration.fit_result)
     if not quiet:
@@ -173,7 +170,7 @@ def _fit_calibration(model, options: dict, held_scan, patch, num_classes: int, q
         "kind": type(calibration).__name__,
         "config": keras.saving.serialize_keras_object(calibration),
         "held_out_images": list(held_scan.names),
-        "num_samples": _CALIBRATION_SAMPLES,
+        "num_samples": draws,
         "fit": result,
     }
 

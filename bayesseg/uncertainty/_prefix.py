@@ -121,13 +121,11 @@ def _find_split(model) -> Split | None:
                 if deterministic[id(_producer(tensor))] and id(tensor) not in seen:
                     seen.add(id(tensor))
                     shared.append(tensor)
-    if not shared or all(any(t is i for i in model.inputs) for t in shared):
+    inputs = model.inputs[0]
+    if all(tensor is inputs for tensor in shared):
         return None  # noise from the first layer on: nothing to share
-    prefix = keras.Model(model.inputs[0], shared, name=f"{model.name}_shared")
-    suffix = keras.Model(shared, model.outputs[0], name=f"{model.name}_drawn")
-    if bayesian_layers(prefix) or len(bayesian_layers(suffix)) != len(bayesian_layers(model)):
-        return None
-    return Split(prefix, suffix)
+    prefix = keras.Model(inputs, shared, name=f"{model.name}_shared")
+    return Split(prefix, keras.Model(shared, model.outputs[0], name=f"{model.name}_drawn"))
 
 
 def split_deterministic(model: keras.layers.Layer) -> Split | None:
