@@ -13,7 +13,10 @@ it; ``--setting bench`` is the configuration of ``bench_quality.py``
 ``--setting nuclei`` trains the tour's configuration on a real
 fluorescence image of nuclei (``_real_nuclei.py``: 320 training, 8
 validation and 16 held-out 64x64 tiles; the seed changes only the
-initialisation and batch order), kept for confirmation.
+initialisation and batch order), kept for confirmation. ``--setting
+membranes`` does the same on electron-microscopy sections
+(``_real_membranes.py``: 320 training, 8 validation and 128 held-out
+tiles), the real set levers may be screened on.
 
 Variants (every one gets the same number of epochs; a warm start's
 deterministic epochs count):
@@ -60,7 +63,8 @@ to the MC mean instead of per draw; the NLL at 4 and 8 draws over that at
 16.
 
 Run: python benchmarks/explore_regimes.py [--epochs 12 36] [--variants twin,bayes,...]
-      [--setting tour|tour_bn|bench|nuclei] [--seed 0] [--json out.jsonl] [--draw-repeats 8]
+      [--setting tour|tour_bn|bench|nuclei|membranes] [--seed 0] [--json out.jsonl]
+      [--draw-repeats 8]
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import _real_membranes  # noqa: E402
 import _real_nuclei  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -98,6 +103,7 @@ SETTINGS = {
     "tour_bn": {"base_filters": 8, "normalization": "batch", "lr": 2e-3, "batch": 16},
     "bench": {"base_filters": 16, "normalization": "batch", "lr": 3e-3, "batch": 8},
     "nuclei": {"base_filters": 8, "normalization": None, "lr": 2e-3, "batch": 16},
+    "membranes": {"base_filters": 8, "normalization": None, "lr": 2e-3, "batch": 16},
 }
 UNET_OPTIONS = {"reparam": {"estimator": "reparameterization"}}
 BLOCKS = ("all", "decoder", "bottleneck", "last")
@@ -135,6 +141,8 @@ def _parts(variant: str) -> tuple[set[str], dict[str, float]]:
 def _data(seed: int, setting: str = "tour", size: int = 64):
     if setting == "nuclei":
         return _real_nuclei.load()
+    if setting == "membranes":
+        return _real_membranes.load()
     shape = (size, size)
     train = bs.data.synthetic_lesions(200, shape=shape, seed=seed)
     val = bs.data.synthetic_lesions(50, shape=shape, seed=seed + 2000)
