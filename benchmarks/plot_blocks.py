@@ -12,7 +12,8 @@ bars are means over the paired seeds, dots single seeds.
 
 ``--variants`` names the variants and their legend labels, ``name=label``
 separated by ``;`` (default: the default U-Net, whose scales start at
-0.001, and the same U-Net started at 0.01, the default before).
+0.001 and move at a multiplier of 10, the same at 20, and at 20 started
+at 0.01: the two defaults before).
 
 Run: python benchmarks/plot_blocks.py OUT.png --regimes R.jsonl [...]
       [--multiclass M.jsonl ...] [--variants "name=label;..."]
@@ -31,8 +32,9 @@ import numpy as np  # noqa: E402
 from plot_regimes import load  # noqa: E402  (JSON lines, from benchmarks/)
 
 VARIANTS = {
-    "bottleneck+init0.001": "default: bottleneck + head, scales start at 0.001",
-    "bottleneck+init0.01": "the same, scales start at 0.01 (the default before)",
+    "mult10": "default: bottleneck + head, scales start at 0.001, multiplier 10",
+    "bottleneck+init0.001": "the same at multiplier 20 (the default before)",
+    "bottleneck+init0.01": "multiplier 20, scales start at 0.01 (the default before that)",
 }
 
 
@@ -62,13 +64,13 @@ def paired(regimes, multiclass, variants=VARIANTS) -> dict:
 
 def plot(out: str, regimes, multiclass, variants=VARIANTS) -> None:
     pairs = paired(regimes, multiclass, variants)
-    order = ("tour", "bench", "nuclei", "32 classes")
+    order = ("tour", "bench", "membranes", "nuclei", "32 classes")
     groups = sorted(
         {g for g, _ in pairs},
         key=lambda g: (next(i for i, o in enumerate(order) if g.startswith(o)), len(g), g),
     )
-    figure, axes = plt.subplots(1, 2, figsize=(13, 4.4))
-    width = 0.38
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.9))
+    width = 0.8 / len(variants)
     for i, (variant, label) in enumerate(variants.items()):
         for panel, axis in enumerate(axes):
             xs, means = [], []
@@ -76,7 +78,7 @@ def plot(out: str, regimes, multiclass, variants=VARIANTS) -> None:
                 values = [p[panel] for p in pairs.get((group, variant), [])]
                 if not values:
                     continue
-                x = j + (i - 0.5) * width
+                x = j + (i - (len(variants) - 1) / 2) * width
                 xs.append(x)
                 means.append(float(np.mean(values)))
                 axis.plot([x] * len(values), values, "k.", ms=4)
@@ -95,8 +97,9 @@ def plot(out: str, regimes, multiclass, variants=VARIANTS) -> None:
     axes[1].set_title("NLL against the twin (dashed: the 1.02 target)")
     for axis in axes:
         axis.set_xticks(range(len(groups)), groups, fontsize=8)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(variants), fontsize=8)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(out, dpi=110)
 
 

@@ -92,6 +92,34 @@ def test_bayesian_unet_scales_start_at_the_unet_default():
         assert row.median_scale == pytest.approx(1e-3, rel=1e-4)
 
 
+def test_bayesian_unet_scales_move_at_the_unet_multiplier():
+    # bayesian_unet moves its scales at a multiplier of 10 (layers alone: 20;
+    # the binary recipe keeps 20 at its rate of 1e-3, the many-class one 2).
+    # Adam's first step moves every rho by its learning rate, so log(scale)
+    # moves by multiplier * lr: 0.02 under the tour's Adam 2e-3, the binary
+    # recipe's 1e-3 x 20 (for small scales softplus(x) ~ exp(x)).
+    import tensorflow as tf
+
+    from bayesseg._defaults import DEFAULT_UNET_SCALE_MULTIPLIER
+    from bayesseg.recipes import SegmentationConfig
+
+    assert DEFAULT_UNET_SCALE_MULTIPLIER == 10.0
+    assert bs.layers.Conv2DFlipout(4, 3).scale_multiplier == 20.0
+    assert SegmentationConfig().resolve(2).scale_multiplier == 20.0
+    assert SegmentationConfig().resolve(32).scale_multiplier == 2.0
+    model = bs.models.bayesian_unet((16, 16, 1), 1, base_filters=4, depth=3)
+    layers = bs.layers.bayesian_layers(model)
+    assert {layer.scale_multiplier for layer in layers} == {10.0}
+    head = model.get_layer("logits")
+    before = np.log(head.posterior_scale("kernel").numpy())
+    optimizer = keras.optimizers.Adam(2e-3)
+    with tf.GradientTape() as tape:
+        widen = -tf.reduce_sum(head.posterior_scale("kernel"))
+    optimizer.apply_gradients([(tape.gradient(widen, head.kernel_rho), head.kernel_rho)])
+    after = np.log(head.posterior_scale("kernel").numpy())
+    np.testing.assert_allclose(after - before, 10 * 2e-3, rtol=0.01)
+
+
 def test_output_bias_initialises_the_head():
     freqs = np.array([0.4, 0.3, 0.2, 0.08, 0.02])
     model = bs.models.bayesian_unet(

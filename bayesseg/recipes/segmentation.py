@@ -109,8 +109,9 @@ class SegmentationConfig:
         kl_scaling: "per-example" (1/N), "per-batch" (1/(M B)) or "blundell".
         posterior_scale_init, scale_multiplier: the posterior's start and
             parameterisation, or None: by the number of classes (0.001 and
-            20 for 2 classes, as ``bs.models.bayesian_unet``'s; 0.01 and 2
-            for more).
+            20 for 2 classes: at the recipe's rate of 1e-3 the scales move
+            up to 0.02 per step, as ``bs.models.bayesian_unet``'s default
+            of 10 does under Adam 2e-3; 0.01 and 2 for more).
         seed: the seed of the weights and the data order.
 
     Example:
