@@ -7,13 +7,14 @@ measurements behind these values are in docs/uncertainty.md.
 # Initial posterior standard deviation of every Bayesian weight.
 DEFAULT_POSTERIOR_SCALE_INIT = 0.01
 # A U-Net's Bayesian layers (bs.models.bayesian_unet, the segmentation
-# recipe) start 10x narrower. With the multiplier below the scales still reach
-# their trained size within a run (they grow 25-30x in 12 epochs of the README
-# tour, 40-60x in 36), but the noise then rises while the means fit instead of
-# being there from the first step: against the deterministic twin started from
-# the same weights, the held-out NLL at 12 epochs went from 1.02x the twin's to
-# 0.99x, at about the same NLL at 36 epochs (0.0212 against 0.0207; both
-# 0.80x the twin's; docs/uncertainty.md, "Which layers are Bayesian").
+# recipe) start 10x narrower. Measured at a scale multiplier of 20 (the U-Net's
+# default then; 10 now, below), the scales still reached their trained size
+# within a run (they grew 25-30x in 12 epochs of the README tour, 40-60x in
+# 36), but the noise then rose while the means fit instead of being there from
+# the first step: against the deterministic twin started from the same
+# weights, the held-out NLL at 12 epochs went from 1.02x the twin's to 0.99x,
+# at about the same NLL at 36 epochs (0.0212 against 0.0207; both 0.80x the
+# twin's; docs/uncertainty.md, "Which layers are Bayesian").
 DEFAULT_UNET_POSTERIOR_SCALE_INIT = 1e-3
 # scale = softplus(DEFAULT_SCALE_MULTIPLIER * rho): under Adam-type optimizers
 # the scales move up to this many times the learning rate per step (in log
@@ -21,15 +22,18 @@ DEFAULT_UNET_POSTERIOR_SCALE_INIT = 1e-3
 DEFAULT_SCALE_MULTIPLIER = 20.0
 # A U-Net's Bayesian layers (bs.models.bayesian_unet) move their scales at
 # half that speed: with the tour's Adam 2e-3 up to 0.02 per step in log space,
-# the binary recipe's speed (1e-3 x 20). At 20 the bottleneck's scales reached
-# their trained size within a hundred updates, and on real electron-microscopy
-# sections the noise then slowed the fit: at 12 epochs the held-out NLL was
-# 1.08x the deterministic twin's, 1.005x at 10 (seeds 0-2); on a real nuclei
-# image, confirmed after the choice, 1.005x (1.035x at 20). It gives back a
-# little at long budgets (NLL 0.82x the twin's at 36 tour epochs, 0.71x in
-# the benchmark's configuration, against 0.80x and 0.66x at 20) and, at 12
-# epochs, most of the epistemic share (docs/uncertainty.md, "Which layers
-# are Bayesian").
+# the speed of both segmentation recipes (1e-3 x 20 binary, 1e-2 x 2 for many
+# classes). At 20 the bottleneck's scales reached most of the prior's width
+# within the 240 updates of 12 epochs on real electron-microscopy sections,
+# and the noise slowed the fit: held-out NLL 1.079x the deterministic twin's,
+# 1.006x at 10 (means of the per-seed ratios, seeds 0-2); on a real nuclei
+# image, confirmed after the choice, 1.006x (1.035x at 20). Over six seeds:
+# 1.006x and 1.018x, against 1.032x and 1.023x at 20, with single seeds
+# spread over 0.95-1.05 at 10 and 0.93-1.15 at 20, so the gain is modest.
+# It gives back a little at long budgets (0.83x the twin's NLL at 36 tour
+# epochs, 0.74x in the benchmark's configuration, against 0.80x and 0.69x at
+# 20) and, at 12 epochs, most of the epistemic share (docs/uncertainty.md,
+# "Which layers are Bayesian").
 DEFAULT_UNET_SCALE_MULTIPLIER = 10.0
 # Recurrent layers move their scales 5x faster than the learning rate, not 20x:
 # on the anomaly demo (640 series of 512 steps) 20 let the KL widen the

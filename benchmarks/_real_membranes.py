@@ -14,11 +14,11 @@ their SHA-256.
 
 Unlike the nuclei image (``_real_nuclei.py``), which is kept for
 confirmation only, this set may be tuned on: it is where a lever is
-screened on real data before the nuclei image confirms it. Split, by
-section, so no pixel is shared: section 0's top five rows of 64x64 tiles
-for training (40 tiles, each with its 8 flips and quarter turns: 320
-images, as many as the nuclei set has), its sixth row for validation
-(8 tiles), every tile of sections 20 and 29 held out (128 tiles). The
+screened on real data before the nuclei image confirms it. Split so that
+no pixel is shared: section 0's top five rows of 64x64 tiles for training
+(40 tiles, each with its 8 flips and quarter turns: 320 images, as many as
+the nuclei set has), its sixth row for validation (8 tiles), every tile of
+sections 20 and 29 held out (128 tiles). The
 foreground (1) is the membrane; intensities are standardised by the
 training tiles' pooled mean and standard deviation.
 """
@@ -59,7 +59,8 @@ def fetch() -> Path:
                 path.write_bytes(response.read())
         found = _sha256(path.read_bytes())
         if found != digest:
-            raise RuntimeError(f"{path}: SHA-256 {found}, expected {digest}")
+            path.unlink()  # so that the next run downloads it again
+            raise RuntimeError(f"{URL}/{name}: SHA-256 {found}, expected {digest}")
     return CACHE
 
 

@@ -13,10 +13,11 @@ bars are means over the paired seeds, dots single seeds.
 ``--variants`` names the variants and their legend labels, ``name=label``
 separated by ``;`` (default: the default U-Net, whose scales start at
 0.001 and move at a multiplier of 10, the same at 20, and at 20 started
-at 0.01: the two defaults before).
+at 0.01: the two defaults before; the labels describe binary U-Nets).
+``--seeds`` (default 0 1 2) keeps the paired seeds the docs report.
 
 Run: python benchmarks/plot_blocks.py OUT.png --regimes R.jsonl [...]
-      [--multiclass M.jsonl ...] [--variants "name=label;..."]
+      [--multiclass M.jsonl ...] [--variants "name=label;..."] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ VARIANTS = {
 }
 
 
-def paired(regimes, multiclass, variants=VARIANTS) -> dict:
-    """(group, variant) -> [(quality difference, NLL ratio)] per seed."""
+def paired(regimes, multiclass, variants=VARIANTS, seeds=(0, 1, 2)) -> dict:
+    """(group, variant) -> [(quality difference, NLL ratio)] per seed in ``seeds``."""
     table = {}
     for r in regimes:  # the last row of a (setting, epochs, seed, variant) wins
         table[(f"{r['setting']}\n{r['epochs']} ep", r["seed"], r["variant"])] = (
@@ -57,13 +58,13 @@ def paired(regimes, multiclass, variants=VARIANTS) -> dict:
     out = defaultdict(list)
     for (group, seed, variant), (quality, nll) in table.items():
         twin = table.get((group, seed, "twin"))
-        if variant in variants and twin:
+        if variant in variants and twin and seed in seeds:
             out[(group, variant)].append((quality - twin[0], nll / twin[1]))
     return out
 
 
-def plot(out: str, regimes, multiclass, variants=VARIANTS) -> None:
-    pairs = paired(regimes, multiclass, variants)
+def plot(out: str, regimes, multiclass, variants=VARIANTS, seeds=(0, 1, 2)) -> None:
+    pairs = paired(regimes, multiclass, variants, seeds)
     order = ("tour", "bench", "membranes", "nuclei", "32 classes")
     groups = sorted(
         {g for g, _ in pairs},
@@ -109,11 +110,12 @@ def main(argv=None) -> None:
     parser.add_argument("--regimes", nargs="+", required=True)
     parser.add_argument("--multiclass", nargs="*", default=[])
     parser.add_argument("--variants", default=None, help='"name=label;name=label"')
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
     variants = VARIANTS
     if args.variants:
         variants = dict(item.split("=", 1) for item in args.variants.split(";"))
-    plot(args.out, load(args.regimes), load(args.multiclass), variants)
+    plot(args.out, load(args.regimes), load(args.multiclass), variants, tuple(args.seeds))
 
 
 if __name__ == "__main__":
