@@ -94,19 +94,28 @@ def test_bayesian_unet_scales_start_at_the_unet_default():
 
 def test_bayesian_unet_scales_move_at_the_unet_multiplier():
     # bayesian_unet moves its scales at a multiplier of 10 (layers alone: 20;
-    # the binary recipe keeps 20 at its rate of 1e-3, the many-class one 2).
-    # Adam's first step moves every rho by its learning rate, so log(scale)
-    # moves by multiplier * lr: 0.02 under the tour's Adam 2e-3, the binary
-    # recipe's 1e-3 x 20 (for small scales softplus(x) ~ exp(x)).
+    # the binary recipe builds its U-Net with 20 at its rate of 1e-3, the
+    # many-class one with 2 at 1e-2). Adam's first step moves every rho by
+    # its learning rate, so log(scale) moves by multiplier * lr: 0.02 under
+    # the tour's Adam 2e-3, as in both recipes (for small scales
+    # softplus(x) ~ exp(x)).
     import tensorflow as tf
 
     from bayesseg._defaults import DEFAULT_UNET_SCALE_MULTIPLIER
-    from bayesseg.recipes import SegmentationConfig
+    from bayesseg.recipes import SegmentationConfig, build_segmentation_model
 
     assert DEFAULT_UNET_SCALE_MULTIPLIER == 10.0
     assert bs.layers.Conv2DFlipout(4, 3).scale_multiplier == 20.0
-    assert SegmentationConfig().resolve(2).scale_multiplier == 20.0
-    assert SegmentationConfig().resolve(32).scale_multiplier == 2.0
+    binary, many = SegmentationConfig().resolve(2), SegmentationConfig().resolve(32)
+    assert binary.learning_rate * binary.scale_multiplier == pytest.approx(2e-3 * 10.0)
+    assert many.learning_rate * many.scale_multiplier == pytest.approx(2e-3 * 10.0)
+    config = SegmentationConfig(base_filters=2, depth=2)
+    for num_classes, multiplier in ((2, 20.0), (32, 2.0)):
+        counts = [990] + [10] * (num_classes - 1)
+        built, _, _ = build_segmentation_model(config, (8, 8, 1), num_classes, counts, 40, 10)
+        assert {layer.scale_multiplier for layer in bs.layers.bayesian_layers(built)} == {
+            multiplier
+        }
     model = bs.models.bayesian_unet((16, 16, 1), 1, base_filters=4, depth=3)
     layers = bs.layers.bayesian_layers(model)
     assert {layer.scale_multiplier for layer in layers} == {10.0}
