@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from _real_nuclei import TILE, _dihedral, _read, _sha256, _tiles
+from _real_nuclei import TILE, _read, _sha256, _tiles, describe, standardised_splits
 
 CACHE = Path(__file__).resolve().parent / ".data" / "isbi2012_membranes"
 COMMIT = "b45af4d458437d8281cc218a07fd4380818ece4a"
@@ -89,17 +89,8 @@ def load():
     held_out = [section(index) for index in SECTIONS["test"]]
     images["test"] = np.concatenate([_tiles(i, range(rows)) for i, _ in held_out])
     masks["test"] = np.concatenate([_tiles(m, range(rows)) for _, m in held_out])
-    images["train"], masks["train"] = _dihedral(images["train"]), _dihedral(masks["train"])
-    mean, std = images["train"].mean(), images["train"].std()
-
-    def pair(name):
-        x = ((images[name] - mean) / std).astype(np.float32)[..., None]
-        return x, masks[name].astype(np.float32)[..., None]
-
-    return pair("train"), pair("val"), pair("test")
+    return standardised_splits(images, masks)
 
 
 if __name__ == "__main__":
-    (x, y), (xv, yv), (xt, yt) = load()
-    for name, (xs, ys) in {"train": (x, y), "val": (xv, yv), "test": (xt, yt)}.items():
-        print(name, xs.shape, f"membrane fraction {ys.mean():.3f}", f"mean {xs.mean():+.3f}")
+    describe(load(), "membrane")

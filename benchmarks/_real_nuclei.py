@@ -128,6 +128,15 @@ def load():
     splits = {"train": range(0, 5), "val": range(5, 6), "test": range(6, 8)}
     images = {name: _tiles(image, rows) for name, rows in splits.items()}
     masks = {name: _tiles(mask, rows) for name, rows in splits.items()}
+    return standardised_splits(images, masks)
+
+
+def standardised_splits(images: dict, masks: dict):
+    """``(x, y), (x_val, y_val), (x_test, y_test)`` from tiles per split: the
+    training tiles under their 8 flips and quarter turns, every image
+    standardised by the training tiles' pooled mean and standard deviation,
+    float32 with a channel axis."""
+    images, masks = dict(images), dict(masks)
     images["train"], masks["train"] = _dihedral(images["train"]), _dihedral(masks["train"])
     mean, std = images["train"].mean(), images["train"].std()
 
@@ -138,7 +147,11 @@ def load():
     return pair("train"), pair("val"), pair("test")
 
 
+def describe(splits, foreground: str) -> None:
+    """Print each split's shape, foreground fraction and mean intensity."""
+    for name, (xs, ys) in zip(("train", "val", "test"), splits, strict=True):
+        print(name, xs.shape, f"{foreground} fraction {ys.mean():.3f}", f"mean {xs.mean():+.3f}")
+
+
 if __name__ == "__main__":
-    (x, y), (xv, yv), (xt, yt) = load()
-    for name, (xs, ys) in {"train": (x, y), "val": (xv, yv), "test": (xt, yt)}.items():
-        print(name, xs.shape, f"nucleus fraction {ys.mean():.3f}", f"mean {xs.mean():+.3f}")
+    describe(load(), "nucleus")
