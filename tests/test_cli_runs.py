@@ -50,6 +50,7 @@ def _with_callback(monkeypatch, callback):
 # --------------------------------------------------------------------------
 # Divergence
 # --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_divergence_in_the_first_epoch_is_one_line_and_leaves_nothing(tmp_path, capsys):
     args = _train_args(tmp_path, 2, "--learning-rate", "1e6")
     assert main(args) == 2
@@ -73,6 +74,7 @@ class _PoisonAfterFirstEpoch(keras.callbacks.Callback):
             bias.assign(np.full(bias.shape, np.nan, "float32"))
 
 
+@pytest.mark.slow
 def test_divergence_after_an_epoch_keeps_that_epoch(tmp_path, capsys, monkeypatch):
     args = _train_args(tmp_path, 3)
     out = tmp_path / "run"
@@ -180,6 +182,7 @@ def test_another_run_in_the_folder_is_refused(finished_run, tmp_path, capsys, ch
     assert message in err and "add --overwrite" in err
 
 
+@pytest.mark.slow
 def test_overwrite_trains_from_scratch_and_keeps_other_files(finished_run, tmp_path, capsys):
     args = _copy_run(finished_run, tmp_path)
     out = tmp_path / "run"
@@ -222,6 +225,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_resumed_run_says_so_and_writes_each_epoch_once(tmp_path, capsys, monkeypatch):
     args = _train_args(tmp_path, 3)
     out = tmp_path / "run"
@@ -244,6 +248,7 @@ def test_resumed_run_says_so_and_writes_each_epoch_once(tmp_path, capsys, monkey
     assert not (out / "backup").exists()
 
 
+@pytest.mark.slow
 def test_run_stopped_in_its_first_epoch_restarts(finished_run, tmp_path, capsys):
     """Killed before any epoch ended: model.json says 0 epochs, no backup."""
     args = _copy_run(finished_run, tmp_path)

@@ -73,6 +73,7 @@ def test_resolve_strategy(monkeypatch):
         bs.training.resolve_strategy("multiworker")
 
 
+@pytest.mark.slow
 def test_train_mirrored_on_two_replicas_equals_default(tmp_path):
     default, mirrored = tmp_path / "default", tmp_path / "mirrored"
     assert main(_args(tmp_path, default, "--strategy", "default", *DETERMINISTIC)) == 0

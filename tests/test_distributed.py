@@ -158,6 +158,7 @@ def test_two_worker_processes_agree_with_each_other_and_a_single_process(tmp_pat
     assert result["max_weight_update"] > 1e-3
 
 
+@pytest.mark.slow
 def test_fit_distributed_trains_a_plain_keras_model_as_fit_does():
     """A deterministic U-Net (``bayesseg train --bayesian-blocks none``): Keras' own
     train step scales its loss for the replicas, so 2 replicas equal one device."""
@@ -187,6 +188,7 @@ def test_fit_distributed_trains_a_plain_keras_model_as_fit_does():
         bs.training.fit_distributed(uncompiled, dataset, epochs=1)
 
 
+@pytest.mark.slow
 def test_strategies_resolved_one_after_another_keep_their_all_reduces_apart():
     """Two MirroredStrategy over the same devices, models of other shapes: a bare
     second MirroredStrategy fails ("Shape mismatch in the collective instance")."""

@@ -212,6 +212,7 @@ def tiny_series():
 _TINY = {"window": 96, "epochs": 1, "units": (4,), "conv_filters": (4,), "num_samples": 2}
 
 
+@pytest.mark.slow
 def test_train_series_threshold_is_the_best_on_its_validation_series(tiny_series, tmp_path):
     x, y = tiny_series
     run = train_series(x, y, SeriesConfig(**_TINY))
@@ -310,6 +311,7 @@ def test_train_task_series_writes_a_model_predict_applies(tiny_series, tmp_path,
     assert probs.shape == (len(x[1]),) and np.all((probs >= 0) & (probs <= 1))
 
 
+@pytest.mark.slow
 def test_train_task_series_reads_labels_from_a_csv_column(tiny_series, tmp_path, capsys):
     x, y = tiny_series
     _write(tmp_path, x, y, csv_every=1, label_column="anomaly")
@@ -410,6 +412,7 @@ def series_folder(tiny_series, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_series_rerun_of_a_finished_run_does_nothing(series_folder, tmp_path, capsys):
     import shutil
 
@@ -437,6 +440,7 @@ def test_series_rerun_of_a_finished_run_does_nothing(series_folder, tmp_path, ca
     assert main(args) == 2 and "add --overwrite" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_series_divergence_is_one_line_and_leaves_nothing(series_folder, tmp_path, capsys):
     import shutil
 
@@ -489,6 +493,7 @@ def test_series_interrupted_run_resumes_and_logs_each_epoch_once(
     assert saved["run"]["finished"] and saved["decision"]["correction_weights"]
 
 
+@pytest.mark.slow
 def test_predict_refuses_an_unfinished_series_run(series_folder, tmp_path, capsys):
     import shutil
 
