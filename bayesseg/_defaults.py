@@ -30,10 +30,10 @@ DEFAULT_SCALE_MULTIPLIER = 20.0
 # image, confirmed after the choice, 1.006x (1.035x at 20). Over six seeds:
 # 1.006x and 1.018x, against 1.032x and 1.023x at 20, with single seeds
 # spread over 0.95-1.05 at 10 and 0.93-1.15 at 20, so the gain is modest.
-# It gives back a little at long budgets (0.83x the twin's NLL at 36 tour
-# epochs, 0.74x in the benchmark's configuration, against 0.80x and 0.69x at
-# 20) and, at 12 epochs, most of the epistemic share (docs/uncertainty.md,
-# "Which layers are Bayesian").
+# It gives back some at long budgets (0.83x the twin's NLL at 36 tour
+# epochs, 0.74x in the benchmark's configuration, 0.95x on the membranes at
+# 36 epochs, against 0.80x, 0.69x and 0.82x at 20) and, at 12 epochs, most
+# of the epistemic share (docs/uncertainty.md, "Which layers are Bayesian").
 DEFAULT_UNET_SCALE_MULTIPLIER = 10.0
 # Recurrent layers move their scales 5x faster than the learning rate, not 20x:
 # on the anomaly demo (640 series of 512 steps) 20 let the KL widen the
