@@ -76,11 +76,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import _real_membranes  # noqa: E402
-import _real_nuclei  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_quality import _calibration, _likelihood, _predict  # noqa: E402
+from bench_quality import REAL, _calibration, _likelihood, _predict  # noqa: E402
 
 import bayesseg as bs  # noqa: E402
 
@@ -102,9 +100,8 @@ SETTINGS = {
     "tour": {"base_filters": 8, "normalization": None, "lr": 2e-3, "batch": 16},
     "tour_bn": {"base_filters": 8, "normalization": "batch", "lr": 2e-3, "batch": 16},
     "bench": {"base_filters": 16, "normalization": "batch", "lr": 3e-3, "batch": 8},
-    "nuclei": {"base_filters": 8, "normalization": None, "lr": 2e-3, "batch": 16},
-    "membranes": {"base_filters": 8, "normalization": None, "lr": 2e-3, "batch": 16},
 }
+SETTINGS |= dict.fromkeys(REAL, SETTINGS["tour"])  # the tour's network on real images
 UNET_OPTIONS = {"reparam": {"estimator": "reparameterization"}}
 BLOCKS = ("all", "decoder", "bottleneck", "last")
 UNET_OPTIONS |= {blocks: {"bayesian_blocks": blocks} for blocks in BLOCKS}
@@ -139,10 +136,8 @@ def _parts(variant: str) -> tuple[set[str], dict[str, float]]:
 
 
 def _data(seed: int, setting: str = "tour", size: int = 64):
-    if setting == "nuclei":
-        return _real_nuclei.load()
-    if setting == "membranes":
-        return _real_membranes.load()
+    if setting in REAL:
+        return REAL[setting].load()
     shape = (size, size)
     train = bs.data.synthetic_lesions(200, shape=shape, seed=seed)
     val = bs.data.synthetic_lesions(50, shape=shape, seed=seed + 2000)

@@ -74,9 +74,10 @@ PREDICT_WINDOWS = "predict's default windows"
 #: loss of 3e3 on seed 0, against a largest of 0.7 with 2). The scales' start
 #: goes with their speed: 0.001 where they can grow 0.02 per step from the
 #: first step (the binary recipe; on the tour at 2e-3 x 20, 0.04 per step,
-#: 1.02x -> 0.99x the twin's NLL at 12 epochs), 0.01 where the many-class schedule warms the rate up and the
-#: multiplier is 2 (from 0.001 the 32-class posterior barely widened: mean
-#: recall 0.587 and NLL 1.02x the twin's, against 0.593 and 1.00x from 0.01).
+#: 1.02x -> 0.99x the twin's NLL at 12 epochs), 0.01 where the many-class
+#: schedule warms the rate up and the multiplier is 2 (from 0.001 the
+#: 32-class posterior barely widened: mean recall 0.587 and NLL 1.02x the
+#: twin's, against 0.593 and 1.00x from 0.01).
 CLASS_DEPENDENT_DEFAULTS = {
     "class_weights": ("balanced", "inverse_sqrt"),
     "learning_rate": (1e-3, 1e-2),
